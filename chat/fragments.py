@@ -1,0 +1,101 @@
+"""HTML fragments sent over the websocket. Each is a named partial of the page it belongs to,
+so a turn has one template whether it arrives with the page, by htmx or over the socket."""
+
+from __future__ import annotations
+
+from django.template.loader import render_to_string
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+
+from chat.markdown import render_markdown
+from chat.models import Turn
+
+
+def turn_context(turn: Turn, snapshot: dict | None = None) -> dict:
+    """Template context of one turn; a running turn shows the live snapshot of its answer."""
+    if snapshot is not None:
+        answer_html = mark_safe("".join(snapshot["blocks"]))
+        tail_html = mark_safe(snapshot["tail"])
+        reasoning_html = mark_safe("".join(snapshot["reasoning_blocks"]) + snapshot["reasoning_tail"])
+    else:
+        answer_html = mark_safe(render_markdown(turn.output_text))
+        tail_html = ""
+        reasoning_html = mark_safe(render_markdown(turn.reasoning_text))
+    return {
+        "turn": turn,
+        "answer_html": answer_html,
+        "tail_html": tail_html,
+        "reasoning_html": reasoning_html,
+        "user_html": mark_safe(render_markdown(turn.user_text)),
+    }
+
+
+def render_turn(turn: Turn, snapshot: dict | None = None) -> str:
+    return render_to_string("chat/thread.html#turn", turn_context(turn, snapshot))
+
+
+def appended_turn(turn: Turn, snapshot: dict | None) -> str:
+    return format_html(
+        '<div id="turns" hx-swap-oob="beforeend">{}</div>{}',
+        mark_safe(render_turn(turn, snapshot)),
+        composer_state(busy=True),
+    )
+
+
+def replaced_turn(turn: Turn, snapshot: dict | None = None, announce: str = "") -> str:
+    html = render_turn(turn, snapshot).replace("<article ", '<article hx-swap-oob="true" ', 1)
+    if turn.is_finished:
+        html += composer_state(busy=False)
+    if announce:
+        html += format_html('<div id="announcer" hx-swap-oob="true" role="status" aria-live="polite">{}</div>', announce)
+    return html
+
+
+def delta(message: dict, known_blocks: int, known_reasoning: int) -> SafeString:
+    """The part of a coalesced delta this socket has not shown yet (blocks are never doubled)."""
+    turn_id = message["turn_id"]
+    parts = [
+        _new_blocks(f"turn-{turn_id}-answer", message["start"], message["blocks"], known_blocks),
+        format_html('<div id="turn-{}-tail" hx-swap-oob="innerHTML">{}</div>', turn_id, mark_safe(message["tail"])),
+    ]
+    if message["reasoning_blocks"] or message["reasoning_tail"]:
+        parts.append(
+            _new_blocks(
+                f"turn-{turn_id}-reasoning",
+                message["reasoning_start"],
+                message["reasoning_blocks"],
+                known_reasoning,
+            )
+        )
+        parts.append(
+            format_html(
+                '<div id="turn-{}-reasoning-tail" hx-swap-oob="innerHTML">{}</div>',
+                turn_id,
+                mark_safe(message["reasoning_tail"]),
+            )
+        )
+    return mark_safe("".join(parts))
+
+
+def _new_blocks(target: str, start: int, blocks: list[str], known: int) -> str:
+    fresh = blocks[known - start :] if start <= known else blocks
+    if not fresh:
+        return ""
+    return format_html(
+        '<div id="{}" hx-swap-oob="beforeend">{}</div>', target, mark_safe("".join(fresh))
+    )
+
+
+def composer_state(*, busy: bool) -> str:
+    return render_to_string("chat/thread.html#composer-state", {"busy": busy})
+
+
+def error_notice(message: str) -> str:
+    return format_html(
+        '<div id="composer-error" hx-swap-oob="true" class="composer-error" role="alert">{}</div>',
+        message,
+    )
+
+
+def join_html(parts: list[str]) -> SafeString:
+    return format_html_join("", "{}", ((mark_safe(p),) for p in parts))

@@ -1,0 +1,24 @@
+"""First run: until an account exists, every page leads to the form that creates it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.contrib.auth import get_user_model
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+
+
+class FirstRunMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.has_accounts = False  # once true it stays true: no query per request after that
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_accounts:
+            self.has_accounts = get_user_model().objects.exists()
+            setup_url = reverse("setup")
+            if not self.has_accounts and request.path != setup_url and not request.path.startswith("/static/"):
+                return redirect(setup_url)
+        return self.get_response(request)

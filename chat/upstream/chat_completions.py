@@ -1,0 +1,215 @@
+"""``POST /v1/chat/completions``: build the request; translate its stream or body into events.
+
+Only choice 0 is relayed. Requests with ``n > 1`` would need one answer per choice index; the
+product does not ask for them yet.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .events import (
+    Completed,
+    Event,
+    Failed,
+    ReasoningDelta,
+    Started,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallDone,
+    Usage,
+)
+from .responses_api import MALFORMED_MESSAGE
+from .sse import SSEMessage
+
+__all__ = ["ChatStreamTranslator", "build_request", "parse_response"]
+
+# finish_reason values that mean the answer stopped early, mapped to Completed.reason.
+_INCOMPLETE = {"length": "max_tokens", "content_filter": "content_filter"}
+
+
+def build_request(
+    model: str, messages: list[dict[str, Any]], *, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A streaming request body that asks for usage in the last chunk. ``params`` pass through."""
+    body: dict[str, Any] = dict(params or {})
+    body["model"] = model
+    body["messages"] = messages
+    body["stream"] = True
+    stream_options = body.get("stream_options")
+    body["stream_options"] = {
+        **(stream_options if isinstance(stream_options, dict) else {}),
+        "include_usage": True,
+    }
+    return body
+
+
+def _ending(finish_reason: str | None, response_id: str | None) -> Completed:
+    if finish_reason in _INCOMPLETE:
+        return Completed(response_id, "incomplete", _INCOMPLETE[finish_reason])
+    return Completed(response_id, "completed")
+
+
+def _error(error: Any) -> Failed:
+    message = error.get("message") if isinstance(error, dict) else error
+    code = error.get("code") if isinstance(error, dict) else None
+    if not isinstance(message, str) or not message:
+        message = "The gateway reported an error during the answer."
+    return Failed(message, "upstream", code=str(code) if code else None)
+
+
+def _first_choice(choices: Any) -> dict[str, Any] | None:
+    for choice in choices if isinstance(choices, list) else []:
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            return choice
+    return None
+
+
+def _reasoning(container: dict[str, Any]) -> Any:
+    # DeepSeek and most gateways say "reasoning_content"; some proxies (OpenRouter) say "reasoning".
+    value = container.get("reasoning_content")
+    return value if value is not None else container.get("reasoning")
+
+
+def parse_response(body: dict[str, Any]) -> list[Event]:
+    """Events for a non-streamed ``chat.completion`` body."""
+    if not isinstance(body, dict):
+        return [Failed(MALFORMED_MESSAGE, "protocol")]
+    if body.get("error") and not body.get("choices"):
+        return [_error(body["error"])]
+    response_id = body.get("id") if isinstance(body.get("id"), str) else None
+    events: list[Event] = [Started(response_id, body.get("model"))]
+    choice = _first_choice(body.get("choices")) or {}
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    reasoning = _reasoning(message)
+    if isinstance(reasoning, str) and reasoning:
+        events.append(ReasoningDelta(reasoning))
+    if isinstance(message.get("content"), str) and message["content"]:
+        events.append(TextDelta(message["content"]))
+    tool_calls = message.get("tool_calls")
+    for position, call in enumerate(tool_calls if isinstance(tool_calls, list) else []):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            continue
+        events.append(
+            ToolCallDone(
+                call.get("index", position) if isinstance(call.get("index"), int) else position,
+                str(call.get("id") or ""),
+                str(function.get("name") or ""),
+                str(function.get("arguments") or ""),
+            )
+        )
+    if isinstance(body.get("usage"), dict):
+        events.append(Usage.from_payload(body["usage"]))
+    finish_reason = choice.get("finish_reason")
+    events.append(_ending(finish_reason if isinstance(finish_reason, str) else None, response_id))
+    return events
+
+
+@dataclass(slots=True)
+class _ToolCall:
+    call_id: str | None = None
+    name: str | None = None
+    arguments: list[str] = field(default_factory=list)
+    done: bool = False
+
+
+class ChatStreamTranslator:
+    """Turns one ``chat.completion.chunk`` stream into normalized events; one instance per stream.
+
+    With ``include_usage`` the usage chunk comes *after* the chunk carrying ``finish_reason``, so
+    Usage and Completed are held back until ``[DONE]`` (or :meth:`close`, for gateways that end
+    the stream without ``[DONE]``).
+    """
+
+    def __init__(self) -> None:
+        self._started = False
+        self._response_id: str | None = None
+        self._finish_reason: str | None = None
+        self._usage: Usage | None = None
+        self._tool_calls: dict[int, _ToolCall] = {}
+        self._ended = False
+
+    def feed(self, message: SSEMessage) -> list[Event]:
+        data = message.data.strip()
+        if not data or self._ended:
+            return []
+        if data == "[DONE]":
+            return self._end()
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return [Failed(MALFORMED_MESSAGE, "protocol")]
+        if not isinstance(chunk, dict):
+            return [Failed(MALFORMED_MESSAGE, "protocol")]
+        if chunk.get("error"):
+            # Some gateways report a failure mid-stream as a chunk with an "error" object.
+            self._ended = True
+            return [_error(chunk["error"])]
+
+        events: list[Event] = []
+        if not self._started:
+            self._started = True
+            self._response_id = chunk.get("id") if isinstance(chunk.get("id"), str) else None
+            events.append(Started(self._response_id, chunk.get("model")))
+        if isinstance(chunk.get("usage"), dict):
+            # Some gateways repeat running usage on every chunk; the last one reported wins.
+            self._usage = Usage.from_payload(chunk["usage"])
+        choice = _first_choice(chunk.get("choices"))
+        if choice is None:
+            return events
+        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        reasoning = _reasoning(delta)
+        if isinstance(reasoning, str) and reasoning:
+            events.append(ReasoningDelta(reasoning))
+        if isinstance(delta.get("content"), str) and delta["content"]:
+            events.append(TextDelta(delta["content"]))
+        tool_calls = delta.get("tool_calls")
+        for position, piece in enumerate(tool_calls if isinstance(tool_calls, list) else []):
+            if isinstance(piece, dict):
+                events.extend(self._tool_call_piece(position, piece))
+        finish_reason = choice.get("finish_reason")
+        if isinstance(finish_reason, str) and finish_reason:
+            self._finish_reason = finish_reason
+            events.extend(self._finish_calls())
+        return events
+
+    def close(self) -> list[Event]:
+        """End of stream without ``[DONE]``: finished only if a ``finish_reason`` was seen."""
+        if self._ended or self._finish_reason is None:
+            return []
+        return self._end()
+
+    def _tool_call_piece(self, position: int, piece: dict[str, Any]) -> list[Event]:
+        # Providers that send each call whole, in one chunk, sometimes leave out "index".
+        index = piece.get("index") if isinstance(piece.get("index"), int) else position
+        call = self._tool_calls.setdefault(index, _ToolCall())
+        if isinstance(piece.get("id"), str) and piece["id"]:
+            call.call_id = piece["id"]
+        function = piece.get("function") if isinstance(piece.get("function"), dict) else {}
+        if isinstance(function.get("name"), str) and function["name"]:
+            call.name = call.name or function["name"]  # arrives whole, in the call's first piece
+        arguments = function.get("arguments")
+        arguments = arguments if isinstance(arguments, str) else ""
+        if arguments:
+            call.arguments.append(arguments)
+        return [ToolCallDelta(index, call.call_id, call.name, arguments)]
+
+    def _finish_calls(self) -> list[Event]:
+        events: list[Event] = []
+        for index, call in sorted(self._tool_calls.items()):
+            if not call.done:
+                call.done = True
+                arguments = "".join(call.arguments)
+                events.append(ToolCallDone(index, call.call_id or "", call.name or "", arguments))
+        return events
+
+    def _end(self) -> list[Event]:
+        self._ended = True
+        events = self._finish_calls()
+        if self._usage is not None:
+            events.append(self._usage)
+        events.append(_ending(self._finish_reason, self._response_id))
+        return events

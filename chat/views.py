@@ -1,0 +1,180 @@
+"""HTTP views: parse, authorize, render. The product's logic lives in chat.services."""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import get_user_model, login
+from django.contrib.auth.decorators import login_not_required
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from chat import fragments
+from chat.forms import AccountCreationForm, RenameThreadForm
+from chat.models import Provider, SiteSettings, Thread, Turn
+from chat.services import conversation, generation, providers
+
+
+def _thread_or_404(request: HttpRequest, thread_id: int) -> Thread:
+    thread = conversation.thread_for(request.user, thread_id)
+    if thread is None:
+        raise Http404("No such chat.")
+    return thread
+
+
+def _sidebar(user) -> list[Thread]:
+    return list(conversation.visible_threads(user).only("pk", "title", "updated_at")[:200])
+
+
+def _parse_model_choice(value: str) -> tuple[Provider | None, str]:
+    """``"<provider id>:<model id>"`` from the model picker → (enabled provider, model)."""
+    provider_id, _, model = value.partition(":")
+    if not provider_id.isdigit() or not model:
+        return None, ""
+    return Provider.objects.filter(pk=int(provider_id), enabled=True).first(), model
+
+
+async def _model_context(request: HttpRequest, selected: str = "", *, refresh: bool = False) -> dict:
+    groups = await providers.all_models(refresh=refresh)
+    if not selected:
+        selected = request.session.get("last_model", "")
+    available = [f"{g.provider_id}:{m}" for g in groups for m in g.models]
+    if selected not in available and available:
+        selected = available[0]
+    return {"model_groups": groups, "selected_model": selected}
+
+
+# -- first run and accounts --------------------------------------------------------------------
+
+
+@login_not_required
+def setup(request: HttpRequest) -> HttpResponse:
+    """The first visitor of an empty install creates the first account, which becomes admin."""
+    User = get_user_model()
+    if User.objects.exists():
+        return redirect("chat:home")
+    form = AccountCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            if User.objects.select_for_update().exists():
+                return redirect("login")
+            user = form.save(commit=False)
+            user.is_staff = user.is_superuser = True
+            user.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, "Welcome! Your account is the administrator of this Switchboard.")
+        return redirect("chat:home")
+    return render(request, "registration/setup.html", {"form": form})
+
+
+@login_not_required
+def signup(request: HttpRequest) -> HttpResponse:
+    if not SiteSettings.load().allow_signup:
+        raise Http404("Sign-up is turned off. Ask an administrator for an account.")
+    form = AccountCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("chat:home")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+# -- chat pages ----------------------------------------------------------------------------------
+
+
+@require_GET
+async def home(request: HttpRequest) -> HttpResponse:
+    user = await request.auser()
+    context = await _model_context(request)
+    context |= {"threads": await sync_to_async(_sidebar)(user), "thread": None}
+    return await sync_to_async(render)(request, "chat/thread.html", context)
+
+
+@require_POST
+async def new_thread(request: HttpRequest) -> HttpResponse:
+    """Create a chat from the first message and start answering it; then show the chat."""
+    user = await request.auser()
+    text = request.POST.get("message", "")
+    choice = request.POST.get("model", "")
+
+    def create() -> Thread:
+        provider, model = _parse_model_choice(choice)
+        if provider is None:
+            raise conversation.TurnRejected("Pick a model first.")
+        conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
+        return Thread.objects.create(owner=user, provider=provider, model=model)
+
+    try:
+        thread = await sync_to_async(create)()
+        await generation.start_turn(user, thread.pk, text)
+    except conversation.TurnRejected as exc:
+        if request.htmx:
+            return HttpResponse(fragments.error_notice(str(exc)))
+        messages.error(request, str(exc))
+        return redirect("chat:home")
+    request.session["last_model"] = choice
+    await request.session.asave()
+    url = thread.get_absolute_url()
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@require_GET
+async def thread_page(request: HttpRequest, thread_id: int) -> HttpResponse:
+    user = await request.auser()
+
+    def load() -> dict:
+        thread = _thread_or_404(request, thread_id)
+        path = conversation.thread_path(thread)
+        turns = [fragments.turn_context(t, generation.running_snapshot(t.pk)) for t in path]
+        return {"thread": thread, "turns": turns, "threads": _sidebar(user)}
+
+    context = await sync_to_async(load)()
+    thread = context["thread"]
+    selected = f"{thread.provider_id}:{thread.model}" if thread.provider_id else ""
+    context |= await _model_context(request, selected)
+    context["busy"] = any(t["turn"].status == Turn.Status.IN_PROGRESS for t in context["turns"])
+    return await sync_to_async(render)(request, "chat/thread.html", context)
+
+
+@require_POST
+def set_model(request: HttpRequest, thread_id: int) -> HttpResponse:
+    thread = _thread_or_404(request, thread_id)
+    provider, model = _parse_model_choice(request.POST.get("model", ""))
+    if provider is None:
+        return HttpResponse(fragments.error_notice("That model is not available."), status=422)
+    thread.provider, thread.model = provider, model
+    thread.save(update_fields=["provider", "model", "updated_at"])
+    request.session["last_model"] = request.POST["model"]
+    return HttpResponse(fragments.error_notice(""))
+
+
+@require_POST
+async def refresh_models(request: HttpRequest) -> HttpResponse:
+    context = await _model_context(request, request.POST.get("model", ""), refresh=True)
+    return await sync_to_async(render)(request, "chat/thread.html#model-picker", context)
+
+
+@require_POST
+def rename_thread(request: HttpRequest, thread_id: int) -> HttpResponse:
+    thread = _thread_or_404(request, thread_id)
+    form = RenameThreadForm(request.POST)
+    if form.is_valid():
+        thread.title = form.cleaned_data["title"]
+        thread.save(update_fields=["title", "updated_at"])
+    return render(request, "chat/thread.html#thread-title", {"thread": thread, "threads": _sidebar(request.user)})
+
+
+@require_POST
+def delete_thread(request: HttpRequest, thread_id: int) -> HttpResponse:
+    thread = _thread_or_404(request, thread_id)
+    for turn_id in thread.turns.filter(status=Turn.Status.IN_PROGRESS).values_list("pk", flat=True):
+        generation.stop_turn(turn_id)
+    thread.delete()
+    messages.success(request, "Chat deleted.")
+    url = reverse("chat:home")
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)

@@ -1,0 +1,55 @@
+// Switchboard's own small script: Enter to send, follow the stream, copy buttons, Escape to stop.
+(function () {
+  "use strict";
+
+  function turns() { return document.getElementById("turns"); }
+
+  // Follow the stream unless the reader scrolled up to read something earlier.
+  var following = true;
+  function nearBottom(el) { return el.scrollHeight - el.scrollTop - el.clientHeight < 80; }
+  function scrollToEnd() { var el = turns(); if (el) el.scrollTop = el.scrollHeight; }
+  document.addEventListener("scroll", function (event) {
+    if (event.target === turns()) following = nearBottom(event.target);
+  }, true);
+  document.addEventListener("htmx:wsAfterMessage", function () { if (following) scrollToEnd(); });
+  document.addEventListener("DOMContentLoaded", scrollToEnd);
+
+  // Enter sends, Shift+Enter makes a new line.
+  document.addEventListener("keydown", function (event) {
+    var box = event.target;
+    if (box.id === "message" && event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      if (box.value.trim()) box.form.requestSubmit();
+    }
+    if (event.key === "Escape") {
+      var stop = document.querySelector("button.stop");
+      if (stop) stop.click();
+    }
+  });
+
+  // A message sent over the socket clears the box and follows the answer.
+  document.addEventListener("htmx:wsAfterSend", function (event) {
+    var form = event.detail.elt;
+    if (form && form.id === "composer") { form.reset(); following = true; scrollToEnd(); }
+  });
+
+  // The websocket's state, for the user (and for tests): reconnecting is shown, not silent.
+  function setConnection(state) {
+    var conversation = document.getElementById("conversation");
+    if (conversation) conversation.dataset.socket = state;
+  }
+  document.addEventListener("htmx:wsOpen", function () { setConnection("open"); });
+  document.addEventListener("htmx:wsClose", function () { setConnection("closed"); });
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (!button) return;
+    var source = document.querySelector(button.dataset.copy);
+    if (!source || !navigator.clipboard) return;
+    navigator.clipboard.writeText(source.innerText).then(function () {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    });
+  });
+})();
