@@ -15,6 +15,9 @@ class ProviderForm(forms.ModelForm):
         help_text="Leave empty to keep the current key. Stored encrypted; never shown again.",
     )
     clear_api_key = forms.BooleanField(required=False, label="Remove the stored key")
+    base_url = forms.URLField(
+        max_length=500, assume_scheme="https", help_text="Up to and including /v1, e.g. https://gw.example/v1"
+    )
 
     class Meta:
         model = Provider

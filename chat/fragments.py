@@ -47,7 +47,8 @@ def replaced_turn(turn: Turn, snapshot: dict | None = None, announce: str = "") 
     if turn.is_finished:
         html += composer_state(busy=False)
     if announce:
-        html += format_html('<div id="announcer" hx-swap-oob="true" role="status" aria-live="polite">{}</div>', announce)
+        # Only the live region's text changes, so screen readers announce it once.
+        html += format_html('<div id="announcer" hx-swap-oob="innerHTML">{}</div>', announce)
     return html
 
 

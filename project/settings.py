@@ -158,6 +158,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns at every start otherwise
 # Serve straight from static/ unless the deployment ran collectstatic and turned this off.
 WHITENOISE_USE_FINDERS = env_bool("STATIC_USE_FINDERS", True)
 

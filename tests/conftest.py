@@ -6,18 +6,21 @@ import itertools
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 
 from chat.models import Provider, Thread
 
-pytest_plugins = ["tests.gateway_fixtures"]
+pytest_plugins = ["tests.gateway_fixtures", "tests.live_server"]
 
 _numbers = itertools.count(1)
 
 
 @pytest.fixture(autouse=True)
-def _fast_streaming(settings):
+def _test_settings(settings):
     settings.STREAM_COALESCE_SECONDS = 0.01
     settings.DEMO_GATEWAY_ENABLED = False
+    settings.SECURE_SSL_REDIRECT = False
+    cache.clear()
 
 
 @pytest.fixture

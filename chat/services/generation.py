@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -89,7 +90,11 @@ class TurnRunner:
     # -- public -------------------------------------------------------------------------------
 
     def start(self) -> asyncio.Task[None]:
-        self.task = asyncio.get_running_loop().create_task(self.run(), name=f"turn-{self.turn_id}")
+        # A fresh context: the task must not inherit the request's thread-sensitive executor,
+        # which asgiref shuts down when that request ends (the turn outlives it).
+        self.task = asyncio.get_running_loop().create_task(
+            self.run(), name=f"turn-{self.turn_id}", context=contextvars.Context()
+        )
         return self.task
 
     def stop(self) -> None:

@@ -156,6 +156,10 @@ class GatewayClient:
         self._in_flight = 0
         self._retired = False
 
+    @property
+    def is_closed(self) -> bool:
+        return self._http.is_closed
+
     def matches(self, base_url: str, api_key: str, timeouts: Timeouts) -> bool:
         return self._identity == (base_url.rstrip("/"), api_key, timeouts)
 
@@ -291,10 +295,11 @@ class GatewayClient:
         if isinstance(exc, httpx.ReadTimeout):
             if answering:
                 message = (
-                    f"The gateway sent nothing for {_seconds(t.read)}, so the answer was stopped."
+                    f"The gateway stopped responding (nothing for {_seconds(t.read)}), "
+                    "so the answer was stopped."
                 )
             else:
-                message = f"The gateway did not answer within {_seconds(t.read)}."
+                message = f"The gateway did not respond within {_seconds(t.read)}."
             return Failed(message, "timeout")
         if isinstance(exc, httpx.PoolTimeout):
             return Failed(

@@ -285,8 +285,6 @@ class ResponsesStreamTranslator:
         if "id" not in response and self._response_id:
             response = {**response, "id": self._response_id}
         events: list[Event] = []
-        if not self._started:
-            events.extend(self._created(payload))
         texts, _, _ = _output_texts(response)
         if not self._text_seen and texts:
             # A gateway that buffers everything may send the answer only inside the final event.
