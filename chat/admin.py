@@ -16,7 +16,9 @@ class ProviderForm(forms.ModelForm):
     )
     clear_api_key = forms.BooleanField(required=False, label="Remove the stored key")
     base_url = forms.URLField(
-        max_length=500, assume_scheme="https", help_text="Up to and including /v1, e.g. https://gw.example/v1"
+        max_length=500,
+        assume_scheme="https",
+        help_text="Up to and including /v1, e.g. https://gw.example/v1",
     )
 
     class Meta:
@@ -39,7 +41,16 @@ class ProviderAdmin(admin.ModelAdmin):
     form = ProviderForm
     list_display = ("name", "base_url", "default_api", "enabled", "is_default", "api_key_masked")
     readonly_fields = ("api_key_masked",)
-    fields = ("name", "base_url", "default_api", "enabled", "is_default", "api_key_masked", "api_key", "clear_api_key")
+    fields = (
+        "name",
+        "base_url",
+        "default_api",
+        "enabled",
+        "is_default",
+        "api_key_masked",
+        "api_key",
+        "clear_api_key",
+    )
 
     @admin.display(description="API key")
     def api_key_masked(self, obj: Provider) -> str:
@@ -62,7 +73,15 @@ class ThreadAdmin(admin.ModelAdmin):
 
 @admin.register(Turn)
 class TurnAdmin(admin.ModelAdmin):
-    list_display = ("pk", "thread", "status", "model", "total_tokens", "time_to_first_token_ms", "created_at")
+    list_display = (
+        "pk",
+        "thread",
+        "status",
+        "model",
+        "total_tokens",
+        "time_to_first_token_ms",
+        "created_at",
+    )
     list_filter = ("status", "model")
     list_select_related = ("thread",)
     raw_id_fields = ("thread", "parent", "author")

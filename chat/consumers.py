@@ -48,12 +48,16 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             if not isinstance(data, dict):
                 raise ValueError
         except ValueError:
-            await self.send(fragments.error_notice("The message could not be read. Reload the page."))
+            await self.send(
+                fragments.error_notice("The message could not be read. Reload the page.")
+            )
             return
         action = data.get("action") or "send"
         try:
             if action == "send":
-                await generation.start_turn(self.scope["user"], self.thread_id, str(data.get("message", "")))
+                await generation.start_turn(
+                    self.scope["user"], self.thread_id, str(data.get("message", ""))
+                )
                 await self.send(fragments.error_notice(""))
             elif action == "stop":
                 await self._stop(data.get("turn_id"))
@@ -102,7 +106,11 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         self.known.pop(message["turn_id"], None)
         turn = await self._turn(message["turn_id"])
         if turn is not None:
-            await self.send(fragments.replaced_turn(turn, announce=f"Answer {turn.get_status_display().lower()}."))
+            await self.send(
+                fragments.replaced_turn(
+                    turn, announce=f"Answer {turn.get_status_display().lower()}."
+                )
+            )
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -113,7 +121,10 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     def _remember(self, snapshot: dict | None) -> None:
         if snapshot is not None:
-            self.known[snapshot["turn_id"]] = (len(snapshot["blocks"]), len(snapshot["reasoning_blocks"]))
+            self.known[snapshot["turn_id"]] = (
+                len(snapshot["blocks"]),
+                len(snapshot["reasoning_blocks"]),
+            )
 
     @database_sync_to_async
     def _turn(self, turn_id: int) -> Turn | None:

@@ -16,7 +16,9 @@ def turn_context(turn: Turn, snapshot: dict | None = None) -> dict:
     if snapshot is not None:
         answer_html = mark_safe("".join(snapshot["blocks"]))
         tail_html = mark_safe(snapshot["tail"])
-        reasoning_html = mark_safe("".join(snapshot["reasoning_blocks"]) + snapshot["reasoning_tail"])
+        reasoning_html = mark_safe(
+            "".join(snapshot["reasoning_blocks"]) + snapshot["reasoning_tail"]
+        )
     else:
         answer_html = mark_safe(render_markdown(turn.output_text))
         tail_html = ""
@@ -57,7 +59,11 @@ def delta(message: dict, known_blocks: int, known_reasoning: int) -> SafeString:
     turn_id = message["turn_id"]
     parts = [
         _new_blocks(f"turn-{turn_id}-answer", message["start"], message["blocks"], known_blocks),
-        format_html('<div id="turn-{}-tail" hx-swap-oob="innerHTML">{}</div>', turn_id, mark_safe(message["tail"])),
+        format_html(
+            '<div id="turn-{}-tail" hx-swap-oob="innerHTML">{}</div>',
+            turn_id,
+            mark_safe(message["tail"]),
+        ),
     ]
     if message["reasoning_blocks"] or message["reasoning_tail"]:
         parts.append(

@@ -19,6 +19,10 @@ class FirstRunMiddleware:
         if not self.has_accounts:
             self.has_accounts = get_user_model().objects.exists()
             setup_url = reverse("setup")
-            if not self.has_accounts and request.path != setup_url and not request.path.startswith("/static/"):
+            if (
+                not self.has_accounts
+                and request.path != setup_url
+                and not request.path.startswith("/static/")
+            ):
                 return redirect(setup_url)
         return self.get_response(request)

@@ -64,7 +64,9 @@ class SiteSettings(models.Model):
 
 
 class Thread(models.Model):
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="threads")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="threads"
+    )
     title = models.CharField(max_length=200, default="New chat")
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=200, blank=True)
@@ -97,18 +99,30 @@ class Turn(models.Model):
         CANCELLED = "cancelled", "Stopped"
         INTERRUPTED = "interrupted", "Interrupted"
 
-    FINISHED = (Status.COMPLETED, Status.INCOMPLETE, Status.FAILED, Status.CANCELLED, Status.INTERRUPTED)
+    FINISHED = (
+        Status.COMPLETED,
+        Status.INCOMPLETE,
+        Status.FAILED,
+        Status.CANCELLED,
+        Status.INTERRUPTED,
+    )
 
     thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="turns")
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     user_text = models.TextField()
     output_text = models.TextField(blank=True, default="")
     reasoning_text = models.TextField(blank=True, default="")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.IN_PROGRESS)
     error = models.TextField(blank=True, default="")
     response_id = models.CharField(max_length=200, blank=True, default="")
-    api = models.CharField(max_length=20, choices=Provider.Api.choices, default=Provider.Api.RESPONSES)
+    api = models.CharField(
+        max_length=20, choices=Provider.Api.choices, default=Provider.Api.RESPONSES
+    )
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=200, blank=True)
     params = models.JSONField(default=dict, blank=True)

@@ -1,6 +1,6 @@
 from channels.auth import AuthMiddlewareStack
-from channels.security.websocket import AllowedHostsOriginValidator
 from channels.routing import URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
 from chat.consumers import ThreadConsumer
@@ -8,4 +8,6 @@ from chat.consumers import ThreadConsumer
 websocket_urlpatterns = [path("ws/threads/<int:thread_id>/", ThreadConsumer.as_asgi())]
 
 # Origin checked against ALLOWED_HOSTS (no cross-site websocket hijacking), then the session user.
-websocket_application = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+websocket_application = AllowedHostsOriginValidator(
+    AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+)

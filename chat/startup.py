@@ -12,7 +12,10 @@ log = logging.getLogger(__name__)
 
 def demo_gateway_key() -> str:
     """The mounted demo gateway only answers Switchboard itself, never anonymous callers."""
-    return "demo-" + hashlib.sha256(b"switchboard-demo:" + settings.SECRET_KEY.encode()).hexdigest()[:32]
+    return (
+        "demo-"
+        + hashlib.sha256(b"switchboard-demo:" + settings.SECRET_KEY.encode()).hexdigest()[:32]
+    )
 
 
 def on_server_start() -> None:

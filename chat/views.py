@@ -39,7 +39,9 @@ def _parse_model_choice(value: str) -> tuple[Provider | None, str]:
     return Provider.objects.filter(pk=int(provider_id), enabled=True).first(), model
 
 
-async def _model_context(request: HttpRequest, selected: str = "", *, refresh: bool = False) -> dict:
+async def _model_context(
+    request: HttpRequest, selected: str = "", *, refresh: bool = False
+) -> dict:
     groups = await providers.all_models(refresh=refresh)
     if not selected:
         selected = request.session.get("last_model", "")
@@ -166,7 +168,11 @@ def rename_thread(request: HttpRequest, thread_id: int) -> HttpResponse:
     if form.is_valid():
         thread.title = form.cleaned_data["title"]
         thread.save(update_fields=["title", "updated_at"])
-    return render(request, "chat/thread.html#thread-title", {"thread": thread, "threads": _sidebar(request.user)})
+    return render(
+        request,
+        "chat/thread.html#thread-title",
+        {"thread": thread, "threads": _sidebar(request.user)},
+    )
 
 
 @require_POST

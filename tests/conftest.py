@@ -25,7 +25,9 @@ def _test_settings(settings):
 
 @pytest.fixture
 def make_user(db):
-    def make(username: str | None = None, *, staff: bool = False, password: str = "correct horse 42"):
+    def make(
+        username: str | None = None, *, staff: bool = False, password: str = "correct horse 42"
+    ):
         username = username or f"user{next(_numbers)}"
         user = get_user_model().objects.create_user(username, f"{username}@example.com", password)
         if staff:

@@ -24,7 +24,12 @@ def test_empty_install_sends_every_page_to_setup(client):
 def test_first_account_becomes_admin_and_is_logged_in(client):
     response = client.post(
         "/setup/",
-        {"username": "admin", "email": "a@example.com", "password1": "a long passphrase 7", "password2": "a long passphrase 7"},
+        {
+            "username": "admin",
+            "email": "a@example.com",
+            "password1": "a long passphrase 7",
+            "password2": "a long passphrase 7",
+        },
     )
     assert response.status_code == 302
     user = get_user_model().objects.get(username="admin")
@@ -36,7 +41,11 @@ def test_setup_is_closed_once_an_account_exists(client, make_user):
     make_user("first")
     response = client.post(
         "/setup/",
-        {"username": "intruder", "password1": "a long passphrase 7", "password2": "a long passphrase 7"},
+        {
+            "username": "intruder",
+            "password1": "a long passphrase 7",
+            "password2": "a long passphrase 7",
+        },
     )
     assert response.status_code == 302
     assert not get_user_model().objects.filter(username="intruder").exists()
@@ -57,7 +66,9 @@ def test_pages_require_login(client, user):
 
 def test_login_and_logout(client, make_user):
     make_user("bob", password="s3cret enough pass")
-    response = client.post("/accounts/login/", {"username": "bob", "password": "s3cret enough pass"})
+    response = client.post(
+        "/accounts/login/", {"username": "bob", "password": "s3cret enough pass"}
+    )
     assert response.status_code == 302
     assert client.get("/").status_code == 200
     client.post("/accounts/logout/")
@@ -78,7 +89,11 @@ def test_signup_when_staff_turned_it_on(client, user):
     SiteSettings.objects.update_or_create(pk=1, defaults={"allow_signup": True})
     response = client.post(
         "/accounts/signup/",
-        {"username": "newbie", "password1": "a long passphrase 7", "password2": "a long passphrase 7"},
+        {
+            "username": "newbie",
+            "password1": "a long passphrase 7",
+            "password2": "a long passphrase 7",
+        },
     )
     assert response.status_code == 302
     newbie = get_user_model().objects.get(username="newbie")
@@ -94,7 +109,11 @@ def test_login_page_hides_signup_link_when_off(client, user):
 def test_change_password(logged_in_client, user):
     response = logged_in_client.post(
         "/accounts/password_change/",
-        {"old_password": "correct horse 42", "new_password1": "another long one 9", "new_password2": "another long one 9"},
+        {
+            "old_password": "correct horse 42",
+            "new_password1": "another long one 9",
+            "new_password2": "another long one 9",
+        },
     )
     assert response.status_code == 302
     user.refresh_from_db()

@@ -31,7 +31,9 @@ async def test_a_provider_that_is_down_is_shown_and_the_page_still_works(alice, 
 
 
 async def test_first_message_creates_the_chat_and_answers_it(alice, user, provider):
-    response = await alice.post("/threads/new/", {"model": f"{provider.pk}:demo-chat", "message": "Plan a picnic"})
+    response = await alice.post(
+        "/threads/new/", {"model": f"{provider.pk}:demo-chat", "message": "Plan a picnic"}
+    )
     thread = await Thread.objects.aget(owner=user)
     assert response.status_code == 302 and response["Location"] == f"/t/{thread.pk}/"
     turn = await Turn.objects.aget(thread=thread)
@@ -61,7 +63,9 @@ async def test_sidebar_lists_only_my_chats_newest_first(alice, user, other_user,
 
 async def test_rename_and_change_model(alice, user, provider):
     thread = await Thread.objects.acreate(owner=user, provider=provider, model="demo-chat")
-    response = await alice.post(f"/t/{thread.pk}/rename/", {"title": "Renamed"}, headers={"HX-Request": "true"})
+    response = await alice.post(
+        f"/t/{thread.pk}/rename/", {"title": "Renamed"}, headers={"HX-Request": "true"}
+    )
     assert 'value="Renamed"' in response.content.decode()
     await alice.post(f"/t/{thread.pk}/model/", {"model": f"{provider.pk}:demo-reasoner"})
     await thread.arefresh_from_db()
@@ -91,7 +95,9 @@ async def test_delete_asks_for_confirmation_and_removes_the_chat(alice, user):
 )
 async def test_another_users_chat_is_not_found(alice, other_user, method, url):
     theirs = await Thread.objects.acreate(owner=other_user, title="Private")
-    response = await getattr(alice, method)(url.format(theirs.pk), {"title": "pwned", "model": "1:x"})
+    response = await getattr(alice, method)(
+        url.format(theirs.pk), {"title": "pwned", "model": "1:x"}
+    )
     assert response.status_code == 404
     await theirs.arefresh_from_db()
     assert theirs.title == "Private"

@@ -1,4 +1,4 @@
-"""A turn's life: streamed from the demo gateway over real HTTP, stored, continued, failed, stopped."""
+"""A turn's life: streamed from the demo gateway over HTTP, stored, continued, failed, stopped."""
 
 import asyncio
 
@@ -39,7 +39,9 @@ async def test_answer_is_stored_with_usage_and_timings(user, thread):
     assert refreshed.current_turn_id == turn.pk
 
 
-async def test_follow_up_sends_only_new_input_with_previous_response_id(user, thread, demo_requests):
+async def test_follow_up_sends_only_new_input_with_previous_response_id(
+    user, thread, demo_requests
+):
     first = await run_turn(user, thread, "First question")
     second = await run_turn(user, thread, "Second question")
     body = demo_requests()[-1]

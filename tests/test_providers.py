@@ -51,7 +51,13 @@ def test_admin_keeps_the_key_when_the_field_is_left_empty(client, make_user):
     provider.set_api_key(SECRET)
     provider.save()
     client.force_login(make_user("root", staff=True))
-    data = {"name": "Gateway 2", "base_url": "https://gw.example/v1", "default_api": "responses", "enabled": "on", "api_key": ""}
+    data = {
+        "name": "Gateway 2",
+        "base_url": "https://gw.example/v1",
+        "default_api": "responses",
+        "enabled": "on",
+        "api_key": "",
+    }
     assert client.post(f"/admin/chat/provider/{provider.pk}/change/", data).status_code == 302
     provider.refresh_from_db()
     assert provider.name == "Gateway 2" and provider.api_key == SECRET

@@ -52,7 +52,9 @@ def validate_message(text: str, max_chars: int) -> str:
     if not text:
         raise TurnRejected("Type a message first.")
     if len(text) > max_chars:
-        raise TurnRejected(f"That message is too long ({len(text):,} characters; the limit is {max_chars:,}).")
+        raise TurnRejected(
+            f"That message is too long ({len(text):,} characters; the limit is {max_chars:,})."
+        )
     return text
 
 

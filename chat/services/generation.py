@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.markdown import StreamingMarkdown
-from chat.models import Provider, Thread, Turn
+from chat.models import Provider, Turn
 from chat.services import conversation
 from chat.services.providers import client_for, default_provider
 from chat.upstream import chat_completions, responses_api
@@ -123,7 +123,9 @@ class TurnRunner:
             await self._consume(started)
         except asyncio.CancelledError:
             asyncio.current_task().uncancel()
-            self.state.status = Turn.Status.CANCELLED if self.stop_requested else Turn.Status.INTERRUPTED
+            self.state.status = (
+                Turn.Status.CANCELLED if self.stop_requested else Turn.Status.INTERRUPTED
+            )
             if not self.stop_requested:
                 self.state.error = "The server shut down before this answer finished."
         except Exception:
@@ -154,7 +156,11 @@ class TurnRunner:
                         await self._checkpoint()
             if failure is None:
                 break
-            if failure.unknown_previous_response and not retried_with_history and not self.state.has_output:
+            if (
+                failure.unknown_previous_response
+                and not retried_with_history
+                and not self.state.has_output
+            ):
                 # The upstream forgot the previous response: resend the whole path, once.
                 retried_with_history = True
                 continue
@@ -170,9 +176,15 @@ class TurnRunner:
         client = client_for(self.plan.provider)
         if turn.api == Provider.Api.CHAT:
             messages = conversation.responses_history(path, turn.user_text)
-            return client.stream_chat(chat_completions.build_request(turn.model, messages, params=turn.params))
-        previous = None if full_history else conversation.continuation_id(path[-1] if path else None)
-        payload = turn.user_text if previous else conversation.responses_history(path, turn.user_text)
+            return client.stream_chat(
+                chat_completions.build_request(turn.model, messages, params=turn.params)
+            )
+        previous = (
+            None if full_history else conversation.continuation_id(path[-1] if path else None)
+        )
+        payload = (
+            turn.user_text if previous else conversation.responses_history(path, turn.user_text)
+        )
         body = responses_api.build_request(
             turn.model, payload, previous_response_id=previous, params=turn.params
         )
@@ -214,7 +226,10 @@ class TurnRunner:
             await asyncio.sleep(settings.STREAM_COALESCE_SECONDS)
 
     async def _publish_delta(self) -> None:
-        answer_start, thoughts_start = len(self.state.answer.blocks), len(self.state.thoughts.blocks)
+        answer_start, thoughts_start = (
+            len(self.state.answer.blocks),
+            len(self.state.thoughts.blocks),
+        )
         blocks, tail = self.state.answer.flush()
         reasoning_blocks, reasoning_tail = self.state.thoughts.flush()
         await self._channel_layer.group_send(
@@ -267,7 +282,9 @@ class TurnRunner:
 # -- entry points used by views and consumers ----------------------------------------------------
 
 
-def _plan_turn(user, thread_id: int, text: str, parent_id: int | None, use_current: bool) -> TurnPlan:
+def _plan_turn(
+    user, thread_id: int, text: str, parent_id: int | None, use_current: bool
+) -> TurnPlan:
     with transaction.atomic():
         thread = conversation.thread_for(user, thread_id)
         if thread is None:
@@ -275,9 +292,13 @@ def _plan_turn(user, thread_id: int, text: str, parent_id: int | None, use_curre
         text = conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
         if thread.turns.filter(status=Turn.Status.IN_PROGRESS).exists():
             raise conversation.TurnRejected("An answer is still being written. Stop it or wait.")
-        provider = thread.provider if thread.provider and thread.provider.enabled else default_provider()
+        provider = (
+            thread.provider if thread.provider and thread.provider.enabled else default_provider()
+        )
         if provider is None:
-            raise conversation.TurnRejected("No gateway is configured. Ask an administrator to add one.")
+            raise conversation.TurnRejected(
+                "No gateway is configured. Ask an administrator to add one."
+            )
         if not thread.model:
             raise conversation.TurnRejected("Pick a model first.")
         path = conversation.thread_path(thread)
@@ -348,7 +369,7 @@ async def wait_for(turn_id: int) -> None:
 
 
 def mark_interrupted_turns() -> int:
-    """On start-up: turns left generating by a previous process keep their text, marked interrupted."""
+    """On start-up: turns a previous process left generating keep their text, marked interrupted."""
     return (
         Turn.objects.filter(status=Turn.Status.IN_PROGRESS)
         .exclude(pk__in=list(_running))

@@ -22,10 +22,14 @@ def ensure_default_provider() -> Provider | None:
     if Provider.objects.exists():
         return Provider.objects.filter(is_default=True).first()
     if settings.OPENAI_BASE_URL:
-        provider = Provider(name=ENV_PROVIDER_NAME, base_url=settings.OPENAI_BASE_URL, is_default=True)
+        provider = Provider(
+            name=ENV_PROVIDER_NAME, base_url=settings.OPENAI_BASE_URL, is_default=True
+        )
         provider.set_api_key(settings.OPENAI_API_KEY)
     elif settings.DEMO_GATEWAY_ENABLED:
-        provider = Provider(name=DEMO_PROVIDER_NAME, base_url=settings.DEMO_GATEWAY_URL, is_default=True)
+        provider = Provider(
+            name=DEMO_PROVIDER_NAME, base_url=settings.DEMO_GATEWAY_URL, is_default=True
+        )
         provider.set_api_key(demo_gateway_key())
     else:
         return None

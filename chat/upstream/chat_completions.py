@@ -67,6 +67,17 @@ def _first_choice(choices: Any) -> dict[str, Any] | None:
     return None
 
 
+def _content_events(part: dict[str, Any]) -> list[Event]:
+    """Reasoning, then text, of a whole ``message`` or a streamed ``delta`` (same fields)."""
+    events: list[Event] = []
+    reasoning = _reasoning(part)
+    if isinstance(reasoning, str) and reasoning:
+        events.append(ReasoningDelta(reasoning))
+    if isinstance(part.get("content"), str) and part["content"]:
+        events.append(TextDelta(part["content"]))
+    return events
+
+
 def _reasoning(container: dict[str, Any]) -> Any:
     # DeepSeek and most gateways say "reasoning_content"; some proxies (OpenRouter) say "reasoning".
     value = container.get("reasoning_content")
@@ -83,11 +94,7 @@ def parse_response(body: dict[str, Any]) -> list[Event]:
     events: list[Event] = [Started(response_id, body.get("model"))]
     choice = _first_choice(body.get("choices")) or {}
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-    reasoning = _reasoning(message)
-    if isinstance(reasoning, str) and reasoning:
-        events.append(ReasoningDelta(reasoning))
-    if isinstance(message.get("content"), str) and message["content"]:
-        events.append(TextDelta(message["content"]))
+    events.extend(_content_events(message))
     tool_calls = message.get("tool_calls")
     for position, call in enumerate(tool_calls if isinstance(tool_calls, list) else []):
         function = call.get("function") if isinstance(call, dict) else None
@@ -161,11 +168,7 @@ class ChatStreamTranslator:
         if choice is None:
             return events
         delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-        reasoning = _reasoning(delta)
-        if isinstance(reasoning, str) and reasoning:
-            events.append(ReasoningDelta(reasoning))
-        if isinstance(delta.get("content"), str) and delta["content"]:
-            events.append(TextDelta(delta["content"]))
+        events.extend(_content_events(delta))
         tool_calls = delta.get("tool_calls")
         for position, piece in enumerate(tool_calls if isinstance(tool_calls, list) else []):
             if isinstance(piece, dict):

@@ -72,7 +72,9 @@ class Usage:
         input_tokens = number(payload.get("input_tokens", payload.get("prompt_tokens")))
         output_tokens = number(payload.get("output_tokens", payload.get("completion_tokens")))
         total = number(payload.get("total_tokens")) or input_tokens + output_tokens
-        cached = number(details("input_tokens_details", "prompt_tokens_details").get("cached_tokens"))
+        cached = number(
+            details("input_tokens_details", "prompt_tokens_details").get("cached_tokens")
+        )
         reasoning = number(
             details("output_tokens_details", "completion_tokens_details").get("reasoning_tokens")
         )
@@ -81,7 +83,7 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Completed:
-    """The answer ended. ``status`` is ``completed`` or ``incomplete`` (then ``reason`` says why)."""
+    """The answer ended: ``completed``, or ``incomplete`` with ``reason`` saying why."""
 
     response_id: str | None
     status: str = "completed"
@@ -110,4 +112,6 @@ class Failed:
         return self.status_code in (400, 404) and "previous_response" in self.message.lower()
 
 
-Event = Started | TextDelta | ReasoningDelta | ToolCallDelta | ToolCallDone | Usage | Completed | Failed
+Event = (
+    Started | TextDelta | ReasoningDelta | ToolCallDelta | ToolCallDone | Usage | Completed | Failed
+)
