@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from chat.markdown import StreamingMarkdown
 from chat.models import Provider, Turn
-from chat.services import conversation
+from chat.services import conversation, usage
 from chat.services.providers import client_for, default_provider
 from chat.upstream import chat_completions, responses_api
 from chat.upstream.events import (
@@ -215,6 +215,13 @@ class TurnRunner:
             if event.reason:
                 state.error = f"The answer stopped early ({event.reason.replace('_', ' ')})."
 
+    def _store_end(self, fields: dict) -> None:
+        Turn.objects.filter(pk=self.turn_id).update(**fields)
+        turn = self.plan.turn
+        for name, value in fields.items():
+            setattr(turn, name, value)
+        usage.record_turn(turn)
+
     # -- publishing and storing ---------------------------------------------------------------
 
     async def _flush_loop(self) -> None:
@@ -271,7 +278,7 @@ class TurnRunner:
             "finished_at": timezone.now(),
         }
         try:
-            await database_sync_to_async(Turn.objects.filter(pk=self.turn_id).update)(**fields)
+            await database_sync_to_async(self._store_end)(fields)
         except Exception:
             log.exception("could not store the end of turn %s", self.turn_id)
         await self._channel_layer.group_send(
@@ -301,6 +308,7 @@ def _plan_turn(
             )
         if not thread.model:
             raise conversation.TurnRejected("Pick a model first.")
+        usage.check_allowed(user, provider, thread.model)
         path = conversation.thread_path(thread)
         if not use_current:
             path = path[: next((i for i, t in enumerate(path) if t.pk == parent_id), -1) + 1]
