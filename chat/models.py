@@ -63,6 +63,50 @@ class SiteSettings(models.Model):
         return cls.objects.get_or_create(pk=1)[0]
 
 
+class ToolDefinition(models.Model):
+    """A function tool from a user's library: JSON Schema parameters, offered per thread."""
+
+    class Builtin(models.TextChoices):
+        NONE = "", "None (the user answers each call)"
+        CALCULATOR = "calculator", "Calculator"
+        DATETIME = "datetime", "Current date and time"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tools")
+    name = models.CharField(max_length=64)
+    description = models.TextField(blank=True)
+    parameters = models.JSONField(default=dict)
+    builtin = models.CharField(max_length=20, choices=Builtin.choices, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="unique_tool_name_per_user")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Preset(models.Model):
+    """Named thread settings a user can start a chat from."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="presets")
+    name = models.CharField(max_length=100)
+    provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
+    model = models.CharField(max_length=200, blank=True)
+    api = models.CharField(max_length=20, choices=Provider.Api.choices, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    tools = models.ManyToManyField(ToolDefinition, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="unique_preset_name_per_user")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Thread(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="threads"
@@ -70,6 +114,11 @@ class Thread(models.Model):
     title = models.CharField(max_length=200, default="New chat")
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=200, blank=True)
+    # Empty: the provider's default API.
+    api = models.CharField(max_length=20, choices=Provider.Api.choices, blank=True)
+    # Request parameters the user set (only these are sent upstream); see services/parameters.py.
+    params = models.JSONField(default=dict, blank=True)
+    tools = models.ManyToManyField(ToolDefinition, blank=True, related_name="threads")
     # The turn at the end of the path the user is looking at; the thread is a tree of turns.
     current_turn = models.ForeignKey(
         "Turn", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -93,6 +142,7 @@ class Turn(models.Model):
 
     class Status(models.TextChoices):
         IN_PROGRESS = "in_progress", "Generating"
+        AWAITING_TOOL = "awaiting_tool", "Waiting for a tool result"
         COMPLETED = "completed", "Completed"
         INCOMPLETE = "incomplete", "Incomplete"
         FAILED = "failed", "Failed"
@@ -126,6 +176,8 @@ class Turn(models.Model):
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=200, blank=True)
     params = models.JSONField(default=dict, blank=True)
+    # Tool calls of this turn, in order: {call_id, name, arguments, result, status, step}.
+    tool_calls = models.JSONField(default=list, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)
