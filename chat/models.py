@@ -71,7 +71,9 @@ class ToolDefinition(models.Model):
         CALCULATOR = "calculator", "Calculator"
         DATETIME = "datetime", "Current date and time"
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tools")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tools"
+    )
     name = models.CharField(max_length=64)
     description = models.TextField(blank=True)
     parameters = models.JSONField(default=dict)
@@ -81,7 +83,9 @@ class ToolDefinition(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="unique_tool_name_per_user")]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="unique_tool_name_per_user")
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -90,7 +94,9 @@ class ToolDefinition(models.Model):
 class Preset(models.Model):
     """Named thread settings a user can start a chat from."""
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="presets")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="presets"
+    )
     name = models.CharField(max_length=100)
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=200, blank=True)
@@ -101,7 +107,9 @@ class Preset(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="unique_preset_name_per_user")]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="unique_preset_name_per_user")
+        ]
 
     def __str__(self) -> str:
         return self.name

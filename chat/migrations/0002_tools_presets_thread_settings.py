@@ -6,77 +6,155 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0001_initial'),
+        ("chat", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='thread',
-            name='api',
-            field=models.CharField(blank=True, choices=[('responses', 'Responses (/v1/responses)'), ('chat', 'Chat Completions (/v1/chat/completions)')], max_length=20),
+            model_name="thread",
+            name="api",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("responses", "Responses (/v1/responses)"),
+                    ("chat", "Chat Completions (/v1/chat/completions)"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.AddField(
-            model_name='thread',
-            name='params',
+            model_name="thread",
+            name="params",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name='turn',
-            name='tool_calls',
+            model_name="turn",
+            name="tool_calls",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AlterField(
-            model_name='turn',
-            name='status',
-            field=models.CharField(choices=[('in_progress', 'Generating'), ('awaiting_tool', 'Waiting for a tool result'), ('completed', 'Completed'), ('incomplete', 'Incomplete'), ('failed', 'Failed'), ('cancelled', 'Stopped'), ('interrupted', 'Interrupted')], default='in_progress', max_length=20),
+            model_name="turn",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("in_progress", "Generating"),
+                    ("awaiting_tool", "Waiting for a tool result"),
+                    ("completed", "Completed"),
+                    ("incomplete", "Incomplete"),
+                    ("failed", "Failed"),
+                    ("cancelled", "Stopped"),
+                    ("interrupted", "Interrupted"),
+                ],
+                default="in_progress",
+                max_length=20,
+            ),
         ),
         migrations.CreateModel(
-            name='ToolDefinition',
+            name="ToolDefinition",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64)),
-                ('description', models.TextField(blank=True)),
-                ('parameters', models.JSONField(default=dict)),
-                ('builtin', models.CharField(blank=True, choices=[('', 'None (the user answers each call)'), ('calculator', 'Calculator'), ('datetime', 'Current date and time')], default='', max_length=20)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tools', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=64)),
+                ("description", models.TextField(blank=True)),
+                ("parameters", models.JSONField(default=dict)),
+                (
+                    "builtin",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "None (the user answers each call)"),
+                            ("calculator", "Calculator"),
+                            ("datetime", "Current date and time"),
+                        ],
+                        default="",
+                        max_length=20,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tools",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Preset',
+            name="Preset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('model', models.CharField(blank=True, max_length=200)),
-                ('api', models.CharField(blank=True, choices=[('responses', 'Responses (/v1/responses)'), ('chat', 'Chat Completions (/v1/chat/completions)')], max_length=20)),
-                ('params', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='presets', to=settings.AUTH_USER_MODEL)),
-                ('provider', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='chat.provider')),
-                ('tools', models.ManyToManyField(blank=True, to='chat.tooldefinition')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("model", models.CharField(blank=True, max_length=200)),
+                (
+                    "api",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("responses", "Responses (/v1/responses)"),
+                            ("chat", "Chat Completions (/v1/chat/completions)"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("params", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="presets",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "provider",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="chat.provider",
+                    ),
+                ),
+                ("tools", models.ManyToManyField(blank=True, to="chat.tooldefinition")),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.AddField(
-            model_name='thread',
-            name='tools',
-            field=models.ManyToManyField(blank=True, related_name='threads', to='chat.tooldefinition'),
+            model_name="thread",
+            name="tools",
+            field=models.ManyToManyField(
+                blank=True, related_name="threads", to="chat.tooldefinition"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='tooldefinition',
-            constraint=models.UniqueConstraint(fields=('owner', 'name'), name='unique_tool_name_per_user'),
+            model_name="tooldefinition",
+            constraint=models.UniqueConstraint(
+                fields=("owner", "name"), name="unique_tool_name_per_user"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='preset',
-            constraint=models.UniqueConstraint(fields=('owner', 'name'), name='unique_preset_name_per_user'),
+            model_name="preset",
+            constraint=models.UniqueConstraint(
+                fields=("owner", "name"), name="unique_preset_name_per_user"
+            ),
         ),
     ]

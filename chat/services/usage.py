@@ -11,4 +11,4 @@ def check_allowed(user, provider, model: str) -> None:
 
 
 def record_turn(turn: Turn) -> None:
-    """Account a finished turn's usage (any status: failed and stopped turns may have used tokens)."""
+    """Account a finished turn's usage, whatever its status (stopped turns used tokens too)."""
