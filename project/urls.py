@@ -1,12 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from chat import views
+from chat import staff_views, views
 
 urlpatterns = [
+    path("admin/usage/", staff_views.dashboard, name="staff-usage"),
     path("admin/", admin.site.urls),
     path("setup/", views.setup, name="setup"),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("usage/", staff_views.my_usage, name="my-usage"),
     path("", include("chat.urls")),
 ]
