@@ -35,8 +35,8 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         # Join before taking snapshots: a delta published in between is then trimmed, not lost.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        for turn in await self._running_turns():
-            await self._send_snapshot(turn)
+        for turn_id in await self._running_turn_ids():
+            await self.turn_updated({"turn_id": turn_id})
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
@@ -52,49 +52,76 @@ class ThreadConsumer(AsyncWebsocketConsumer):
                 fragments.error_notice("The message could not be read. Reload the page.")
             )
             return
+        user = self.scope["user"]
         action = data.get("action") or "send"
         try:
             if action == "send":
-                await generation.start_turn(
-                    self.scope["user"], self.thread_id, str(data.get("message", ""))
-                )
-                await self.send(fragments.error_notice(""))
+                await generation.start_turn(user, self.thread_id, str(data.get("message", "")))
             elif action == "stop":
                 await self._stop(data.get("turn_id"))
-            elif action == "retry":
-                await generation.retry_turn(self.scope["user"], int(data.get("turn_id", 0)))
+            elif action in ("retry", "regenerate"):
+                await generation.branch_turn(user, await self._own_turn_id(data))
+            elif action == "edit":
+                await generation.branch_turn(
+                    user, await self._own_turn_id(data), str(data.get("message", ""))
+                )
+            elif action in ("tool_result", "tool_reject"):
+                result = str(data.get("result", "")) if action == "tool_result" else None
+                await generation.answer_tool_call(
+                    user, await self._own_turn_id(data), str(data.get("call_id", "")), result
+                )
+            elif action == "switch":
+                await self._switch(await self._own_turn_id(data))
+            else:
+                raise ValueError(action)
+            await self.send(fragments.error_notice(""))
         except conversation.TurnRejected as exc:
             await self.send(fragments.error_notice(str(exc)))
         except (TypeError, ValueError):
             await self.send(fragments.error_notice("That request was not understood."))
 
+    async def _own_turn_id(self, data: dict) -> int:
+        """The turn named in a request, if it belongs to this socket's thread."""
+        turn_id = int(data.get("turn_id") or 0)
+        if not await Turn.objects.filter(pk=turn_id, thread_id=self.thread_id).aexists():
+            raise conversation.TurnRejected("This message no longer exists.")
+        return turn_id
+
     async def _stop(self, turn_id: object) -> None:
         """Stop the named turn, or (the Stop button) whatever is generating in this thread."""
-        if turn_id:
-            turn = await self._turn(int(turn_id))
-            turns = [turn] if turn is not None else []
-        else:
-            turns = await self._running_turns()
-        for turn in turns:
-            generation.stop_turn(turn.pk)
+        turn_ids = [await self._own_turn_id({"turn_id": turn_id})] if turn_id else None
+        for pk in turn_ids or await self._running_turn_ids(include_paused=True):
+            await generation.stop_turn(pk)
+
+    async def _switch(self, turn_id: int) -> None:
+        thread = await database_sync_to_async(conversation.thread_for)(
+            self.scope["user"], self.thread_id
+        )
+        if thread is None or not await database_sync_to_async(conversation.switch_branch)(
+            thread, turn_id
+        ):
+            raise conversation.TurnRejected("This message no longer exists.")
+        await self.channel_layer.group_send(self.group, {"type": "path.changed"})
 
     # -- group messages ---------------------------------------------------------------------
 
     async def turn_created(self, message: dict) -> None:
-        turn = await self._turn(message["turn_id"])
-        if turn is not None:
-            snapshot = generation.running_snapshot(turn.pk)
-            self._remember(snapshot)
-            await self.send(fragments.appended_turn(turn, snapshot))
+        turn_id = message["turn_id"]
+        snapshot = generation.running_snapshot(turn_id)
+        self._remember(snapshot)
+        if message.get("linear", True):
+            html = await self._render(lambda turn: fragments.appended_turn(turn, snapshot), turn_id)
+        else:
+            html = await self._render_path({turn_id: snapshot} if snapshot else {})
+        if html:
+            await self.send(html)
 
     async def turn_delta(self, message: dict) -> None:
         turn_id = message["turn_id"]
         known_blocks, known_reasoning = self.known.get(turn_id, (0, 0))
         if message["start"] > known_blocks or message["reasoning_start"] > known_reasoning:
             # A delta was dropped (slow socket): resend the whole answer so far instead.
-            turn = await self._turn(turn_id)
-            if turn is not None:
-                await self._send_snapshot(turn)
+            await self.turn_updated(message)
             return
         await self.send(fragments.delta(message, known_blocks, known_reasoning))
         self.known[turn_id] = (
@@ -102,22 +129,34 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             message["reasoning_start"] + len(message["reasoning_blocks"]),
         )
 
+    async def turn_updated(self, message: dict) -> None:
+        """Replace a turn with its current state (live snapshot when it is running)."""
+        snapshot = generation.running_snapshot(message["turn_id"])
+        self._remember(snapshot)
+        html = await self._render(
+            lambda turn: fragments.replaced_turn(turn, snapshot), message["turn_id"]
+        )
+        if html:
+            await self.send(html)
+
     async def turn_finished(self, message: dict) -> None:
         self.known.pop(message["turn_id"], None)
-        turn = await self._turn(message["turn_id"])
-        if turn is not None:
-            await self.send(
-                fragments.replaced_turn(
-                    turn, announce=f"Answer {turn.get_status_display().lower()}."
-                )
-            )
+
+        def finished(turn: Turn) -> str:
+            announce = f"Answer {turn.get_status_display().lower()}." if turn.is_finished else ""
+            return fragments.replaced_turn(turn, announce=announce)
+
+        html = await self._render(finished, message["turn_id"])
+        if html:
+            await self.send(html)
+
+    async def path_changed(self, message: dict) -> None:
+        snapshots = generation.running_snapshots()
+        for snapshot in snapshots.values():
+            self._remember(snapshot)
+        await self.send(await self._render_path(snapshots))
 
     # -- helpers --------------------------------------------------------------------------------
-
-    async def _send_snapshot(self, turn: Turn) -> None:
-        snapshot = generation.running_snapshot(turn.pk)
-        self._remember(snapshot)
-        await self.send(fragments.replaced_turn(turn, snapshot))
 
     def _remember(self, snapshot: dict | None) -> None:
         if snapshot is not None:
@@ -127,9 +166,31 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             )
 
     @database_sync_to_async
-    def _turn(self, turn_id: int) -> Turn | None:
-        return Turn.objects.filter(pk=turn_id, thread_id=self.thread_id).first()
+    def _render(self, render, turn_id: int) -> str:
+        turn = (
+            Turn.objects.select_related("thread")
+            .filter(pk=turn_id, thread_id=self.thread_id)
+            .first()
+        )
+        return render(turn) if turn is not None else ""
 
     @database_sync_to_async
-    def _running_turns(self) -> list[Turn]:
-        return list(Turn.objects.filter(thread_id=self.thread_id, status=Turn.Status.IN_PROGRESS))
+    def _render_path(self, snapshots: dict[int, dict]) -> str:
+        thread = conversation.thread_for(self.scope["user"], self.thread_id)
+        if thread is None:
+            return fragments.error_notice("This chat no longer exists.")
+        busy = thread.turns.filter(
+            status__in=[Turn.Status.IN_PROGRESS, Turn.Status.AWAITING_TOOL]
+        ).exists()
+        return fragments.turn_list(thread, snapshots) + fragments.composer_state(busy=busy)
+
+    @database_sync_to_async
+    def _running_turn_ids(self, include_paused: bool = False) -> list[int]:
+        statuses = [Turn.Status.IN_PROGRESS] + (
+            [Turn.Status.AWAITING_TOOL] if include_paused else []
+        )
+        return list(
+            Turn.objects.filter(thread_id=self.thread_id, status__in=statuses).values_list(
+                "pk", flat=True
+            )
+        )

@@ -4,14 +4,17 @@ so a turn has one template whether it arrives with the page, by htmx or over the
 from __future__ import annotations
 
 from django.template.loader import render_to_string
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from chat.markdown import render_markdown
-from chat.models import Turn
+from chat.models import Thread, Turn
+from chat.services.conversation import Siblings, ThreadTree
 
 
-def turn_context(turn: Turn, snapshot: dict | None = None) -> dict:
+def turn_context(
+    turn: Turn, snapshot: dict | None = None, siblings: Siblings | None = None
+) -> dict:
     """Template context of one turn; a running turn shows the live snapshot of its answer."""
     if snapshot is not None:
         answer_html = mark_safe("".join(snapshot["blocks"]))
@@ -25,6 +28,12 @@ def turn_context(turn: Turn, snapshot: dict | None = None) -> dict:
         reasoning_html = mark_safe(render_markdown(turn.reasoning_text))
     return {
         "turn": turn,
+        "siblings": siblings,
+        "tools_html": mark_safe(
+            snapshot["tools_html"]
+            if snapshot
+            else tool_cards(turn.pk, turn.tool_calls, turn.status)
+        ),
         "answer_html": answer_html,
         "tail_html": tail_html,
         "reasoning_html": reasoning_html,
@@ -32,8 +41,31 @@ def turn_context(turn: Turn, snapshot: dict | None = None) -> dict:
     }
 
 
+def path_contexts(thread: Thread, snapshots: dict[int, dict]) -> list[dict]:
+    """Contexts of the turns on the thread's visible path, with their sibling switchers;
+    running turns show ``snapshots[turn id]``."""
+    tree = ThreadTree(thread)
+    return [turn_context(t, snapshots.get(t.pk), tree.siblings(t)) for t in tree.path()]
+
+
 def render_turn(turn: Turn, snapshot: dict | None = None) -> str:
-    return render_to_string("chat/thread.html#turn", turn_context(turn, snapshot))
+    siblings = ThreadTree(turn.thread).siblings(turn)
+    return render_to_string("chat/thread.html#turn", turn_context(turn, snapshot, siblings))
+
+
+def turn_list(thread: Thread, snapshots: dict[int, dict]) -> str:
+    """The whole visible path, replacing what is on screen (after a branch or a switch)."""
+    html = render_to_string(
+        "chat/thread.html#turn-list", {"turns": path_contexts(thread, snapshots)}
+    )
+    return html.replace('<section id="turns"', '<section hx-swap-oob="true" id="turns"', 1)
+
+
+def tool_cards(turn_id: int, calls: list[dict], status: str = "") -> str:
+    return render_to_string(
+        "chat/thread.html#tool-cards",
+        {"turn_id": turn_id, "calls": calls, "awaiting": status == Turn.Status.AWAITING_TOOL},
+    )
 
 
 def appended_turn(turn: Turn, snapshot: dict | None) -> str:
@@ -46,8 +78,7 @@ def appended_turn(turn: Turn, snapshot: dict | None) -> str:
 
 def replaced_turn(turn: Turn, snapshot: dict | None = None, announce: str = "") -> str:
     html = render_turn(turn, snapshot).replace("<article ", '<article hx-swap-oob="true" ', 1)
-    if turn.is_finished:
-        html += composer_state(busy=False)
+    html += composer_state(busy=not turn.is_finished)
     if announce:
         # Only the live region's text changes, so screen readers announce it once.
         html += format_html('<div id="announcer" hx-swap-oob="innerHTML">{}</div>', announce)
@@ -65,6 +96,14 @@ def delta(message: dict, known_blocks: int, known_reasoning: int) -> SafeString:
             mark_safe(message["tail"]),
         ),
     ]
+    if "tools_html" in message:
+        parts.append(
+            format_html(
+                '<div id="turn-{}-tools" hx-swap-oob="innerHTML">{}</div>',
+                turn_id,
+                mark_safe(message["tools_html"]),
+            )
+        )
     if message["reasoning_blocks"] or message["reasoning_tail"]:
         parts.append(
             _new_blocks(
@@ -102,7 +141,3 @@ def error_notice(message: str) -> str:
         '<div id="composer-error" hx-swap-oob="true" class="composer-error" role="alert">{}</div>',
         message,
     )
-
-
-def join_html(parts: list[str]) -> SafeString:
-    return format_html_join("", "{}", ((mark_safe(p),) for p in parts))

@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from chat import views
+from chat import thread_settings, tool_library, views
 
 app_name = "chat"
 
@@ -11,5 +11,14 @@ urlpatterns = [
     path("t/<int:thread_id>/model/", views.set_model, name="set-model"),
     path("t/<int:thread_id>/rename/", views.rename_thread, name="rename"),
     path("t/<int:thread_id>/delete/", views.delete_thread, name="delete"),
+    path("t/<int:thread_id>/settings/", thread_settings.thread_settings, name="settings"),
+    path("t/<int:thread_id>/preset/", thread_settings.save_preset, name="save-preset"),
+    re_path(r"^t/(?P<thread_id>\d+)/export\.(?P<fmt>md|json)$", views.export_thread, name="export"),
     path("models/refresh/", views.refresh_models, name="refresh-models"),
+    path("tools/", tool_library.library, name="tools"),
+    path("tools/new/", tool_library.create_tool, name="tool-create"),
+    path("tools/<int:tool_id>/", tool_library.edit_tool, name="tool-edit"),
+    path("tools/<int:tool_id>/save/", tool_library.update_tool, name="tool-update"),
+    path("tools/<int:tool_id>/delete/", tool_library.delete_tool, name="tool-delete"),
+    path("tools/builtin/<str:key>/", tool_library.add_builtin, name="tool-builtin"),
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
@@ -11,10 +13,11 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from chat import fragments
+from chat import export, fragments
 from chat.forms import AccountCreationForm, RenameThreadForm
 from chat.models import Provider, SiteSettings, Thread, Turn
 from chat.services import conversation, generation, providers
@@ -131,15 +134,14 @@ async def thread_page(request: HttpRequest, thread_id: int) -> HttpResponse:
 
     def load() -> dict:
         thread = _thread_or_404(request, thread_id)
-        path = conversation.thread_path(thread)
-        turns = [fragments.turn_context(t, generation.running_snapshot(t.pk)) for t in path]
+        turns = fragments.path_contexts(thread, generation.running_snapshots())
         return {"thread": thread, "turns": turns, "threads": _sidebar(user)}
 
     context = await sync_to_async(load)()
     thread = context["thread"]
     selected = f"{thread.provider_id}:{thread.model}" if thread.provider_id else ""
     context |= await _model_context(request, selected)
-    context["busy"] = any(t["turn"].status == Turn.Status.IN_PROGRESS for t in context["turns"])
+    context["busy"] = any(not t["turn"].is_finished for t in context["turns"])
     return await sync_to_async(render)(request, "chat/thread.html", context)
 
 
@@ -179,8 +181,24 @@ def rename_thread(request: HttpRequest, thread_id: int) -> HttpResponse:
 def delete_thread(request: HttpRequest, thread_id: int) -> HttpResponse:
     thread = _thread_or_404(request, thread_id)
     for turn_id in thread.turns.filter(status=Turn.Status.IN_PROGRESS).values_list("pk", flat=True):
-        generation.stop_turn(turn_id)
+        generation.cancel_running(turn_id)
     thread.delete()
     messages.success(request, "Chat deleted.")
     url = reverse("chat:home")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@require_GET
+def export_thread(request: HttpRequest, thread_id: int, fmt: str) -> HttpResponse:
+    """The visible conversation as Markdown or JSON, downloaded as a file."""
+    thread = _thread_or_404(request, thread_id)
+    path = conversation.thread_path(thread)
+    if fmt == "json":
+        body = json.dumps(export.as_json(thread, path), indent=2, ensure_ascii=False)
+        content_type = "application/json"
+    else:
+        body, content_type = export.as_markdown(thread, path), "text/markdown; charset=utf-8"
+    response = HttpResponse(body, content_type=content_type)
+    filename = f"{slugify(thread.title) or 'chat'}-{thread.pk}.{fmt}"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

@@ -44,8 +44,8 @@ def test_first_session(live_app, browser_page: Page):
     model = page.get_by_label("Model", exact=True)
     expect(model).to_be_visible()
     model.select_option(label="demo-chat")
-    page.get_by_label("Message").fill("Hello from the browser #chunks=120 #delay=20")
-    page.get_by_label("Message").press("Enter")
+    page.get_by_label("Message", exact=True).fill("Hello from the browser #chunks=120 #delay=20")
+    page.get_by_label("Message", exact=True).press("Enter")
     page.wait_for_url("**/t/*/")
     lengths = answer_lengths_while_streaming(page, "article.turn .answer", 15)
     growing = sorted({n for n in lengths if n > 0})
@@ -56,7 +56,7 @@ def test_first_session(live_app, browser_page: Page):
     expect(page.locator(".turn-meta").first).to_contain_text("tokens")
 
     # A follow-up continues the conversation (previous_response_id on the server).
-    page.get_by_label("Message").fill("And a follow-up")
+    page.get_by_label("Message", exact=True).fill("And a follow-up")
     page.get_by_role("button", name="Send").click()
     expect(page.locator("article.turn[data-status='completed']")).to_have_count(2)
     expect(page.locator("article.turn").nth(1)).to_contain_text("turn 2 of the conversation")
@@ -67,8 +67,8 @@ def test_first_session(live_app, browser_page: Page):
     expect(page.get_by_role("navigation", name="Chats")).to_contain_text("Hello from the browser")
 
     # Stop a long answer: the partial text stays, marked stopped.
-    page.get_by_label("Message").fill("A very long answer #chunks=3000 #delay=20")
-    page.get_by_label("Message").press("Enter")
+    page.get_by_label("Message", exact=True).fill("A very long answer #chunks=3000 #delay=20")
+    page.get_by_label("Message", exact=True).press("Enter")
     stop = page.get_by_role("button", name="Stop")
     expect(stop).to_be_visible()
     expect(page.locator("article.turn").nth(2).locator(".answer")).not_to_be_empty()

@@ -121,7 +121,7 @@ async def test_stop_keeps_the_partial_answer(user, thread):
         await asyncio.sleep(0.02)
         if len(generation._running[turn.pk].state.text) > 5:
             break
-    assert generation.stop_turn(turn.pk)
+    assert await generation.stop_turn(turn.pk)
     await generation.wait_for(turn.pk)
     stopped = await Turn.objects.aget(pk=turn.pk)
     assert stopped.status == Turn.Status.CANCELLED
@@ -131,7 +131,7 @@ async def test_stop_keeps_the_partial_answer(user, thread):
 
 async def test_retry_makes_a_sibling_and_shows_it(user, thread):
     failed = await run_turn(user, thread, "try #fault=500")
-    retried = await generation.retry_turn(user, failed.pk)
+    retried = await generation.branch_turn(user, failed.pk)
     await generation.wait_for(retried.pk)
     retried = await Turn.objects.aget(pk=retried.pk)
     assert retried.status == Turn.Status.FAILED  # the directive is part of the message
@@ -157,7 +157,7 @@ async def test_one_answer_at_a_time_per_thread(user, thread):
     turn = await generation.start_turn(user, thread.pk, "slow #chunks=100 #delay=10")
     with pytest.raises(TurnRejected, match="still being written"):
         await generation.start_turn(user, thread.pk, "impatient")
-    generation.stop_turn(turn.pk)
+    await generation.stop_turn(turn.pk)
     await generation.wait_for(turn.pk)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
@@ -33,18 +35,69 @@ def title_from(text: str) -> str:
     return line[:TITLE_LENGTH].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
 
 
+@dataclass(frozen=True)
+class Siblings:
+    """Where a turn stands among the answers to the same point of the conversation."""
+
+    position: int  # 1-based
+    count: int
+    previous_id: int | None
+    next_id: int | None
+
+
+class ThreadTree:
+    """All turns of a thread, loaded in one query: the visible path, siblings and leaves."""
+
+    def __init__(self, thread: Thread) -> None:
+        self.thread = thread
+        self.turns = {t.pk: t for t in thread.turns.all()}
+        self.children: dict[int | None, list[Turn]] = {}
+        for turn in self.turns.values():  # ordered by creation, so siblings are too
+            self.children.setdefault(turn.parent_id, []).append(turn)
+
+    def path(self, leaf_id: int | None = None) -> list[Turn]:
+        """Root first, ending at ``leaf_id`` (default: the thread's current turn)."""
+        turn = self.turns.get(leaf_id if leaf_id is not None else self.thread.current_turn_id)
+        path: list[Turn] = []
+        while turn is not None:
+            path.append(turn)
+            turn = self.turns.get(turn.parent_id) if turn.parent_id else None
+        path.reverse()
+        return path
+
+    def siblings(self, turn: Turn) -> Siblings:
+        group = self.children.get(turn.parent_id, [turn])
+        index = next(i for i, t in enumerate(group) if t.pk == turn.pk)
+        return Siblings(
+            position=index + 1,
+            count=len(group),
+            previous_id=group[index - 1].pk if index > 0 else None,
+            next_id=group[index + 1].pk if index + 1 < len(group) else None,
+        )
+
+    def leaf(self, turn: Turn) -> Turn:
+        """The newest end of the conversation below ``turn``: where switching to it leads."""
+        while children := self.children.get(turn.pk):
+            turn = children[-1]
+        return turn
+
+
 def thread_path(thread: Thread) -> list[Turn]:
     """The turns from the root to the thread's current turn, loaded in one query."""
     if thread.current_turn_id is None:
         return []
-    turns = {t.pk: t for t in thread.turns.all()}
-    path: list[Turn] = []
-    turn = turns.get(thread.current_turn_id)
-    while turn is not None:
-        path.append(turn)
-        turn = turns.get(turn.parent_id) if turn.parent_id else None
-    path.reverse()
-    return path
+    return ThreadTree(thread).path()
+
+
+def switch_branch(thread: Thread, turn_id: int) -> bool:
+    """Show the branch through ``turn_id`` (down to its newest leaf). False if not in thread."""
+    tree = ThreadTree(thread)
+    turn = tree.turns.get(turn_id)
+    if turn is None:
+        return False
+    thread.current_turn = tree.leaf(turn)
+    thread.save(update_fields=["current_turn", "updated_at"])
+    return True
 
 
 def validate_message(text: str, max_chars: int) -> str:
@@ -58,9 +111,14 @@ def validate_message(text: str, max_chars: int) -> str:
     return text
 
 
-def responses_history(path: list[Turn], new_text: str) -> list[dict[str, str]]:
-    """The whole conversation as Responses ``input`` items, for when the upstream forgot it."""
+def history_messages(
+    path: list[Turn], new_text: str, system_prompt: str | None = None
+) -> list[dict[str, str]]:
+    """The whole conversation as messages: Chat ``messages``, or Responses ``input`` when the
+    upstream forgot the previous response (the system prompt goes in ``instructions`` there)."""
     items: list[dict[str, str]] = []
+    if system_prompt:
+        items.append({"role": "system", "content": system_prompt})
     for turn in path:
         items.append({"role": "user", "content": turn.user_text})
         if turn.output_text:
@@ -78,5 +136,8 @@ def continuation_id(parent: Turn | None) -> str | None:
     return None
 
 
-def api_for(thread: Thread) -> str:
-    return thread.provider.default_api if thread.provider else Provider.Api.RESPONSES
+def api_for(thread: Thread, provider: Provider | None) -> str:
+    """The thread's chosen API, else its provider's default."""
+    if thread.api:
+        return thread.api
+    return provider.default_api if provider else Provider.Api.RESPONSES

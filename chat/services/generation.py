@@ -4,6 +4,11 @@ A turn runs as its own asyncio task, not tied to any websocket: closing the tab,
 second viewer joining neither stops nor duplicates it. Deltas are coalesced before they are
 published (at most one update per ``STREAM_COALESCE_SECONDS``) and the database is written a
 bounded number of times per turn: at the start, at periodic checkpoints and at the end.
+
+When the model calls tools, the runner executes built-in ones and sends the results back, step
+after step, until the model answers in text or ``TOOL_MAX_STEPS`` is reached. A tool with no
+built-in implementation pauses the turn (``awaiting_tool``) until the user answers it; the answer
+resumes the turn in a new runner from what ``Turn.tool_calls`` recorded.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -22,11 +27,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from chat import fragments
 from chat.markdown import StreamingMarkdown
-from chat.models import Provider, Turn
-from chat.services import conversation, usage
+from chat.models import Provider, Thread, Turn
+from chat.services import conversation, parameters, tool_loop, usage
 from chat.services.providers import client_for, default_provider
-from chat.upstream import chat_completions, responses_api
+from chat.services.upstream_request import RequestPlan
 from chat.upstream.events import (
     Completed,
     Event,
@@ -34,6 +40,8 @@ from chat.upstream.events import (
     ReasoningDelta,
     Started,
     TextDelta,
+    ToolCallDelta,
+    ToolCallDone,
     Usage,
 )
 
@@ -53,7 +61,8 @@ class TurnPlan:
 
     turn: Turn
     provider: Provider
-    path: list[Turn]  # the turns before this one, root first
+    request: RequestPlan
+    linear: bool = True  # the turn continues the path on screen (not a new branch)
 
 
 @dataclass
@@ -64,6 +73,8 @@ class StreamState:
     reasoning: list[str] = field(default_factory=list)
     answer: StreamingMarkdown = field(default_factory=StreamingMarkdown)
     thoughts: StreamingMarkdown = field(default_factory=StreamingMarkdown)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    tools_changed: bool = False
     response_id: str = ""
     model: str = ""
     usage: Usage = field(default_factory=Usage)
@@ -73,15 +84,50 @@ class StreamState:
 
     @property
     def has_output(self) -> bool:
-        return bool(self.text or self.reasoning)
+        return bool(self.text or self.reasoning or self.tool_calls)
+
+    def add_usage(self, step: Usage) -> None:
+        """Tool-loop steps each report usage; the turn's is their sum."""
+        total = self.usage
+        self.usage = Usage(
+            total.input_tokens + step.input_tokens,
+            total.output_tokens + step.output_tokens,
+            total.total_tokens + step.total_tokens,
+            total.cached_tokens + step.cached_tokens,
+            total.reasoning_tokens + step.reasoning_tokens,
+        )
+
+    @classmethod
+    def resumed(cls, turn: Turn) -> StreamState:
+        """The state of a turn paused for a tool answer, to carry on from."""
+        state = cls(
+            response_id=turn.response_id,
+            model=turn.model,
+            tool_calls=list(turn.tool_calls),
+            usage=Usage(
+                turn.input_tokens,
+                turn.output_tokens,
+                turn.total_tokens,
+                turn.cached_tokens,
+                turn.reasoning_tokens,
+            ),
+        )
+        if turn.output_text:
+            state.text.append(turn.output_text)
+            state.answer.append(turn.output_text)
+        if turn.reasoning_text:
+            state.reasoning.append(turn.reasoning_text)
+            state.thoughts.append(turn.reasoning_text)
+        return state
 
 
 class TurnRunner:
-    def __init__(self, plan: TurnPlan) -> None:
+    def __init__(self, plan: TurnPlan, state: StreamState | None = None) -> None:
         self.plan = plan
         self.turn_id = plan.turn.pk
         self.group = thread_group(plan.turn.thread_id)
-        self.state = StreamState(model=plan.turn.model)
+        self.state = state or StreamState(model=plan.turn.model)
+        self.resuming = state is not None
         self.stop_requested = False
         self.task: asyncio.Task[None] | None = None
         self._dirty = asyncio.Event()
@@ -112,6 +158,7 @@ class TurnRunner:
             "reasoning_start": 0,
             "reasoning_blocks": list(self.state.thoughts.blocks),
             "reasoning_tail": self.state.thoughts.tail_html,
+            "tools_html": fragments.tool_cards(self.turn_id, self.state.tool_calls),
         }
 
     # -- the run ------------------------------------------------------------------------------
@@ -119,6 +166,8 @@ class TurnRunner:
     async def run(self) -> None:
         started = time.monotonic()
         flusher = asyncio.create_task(self._flush_loop())
+        if self.resuming:
+            self._dirty.set()
         try:
             await self._consume(started)
         except asyncio.CancelledError:
@@ -140,57 +189,72 @@ class TurnRunner:
             _running.pop(self.turn_id, None)
 
     async def _consume(self, started: float) -> None:
-        last_checkpoint = started
+        request = self.plan.request
+        if self.resuming:
+            api, body = request.after_tools(self.state.tool_calls, self.state.response_id)
+        else:
+            api, body = request.first()
+        steps = len({call["step"] for call in self.state.tool_calls})
         retried_with_history = False
         while True:
-            failure = None
-            async with contextlib.aclosing(self._upstream_events(retried_with_history)) as events:
-                async for event in events:
-                    if isinstance(event, Failed):
-                        failure = event
-                        break
-                    self._apply(event, started)
-                    now = time.monotonic()
-                    if now - last_checkpoint >= settings.STREAM_CHECKPOINT_SECONDS:
-                        last_checkpoint = now
-                        await self._checkpoint()
-            if failure is None:
-                break
-            if (
-                failure.unknown_previous_response
-                and not retried_with_history
-                and not self.state.has_output
-            ):
-                # The upstream forgot the previous response: resend the whole path, once.
-                retried_with_history = True
-                continue
-            self.state.status = Turn.Status.FAILED
-            self.state.error = failure.message
-            break
-        if self.state.status == Turn.Status.IN_PROGRESS:
-            self.state.status = Turn.Status.FAILED
-            self.state.error = "The gateway ended the answer without saying it was complete."
+            self.state.status = Turn.Status.IN_PROGRESS
+            failure, calls = await self._stream_step(api, body, started, steps + 1)
+            if failure is not None:
+                if (
+                    failure.unknown_previous_response
+                    and not retried_with_history
+                    and not self.state.has_output
+                ):
+                    # The upstream forgot the previous response: resend the whole path, once.
+                    retried_with_history = True
+                    api, body = request.first(full_history=True)
+                    continue
+                self.state.status, self.state.error = Turn.Status.FAILED, failure.message
+                return
+            if self.state.status == Turn.Status.IN_PROGRESS:
+                self.state.status = Turn.Status.FAILED
+                self.state.error = "The gateway ended the answer without saying it was complete."
+                return
+            if not calls:
+                return
+            steps += 1
+            if not tool_loop.execute(calls, request.tools):
+                self.state.status = Turn.Status.AWAITING_TOOL
+                self.state.tools_changed = True
+                return
+            self.state.tools_changed = True
+            self._dirty.set()
+            if steps >= settings.TOOL_MAX_STEPS:
+                self.state.status = Turn.Status.INCOMPLETE
+                self.state.error = f"Stopped after {steps} tool steps without a final answer."
+                return
+            api, body = request.after_tools(self.state.tool_calls, self.state.response_id)
 
-    def _upstream_events(self, full_history: bool) -> AsyncIterator[Event]:
-        turn, path = self.plan.turn, self.plan.path
+    async def _stream_step(
+        self, api: str, body: dict, started: float, step: int
+    ) -> tuple[Failed | None, list[dict[str, Any]]]:
+        """Stream one upstream request; returns its failure, if any, and the calls it made."""
         client = client_for(self.plan.provider)
-        if turn.api == Provider.Api.CHAT:
-            messages = conversation.responses_history(path, turn.user_text)
-            return client.stream_chat(
-                chat_completions.build_request(turn.model, messages, params=turn.params)
-            )
-        previous = (
-            None if full_history else conversation.continuation_id(path[-1] if path else None)
+        stream = (
+            client.stream_chat(body) if api == Provider.Api.CHAT else client.stream_responses(body)
         )
-        payload = (
-            turn.user_text if previous else conversation.responses_history(path, turn.user_text)
-        )
-        body = responses_api.build_request(
-            turn.model, payload, previous_response_id=previous, params=turn.params
-        )
-        return client.stream_responses(body)
+        calls: dict[int, dict[str, Any]] = {}
+        last_checkpoint = time.monotonic()
+        async with contextlib.aclosing(stream) as events:
+            async for event in events:
+                if isinstance(event, Failed):
+                    return event, []
+                if isinstance(event, ToolCallDelta | ToolCallDone):
+                    self._apply_tool_event(event, calls, step)
+                else:
+                    self._apply(event)
+                now = time.monotonic()
+                if now - last_checkpoint >= settings.STREAM_CHECKPOINT_SECONDS:
+                    last_checkpoint = now
+                    await self._checkpoint()
+        return None, list(calls.values())
 
-    def _apply(self, event: Event, started: float) -> None:
+    def _apply(self, event: Event) -> None:
         state = self.state
         if isinstance(event, TextDelta | ReasoningDelta):
             if state.first_token_at is None:
@@ -206,7 +270,7 @@ class TurnRunner:
             state.response_id = event.response_id or state.response_id
             state.model = event.model or state.model
         elif isinstance(event, Usage):
-            state.usage = event
+            state.add_usage(event)
         elif isinstance(event, Completed):
             state.response_id = event.response_id or state.response_id
             state.status = (
@@ -215,12 +279,31 @@ class TurnRunner:
             if event.reason:
                 state.error = f"The answer stopped early ({event.reason.replace('_', ' ')})."
 
-    def _store_end(self, fields: dict) -> None:
-        Turn.objects.filter(pk=self.turn_id).update(**fields)
-        turn = self.plan.turn
-        for name, value in fields.items():
-            setattr(turn, name, value)
-        usage.record_turn(turn)
+    def _apply_tool_event(
+        self, event: ToolCallDelta | ToolCallDone, calls: dict[int, dict[str, Any]], step: int
+    ) -> None:
+        call = calls.get(event.index)
+        if call is None:
+            call = {
+                "step": step,
+                "call_id": "",
+                "name": "",
+                "arguments": "",
+                "status": "streaming",
+                "result": "",
+            }
+            calls[event.index] = call
+            self.state.tool_calls.append(call)
+            if self.state.first_token_at is None:
+                self.state.first_token_at = time.monotonic()
+        if isinstance(event, ToolCallDone):
+            call.update(call_id=event.call_id, name=event.name, arguments=event.arguments)
+        else:
+            call["call_id"] = event.call_id or call["call_id"]
+            call["name"] = event.name or call["name"]
+            call["arguments"] += event.arguments_delta
+        self.state.tools_changed = True
+        self._dirty.set()
 
     # -- publishing and storing ---------------------------------------------------------------
 
@@ -233,30 +316,33 @@ class TurnRunner:
             await asyncio.sleep(settings.STREAM_COALESCE_SECONDS)
 
     async def _publish_delta(self) -> None:
-        answer_start, thoughts_start = (
-            len(self.state.answer.blocks),
-            len(self.state.thoughts.blocks),
-        )
-        blocks, tail = self.state.answer.flush()
-        reasoning_blocks, reasoning_tail = self.state.thoughts.flush()
-        await self._channel_layer.group_send(
-            self.group,
-            {
-                "type": "turn.delta",
-                "turn_id": self.turn_id,
-                "start": answer_start,
-                "blocks": blocks,
-                "tail": tail,
-                "reasoning_start": thoughts_start,
-                "reasoning_blocks": reasoning_blocks,
-                "reasoning_tail": reasoning_tail,
-            },
-        )
+        state = self.state
+        answer_start, thoughts_start = len(state.answer.blocks), len(state.thoughts.blocks)
+        blocks, tail = state.answer.flush()
+        reasoning_blocks, reasoning_tail = state.thoughts.flush()
+        message = {
+            "type": "turn.delta",
+            "turn_id": self.turn_id,
+            "start": answer_start,
+            "blocks": blocks,
+            "tail": tail,
+            "reasoning_start": thoughts_start,
+            "reasoning_blocks": reasoning_blocks,
+            "reasoning_tail": reasoning_tail,
+        }
+        if state.tools_changed:
+            state.tools_changed = False
+            message["tools_html"] = fragments.tool_cards(self.turn_id, state.tool_calls)
+        await self._channel_layer.group_send(self.group, message)
 
     async def _checkpoint(self) -> None:
         await database_sync_to_async(
             Turn.objects.filter(pk=self.turn_id, status=Turn.Status.IN_PROGRESS).update
-        )(output_text="".join(self.state.text), reasoning_text="".join(self.state.reasoning))
+        )(
+            output_text="".join(self.state.text),
+            reasoning_text="".join(self.state.reasoning),
+            tool_calls=self.state.tool_calls,
+        )
 
     async def _finish(self, elapsed: float, started: float) -> None:
         state = self.state
@@ -266,6 +352,7 @@ class TurnRunner:
             "error": state.error,
             "output_text": "".join(state.text),
             "reasoning_text": "".join(state.reasoning),
+            "tool_calls": state.tool_calls,
             "response_id": state.response_id,
             "model": state.model,
             "input_tokens": state.usage.input_tokens,
@@ -273,10 +360,11 @@ class TurnRunner:
             "total_tokens": state.usage.total_tokens,
             "cached_tokens": state.usage.cached_tokens,
             "reasoning_tokens": state.usage.reasoning_tokens,
-            "time_to_first_token_ms": round((first - started) * 1000) if first else None,
-            "duration_ms": round(elapsed * 1000),
+            "duration_ms": (self.plan.turn.duration_ms or 0) + round(elapsed * 1000),
             "finished_at": timezone.now(),
         }
+        if not self.resuming:
+            fields["time_to_first_token_ms"] = round((first - started) * 1000) if first else None
         try:
             await database_sync_to_async(self._store_end)(fields)
         except Exception:
@@ -285,19 +373,39 @@ class TurnRunner:
             self.group, {"type": "turn.finished", "turn_id": self.turn_id}
         )
 
+    def _store_end(self, fields: dict) -> None:
+        Turn.objects.filter(pk=self.turn_id).update(**fields)
+        turn = self.plan.turn
+        for name, value in fields.items():
+            setattr(turn, name, value)
+        if turn.status != Turn.Status.AWAITING_TOOL:
+            usage.record_turn(turn)
+
 
 # -- entry points used by views and consumers ----------------------------------------------------
 
 
-def _plan_turn(
-    user, thread_id: int, text: str, parent_id: int | None, use_current: bool
-) -> TurnPlan:
+def _tool_specs(thread: Thread) -> dict[str, tool_loop.ToolSpec]:
+    return {
+        tool.name: tool_loop.ToolSpec(tool.name, tool.description, tool.parameters, tool.builtin)
+        for tool in thread.tools.all()
+    }
+
+
+def _busy(thread: Thread) -> bool:
+    return thread.turns.filter(
+        status__in=[Turn.Status.IN_PROGRESS, Turn.Status.AWAITING_TOOL]
+    ).exists()
+
+
+def _plan_turn(user, thread_id: int, text: str, parent_id: int | None, branch: bool) -> TurnPlan:
+    """Create the turn: after the current turn, or (``branch``) as a new child of ``parent_id``."""
     with transaction.atomic():
         thread = conversation.thread_for(user, thread_id)
         if thread is None:
             raise conversation.TurnRejected("This chat no longer exists.")
         text = conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
-        if thread.turns.filter(status=Turn.Status.IN_PROGRESS).exists():
+        if _busy(thread):
             raise conversation.TurnRejected("An answer is still being written. Stop it or wait.")
         provider = (
             thread.provider if thread.provider and thread.provider.enabled else default_provider()
@@ -309,30 +417,44 @@ def _plan_turn(
         if not thread.model:
             raise conversation.TurnRejected("Pick a model first.")
         usage.check_allowed(user, provider, thread.model)
-        path = conversation.thread_path(thread)
-        if not use_current:
-            path = path[: next((i for i, t in enumerate(path) if t.pk == parent_id), -1) + 1]
+        tree = conversation.ThreadTree(thread)
+        path = tree.path() if not branch else tree.path(parent_id) if parent_id is not None else []
+        if branch and parent_id is not None and not path:
+            raise conversation.TurnRejected("This message no longer exists.")
+        api = conversation.api_for(thread, provider)
         turn = Turn.objects.create(
             thread=thread,
             parent=path[-1] if path else None,
             author=user,
             user_text=text,
-            api=provider.default_api,
+            api=api,
             provider=provider,
             model=thread.model,
+            params=thread.params,
         )
+        linear = thread.current_turn_id == (path[-1].pk if path else None)
         thread.current_turn = turn
-        if not path:
+        if not path and not branch:
             thread.title = conversation.title_from(text)
         thread.save(update_fields=["current_turn", "title", "updated_at"])
-        return TurnPlan(turn=turn, provider=provider, path=path)
+        request = RequestPlan(
+            api=api,
+            model=thread.model,
+            params=thread.params,
+            path=path,
+            user_text=text,
+            user_tag=parameters.user_identifier(user.pk, settings.SECRET_KEY),
+            tools=_tool_specs(thread),
+        )
+        return TurnPlan(turn=turn, provider=provider, request=request, linear=linear)
 
 
-async def _launch(plan: TurnPlan) -> Turn:
-    runner = TurnRunner(plan)
+async def _launch(plan: TurnPlan, state: StreamState | None = None) -> Turn:
+    runner = TurnRunner(plan, state)
     _running[plan.turn.pk] = runner
     await get_channel_layer().group_send(
-        thread_group(plan.turn.thread_id), {"type": "turn.created", "turn_id": plan.turn.pk}
+        thread_group(plan.turn.thread_id),
+        {"type": "turn.created", "turn_id": plan.turn.pk, "linear": plan.linear},
     )
     runner.start()
     return plan.turn
@@ -340,23 +462,79 @@ async def _launch(plan: TurnPlan) -> Turn:
 
 async def start_turn(user, thread_id: int, text: str) -> Turn:
     """Send a message at the end of the thread's current path. Raises TurnRejected."""
-    plan = await database_sync_to_async(_plan_turn)(user, thread_id, text, None, True)
+    plan = await database_sync_to_async(_plan_turn)(user, thread_id, text, None, False)
     return await _launch(plan)
 
 
-async def retry_turn(user, turn_id: int) -> Turn:
-    """Ask again: a new sibling of ``turn_id`` with the same message. Raises TurnRejected."""
+async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
+    """A new sibling of ``turn_id``: the same message asked again (regenerate, retry), or an
+    edited one. The new branch becomes the visible path. Raises TurnRejected."""
 
     def plan() -> TurnPlan:
         turn = Turn.objects.filter(pk=turn_id).only("thread_id", "parent_id", "user_text").first()
         if turn is None or conversation.thread_for(user, turn.thread_id) is None:
             raise conversation.TurnRejected("This message no longer exists.")
-        return _plan_turn(user, turn.thread_id, turn.user_text, turn.parent_id, False)
+        message = turn.user_text if text is None else text
+        return _plan_turn(user, turn.thread_id, message, turn.parent_id, True)
 
     return await _launch(await database_sync_to_async(plan)())
 
 
-def stop_turn(turn_id: int) -> bool:
+async def answer_tool_call(user, turn_id: int, call_id: str, result: str | None) -> None:
+    """The user's result for a call (``None`` rejects it); resumes the turn once all are in."""
+
+    def record() -> TurnPlan | None:
+        with transaction.atomic():
+            turn = Turn.objects.select_for_update().filter(pk=turn_id).first()
+            thread = conversation.thread_for(user, turn.thread_id) if turn else None
+            if thread is None:
+                raise conversation.TurnRejected("This message no longer exists.")
+            if turn.status != Turn.Status.AWAITING_TOOL:
+                raise conversation.TurnRejected("This tool call was already answered.")
+            step = tool_loop.last_step(turn.tool_calls)
+            call = next((c for c in step if c["call_id"] == call_id), None)
+            if call is None or call["status"] != "awaiting":
+                raise conversation.TurnRejected("This tool call was already answered.")
+            if result is not None and len(result) > settings.MAX_MESSAGE_CHARS:
+                raise conversation.TurnRejected("That result is too long.")
+            tool_loop.answer(call, result)
+            if any(c["status"] == "awaiting" for c in step):
+                turn.save(update_fields=["tool_calls"])
+                return None
+            turn.status = Turn.Status.IN_PROGRESS
+            turn.save(update_fields=["tool_calls", "status"])
+            tree = conversation.ThreadTree(thread)
+            request = RequestPlan(
+                api=turn.api,
+                model=turn.model,
+                params=turn.params,
+                path=tree.path(turn.parent_id) if turn.parent_id else [],
+                user_text=turn.user_text,
+                user_tag=parameters.user_identifier(user.pk, settings.SECRET_KEY),
+                tools=_tool_specs(thread),
+            )
+            provider = turn.provider or default_provider()
+            return TurnPlan(turn=turn, provider=provider, request=request)
+
+    plan = await database_sync_to_async(record)()
+    if plan is not None:
+        runner = TurnRunner(plan, StreamState.resumed(plan.turn))
+        _running[turn_id] = runner
+        runner.start()
+    await _publish_update(turn_id)
+
+
+async def _publish_update(turn_id: int, kind: str = "turn.updated") -> None:
+    thread_id = await database_sync_to_async(Turn.objects.values_list("thread_id", flat=True).get)(
+        pk=turn_id
+    )
+    await get_channel_layer().group_send(
+        thread_group(thread_id), {"type": kind, "turn_id": turn_id}
+    )
+
+
+def cancel_running(turn_id: int) -> bool:
+    """Stop a turn generating in this process; its partial answer is kept, marked stopped."""
     runner = _running.get(turn_id)
     if runner is None:
         return False
@@ -364,13 +542,31 @@ def stop_turn(turn_id: int) -> bool:
     return True
 
 
+async def stop_turn(turn_id: int) -> bool:
+    """Stop a turn that is generating or waiting for a tool answer."""
+    if cancel_running(turn_id):
+        return True
+    # A turn paused for a tool answer has no runner: stopping it just ends it.
+    stopped = await Turn.objects.filter(pk=turn_id, status=Turn.Status.AWAITING_TOOL).aupdate(
+        status=Turn.Status.CANCELLED, finished_at=timezone.now()
+    )
+    if stopped:
+        await _publish_update(turn_id, "turn.finished")
+    return bool(stopped)
+
+
 def running_snapshot(turn_id: int) -> dict | None:
     runner = _running.get(turn_id)
     return runner.snapshot() if runner else None
 
 
+def running_snapshots() -> dict[int, dict]:
+    """Snapshots of every turn running in this process, by turn id."""
+    return {turn_id: runner.snapshot() for turn_id, runner in list(_running.items())}
+
+
 async def wait_for(turn_id: int) -> None:
-    """Wait until a turn running in this process has finished and been stored."""
+    """Wait until a turn running in this process has finished (or paused) and been stored."""
     runner = _running.get(turn_id)
     if runner is not None and runner.task is not None:
         await asyncio.shield(runner.task)

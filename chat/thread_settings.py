@@ -1,0 +1,131 @@
+"""Views of the thread settings panel (API, request parameters, tools) and of presets."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from chat.models import Preset, Provider, Thread, ToolDefinition
+from chat.services import parameters
+from chat.views import _thread_or_404
+
+
+def _panel(
+    request: HttpRequest,
+    thread: Thread,
+    *,
+    api: str,
+    values: dict[str, str],
+    errors: dict[str, str] | None = None,
+    selected_tools: set[int] | None = None,
+    notice: str = "",
+) -> HttpResponse:
+    errors = errors or {}
+    groups: dict[str, list] = {}
+    for spec in parameters.specs_for(api):
+        row = (spec, values.get(spec.name, ""), errors.get(spec.name, ""))
+        groups.setdefault(spec.group, []).append(row)
+    tools = list(ToolDefinition.objects.filter(owner=request.user))
+    if selected_tools is None:
+        selected_tools = set(thread.tools.values_list("pk", flat=True))
+    context = {
+        "thread": thread,
+        "api": api,
+        "apis": Provider.Api.choices,
+        "groups": groups,
+        "values": values,
+        "errors": errors,
+        "tools": tools,
+        "selected_tools": selected_tools,
+        "presets": Preset.objects.filter(owner=request.user),
+        "notice": notice,
+    }
+    return render(request, "chat/settings.html#panel", context)
+
+
+def _api_of(value: str, thread: Thread) -> str:
+    if value in Provider.Api.values:
+        return value
+    return thread.api or (
+        thread.provider.default_api if thread.provider else Provider.Api.RESPONSES
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def thread_settings(request: HttpRequest, thread_id: int) -> HttpResponse:
+    thread = _thread_or_404(request, thread_id)
+    if request.method == "GET":
+        api = _api_of(request.GET.get("api", ""), thread)
+        return _panel(request, thread, api=api, values=parameters.form_values(thread.params))
+
+    api = _api_of(request.POST.get("api", ""), thread)
+    tool_ids = {int(pk) for pk in request.POST.getlist("tools") if pk.isdigit()}
+    chosen = list(ToolDefinition.objects.filter(owner=request.user, pk__in=tool_ids))
+    params, errors = parameters.validate(request.POST, api, tool_names={t.name for t in chosen})
+    if errors:
+        # Nothing is saved; the form comes back with what was typed and why it was refused.
+        return _panel(
+            request,
+            thread,
+            api=api,
+            values=request.POST.dict(),
+            errors=errors,
+            selected_tools=tool_ids,
+        )
+    with transaction.atomic():
+        thread.api, thread.params = api, params
+        thread.save(update_fields=["api", "params", "updated_at"])
+        thread.tools.set(chosen)
+    return _panel(
+        request, thread, api=api, values=parameters.form_values(params), notice="Settings saved."
+    )
+
+
+@require_POST
+def save_preset(request: HttpRequest, thread_id: int) -> HttpResponse:
+    thread = _thread_or_404(request, thread_id)
+    name = request.POST.get("preset_name", "").strip()[:100]
+    values = parameters.form_values(thread.params)
+    if not name:
+        return _panel(
+            request,
+            thread,
+            api=_api_of("", thread),
+            values=values,
+            errors={"preset_name": "Give the preset a name."},
+        )
+    try:
+        with transaction.atomic():
+            preset, _ = Preset.objects.update_or_create(
+                owner=request.user,
+                name=name,
+                defaults={
+                    "provider": thread.provider,
+                    "model": thread.model,
+                    "api": thread.api,
+                    "params": thread.params,
+                },
+            )
+            preset.tools.set(thread.tools.all())
+    except IntegrityError:
+        return _panel(
+            request,
+            thread,
+            api=_api_of("", thread),
+            values=values,
+            errors={"preset_name": "That name is taken."},
+        )
+    return _panel(
+        request, thread, api=_api_of("", thread), values=values, notice=f"Saved as preset “{name}”."
+    )
+
+
+def apply_preset(thread: Thread, preset: Preset) -> None:
+    """Start a chat from a preset: its model, API, parameters and tools."""
+    if preset.provider_id and preset.model:
+        thread.provider_id, thread.model = preset.provider_id, preset.model
+    thread.api, thread.params = preset.api, preset.params
+    thread.save()
+    thread.tools.set(preset.tools.all())
