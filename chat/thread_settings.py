@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -23,11 +25,15 @@ def _panel(
     notice: str = "",
 ) -> HttpResponse:
     errors = errors or {}
+    tools = list(ToolDefinition.objects.filter(owner=request.user))
     groups: dict[str, list] = {}
     for spec in parameters.specs_for(api):
+        if spec.name == "tool_choice":  # a named function is one more choice per tool
+            prefix = parameters.FUNCTION_PREFIX
+            named = tuple((f"{prefix}{t.name}", f"Call {t.name}") for t in tools)
+            spec = dataclasses.replace(spec, choices=spec.choices + named)
         row = (spec, values.get(spec.name, ""), errors.get(spec.name, ""))
         groups.setdefault(spec.group, []).append(row)
-    tools = list(ToolDefinition.objects.filter(owner=request.user))
     if selected_tools is None:
         selected_tools = set(thread.tools.values_list("pk", flat=True))
     context = {
@@ -120,12 +126,3 @@ def save_preset(request: HttpRequest, thread_id: int) -> HttpResponse:
     return _panel(
         request, thread, api=_api_of("", thread), values=values, notice=f"Saved as preset “{name}”."
     )
-
-
-def apply_preset(thread: Thread, preset: Preset) -> None:
-    """Start a chat from a preset: its model, API, parameters and tools."""
-    if preset.provider_id and preset.model:
-        thread.provider_id, thread.model = preset.provider_id, preset.model
-    thread.api, thread.params = preset.api, preset.params
-    thread.save()
-    thread.tools.set(preset.tools.all())

@@ -19,7 +19,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from chat import export, fragments
 from chat.forms import AccountCreationForm, RenameThreadForm
-from chat.models import Provider, SiteSettings, Thread, Turn
+from chat.models import Preset, Provider, SiteSettings, Thread, Turn
 from chat.services import conversation, generation, providers
 
 
@@ -96,7 +96,11 @@ def signup(request: HttpRequest) -> HttpResponse:
 async def home(request: HttpRequest) -> HttpResponse:
     user = await request.auser()
     context = await _model_context(request)
-    context |= {"threads": await sync_to_async(_sidebar)(user), "thread": None}
+    context |= {
+        "threads": await sync_to_async(_sidebar)(user),
+        "thread": None,
+        "presets": await sync_to_async(list)(Preset.objects.filter(owner=user)),
+    }
     return await sync_to_async(render)(request, "chat/thread.html", context)
 
 
@@ -112,7 +116,14 @@ async def new_thread(request: HttpRequest) -> HttpResponse:
         if provider is None:
             raise conversation.TurnRejected("Pick a model first.")
         conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
-        return Thread.objects.create(owner=user, provider=provider, model=model)
+        thread = Thread.objects.create(owner=user, provider=provider, model=model)
+        preset_id = request.POST.get("preset", "")
+        preset = (
+            Preset.objects.filter(owner=user, pk=preset_id).first() if preset_id.isdigit() else None
+        )
+        if preset is not None:
+            conversation.apply_preset(thread, preset)
+        return thread
 
     try:
         thread = await sync_to_async(create)()

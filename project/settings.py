@@ -130,8 +130,9 @@ DATABASES = {
             "timeout": 20,
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         },
-        # A file, not shared-cache memory: async tests write from several threads at once.
-        "TEST": {"NAME": str(DATA_DIR / "test-db.sqlite3")},
+        # A file, not shared-cache memory: async tests write from several threads at once;
+        # one per process, so parallel runs on one machine do not share it.
+        "TEST": {"NAME": str(DATA_DIR / f"test-db-{os.getpid()}.sqlite3")},
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

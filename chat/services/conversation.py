@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
-from chat.models import Provider, Thread, Turn
+from chat.models import Preset, Provider, Thread, Turn
 
 TITLE_LENGTH = 60
 
@@ -100,6 +101,15 @@ def switch_branch(thread: Thread, turn_id: int) -> bool:
     return True
 
 
+def apply_preset(thread: Thread, preset: Preset) -> None:
+    """Start a chat from a preset: its model, API, parameters and tools."""
+    if preset.provider_id and preset.model:
+        thread.provider_id, thread.model = preset.provider_id, preset.model
+    thread.api, thread.params = preset.api, preset.params
+    thread.save()
+    thread.tools.set(preset.tools.all())
+
+
 def validate_message(text: str, max_chars: int) -> str:
     text = text.strip()
     if not text:
@@ -141,3 +151,9 @@ def api_for(thread: Thread, provider: Provider | None) -> str:
     if thread.api:
         return thread.api
     return provider.default_api if provider else Provider.Api.RESPONSES
+
+
+# Async forms for callers on the event loop (consumers, tests).
+sync_to_async_path = sync_to_async(thread_path)
+sync_to_async_switch = sync_to_async(switch_branch)
+sync_to_async_tree = sync_to_async(ThreadTree)

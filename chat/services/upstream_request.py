@@ -23,7 +23,7 @@ class RequestPlan:
     tools: dict[str, tool_loop.ToolSpec] = field(default_factory=dict)
 
     def _extra(self) -> dict[str, Any]:
-        extra = parameters.request_fields(self.params, self.api)
+        extra = parameters.request_fields(self.params, self.api, tool_names=self.tools.keys())
         if self.tools:
             make = tools.responses_tool if self.api == Provider.Api.RESPONSES else tools.chat_tool
             extra["tools"] = [

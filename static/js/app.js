@@ -41,6 +41,24 @@
   document.addEventListener("htmx:wsOpen", function () { setConnection("open"); });
   document.addEventListener("htmx:wsClose", function () { setConnection("closed"); });
 
+  // A copy button on every code block, including those that arrive over the socket.
+  function addCodeCopyButtons(root) {
+    root.querySelectorAll(".markdown pre.code:not([data-copyable])").forEach(function (pre, index) {
+      pre.dataset.copyable = "";
+      if (!pre.id) pre.id = "code-" + Date.now().toString(36) + "-" + index;
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "copy-code";
+      button.textContent = "Copy";
+      button.setAttribute("aria-label", "Copy code");
+      button.dataset.copy = "#" + pre.id + " code";
+      pre.appendChild(button);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { addCodeCopyButtons(document); });
+  document.addEventListener("htmx:wsAfterMessage", function () { addCodeCopyButtons(document); });
+  document.addEventListener("htmx:afterSwap", function () { addCodeCopyButtons(document); });
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");
     if (!button) return;
