@@ -196,6 +196,8 @@ ENCRYPTION_KEYS = env_list("SWITCHBOARD_ENCRYPTION_KEYS", [])
 STREAM_COALESCE_SECONDS = env_float("STREAM_COALESCE_SECONDS", 0.04)
 STREAM_CHECKPOINT_SECONDS = env_float("STREAM_CHECKPOINT_SECONDS", 3.0)
 MAX_MESSAGE_CHARS = int(os.environ.get("MAX_MESSAGE_CHARS", "32000"))
+# Upstream requests one turn may make while the model keeps calling tools.
+TOOL_MAX_STEPS = int(os.environ.get("TOOL_MAX_STEPS", "8"))
 
 LOGGING = {
     "version": 1,

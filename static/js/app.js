@@ -57,7 +57,12 @@
   }
   document.addEventListener("DOMContentLoaded", function () { addCodeCopyButtons(document); });
   document.addEventListener("htmx:wsAfterMessage", function () { addCodeCopyButtons(document); });
-  document.addEventListener("htmx:afterSwap", function () { addCodeCopyButtons(document); });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    addCodeCopyButtons(document);
+    // A refused form comes back with its errors: take the reader to the first one.
+    var invalid = event.detail.target.querySelector("[aria-invalid='true']");
+    if (invalid) { invalid.focus(); invalid.scrollIntoView({ block: "center" }); }
+  });
 
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");
