@@ -100,6 +100,7 @@ async def home(request: HttpRequest) -> HttpResponse:
         "threads": await sync_to_async(_sidebar)(user),
         "thread": None,
         "presets": await sync_to_async(list)(Preset.objects.filter(owner=user)),
+        "apis": Provider.Api.choices,
     }
     return await sync_to_async(render)(request, "chat/thread.html", context)
 
@@ -116,7 +117,9 @@ async def new_thread(request: HttpRequest) -> HttpResponse:
         if provider is None:
             raise conversation.TurnRejected("Pick a model first.")
         conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
-        thread = Thread.objects.create(owner=user, provider=provider, model=model)
+        api = request.POST.get("api", "")
+        api = api if api in Provider.Api.values else ""
+        thread = Thread.objects.create(owner=user, provider=provider, model=model, api=api)
         preset_id = request.POST.get("preset", "")
         preset = (
             Preset.objects.filter(owner=user, pk=preset_id).first() if preset_id.isdigit() else None

@@ -111,3 +111,14 @@ async def test_csrf_is_enforced_on_posts(user, provider):
     thread = await Thread.objects.acreate(owner=user, title="Keep")
     response = await strict.post(f"/t/{thread.pk}/rename/", {"title": "csrf"})
     assert response.status_code == 403
+
+
+async def test_new_chat_form_chooses_the_api(alice, user, provider, demo_requests):
+    await alice.post(
+        "/threads/new/",
+        {"model": f"{provider.pk}:demo-chat", "message": "via chat #chunks=5", "api": "chat"},
+    )
+    thread = await Thread.objects.aget(owner=user)
+    assert thread.api == "chat"
+    await generation.wait_for((await Turn.objects.aget(thread=thread)).pk)
+    assert demo_requests()[-1]["messages"][-1]["content"] == "via chat #chunks=5"

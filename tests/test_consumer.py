@@ -187,3 +187,20 @@ async def receive_until_blocks(turn_id: int) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the answer never produced finished blocks")
+
+
+@pytest.mark.parametrize("api", ["responses", "chat"])
+async def test_reasoning_streams_into_its_own_collapsed_section(thread, user, cookie_of, api):
+    thread.api = api
+    await thread.asave()
+    ws = socket(thread.pk, ORIGIN, await cookie_of(user))
+    await ws.connect()
+    await ws.send_to(json.dumps({"message": "think first #reasoning #chunks=30 #delay=5"}))
+    messages = await receive_until(ws, r'data-status="completed"')
+    turn = await Turn.objects.aget(thread=thread)
+    live = [m for m in messages if f'id="turn-{turn.pk}-reasoning-tail" hx-swap-oob' in m]
+    assert live, "reasoning did not stream"
+    final = messages[-1]
+    assert '<details class="reasoning">' in final and "<summary>Reasoning</summary>" in final
+    assert "reasoning tokens" in final and turn.reasoning_tokens > 0
+    await ws.disconnect()
