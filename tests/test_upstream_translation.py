@@ -156,11 +156,67 @@ def test_responses_function_call_stream():
         {"type": "response.output_item.done", "output_index": 1, "item": done_item},
         {"type": "response.completed", "response": {"id": "r", "status": "completed"}},
     )
+    # The event index counts function calls only (like Chat and parse_response), so the item's
+    # output_index 1 (after, say, a reasoning item) is call 0.
     assert events == [
-        ToolCallDelta(1, "call_9", "get_weather", ""),
-        ToolCallDelta(1, "call_9", "get_weather", '{"city":'),
-        ToolCallDelta(1, "call_9", "get_weather", '"Oslo"}'),
-        ToolCallDone(1, "call_9", "get_weather", '{"city":"Oslo"}'),
+        ToolCallDelta(0, "call_9", "get_weather", ""),
+        ToolCallDelta(0, "call_9", "get_weather", '{"city":'),
+        ToolCallDelta(0, "call_9", "get_weather", '"Oslo"}'),
+        ToolCallDone(0, "call_9", "get_weather", '{"city":"Oslo"}'),
+        Completed("r", "completed"),
+    ]
+
+
+def test_responses_parallel_calls_after_reasoning_are_numbered_from_zero():
+    def item(number, **extra):
+        return {
+            "type": "function_call",
+            "id": f"fc_{number}",
+            "call_id": f"call_{number}",
+            "name": "calc",
+            **extra,
+        }
+
+    events = feed(
+        ResponsesStreamTranslator(),
+        {"type": "response.output_item.added", "output_index": 0, "item": {"type": "reasoning"}},
+        {"type": "response.output_item.added", "output_index": 1, "item": item(1, arguments="")},
+        {"type": "response.output_item.added", "output_index": 2, "item": item(2, arguments="")},
+        # Pieces found by item_id alone, then by output_index alone, interleaved.
+        {"type": "response.function_call_arguments.delta", "item_id": "fc_2", "delta": "{}"},
+        {"type": "response.function_call_arguments.delta", "output_index": 1, "delta": "{"},
+        {"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": "}"},
+        {"type": "response.function_call_arguments.done", "item_id": "fc_1", "arguments": "{}"},
+        {"type": "response.output_item.done", "output_index": 1, "item": item(1, arguments="{}")},
+        {
+            "type": "response.completed",
+            "response": {"id": "r", "output": [item(1, arguments="{}"), item(2, arguments="{}")]},
+        },
+    )
+    assert events == [
+        ToolCallDelta(0, "call_1", "calc", ""),
+        ToolCallDelta(1, "call_2", "calc", ""),
+        ToolCallDelta(1, "call_2", "calc", "{}"),
+        ToolCallDelta(0, "call_1", "calc", "{"),
+        ToolCallDelta(0, "call_1", "calc", "}"),
+        ToolCallDone(0, "call_1", "calc", "{}"),
+        # Call 2 never had its own ".done" events: the final event finishes it, exactly once.
+        ToolCallDone(1, "call_2", "calc", "{}"),
+        Completed("r", "completed"),
+    ]
+
+
+def test_responses_sparse_argument_deltas_belong_to_the_last_call():
+    events = feed(
+        ResponsesStreamTranslator(),
+        {"type": "response.output_item.added", "item": {"type": "function_call", "name": "f"}},
+        {"type": "response.function_call_arguments.delta", "delta": '{"a":1}'},
+        {"type": "response.completed", "response": {"id": "r"}},
+    )
+    assert events == [
+        ToolCallDelta(0, None, "f", ""),
+        ToolCallDelta(0, None, "f", '{"a":1}'),
+        ToolCallDone(0, "", "f", '{"a":1}'),
         Completed("r", "completed"),
     ]
 
@@ -270,6 +326,24 @@ def test_responses_completed_with_only_final_output_is_relayed():
     }
     events = feed(ResponsesStreamTranslator(), {"type": "response.completed", "response": response})
     assert events == [TextDelta("Late"), Completed("r", "completed")]
+
+
+def test_responses_completed_with_only_final_function_calls_is_relayed():
+    response = {
+        "id": "r",
+        "status": "completed",
+        "output": [
+            {"type": "reasoning", "summary": []},
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+            {"type": "function_call", "call_id": "c2", "name": "g", "arguments": '{"a":1}'},
+        ],
+    }
+    events = feed(ResponsesStreamTranslator(), {"type": "response.completed", "response": response})
+    assert events == [
+        ToolCallDone(0, "c1", "f", "{}"),
+        ToolCallDone(1, "c2", "g", '{"a":1}'),
+        Completed("r", "completed"),
+    ]
 
 
 def test_responses_parse_response_body_like_the_seed():
@@ -427,6 +501,45 @@ def test_chat_only_choice_zero_is_relayed():
         ChatStreamTranslator(), chunk({"content": "other"}, index=1), chunk({"content": "main"})
     )
     assert [e for e in events if isinstance(e, TextDelta)] == [TextDelta("main")]
+
+
+def test_chat_interleaved_choices_relay_choice_zero_calls_only():
+    def call(index, **function):
+        return {"tool_calls": [{"index": 0, "id": f"call_{index}", "function": function}]}
+
+    events = feed(
+        ChatStreamTranslator(),
+        chunk(call(0, name="calc", arguments="")),
+        chunk(call(1, name="calc", arguments=""), index=1),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}, index=1),
+        chunk({}, "tool_calls"),
+        chunk({}, "tool_calls", index=1),
+        {"id": "chatcmpl-1", "choices": [], "usage": CHAT_USAGE},
+        "[DONE]",
+    )
+    assert events == [
+        Started("chatcmpl-1", None),
+        ToolCallDelta(0, "call_0", "calc", ""),
+        ToolCallDelta(0, "call_0", "calc", "{}"),
+        ToolCallDone(0, "call_0", "calc", "{}"),
+        EXPECTED_USAGE,
+        Completed("chatcmpl-1", "completed"),
+    ]
+
+
+def test_chat_parse_response_with_several_choices_reads_choice_zero():
+    body = {
+        "id": "chatcmpl-2",
+        "choices": [
+            {"index": 1, "message": {"content": "Second"}, "finish_reason": "stop"},
+            {"index": 0, "message": {"content": "First"}, "finish_reason": "stop"},
+        ],
+        "usage": CHAT_USAGE,
+    }
+    events = chat_completions.parse_response(body)
+    assert [e for e in events if isinstance(e, TextDelta)] == [TextDelta("First")]
+    assert events[-2:] == [EXPECTED_USAGE, Completed("chatcmpl-2", "completed")]
 
 
 def test_chat_unknown_fields_are_ignored():

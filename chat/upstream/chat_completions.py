@@ -1,7 +1,8 @@
 """``POST /v1/chat/completions``: build the request; translate its stream or body into events.
 
-Only choice 0 is relayed. Requests with ``n > 1`` would need one answer per choice index; the
-product does not ask for them yet.
+Only choice 0 is relayed: with ``n > 1`` the chunks of the other choices (text and tool calls)
+are skipped, streamed or not, while the usage reported, which covers every choice, is passed on
+whole. Tool calls are numbered by their ``index`` within choice 0.
 """
 
 from __future__ import annotations

@@ -150,6 +150,7 @@ def parse_response(body: dict[str, Any]) -> list[Event]:
 
 @dataclass(slots=True)
 class _ToolCall:
+    index: int
     call_id: str | None
     name: str | None
     arguments: list[str] = field(default_factory=list)
@@ -162,7 +163,8 @@ class ResponsesStreamTranslator:
     def __init__(self) -> None:
         self._started = False
         self._response_id: str | None = None
-        self._tool_calls: dict[int, _ToolCall] = {}
+        self._tool_calls: list[_ToolCall] = []
+        self._call_keys: dict[tuple[str, Any], _ToolCall] = {}
         self._text_seen = False
         self._text_parts_with_deltas: set[tuple[Any, Any]] = set()
         self._reasoning_part: tuple[Any, Any] | None = None
@@ -228,56 +230,71 @@ class ResponsesStreamTranslator:
         self._reasoning_part = part
         return [ReasoningDelta(separator + delta)]
 
+    # A call is found by its item's ``output_index`` (or ``item_id``), but its event ``index`` is
+    # its position among the response's function calls (0, 1, …), as in Chat Completions and in
+    # :func:`parse_response`: a reasoning item or a message before it does not shift it.
+
+    def _call_for(self, payload: dict[str, Any], item: dict[str, Any] | None = None) -> _ToolCall:
+        output_index = payload.get("output_index")
+        output_index = output_index if isinstance(output_index, int) else None
+        item_id = payload.get("item_id") or (item or {}).get("id")
+        item_id = item_id if isinstance(item_id, str) else None
+        for key in (("output", output_index), ("item", item_id)):
+            if key[1] is not None and key in self._call_keys:
+                return self._call_keys[key]
+        if output_index is None and item_id is None and self._tool_calls:
+            return self._tool_calls[-1]  # a sparse proxy: the call being streamed
+        call = _ToolCall(len(self._tool_calls), None, None)
+        self._tool_calls.append(call)
+        if output_index is not None:
+            self._call_keys["output", output_index] = call
+        if item_id is not None:
+            self._call_keys["item", item_id] = call
+        return call
+
     def _item_added(self, payload: dict[str, Any]) -> list[Event]:
         item = payload.get("item")
         if not isinstance(item, dict) or item.get("type") != "function_call":
             return []
-        index = payload.get("output_index")
-        index = index if isinstance(index, int) else len(self._tool_calls)
-        call = _ToolCall(item.get("call_id"), item.get("name"))
-        self._tool_calls[index] = call
+        call = self._call_for(payload, item)
+        call.call_id = call.call_id or item.get("call_id")
+        call.name = call.name or item.get("name")
         arguments = item.get("arguments")
         if isinstance(arguments, str) and arguments:
             call.arguments.append(arguments)
         # Announce the call right away (even with no arguments yet) so a UI can show its card.
-        return [ToolCallDelta(index, call.call_id, call.name, arguments or "")]
+        return [ToolCallDelta(call.index, call.call_id, call.name, arguments or "")]
 
     def _arguments_delta(self, payload: dict[str, Any]) -> list[Event]:
         delta = payload.get("delta")
         if not isinstance(delta, str) or not delta:
             return []
-        index = payload.get("output_index")
-        index = index if isinstance(index, int) else 0
-        call = self._tool_calls.setdefault(index, _ToolCall(None, None))
+        call = self._call_for(payload)
         call.arguments.append(delta)
-        return [ToolCallDelta(index, call.call_id, call.name, delta)]
+        return [ToolCallDelta(call.index, call.call_id, call.name, delta)]
 
     def _arguments_done(self, payload: dict[str, Any]) -> list[Event]:
-        index = payload.get("output_index")
-        index = index if isinstance(index, int) else 0
-        call = self._tool_calls.setdefault(index, _ToolCall(None, None))
+        call = self._call_for(payload)
         if isinstance(payload.get("name"), str):
             call.name = call.name or payload["name"]
-        return self._finish_call(index, call, payload.get("arguments"))
+        return self._finish_call(call, payload.get("arguments"))
 
     def _item_done(self, payload: dict[str, Any]) -> list[Event]:
         item = payload.get("item")
         if not isinstance(item, dict) or item.get("type") != "function_call":
             return []
-        index = payload.get("output_index")
-        index = index if isinstance(index, int) else 0
-        call = self._tool_calls.setdefault(index, _ToolCall(None, None))
+        call = self._call_for(payload, item)
         call.call_id = call.call_id or item.get("call_id")
         call.name = call.name or item.get("name")
-        return self._finish_call(index, call, item.get("arguments"))
+        return self._finish_call(call, item.get("arguments"))
 
-    def _finish_call(self, index: int, call: _ToolCall, arguments: Any) -> list[Event]:
+    def _finish_call(self, call: _ToolCall, arguments: Any) -> list[Event]:
         if call.done:
             return []
         call.done = True
         if not isinstance(arguments, str):
             arguments = "".join(call.arguments)
-        return [ToolCallDone(index, call.call_id or "", call.name or "", arguments)]
+        return [ToolCallDone(call.index, call.call_id or "", call.name or "", arguments)]
 
     def _finished(self, payload: dict[str, Any]) -> list[Event]:
         response = payload.get("response")
@@ -285,12 +302,19 @@ class ResponsesStreamTranslator:
         if "id" not in response and self._response_id:
             response = {**response, "id": self._response_id}
         events: list[Event] = []
-        texts, _, _ = _output_texts(response)
+        texts, _, calls = _output_texts(response)
         if not self._text_seen and texts:
             # A gateway that buffers everything may send the answer only inside the final event.
             events.append(TextDelta("".join(texts)))
-        for index, call in sorted(self._tool_calls.items()):
-            events.extend(self._finish_call(index, call, None))
+        if not self._tool_calls:
+            # …and its function calls too.
+            for item in calls:
+                call_id = str(item.get("call_id") or item.get("id") or "")
+                call = _ToolCall(len(self._tool_calls), call_id, str(item.get("name") or ""))
+                self._tool_calls.append(call)
+                events.extend(self._finish_call(call, item.get("arguments")))
+        for call in self._tool_calls:
+            events.extend(self._finish_call(call, None))
         return events + _ending(response, payload["type"].removeprefix("response."))
 
     def _error(self, payload: dict[str, Any]) -> list[Event]:
