@@ -172,3 +172,21 @@ async def test_tool_cards_stream_over_the_socket(user, thread, client):
         pass
     assert "Rain" in message
     await ws.disconnect()
+
+
+async def test_a_forced_tool_choice_applies_to_the_first_step_only(user, thread, demo_requests):
+    thread.params = {"tool_choice": "function:calculator"}
+    await thread.asave()
+    turn = await run(user, thread, "force it")
+    assert turn.status == Turn.Status.COMPLETED and "42" in turn.output_text
+    first, second = demo_requests()[-2:]
+    assert first["tool_choice"] != "auto" and "tool_choice" not in second
+
+
+async def test_a_follow_up_after_the_step_limit_still_works(user, thread, settings, demo_requests):
+    settings.TOOL_MAX_STEPS = 2
+    limited = await run(user, thread, "forever #call=calculator #loop")
+    assert limited.status == Turn.Status.INCOMPLETE
+    after = await run(user, thread, "something else")
+    assert after.status == Turn.Status.COMPLETED
+    assert "previous_response_id" not in demo_requests()[-1]

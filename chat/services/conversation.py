@@ -141,7 +141,11 @@ def continuation_id(parent: Turn | None) -> str | None:
     """The parent's response id, when the upstream holds that answer whole (not a cut stream)."""
     if parent is None or not parent.response_id:
         return None
-    if parent.status in (Turn.Status.COMPLETED, Turn.Status.INCOMPLETE):
+    if parent.status == Turn.Status.COMPLETED:
+        return parent.response_id
+    if parent.status == Turn.Status.INCOMPLETE and not parent.tool_calls:
+        # Cut by a token limit: the upstream holds it whole. Cut by the tool-step limit, its last
+        # response has calls without outputs, which the upstream refuses to continue from.
         return parent.response_id
     return None
 

@@ -22,8 +22,13 @@ class RequestPlan:
     user_tag: str  # a non-reversible id of the account, for upstream abuse monitoring
     tools: dict[str, tool_loop.ToolSpec] = field(default_factory=dict)
 
-    def _extra(self) -> dict[str, Any]:
-        extra = parameters.request_fields(self.params, self.api, tool_names=self.tools.keys())
+    def _extra(self, *, first: bool = True) -> dict[str, Any]:
+        params = self.params
+        if not first and params.get("tool_choice") not in (None, "auto", "none"):
+            # A forced choice (required, or a named function) would force a call at every step
+            # and the loop would never end: it applies to the turn's first request only.
+            params = {k: v for k, v in params.items() if k != "tool_choice"}
+        extra = parameters.request_fields(params, self.api, tool_names=self.tools.keys())
         if self.tools:
             make = tools.responses_tool if self.api == Provider.Api.RESPONSES else tools.chat_tool
             extra["tools"] = [
@@ -55,7 +60,7 @@ class RequestPlan:
             self.model,
             tool_loop.responses_outputs(tool_loop.last_step(calls)),
             previous_response_id=response_id,
-            params=self._extra(),
+            params=self._extra(first=False),
         )
 
     def _chat(self, calls: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
@@ -64,4 +69,5 @@ class RequestPlan:
             self.path, self.user_text, system
         )
         messages += tool_loop.chat_messages(calls)
-        return self.api, chat_completions.build_request(self.model, messages, params=self._extra())
+        extra = self._extra(first=not calls)
+        return self.api, chat_completions.build_request(self.model, messages, params=extra)
