@@ -1,9 +1,63 @@
 from __future__ import annotations
 
-from django import forms
-from django.contrib import admin
+import secrets
 
-from chat.models import Provider, SiteSettings, Thread, Turn
+from asgiref.sync import async_to_sync
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import path, reverse
+
+from chat.auth_views import ThrottledAdminAuthenticationForm
+from chat.models import (
+    AuditLogEntry,
+    ModelSetting,
+    Provider,
+    SiteSettings,
+    Thread,
+    Turn,
+    UsageRecord,
+    UserQuota,
+)
+from chat.services import audit, parameters, providers
+
+User = get_user_model()
+
+# The admin's own login page counts failed logins like /accounts/login/ does.
+admin.site.login_form = ThrottledAdminAuthenticationForm
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    """Every saved field, inline row and deletion goes to the audit log (never secret fields)."""
+
+    secret_fields: tuple[str, ...] = ()
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        audit.record_form(request.user, obj, form, created=not change, skip=self.secret_fields)
+
+    def save_formset(self, request, form, formset, change) -> None:
+        audit.record_formset_deletions(request.user, formset)
+        super().save_formset(request, form, formset, change)
+        audit.record_formset(request.user, formset)
+
+    def delete_model(self, request, obj) -> None:
+        audit.record(request.user, obj, "deleted")
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset: QuerySet) -> None:
+        for obj in queryset:
+            audit.record(request.user, obj, "deleted")
+        super().delete_queryset(request, queryset)
+
+
+# -- providers and their models ------------------------------------------------------------------
 
 
 class ProviderForm(forms.ModelForm):
@@ -37,10 +91,13 @@ class ProviderForm(forms.ModelForm):
 
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(AuditedAdmin):
     form = ProviderForm
+    change_form_template = "admin/chat/provider/change_form.html"
+    secret_fields = ("api_key", "clear_api_key")
     list_display = ("name", "base_url", "default_api", "enabled", "is_default", "api_key_masked")
     readonly_fields = ("api_key_masked",)
+    actions = ["test_connections", "import_models"]
     fields = (
         "name",
         "base_url",
@@ -56,9 +113,144 @@ class ProviderAdmin(admin.ModelAdmin):
     def api_key_masked(self, obj: Provider) -> str:
         return obj.api_key_masked or "—"
 
+    def save_model(self, request, obj: Provider, form, change) -> None:
+        had_key = (
+            change and Provider.objects.filter(pk=obj.pk).exclude(api_key_encrypted="").exists()
+        )
+        super().save_model(request, obj, form, change)
+        if form.cleaned_data.get("clear_api_key"):
+            if had_key:
+                audit.record(request.user, obj, "changed", "API key", "set", "removed")
+        elif form.cleaned_data.get("api_key"):
+            before, after = ("set", "replaced") if had_key else ("not set", "set")
+            audit.record(request.user, obj, "changed", "API key", before, after)
+
+    # "Test connection": a button on the change form and an action on the list.
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/test-connection/",
+                self.admin_site.admin_view(self.test_connection_view),
+                name="chat_provider_test_connection",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _report(self, request: HttpRequest, provider: Provider) -> providers.ConnectionResult:
+        result = async_to_sync(providers.check_connection)(provider)
+        level = messages.SUCCESS if result.ok else messages.ERROR
+        self.message_user(request, f"{provider.name}: {result.message}", level)
+        return result
+
+    def test_connection_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        provider = self.get_object(request, object_id)
+        if provider is None:
+            raise Http404("No such provider.")
+        if not self.has_view_or_change_permission(request, provider):
+            raise PermissionDenied
+        self._report(request, provider)
+        return HttpResponseRedirect(reverse("admin:chat_provider_change", args=[provider.pk]))
+
+    @admin.action(description="Test connection (GET /v1/models)")
+    def test_connections(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        for provider in queryset:
+            self._report(request, provider)
+
+    @admin.action(description="Add the gateway's models to the model settings")
+    def import_models(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        for provider in queryset:
+            result = self._report(request, provider)
+            known = set(provider.model_settings.values_list("model", flat=True))
+            for model in result.models:
+                if model not in known:
+                    setting = ModelSetting.objects.create(provider=provider, model=model)
+                    audit.record(request.user, setting, "created")
+
+
+class ModelSettingForm(forms.ModelForm):
+    class Meta:
+        model = ModelSetting
+        fields = (
+            "provider",
+            "model",
+            "enabled",
+            "display_name",
+            "price_input",
+            "price_cached_input",
+            "price_output",
+            "default_params",
+        )
+
+    def clean_default_params(self) -> dict:
+        """The same parameter names and checks as a chat's settings panel."""
+        value = self.cleaned_data.get("default_params") or {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError('A JSON object, e.g. {"temperature": 0.2}.')
+        unknown = sorted(set(value) - set(parameters.SPECS_BY_NAME))
+        if unknown:
+            raise forms.ValidationError(
+                f"Unknown parameter(s): {', '.join(unknown)}. Known: "
+                + ", ".join(parameters.SPECS_BY_NAME)
+                + "."
+            )
+        raw, checked = parameters.form_values(value), {}
+        for api in parameters.APIS:
+            params, errors = parameters.validate(raw, api)
+            if errors:
+                raise forms.ValidationError(
+                    "; ".join(f"{name}: {message}" for name, message in errors.items())
+                )
+            checked |= params
+        return checked
+
+
+@admin.register(ModelSetting)
+class ModelSettingAdmin(AuditedAdmin):
+    form = ModelSettingForm
+    list_display = (
+        "model",
+        "provider",
+        "enabled",
+        "display_name",
+        "price_input",
+        "price_cached_input",
+        "price_output",
+    )
+    list_editable = ("enabled", "display_name")
+    list_filter = ("provider", "enabled")
+    fields = (
+        "provider",
+        "model",
+        "enabled",
+        "display_name",
+        ("price_input", "price_cached_input", "price_output"),
+        "default_params",
+    )
+    search_fields = ("model", "display_name")
+    list_select_related = ("provider",)
+
+
+# -- site settings and conversations -----------------------------------------------------------
+
 
 @admin.register(SiteSettings)
-class SiteSettingsAdmin(admin.ModelAdmin):
+class SiteSettingsAdmin(AuditedAdmin):
+    fieldsets = (
+        ("Sign-up", {"fields": ("allow_signup", "allowed_email_domains")}),
+        (
+            "Default quotas (empty: no limit)",
+            {
+                "fields": (
+                    "default_tokens_per_day",
+                    "default_tokens_per_month",
+                    "default_cost_per_month",
+                    "staff_exempt",
+                )
+            },
+        ),
+    )
+
     def has_add_permission(self, request) -> bool:
         return not SiteSettings.objects.exists()
 
@@ -85,3 +277,195 @@ class TurnAdmin(admin.ModelAdmin):
     list_filter = ("status", "model")
     list_select_related = ("thread",)
     raw_id_fields = ("thread", "parent", "author")
+
+
+# -- users and quotas ---------------------------------------------------------------------------
+
+
+ROLES = (("member", "Member"), ("admin", "Administrator (staff)"))
+
+
+class RoleFormMixin(forms.Form):
+    """Two roles: an administrator is staff and superuser; a member is neither."""
+
+    role = forms.ChoiceField(choices=ROLES, initial="member")
+    acting_user = None  # set by the admin, to stop staff locking themselves out
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["role"].initial = "admin" if self.instance.is_staff else "member"
+
+    def clean(self):
+        cleaned = super().clean()
+        me = self.acting_user
+        demoted = cleaned.get("role") != "admin" or cleaned.get("is_active") is False
+        if me is not None and self.instance.pk == me.pk and demoted:
+            raise forms.ValidationError(
+                "You cannot remove your own administrator role or deactivate yourself."
+            )
+        return cleaned
+
+    def save(self, commit: bool = True):
+        user = super().save(commit=False)
+        user.is_staff = user.is_superuser = self.cleaned_data.get("role") == "admin"
+        if commit:
+            user.save()
+            self.save_m2m()
+        return user
+
+
+class UserRoleChangeForm(RoleFormMixin, UserChangeForm):
+    pass
+
+
+class UserRoleCreationForm(RoleFormMixin, AdminUserCreationForm):
+    class Meta(AdminUserCreationForm.Meta):
+        fields = ("username", "email")
+
+
+class UserQuotaInline(admin.StackedInline):
+    model = UserQuota
+    can_delete = True
+    max_num = 1
+    verbose_name_plural = "quota (empty fields: the defaults in Site settings)"
+    fields = (
+        ("tokens_per_day", "tokens_per_month"),
+        ("cost_per_month", "requests_per_minute"),
+        "exempt",
+    )
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
+    form = UserRoleChangeForm
+    add_form = UserRoleCreationForm
+    inlines = [UserQuotaInline]
+    secret_fields = ("password", "password1", "password2", "usable_password")
+    list_display = ("username", "email", "role", "is_active", "last_login", "date_joined")
+    list_filter = ("is_staff", "is_active")
+    actions = ["deactivate", "reactivate", "reset_passwords"]
+    fieldsets = (
+        (None, {"fields": ("username", "password")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        ("Access", {"fields": ("role", "is_active")}),
+        ("Important dates", {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = (
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": (
+                    "username",
+                    "email",
+                    "role",
+                    "usable_password",
+                    "password1",
+                    "password2",
+                ),
+            },
+        ),
+    )
+
+    @admin.display(description="Role", ordering="is_staff")
+    def role(self, obj) -> str:
+        return "Administrator" if obj.is_staff else "Member"
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.acting_user = request.user
+        return form
+
+    @admin.action(description="Deactivate selected users (they can no longer log in)")
+    def deactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
+        users = list(queryset.exclude(pk=request.user.pk).filter(is_active=True))
+        for user in users:
+            audit.record(request.user, user, "changed", "active", "True", "False")
+        queryset.filter(pk__in=[u.pk for u in users]).update(is_active=False)
+        self.message_user(request, f"Deactivated {len(users)} user(s).", messages.SUCCESS)
+
+    @admin.action(description="Reactivate selected users")
+    def reactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
+        users = list(queryset.filter(is_active=False))
+        for user in users:
+            audit.record(request.user, user, "changed", "active", "False", "True")
+        queryset.filter(pk__in=[u.pk for u in users]).update(is_active=True)
+        self.message_user(request, f"Reactivated {len(users)} user(s).", messages.SUCCESS)
+
+    @admin.action(description="Reset passwords (show a temporary password once)")
+    def reset_passwords(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+        """New random passwords, shown on this page only (never stored in a message cookie);
+        the users' sessions end because their password changed."""
+        issued = []
+        for user in queryset.order_by("username"):
+            password = secrets.token_urlsafe(12)
+            user.set_password(password)
+            user.save(update_fields=["password"])
+            audit.record(request.user, user, "changed", "password", "", audit.SECRET)
+            issued.append((user, password))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Temporary passwords",
+            "issued": issued,
+            "opts": self.model._meta,
+        }
+        response = render(request, "staff/reset_passwords.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+# -- usage and the audit log (read only) ---------------------------------------------------------
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AuditLogEntry)
+class AuditLogEntryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "at",
+        "actor_name",
+        "action",
+        "object_type",
+        "object_repr",
+        "field",
+        "old_value",
+        "new_value",
+    )
+    list_filter = ("object_type", "action")
+    search_fields = ("actor_name", "object_repr", "field")
+    date_hierarchy = "at"
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "user",
+        "model",
+        "provider_name",
+        "status",
+        "input_tokens",
+        "cached_tokens",
+        "output_tokens",
+        "total_tokens",
+        "cost",
+        "estimated",
+    )
+    list_filter = ("status", "api", "estimated")
+    list_select_related = ("user",)
+    search_fields = ("model", "user__username")
+    date_hierarchy = "created_at"
+    show_full_result_count = False

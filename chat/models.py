@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils.timezone import now as timezone_now
 
 from chat import crypto
 
@@ -50,6 +51,22 @@ class SiteSettings(models.Model):
 
     allow_signup = models.BooleanField(
         default=False, help_text="Let people create their own account at /accounts/signup/."
+    )
+    allowed_email_domains = models.TextField(
+        blank=True,
+        help_text="Sign-up only with an email address at one of these domains (one per line or "
+        "comma-separated, e.g. example.com). Empty: any address.",
+    )
+    # Default quotas: a user's own quota overrides each of them; empty means no limit.
+    default_tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
+    default_tokens_per_month = models.PositiveBigIntegerField(null=True, blank=True)
+    default_cost_per_month = models.DecimalField(
+        "default cost budget per month", max_digits=12, decimal_places=2, null=True, blank=True
+    )
+    staff_exempt = models.BooleanField(
+        "staff are exempt from quotas",
+        default=False,
+        help_text="Staff ignore token and cost quotas and the rate limit.",
     )
 
     class Meta:
@@ -209,3 +226,171 @@ class Turn(models.Model):
     @property
     def can_retry(self) -> bool:
         return self.status in (self.Status.FAILED, self.Status.INTERRUPTED, self.Status.CANCELLED)
+
+
+# -- usage, quotas, per-model settings and the audit log (admin panel) -------------------------
+
+
+class ModelSetting(models.Model):
+    """What staff decided about one model of one provider: shown or not, its name and prices."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="model_settings")
+    model = models.CharField(max_length=200, help_text="The model id, as the gateway names it.")
+    enabled = models.BooleanField(
+        default=True, help_text="Disabled models are hidden from users and cannot be used."
+    )
+    display_name = models.CharField(
+        max_length=200, blank=True, help_text="Shown in the model picker instead of the id."
+    )
+    price_input = models.DecimalField(
+        "input price",
+        max_digits=12,
+        decimal_places=4,
+        default=0,
+        help_text="Per million input tokens (uncached).",
+    )
+    price_cached_input = models.DecimalField(
+        "cached-input price",
+        max_digits=12,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="Per million cached input tokens; empty: the input price.",
+    )
+    price_output = models.DecimalField(
+        "output price",
+        max_digits=12,
+        decimal_places=4,
+        default=0,
+        help_text="Per million output tokens (reasoning tokens included).",
+    )
+    default_params = models.JSONField(
+        "default parameters",
+        default=dict,
+        blank=True,
+        help_text='Sent with every request unless the chat sets them, e.g. {"temperature": 0.2}.',
+    )
+
+    class Meta:
+        ordering = ["provider__name", "model"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "model"], name="unique_model_per_provider")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} · {self.display_name or self.model}"
+
+
+_USAGE_GROUPS = ["user", "provider_name", "model"]
+_USAGE_SUMS = [
+    "input_tokens",
+    "cached_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "cost",
+]
+
+
+class UsageRecord(models.Model):
+    """Tokens one upstream exchange consumed (one per turn, or per tool-loop step), with its cost.
+
+    Users, threads and providers may be deleted later; the record stays, with names kept."""
+
+    created_at = models.DateTimeField(default=timezone_now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    thread = models.ForeignKey(Thread, null=True, on_delete=models.SET_NULL, related_name="+")
+    turn = models.ForeignKey(Turn, null=True, on_delete=models.SET_NULL, related_name="+")
+    step = models.PositiveSmallIntegerField(default=0)
+    provider = models.ForeignKey(Provider, null=True, on_delete=models.SET_NULL, related_name="+")
+    provider_name = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    api = models.CharField(max_length=20, blank=True)
+    status = models.CharField(max_length=20, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    # True when the gateway reported no usage (a stopped stream) and the tokens are estimated.
+    estimated = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        # The dashboard sums whole date ranges: these two indexes hold every column it reads,
+        # so its GROUP BYs scan an index instead of looking up 100,000 rows one by one.
+        indexes = [
+            models.Index(fields=["created_at", *_USAGE_GROUPS, *_USAGE_SUMS], name="usage_time"),
+            models.Index(fields=["user", "created_at", *_USAGE_SUMS], name="usage_user_time"),
+            models.Index(fields=["provider", "created_at"], name="usage_provider_time"),
+            models.Index(fields=["model", "created_at"], name="usage_model_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.total_tokens} tokens of {self.model} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class UserQuota(models.Model):
+    """A user's own limits; an empty field means the default from the site settings."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota"
+    )
+    tokens_per_day = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Empty: the default quota. 0: no tokens at all."
+    )
+    tokens_per_month = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Empty: the default quota."
+    )
+    cost_per_month = models.DecimalField(
+        "cost budget per month",
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Estimated from the model prices. Empty: the default budget.",
+    )
+    requests_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Messages a minute. Empty: the server's RATE_LIMIT_PER_MINUTE. 0: no limit.",
+    )
+    exempt = models.BooleanField(
+        "no limits", default=False, help_text="Ignore every quota and the rate limit."
+    )
+
+    class Meta:
+        verbose_name = "quota"
+
+    def __str__(self) -> str:
+        return f"Quota of {self.user}"
+
+
+class AuditLogEntry(models.Model):
+    """One changed field of one object, by whom and when. Secret values are never stored."""
+
+    at = models.DateTimeField(default=timezone_now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=20)  # created, changed, deleted, re-encrypted
+    object_type = models.CharField(max_length=50)
+    object_id = models.CharField(max_length=50, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    field = models.CharField(max_length=100, blank=True)
+    old_value = models.TextField(blank=True)
+    new_value = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        verbose_name = "audit log entry"
+        verbose_name_plural = "audit log"
+        indexes = [models.Index(fields=["object_type", "object_id"])]
+
+    def __str__(self) -> str:
+        what = f" {self.field}" if self.field else ""
+        return f"{self.actor_name or 'system'} {self.action} {self.object_repr}{what}"

@@ -20,7 +20,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from chat import export, fragments
 from chat.forms import AccountCreationForm, RenameThreadForm
 from chat.models import Preset, Provider, SiteSettings, Thread, Turn
-from chat.services import conversation, generation, providers
+from chat.services import access, conversation, generation, providers
 
 
 def _thread_or_404(request: HttpRequest, thread_id: int) -> Thread:
@@ -79,10 +79,18 @@ def setup(request: HttpRequest) -> HttpResponse:
 
 @login_not_required
 def signup(request: HttpRequest) -> HttpResponse:
-    if not SiteSettings.load().allow_signup:
+    site = SiteSettings.load()
+    if not site.allow_signup:
         raise Http404("Sign-up is turned off. Ask an administrator for an account.")
+    domains = access.parse_domains(site.allowed_email_domains)
     form = AccountCreationForm(request.POST or None)
+    if domains:
+        form.fields["email"].required = True
+        form.fields["email"].help_text = "An address at " + " or ".join(domains) + "."
     if request.method == "POST" and form.is_valid():
+        if not access.email_domain_allowed(form.cleaned_data["email"], domains):
+            form.add_error("email", "Sign-up is open to addresses at " + ", ".join(domains) + ".")
+            return render(request, "registration/signup.html", {"form": form})
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("chat:home")

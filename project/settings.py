@@ -207,3 +207,15 @@ LOGGING = {
     "loggers": {"httpx": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
 }
 DEMO_CHUNK_DELAY = env_float("DEMO_CHUNK_DELAY_MS", 20.0) / 1000
+
+# Usage limits (the admin panel): messages a minute per user (0: no limit; a user's own quota
+# overrides it), and login throttling: failed logins allowed per username and per client IP
+# within the window before further tries are refused. Behind a reverse proxy, name the header
+# that carries the client's address (its last entry is used), e.g. X-Real-IP.
+RATE_LIMIT_PER_MINUTE = int(os.environ.get("RATE_LIMIT_PER_MINUTE", "20"))
+LOGIN_FAILURES_PER_USERNAME = int(os.environ.get("LOGIN_FAILURES_PER_USERNAME", "5"))
+LOGIN_FAILURES_PER_IP = int(os.environ.get("LOGIN_FAILURES_PER_IP", "20"))
+LOGIN_FAILURE_WINDOW_SECONDS = int(os.environ.get("LOGIN_FAILURE_WINDOW_SECONDS", "900"))
+LOGIN_CLIENT_IP_HEADER = os.environ.get("LOGIN_CLIENT_IP_HEADER", "").strip()
+# Shown before estimated costs (model prices are entered in this currency).
+COST_CURRENCY = os.environ.get("COST_CURRENCY", "$")

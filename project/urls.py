@@ -2,12 +2,15 @@ from django.contrib import admin
 from django.urls import include, path
 
 from chat import staff_views, views
+from chat.auth_views import ThrottledLoginView
 
 urlpatterns = [
     path("admin/usage/", staff_views.dashboard, name="staff-usage"),
+    path("admin/usage/export.csv", staff_views.usage_csv, name="staff-usage-csv"),
     path("admin/", admin.site.urls),
     path("setup/", views.setup, name="setup"),
     path("accounts/signup/", views.signup, name="signup"),
+    path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("usage/", staff_views.my_usage, name="my-usage"),
     path("", include("chat.urls")),

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 
-from chat.models import Provider
+from chat.models import ModelSetting, Provider
 from chat.startup import demo_gateway_key
 from chat.upstream.client import GatewayClient, GatewayError, Timeouts, get_client
 
@@ -62,11 +62,14 @@ class ProviderModels:
     provider_name: str
     models: tuple[str, ...] = ()
     error: str = ""
+    # (model id, display name) for the models staff renamed.
+    display_names: tuple[tuple[str, str], ...] = ()
 
     @property
     def options(self) -> list[tuple[str, str]]:
         """(value, label) pairs for the model picker; the value names the provider too."""
-        return [(f"{self.provider_id}:{model}", model) for model in self.models]
+        names = dict(self.display_names)
+        return [(f"{self.provider_id}:{model}", names.get(model, model)) for model in self.models]
 
 
 def _cache_key(provider: Provider) -> str:
@@ -74,6 +77,26 @@ def _cache_key(provider: Provider) -> str:
 
 
 async def models_of(provider: Provider, *, refresh: bool = False) -> ProviderModels:
+    """The models users may pick: the gateway's list without those staff disabled."""
+    return await _apply_model_settings(await _gateway_models(provider, refresh=refresh))
+
+
+async def _apply_model_settings(result: ProviderModels) -> ProviderModels:
+    disabled, names = set(), []
+    async for setting in ModelSetting.objects.filter(provider_id=result.provider_id).only(
+        "model", "enabled", "display_name"
+    ):
+        if not setting.enabled:
+            disabled.add(setting.model)
+        elif setting.display_name:
+            names.append((setting.model, setting.display_name))
+    if not disabled and not names:
+        return result
+    models = tuple(model for model in result.models if model not in disabled)
+    return replace(result, models=models, display_names=tuple(names))
+
+
+async def _gateway_models(provider: Provider, *, refresh: bool = False) -> ProviderModels:
     key = _cache_key(provider)
     if not refresh and (cached := await cache.aget(key)) is not None:
         return cached
@@ -95,3 +118,55 @@ async def all_models(*, refresh: bool = False) -> list[ProviderModels]:
         provider = await sync_to_async(default_provider)()
         providers = [provider] if provider else []
     return list(await asyncio.gather(*(models_of(p, refresh=refresh) for p in providers)))
+
+
+def model_defaults(provider: Provider | int, model: str) -> dict:
+    """The parameters staff set for this model (``ModelSetting.default_params``): a turn sends
+    them unless its chat sets the same parameter (``{**model_defaults(...), **thread.params}``)."""
+    provider_id = provider if isinstance(provider, int) else provider.pk
+    found = (
+        ModelSetting.objects.filter(provider_id=provider_id, model=model)
+        .values_list("default_params", flat=True)
+        .first()
+    )
+    return dict(found or {})
+
+
+@dataclass(frozen=True)
+class ConnectionResult:
+    ok: bool
+    message: str
+    models: tuple[str, ...] = ()
+
+
+def _without_key(text: str, api_key: str) -> str:
+    """Never echo a key back, even if an upstream put it in its error message."""
+    return text.replace(api_key, "…") if api_key and len(api_key) >= 4 else text
+
+
+async def check_connection(provider: Provider) -> ConnectionResult:
+    """``GET /v1/models`` with the provider's URL and key, in a client of its own (not pooled).
+
+    The result is in plain words for staff; a success also refreshes the cached model list."""
+    try:
+        api_key = provider.api_key
+    except ValueError as exc:
+        return ConnectionResult(False, f"Not tested: {exc} Enter the key again.")
+    timeouts = Timeouts(
+        connect=settings.UPSTREAM_CONNECT_TIMEOUT,
+        read=settings.UPSTREAM_READ_TIMEOUT,
+        total=min(settings.UPSTREAM_TOTAL_TIMEOUT, 30.0),
+    )
+    client = GatewayClient(provider.base_url, api_key, timeouts=timeouts)
+    try:
+        ids = tuple(await client.list_models())
+    except GatewayError as exc:
+        return ConnectionResult(False, "Connection failed: " + _without_key(exc.message, api_key))
+    finally:
+        await client.aclose()
+    await cache.adelete(_cache_key(provider))
+    if not ids:
+        return ConnectionResult(True, "Connected, but the gateway lists no models.")
+    shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+    count = f"{len(ids)} model{'s' if len(ids) != 1 else ''}"
+    return ConnectionResult(True, f"Connected: the gateway offers {count}: {shown}.", ids)

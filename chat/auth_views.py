@@ -1,0 +1,53 @@
+"""Login with throttling: too many failures from one IP or for one username block further tries
+for a while (``LOGIN_FAILURES_*`` settings), with a message saying how long."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.views import LoginView
+
+from chat.services import access
+
+
+class ThrottledLoginMixin:
+    """For any ``AuthenticationForm``: refuse while blocked, count failures, clear on success."""
+
+    throttled = False
+
+    def clean(self):
+        ip = access.client_ip(self.request)
+        username = self.data.get("username", "") or ""
+        wait = access.login_blocked_for(ip, username)
+        if wait:
+            self.throttled = True
+            raise forms.ValidationError(
+                f"Too many failed logins. Try again in {access.wait_words(wait)}.",
+                code="throttled",
+            )
+        try:
+            cleaned = super().clean()
+        except forms.ValidationError:
+            access.record_login_failure(ip, username)
+            raise
+        access.clear_login_failures(username)
+        return cleaned
+
+
+class ThrottledAuthenticationForm(ThrottledLoginMixin, AuthenticationForm):
+    pass
+
+
+class ThrottledAdminAuthenticationForm(ThrottledLoginMixin, AdminAuthenticationForm):
+    pass
+
+
+class ThrottledLoginView(LoginView):
+    form_class = ThrottledAuthenticationForm
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if getattr(form, "throttled", False):
+            response.status_code = 429
+        return response
