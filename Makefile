@@ -39,5 +39,10 @@ lint: install-dev
 test: install-dev browser lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# Benchmark: demo gateway + app under Daphne + load generator, figures vs a direct baseline
+# (bench/README.md). BENCH_ARGS=--quick for the under-a-minute version CI runs.
+bench: install-dev browser
+	$(PY) bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
