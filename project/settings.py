@@ -124,6 +124,9 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("SQLITE_PATH", DATA_DIR / "db.sqlite3"),
+        # Keep connections: every turn's database calls go through one thread, and reopening
+        # SQLite (and re-running its pragmas) per call doubled time to first token under load.
+        "CONN_MAX_AGE": None,
         "OPTIONS": {
             # IMMEDIATE + WAL: concurrent writers wait for the lock instead of failing.
             "transaction_mode": "IMMEDIATE",

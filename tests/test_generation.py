@@ -197,3 +197,18 @@ def test_database_writes_per_turn_do_not_grow_with_answer_length(make_thread, us
     short, long = queries_for(100), queries_for(5000)
     assert short == long
     assert long <= 15
+
+
+async def test_staff_model_defaults_are_sent_and_the_thread_overrides_them(
+    user, thread, provider, demo_requests
+):
+    from chat.models import ModelSetting
+
+    await ModelSetting.objects.acreate(
+        provider=provider, model="demo-chat", default_params={"temperature": 0.2, "seed": 5}
+    )
+    thread.params = {"temperature": 0.9}
+    await thread.asave()
+    await run_turn(user, thread, "defaults")
+    body = demo_requests()[-1]
+    assert body["temperature"] == 0.9 and body["seed"] == 5

@@ -31,7 +31,7 @@ from chat import fragments
 from chat.markdown import StreamingMarkdown
 from chat.models import Provider, Thread, Turn
 from chat.services import conversation, parameters, tool_loop, usage
-from chat.services.providers import client_for, default_provider
+from chat.services.providers import client_for, default_provider, model_defaults
 from chat.services.upstream_request import RequestPlan
 from chat.upstream.events import (
     Completed,
@@ -378,8 +378,9 @@ class TurnRunner:
         turn = self.plan.turn
         for name, value in fields.items():
             setattr(turn, name, value)
-        if turn.status != Turn.Status.AWAITING_TOOL:
-            usage.record_turn(turn)
+        # Also while paused for a tool answer: those tokens are spent even if nobody answers
+        # (record_turn records only what is new when the turn resumes).
+        usage.record_turn(turn)
 
 
 # -- entry points used by views and consumers ----------------------------------------------------
@@ -422,6 +423,8 @@ def _plan_turn(user, thread_id: int, text: str, parent_id: int | None, branch: b
         if branch and parent_id is not None and not path:
             raise conversation.TurnRejected("This message no longer exists.")
         api = conversation.api_for(thread, provider)
+        # Staff-set defaults for the model, overridden by what the user set on the thread.
+        params = {**model_defaults(provider, thread.model), **thread.params}
         turn = Turn.objects.create(
             thread=thread,
             parent=path[-1] if path else None,
@@ -430,7 +433,7 @@ def _plan_turn(user, thread_id: int, text: str, parent_id: int | None, branch: b
             api=api,
             provider=provider,
             model=thread.model,
-            params=thread.params,
+            params=params,
         )
         linear = thread.current_turn_id == (path[-1].pk if path else None)
         thread.current_turn = turn
@@ -440,7 +443,7 @@ def _plan_turn(user, thread_id: int, text: str, parent_id: int | None, branch: b
         request = RequestPlan(
             api=api,
             model=thread.model,
-            params=thread.params,
+            params=params,
             path=path,
             user_text=text,
             user_tag=parameters.user_identifier(user.pk, settings.SECRET_KEY),
