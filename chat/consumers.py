@@ -179,16 +179,12 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         thread = conversation.thread_for(self.scope["user"], self.thread_id)
         if thread is None:
             return fragments.error_notice("This chat no longer exists.")
-        busy = thread.turns.filter(
-            status__in=[Turn.Status.IN_PROGRESS, Turn.Status.AWAITING_TOOL]
-        ).exists()
+        busy = thread.turns.filter(status__in=Turn.ACTIVE).exists()
         return fragments.turn_list(thread, snapshots) + fragments.composer_state(busy=busy)
 
     @database_sync_to_async
     def _running_turn_ids(self, include_paused: bool = False) -> list[int]:
-        statuses = [Turn.Status.IN_PROGRESS] + (
-            [Turn.Status.AWAITING_TOOL] if include_paused else []
-        )
+        statuses = Turn.ACTIVE if include_paused else [Turn.Status.IN_PROGRESS]
         return list(
             Turn.objects.filter(thread_id=self.thread_id, status__in=statuses).values_list(
                 "pk", flat=True

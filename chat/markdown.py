@@ -9,10 +9,13 @@ longer change are rendered once and handed out; only the open tail block is re-r
 
 from __future__ import annotations
 
+import functools
+
 import nh3
 from markdown_it import MarkdownIt
 from pygments import highlight as pygments_highlight
 from pygments.formatters import HtmlFormatter
+from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
@@ -63,11 +66,17 @@ _ALLOWED_ATTRIBUTES = {
 _ALLOWED_STYLES = {"text-align"}
 
 
-def _highlight(code: str, lang: str, _attrs: str) -> str:
+@functools.lru_cache(maxsize=64)
+def _lexer(lang: str) -> Lexer | None:
+    # Looking a lexer up scans Pygments' registry; streaming asks for the same one every flush.
     try:
-        lexer = get_lexer_by_name(lang.strip()) if lang.strip() else None
+        return get_lexer_by_name(lang) if lang else None
     except ClassNotFound:
-        lexer = None
+        return None
+
+
+def _highlight(code: str, lang: str, _attrs: str) -> str:
+    lexer = _lexer(lang.strip())
     if lexer is None:
         return ""  # markdown-it escapes the code itself
     body = pygments_highlight(code, lexer, _FORMATTER)
@@ -128,5 +137,9 @@ class StreamingMarkdown:
             if finished.strip():
                 new_blocks.append(render_markdown(finished))
                 self.blocks.extend(new_blocks)
-        self.tail_html = render_markdown(self._tail)
+            self.tail_html = render_markdown(self._tail)
+        else:
+            # Nothing was cut: render the tokens already parsed instead of parsing again.
+            html = _PARSER.renderer.render(tokens, _PARSER.options, {}) if self._tail else ""
+            self.tail_html = sanitize(html) if html else ""
         return new_blocks, self.tail_html

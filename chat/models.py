@@ -174,6 +174,8 @@ class Turn(models.Model):
         CANCELLED = "cancelled", "Stopped"
         INTERRUPTED = "interrupted", "Interrupted"
 
+    # Turns that hold the thread: a new message waits until they end.
+    ACTIVE = (Status.IN_PROGRESS, Status.AWAITING_TOOL)
     FINISHED = (
         Status.COMPLETED,
         Status.INCOMPLETE,

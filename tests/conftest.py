@@ -65,6 +65,17 @@ def make_thread(provider):
 
 
 @pytest.fixture
+def staff(make_user):
+    return make_user("root", staff=True)
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
 def logged_in_client(client, user):
     client.force_login(user)
     return client

@@ -11,17 +11,6 @@ SECRET = "sk-live-0123456789abcdef"
 OTHER_SECRET = "sk-live-zzzz9999yyyy8888"
 
 
-@pytest.fixture
-def staff(make_user):
-    return make_user("root", staff=True)
-
-
-@pytest.fixture
-def staff_client(client, staff):
-    client.force_login(staff)
-    return client
-
-
 def provider_form(**overrides) -> dict:
     data = {
         "name": "Gateway",

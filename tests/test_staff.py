@@ -22,17 +22,6 @@ SECRET = "sk-live-0123456789abcdef"
 
 
 @pytest.fixture
-def staff(make_user):
-    return make_user("root", staff=True)
-
-
-@pytest.fixture
-def staff_client(client, staff):
-    client.force_login(staff)
-    return client
-
-
-@pytest.fixture
 def keyed(provider):
     provider.set_api_key(SECRET)
     provider.save()

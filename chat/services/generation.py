@@ -386,17 +386,26 @@ class TurnRunner:
 # -- entry points used by views and consumers ----------------------------------------------------
 
 
-def _tool_specs(thread: Thread) -> dict[str, tool_loop.ToolSpec]:
-    return {
-        tool.name: tool_loop.ToolSpec(tool.name, tool.description, tool.parameters, tool.builtin)
-        for tool in thread.tools.all()
-    }
+def _request_for(turn: Turn, thread: Thread, path: list[Turn], user) -> RequestPlan:
+    """What every upstream request of ``turn`` is built from (its first, and after tools)."""
+    return RequestPlan(
+        api=turn.api,
+        model=turn.model,
+        params=turn.params,
+        path=path,
+        user_text=turn.user_text,
+        user_tag=parameters.user_identifier(user.pk, settings.SECRET_KEY),
+        tools={
+            tool.name: tool_loop.ToolSpec(
+                tool.name, tool.description, tool.parameters, tool.builtin
+            )
+            for tool in thread.tools.all()
+        },
+    )
 
 
 def _busy(thread: Thread) -> bool:
-    return thread.turns.filter(
-        status__in=[Turn.Status.IN_PROGRESS, Turn.Status.AWAITING_TOOL]
-    ).exists()
+    return thread.turns.filter(status__in=Turn.ACTIVE).exists()
 
 
 def _plan_turn(user, thread_id: int, text: str, parent_id: int | None, branch: bool) -> TurnPlan:
@@ -440,16 +449,7 @@ def _plan_turn(user, thread_id: int, text: str, parent_id: int | None, branch: b
         if not path and not branch:
             thread.title = conversation.title_from(text)
         thread.save(update_fields=["current_turn", "title", "updated_at"])
-        request = RequestPlan(
-            api=api,
-            model=thread.model,
-            params=params,
-            path=path,
-            user_text=text,
-            user_tag=parameters.user_identifier(user.pk, settings.SECRET_KEY),
-            tools=_tool_specs(thread),
-        )
-        return TurnPlan(turn=turn, provider=provider, request=request, linear=linear)
+        return TurnPlan(turn, provider, _request_for(turn, thread, path, user), linear)
 
 
 async def _launch(plan: TurnPlan, state: StreamState | None = None) -> Turn:
@@ -507,15 +507,8 @@ async def answer_tool_call(user, turn_id: int, call_id: str, result: str | None)
             turn.status = Turn.Status.IN_PROGRESS
             turn.save(update_fields=["tool_calls", "status"])
             tree = conversation.ThreadTree(thread)
-            request = RequestPlan(
-                api=turn.api,
-                model=turn.model,
-                params=turn.params,
-                path=tree.path(turn.parent_id) if turn.parent_id else [],
-                user_text=turn.user_text,
-                user_tag=parameters.user_identifier(user.pk, settings.SECRET_KEY),
-                tools=_tool_specs(thread),
-            )
+            path = tree.path(turn.parent_id) if turn.parent_id else []
+            request = _request_for(turn, thread, path, user)
             provider = turn.provider or default_provider()
             return TurnPlan(turn=turn, provider=provider, request=request)
 
