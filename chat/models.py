@@ -132,6 +132,20 @@ class Preset(models.Model):
         return self.name
 
 
+class Team(models.Model):
+    """A workspace that staff create; threads can be shared with all of its members."""
+
+    name = models.CharField(max_length=100, unique=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="teams")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Thread(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="threads"
@@ -160,6 +174,48 @@ class Thread(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("chat:thread", args=[self.pk])
+
+
+class Access(models.TextChoices):
+    """What a user may do with a thread, weakest first."""
+
+    READ = "read", "Read only"
+    COLLABORATE = "collaborate", "Collaborate"
+
+
+class ThreadShare(models.Model):
+    """A thread shared with a whole team or with one named user (exactly one of the two)."""
+
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="shares")
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="shares"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="thread_shares",
+    )
+    access = models.CharField(max_length=20, choices=Access.choices, default=Access.READ)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(team__isnull=False, user__isnull=True)
+                    | models.Q(team__isnull=True, user__isnull=False)
+                ),
+                name="share_with_team_or_user",
+            ),
+            models.UniqueConstraint(fields=["thread", "team"], name="unique_team_share"),
+            models.UniqueConstraint(fields=["thread", "user"], name="unique_user_share"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.thread} shared with {self.team or self.user} ({self.access})"
 
 
 class Turn(models.Model):
@@ -212,11 +268,18 @@ class Turn(models.Model):
     reasoning_tokens = models.PositiveIntegerField(default=0)
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # While generating: the channel-layer name of the runner (stop and snapshot requests reach
+    # it on whichever worker it runs), and when it last said it was alive (dead workers' turns
+    # are found by a stale heartbeat and marked interrupted).
+    runner_channel = models.CharField(max_length=200, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "pk"]
+        # Every worker looks for stale running turns every few seconds.
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="turn_status_heartbeat")]
 
     def __str__(self) -> str:
         return f"Turn {self.pk} of thread {self.thread_id}"

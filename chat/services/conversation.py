@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from chat.models import Preset, Provider, Thread, Turn
+from chat.models import Access, Preset, Provider, Thread, ThreadShare, Turn
 
 TITLE_LENGTH = 60
 
@@ -17,15 +17,78 @@ class TurnRejected(Exception):
     """A message that cannot be sent; the text is shown to the user."""
 
 
+class ReadOnly(TurnRejected):
+    """The user may read this thread but not write in it."""
+
+    def __init__(
+        self, message: str = "This chat is shared with you read-only: you cannot change it."
+    ) -> None:
+        super().__init__(message)
+
+
+# What a user may do with a thread, weakest first; "owner" alone may share, rename or delete it.
+OWNER = "owner"
+_RANK = {Access.READ: 1, Access.COLLABORATE: 2, OWNER: 3}
+
+
+def _shares_of(user: AbstractBaseUser) -> QuerySet[ThreadShare]:
+    """Shares that reach this user: to them by name, or to a team they belong to."""
+    return ThreadShare.objects.filter(Q(user=user) | Q(team__members=user))
+
+
 def visible_threads(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Thread]:
+    """Every thread the user may read: their own and those shared with them or their teams."""
     if not user.is_authenticated:
         return Thread.objects.none()
-    return Thread.objects.filter(owner=user)
+    shared = _shares_of(user).values("thread_id")
+    return Thread.objects.filter(Q(owner=user) | Q(pk__in=shared))
+
+
+def shared_with(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Thread]:
+    """Other people's threads this user may read ("Shared with me")."""
+    if not user.is_authenticated:
+        return Thread.objects.none()
+    return Thread.objects.filter(pk__in=_shares_of(user).values("thread_id")).exclude(owner=user)
+
+
+def access_level(user: AbstractBaseUser | AnonymousUser, thread: Thread) -> str | None:
+    """``owner``, ``collaborate``, ``read`` or None: the strongest right any share gives."""
+    if not user.is_authenticated:
+        return None
+    if thread.owner_id == user.pk:
+        return OWNER
+    levels = _shares_of(user).filter(thread=thread).values_list("access", flat=True)
+    return max(levels, key=_RANK.__getitem__, default=None)
+
+
+def can_write(level: str | None) -> bool:
+    return level in (OWNER, Access.COLLABORATE)
 
 
 def thread_for(user: AbstractBaseUser | AnonymousUser, thread_id: int) -> Thread | None:
-    """The thread if this user may see it, else None (callers answer 404: no existence leak)."""
-    return visible_threads(user).select_related("provider").filter(pk=thread_id).first()
+    """The thread if this user may see it, else None (callers answer 404: no existence leak).
+    The user's right to it is on ``thread.access``."""
+    thread = (
+        visible_threads(user).select_related("provider", "owner").filter(pk=thread_id).first()
+    )
+    if thread is not None:
+        thread.access = access_level(user, thread)
+    return thread
+
+
+def writable_thread_for(
+    user: AbstractBaseUser | AnonymousUser, thread_id: int, *, owner_only: bool = False
+) -> Thread | None:
+    """The thread if this user may change it (None if they may not see it at all); raises
+    ``ReadOnly`` when they may only read it, or only the owner may do this."""
+    thread = thread_for(user, thread_id)
+    if thread is None:
+        return None
+    if not can_write(thread.access):
+        raise ReadOnly()
+    if owner_only and thread.access != OWNER:
+        raise ReadOnly("Only the chat's owner can do that.")
+    return thread
 
 
 def title_from(text: str) -> str:
