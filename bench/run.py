@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py            # full: a few minutes
     .venv/bin/python bench/run.py --quick    # under a minute (CI runs this)
+    .venv/bin/python bench/run.py --only page  # figure 8 alone (the long thread page)
 
 Starts, as separate processes on 127.0.0.1: the demo gateway (chat.upstream.demo, paced), the
 app under Daphne with production-like settings (DEBUG off, its own SQLite file, the mounted demo
@@ -416,6 +417,8 @@ def measure(bench: Bench, quick: bool, figures: list[Figure]) -> None:
     by_id = {f.id: f for f in figures}
 
     def guarded(ids: list[str], fn: Callable[[], None]) -> None:
+        if not any(fid in by_id for fid in ids):
+            return  # not selected (--only)
         try:
             fn()
         except Exception as exc:  # one broken scenario must not hide the other figures
@@ -427,8 +430,11 @@ def measure(bench: Bench, quick: bool, figures: list[Figure]) -> None:
                 by_id[fid].error = text.splitlines()[0][:200]
             bench.raw.setdefault("errors", []).append({"figures": ids, "error": text})
 
-    log("warm-up (not measured)")
-    guarded(["1a"], lambda: bench.pair(c["warmup"], c["warmup"], chunks=10, pages=True))
+    def warm_up() -> None:
+        log("warm-up (not measured)")
+        bench.pair(c["warmup"], c["warmup"], chunks=10, pages=True)
+
+    guarded(["1a"], warm_up)
 
     # #7 first: Python rarely returns memory to the OS, so growth is measured on a fresh process.
     def memory() -> None:
@@ -589,19 +595,27 @@ def measure(bench: Bench, quick: bool, figures: list[Figure]) -> None:
     def browser_figures() -> None:
         import browser
 
-        log("#8, #9 in Chromium (Playwright)")
+        which = ", ".join(f"#{fid.rstrip('b')}" for fid in ("8b", "9") if fid in by_id)
+        log(f"{which} in Chromium (Playwright)")
         chrome = browser.Browser(bench.app_url, bench.page_session)
         try:
             pages = bench.seed["pages"]
-            # The short page first: it also warms the context's cache of static files.
-            short = chrome.time_to_shown(f"/t/{pages['short']}/", c["browser_repeats"], warm=True)
-            long = chrome.time_to_shown(f"/t/{pages['long']}/", c["browser_repeats"])
-            bench.raw["browser_page"] = {"long": long, "short": short}
-            f = by_id["8b"]
-            f.value, f.baseline = long["shown_ms"], short["shown_ms"]
-            f.added = f.value - f.baseline
-            f.met = f.value <= 1000
-            f.note = f"{long['turns']} turns shown; longest task {long['longest_task_ms']:.0f} ms"
+            if "8b" in by_id:
+                # The short page first: it also warms the context's cache of static files.
+                short = chrome.time_to_shown(
+                    f"/t/{pages['short']}/", c["browser_repeats"], warm=True
+                )
+                long = chrome.time_to_shown(f"/t/{pages['long']}/", c["browser_repeats"])
+                bench.raw["browser_page"] = {"long": long, "short": short}
+                f = by_id["8b"]
+                f.value, f.baseline = long["shown_ms"], short["shown_ms"]
+                f.added = f.value - f.baseline
+                f.met = f.value <= 1000
+                f.note = (
+                    f"{long['turns']} turns shown; longest task {long['longest_task_ms']:.0f} ms"
+                )
+            if "9" not in by_id:
+                return
 
             results = {}
             for label, kb in (
@@ -700,6 +714,10 @@ def figure_list(config: dict[str, Any]) -> list[Figure]:
     ]
 
 
+# --only NAME: the figures measured (every other scenario, the warm-up included, is skipped).
+ONLY: dict[str, set[str]] = {"page": {"8a", "8b"}}
+
+
 def table(figures: list[Figure]) -> str:
     rows = [("figure", "value", "baseline", "added", "goal", "met?")]
     for f in figures:
@@ -728,12 +746,17 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small version, under a minute")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, specs)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument(
+        "--only",
+        choices=sorted(ONLY),
+        help="measure only these figures (page: #8, the long thread's server and browser time)",
+    )
     args = parser.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     config = QUICK if args.quick else FULL
-    mode = "quick" if args.quick else "full"
+    mode = ("quick" if args.quick else "full") + (f"-{args.only}" if args.only else "")
     started = time.monotonic()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     workdir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
@@ -742,6 +765,8 @@ def main() -> int:
         print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
 
     figures = figure_list(config)
+    if args.only:
+        figures = [f for f in figures if f.id in ONLY[args.only]]
     bench = Bench(config, workdir, log)
     fatal = ""
     log(f"{mode} benchmark; work dir {workdir}")

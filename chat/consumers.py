@@ -1,9 +1,14 @@
-"""The thread websocket: authorize, join the thread's group, forward. No product logic here."""
+"""The thread websocket: authorize, join the thread's group, forward. No product logic here.
+
+A socket may be on another worker than the turn it shows: live state then comes from the
+runner over the channel layer (``turn.snapshot`` replies), never from this process's memory.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -18,6 +23,22 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 
 
+def parse_resume(query_string: bytes) -> tuple[int | None, dict[int, tuple[int, int]]] | None:
+    """What a reconnecting browser already shows: ``leaf=<turn id>`` (the last turn on screen)
+    and ``resume=<turn>:<blocks>:<reasoning blocks>,…`` for each answer it was receiving.
+    None on a first connection (no ``leaf``)."""
+    query = parse_qs(query_string.decode("latin-1"))
+    if "leaf" not in query:
+        return None
+    leaf = query["leaf"][0]
+    offsets: dict[int, tuple[int, int]] = {}
+    for item in ",".join(query.get("resume", [])).split(","):
+        parts = item.split(":")
+        if len(parts) == 3 and all(p.isdigit() for p in parts):
+            offsets[int(parts[0])] = (int(parts[1]), int(parts[2]))
+    return (int(leaf) if leaf.isdigit() else None), offsets
+
+
 class ThreadConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope["user"]
@@ -29,18 +50,55 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         if thread is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        self.access = thread.access
+        self.username = user.get_username()
         # How many finished blocks of each running turn this socket has shown.
         self.known: dict[int, tuple[int, int]] = {}
+        # Turns whose live state was asked of their runner on another worker: their deltas
+        # are skipped until the snapshot (which contains them) arrives.
+        self.pending: set[int] = set()
+        # Who is viewing this thread: socket channel → username, on every worker.
+        self.viewers: dict[str, str] = {self.channel_name: self.username}
         self.group = generation.thread_group(self.thread_id)
         # Join before taking snapshots: a delta published in between is then trimmed, not lost.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        for turn_id in await self._running_turn_ids():
-            await self.turn_updated({"turn_id": turn_id})
+        generation.ensure_reaper()
+        await self._catch_up(thread.current_turn_id, parse_resume(self.scope["query_string"]))
+        await self.channel_layer.group_send(
+            self.group,
+            {"type": "presence.join", "channel": self.channel_name, "user": self.username},
+        )
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.channel_layer.group_send(
+                self.group, {"type": "presence.leave", "channel": self.channel_name}
+            )
+
+    async def _catch_up(
+        self, current_turn_id: int | None, resume: tuple[int | None, dict] | None
+    ) -> None:
+        """Bring the page up to date: a first connection gets the running answers; a
+        reconnection gets only what it missed, from the offsets it reports."""
+        running = await self._running_turn_ids()
+        if resume is None:
+            for turn_id in running:
+                await self._show_live(turn_id)
+            return
+        leaf, offsets = resume
+        if leaf != current_turn_id:  # new turns or a branch switch while away
+            await self.path_changed({})
+            return
+        for turn_id in set(offsets) - set(running):  # finished while away
+            await self.turn_finished({"turn_id": turn_id})
+        for turn_id in running:
+            if turn_id in offsets:
+                self.known[turn_id] = offsets[turn_id]
+            await self._show_live(turn_id, render_stored=turn_id not in offsets)
+
+    # -- actions from the browser -----------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -55,6 +113,8 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         user = self.scope["user"]
         action = data.get("action") or "send"
         try:
+            if not conversation.can_write(self.access):
+                raise conversation.ReadOnly()
             if action == "send":
                 await generation.start_turn(user, self.thread_id, str(data.get("message", "")))
             elif action == "stop":
@@ -94,12 +154,11 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             await generation.stop_turn(pk)
 
     async def _switch(self, turn_id: int) -> None:
-        thread = await database_sync_to_async(conversation.thread_for)(
-            self.scope["user"], self.thread_id
-        )
-        if thread is None or not await database_sync_to_async(conversation.switch_branch)(
-            thread, turn_id
-        ):
+        def switch() -> bool:
+            thread = conversation.writable_thread_for(self.scope["user"], self.thread_id)
+            return thread is not None and conversation.switch_branch(thread, turn_id)
+
+        if not await database_sync_to_async(switch)():
             raise conversation.TurnRejected("This message no longer exists.")
         await self.channel_layer.group_send(self.group, {"type": "path.changed"})
 
@@ -107,6 +166,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     async def turn_created(self, message: dict) -> None:
         turn_id = message["turn_id"]
+        # Running elsewhere, a just-created turn has no text yet: its deltas start at block 0.
         snapshot = generation.running_snapshot(turn_id)
         self._remember(snapshot)
         if message.get("linear", True):
@@ -118,10 +178,13 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     async def turn_delta(self, message: dict) -> None:
         turn_id = message["turn_id"]
+        if turn_id in self.pending:
+            return
         known_blocks, known_reasoning = self.known.get(turn_id, (0, 0))
         if message["start"] > known_blocks or message["reasoning_start"] > known_reasoning:
             # A delta was dropped (slow socket): resend the whole answer so far instead.
-            await self.turn_updated(message)
+            self.known.pop(turn_id, None)
+            await self._show_live(turn_id, render_stored=False)
             return
         await self.send(fragments.delta(message, known_blocks, known_reasoning))
         self.known[turn_id] = (
@@ -130,17 +193,30 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         )
 
     async def turn_updated(self, message: dict) -> None:
-        """Replace a turn with its current state (live snapshot when it is running)."""
-        snapshot = generation.running_snapshot(message["turn_id"])
+        """Show a turn's current state (live when it is running, on any worker)."""
+        await self._show_live(message["turn_id"])
+
+    async def turn_snapshot(self, snapshot: dict) -> None:
+        """A running turn's whole answer so far: from this worker's runner, or another's reply.
+        A browser that reported what it has gets only the rest."""
+        turn_id = snapshot["turn_id"]
+        self.pending.discard(turn_id)
+        known = self.known.get(turn_id)
         self._remember(snapshot)
-        html = await self._render(
-            lambda turn: fragments.replaced_turn(turn, snapshot), message["turn_id"]
-        )
+        if (
+            known is not None
+            and known[0] <= len(snapshot["blocks"])
+            and known[1] <= len(snapshot["reasoning_blocks"])
+        ):
+            await self.send(fragments.delta(snapshot, *known))
+            return
+        html = await self._render(lambda turn: fragments.replaced_turn(turn, snapshot), turn_id)
         if html:
             await self.send(html)
 
     async def turn_finished(self, message: dict) -> None:
         self.known.pop(message["turn_id"], None)
+        self.pending.discard(message["turn_id"])
 
         def finished(turn: Turn) -> str:
             announce = f"Answer {turn.get_status_display().lower()}." if turn.is_finished else ""
@@ -155,8 +231,63 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         for snapshot in snapshots.values():
             self._remember(snapshot)
         await self.send(await self._render_path(snapshots))
+        for turn_id in await self._running_turn_ids():
+            if turn_id not in snapshots:
+                await self._show_live(turn_id, render_stored=False)
+
+    async def access_changed(self, message: dict) -> None:
+        """A share was added, changed or revoked (or the thread deleted): re-check at once."""
+        thread = await database_sync_to_async(conversation.thread_for)(
+            self.scope["user"], self.thread_id
+        )
+        if thread is None:
+            await self.send(
+                fragments.error_notice("This chat was deleted or is no longer shared with you.")
+            )
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        if thread.access != self.access:
+            self.access = thread.access
+            await self.send(fragments.access_state(thread))
+
+    # -- presence ---------------------------------------------------------------------------
+
+    async def presence_join(self, message: dict) -> None:
+        channel = message["channel"]
+        if channel != self.channel_name:
+            self.viewers[channel] = message["user"]
+            # Tell the newcomer we are here too (it joined after us, so it cannot know).
+            await self.channel_layer.send(
+                channel,
+                {"type": "presence.here", "channel": self.channel_name, "user": self.username},
+            )
+        await self.send(fragments.presence(self.viewers.values()))
+
+    async def presence_here(self, message: dict) -> None:
+        self.viewers[message["channel"]] = message["user"]
+        await self.send(fragments.presence(self.viewers.values()))
+
+    async def presence_leave(self, message: dict) -> None:
+        if self.viewers.pop(message["channel"], None) is not None:
+            await self.send(fragments.presence(self.viewers.values()))
 
     # -- helpers --------------------------------------------------------------------------------
+
+    async def _show_live(self, turn_id: int, *, render_stored: bool = True) -> None:
+        """Show a turn as it is now. Running here: its snapshot. Running on another worker: the
+        stored checkpoint at once (``render_stored``), then the runner's snapshot when it
+        replies. Not running: as stored."""
+        snapshot = generation.running_snapshot(turn_id)
+        if snapshot is not None:
+            await self.turn_snapshot(snapshot)
+            return
+        if render_stored:
+            html = await self._render(lambda turn: fragments.replaced_turn(turn), turn_id)
+            if html:
+                await self.send(html)
+        if await generation.request_snapshot(turn_id, self.channel_name):
+            self.pending.add(turn_id)
 
     def _remember(self, snapshot: dict | None) -> None:
         if snapshot is not None:

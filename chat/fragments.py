@@ -3,20 +3,27 @@ so a turn has one template whether it arrives with the page, by htmx or over the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from django.conf import settings
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from chat.markdown import render_markdown
 from chat.models import Thread, Turn
-from chat.services.conversation import Siblings, ThreadTree
+from chat.services.conversation import Siblings, ThreadTree, siblings_of
 
 
 def turn_context(
     turn: Turn, snapshot: dict | None = None, siblings: Siblings | None = None
 ) -> dict:
     """Template context of one turn; a running turn shows the live snapshot of its answer."""
+    offset = None
     if snapshot is not None:
+        # What the browser holds of a live answer; it reports this when its socket reconnects.
+        offset = (len(snapshot["blocks"]), len(snapshot["reasoning_blocks"]))
         answer_html = mark_safe("".join(snapshot["blocks"]))
         tail_html = mark_safe(snapshot["tail"])
         reasoning_html = mark_safe(
@@ -38,26 +45,41 @@ def turn_context(
         "tail_html": tail_html,
         "reasoning_html": reasoning_html,
         "user_html": mark_safe(render_markdown(turn.user_text)),
+        "offset": offset,
     }
 
 
-def path_contexts(thread: Thread, snapshots: dict[int, dict]) -> list[dict]:
-    """Contexts of the turns on the thread's visible path, with their sibling switchers;
-    running turns show ``snapshots[turn id]``."""
+def path_page(
+    thread: Thread, snapshots: dict[int, dict], before_id: int | None = None
+) -> dict | None:
+    """One page of the conversation, as the template's ``turns`` and ``earlier_url``: the newest
+    ``HISTORY_PAGE_TURNS`` turns of the visible path, or those just above ``before_id``, with
+    their sibling switchers; running turns show ``snapshots[turn id]``. ``earlier_url`` loads
+    the page before (empty from the first turn on). None if ``before_id`` is not in the thread.
+    Only the page's turns are rendered (markdown is most of a page's cost)."""
     tree = ThreadTree(thread)
-    return [turn_context(t, snapshots.get(t.pk), tree.siblings(t)) for t in tree.path()]
+    if before_id is not None and before_id not in tree.turns:
+        return None
+    turns, more = tree.page(settings.HISTORY_PAGE_TURNS, before_id)
+    earlier_url = ""
+    if more:
+        earlier_url = f"{reverse('chat:earlier', args=[thread.pk])}?before={turns[0].pk}"
+    return {
+        "turns": [turn_context(t, snapshots.get(t.pk), tree.siblings(t)) for t in turns],
+        "earlier_url": earlier_url,
+    }
 
 
 def render_turn(turn: Turn, snapshot: dict | None = None) -> str:
-    siblings = ThreadTree(turn.thread).siblings(turn)
-    return render_to_string("chat/thread.html#turn", turn_context(turn, snapshot, siblings))
+    return render_to_string(
+        "chat/thread.html#turn", turn_context(turn, snapshot, siblings_of(turn))
+    )
 
 
 def turn_list(thread: Thread, snapshots: dict[int, dict]) -> str:
-    """The whole visible path, replacing what is on screen (after a branch or a switch)."""
-    html = render_to_string(
-        "chat/thread.html#turn-list", {"turns": path_contexts(thread, snapshots)}
-    )
+    """The newest page of the visible path, replacing what is on screen (after a branch or a
+    switch); earlier turns load on demand, as on the page."""
+    html = render_to_string("chat/thread.html#turn-list", path_page(thread, snapshots))
     return html.replace('<section id="turns"', '<section hx-swap-oob="true" id="turns"', 1)
 
 
@@ -120,7 +142,24 @@ def delta(message: dict, known_blocks: int, known_reasoning: int) -> SafeString:
                 mark_safe(message["reasoning_tail"]),
             )
         )
+    parts.append(
+        offset_marker(
+            turn_id,
+            message["start"] + len(message["blocks"]),
+            message["reasoning_start"] + len(message["reasoning_blocks"]),
+        )
+    )
     return mark_safe("".join(parts))
+
+
+def offset_marker(turn_id: int, blocks: int, reasoning_blocks: int) -> str:
+    return format_html(
+        '<span id="turn-{}-offset" hidden data-blocks="{}" data-reasoning="{}"'
+        ' hx-swap-oob="true"></span>',
+        turn_id,
+        blocks,
+        reasoning_blocks,
+    )
 
 
 def _new_blocks(target: str, start: int, blocks: list[str], known: int) -> str:
@@ -141,3 +180,16 @@ def error_notice(message: str) -> str:
         '<div id="composer-error" hx-swap-oob="true" class="composer-error" role="alert">{}</div>',
         message,
     )
+
+
+def presence(usernames: Iterable[str]) -> str:
+    """Who is viewing the thread now (each person once, however many tabs)."""
+    viewers = sorted(set(usernames), key=str.lower)
+    html = render_to_string("chat/thread.html#presence", {"viewers": viewers})
+    return html.replace('<div id="presence"', '<div hx-swap-oob="true" id="presence"', 1)
+
+
+def access_state(thread: Thread) -> str:
+    """What this viewer may do, after a share changed (read-only hides the writing controls)."""
+    html = render_to_string("chat/thread.html#access-state", {"thread": thread})
+    return html.replace('<div id="access-state"', '<div hx-swap-oob="true" id="access-state"', 1)

@@ -9,6 +9,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
+EXEMPT_PATHS = {"/healthz"}
+
 
 class FirstRunMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -16,6 +18,8 @@ class FirstRunMiddleware:
         self.has_accounts = False  # once true it stays true: no query per request after that
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path in EXEMPT_PATHS:
+            return self.get_response(request)  # e.g. /healthz answers even when the DB is down
         if not self.has_accounts:
             self.has_accounts = get_user_model().objects.exists()
             setup_url = reverse("setup")

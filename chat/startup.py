@@ -1,4 +1,4 @@
-"""What a starting server does once: default provider, and turns a dead process left running."""
+"""What a starting server does once: default provider, and turns a dead worker left running."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def on_server_start() -> None:
     from chat.services.providers import ensure_default_provider
 
     ensure_default_provider()
+    # Only turns whose heartbeat is stale: other workers may be generating the rest right now.
     interrupted = mark_interrupted_turns()
     if interrupted:
-        log.info("marked %d unfinished turn(s) as interrupted", interrupted)
+        log.info("marked %d unfinished turn(s) as interrupted", len(interrupted))

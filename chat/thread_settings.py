@@ -11,7 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from chat.models import Preset, Provider, Thread, ToolDefinition
 from chat.services import parameters
-from chat.views import _thread_or_404
+from chat.views import _writable_thread_or_404
 
 
 def _panel(
@@ -61,7 +61,7 @@ def _api_of(value: str, thread: Thread) -> str:
 
 @require_http_methods(["GET", "POST"])
 def thread_settings(request: HttpRequest, thread_id: int) -> HttpResponse:
-    thread = _thread_or_404(request, thread_id)
+    thread = _writable_thread_or_404(request, thread_id, owner_only=True)
     if request.method == "GET":
         api = _api_of(request.GET.get("api", ""), thread)
         return _panel(request, thread, api=api, values=parameters.form_values(thread.params))
@@ -91,7 +91,7 @@ def thread_settings(request: HttpRequest, thread_id: int) -> HttpResponse:
 
 @require_POST
 def save_preset(request: HttpRequest, thread_id: int) -> HttpResponse:
-    thread = _thread_or_404(request, thread_id)
+    thread = _writable_thread_or_404(request, thread_id, owner_only=True)
     name = request.POST.get("preset_name", "").strip()[:100]
     values = parameters.form_values(thread.params)
     if not name:

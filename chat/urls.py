@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from chat import thread_settings, tool_library, views
+from chat import sharing_views, thread_settings, tool_library, views
 
 app_name = "chat"
 
@@ -8,12 +8,25 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("threads/new/", views.new_thread, name="new-thread"),
     path("t/<int:thread_id>/", views.thread_page, name="thread"),
+    path("t/<int:thread_id>/earlier/", views.earlier_turns, name="earlier"),
     path("t/<int:thread_id>/model/", views.set_model, name="set-model"),
     path("t/<int:thread_id>/rename/", views.rename_thread, name="rename"),
     path("t/<int:thread_id>/delete/", views.delete_thread, name="delete"),
     path("t/<int:thread_id>/settings/", thread_settings.thread_settings, name="settings"),
     path("t/<int:thread_id>/preset/", thread_settings.save_preset, name="save-preset"),
+    path("t/<int:thread_id>/sharing/", sharing_views.sharing_panel, name="sharing"),
+    path(
+        "t/<int:thread_id>/sharing/<int:share_id>/",
+        sharing_views.change_share,
+        name="share-change",
+    ),
+    path(
+        "t/<int:thread_id>/sharing/<int:share_id>/revoke/",
+        sharing_views.revoke_share,
+        name="share-revoke",
+    ),
     re_path(r"^t/(?P<thread_id>\d+)/export\.(?P<fmt>md|json)$", views.export_thread, name="export"),
+    path("search/", views.search, name="search"),
     path("models/refresh/", views.refresh_models, name="refresh-models"),
     path("tools/", tool_library.library, name="tools"),
     path("tools/new/", tool_library.create_tool, name="tool-create"),

@@ -9,10 +9,12 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
@@ -21,17 +23,45 @@ from chat import export, fragments
 from chat.forms import AccountCreationForm, RenameThreadForm
 from chat.models import Preset, Provider, SiteSettings, Thread, Turn
 from chat.services import access, conversation, generation, providers
+from chat.services import search as thread_search
 
 
 def _thread_or_404(request: HttpRequest, thread_id: int) -> Thread:
+    """A thread the user may read; 404 for any other id (no existence leak)."""
     thread = conversation.thread_for(request.user, thread_id)
     if thread is None:
         raise Http404("No such chat.")
     return thread
 
 
+def _writable_thread_or_404(
+    request: HttpRequest, thread_id: int, *, owner_only: bool = False
+) -> Thread:
+    """A thread the user may change: 404 if they cannot see it, 403 if they may only read it."""
+    try:
+        thread = conversation.writable_thread_for(request.user, thread_id, owner_only=owner_only)
+    except conversation.ReadOnly as exc:
+        raise PermissionDenied(str(exc)) from exc
+    if thread is None:
+        raise Http404("No such chat.")
+    return thread
+
+
 def _sidebar(user) -> list[Thread]:
-    return list(conversation.visible_threads(user).only("pk", "title", "updated_at")[:200])
+    """The user's own chats (shared ones are listed apart, see ``_shared``)."""
+    return list(Thread.objects.filter(owner=user).only("pk", "title", "updated_at")[:200])
+
+
+def _shared(user) -> list[Thread]:
+    return list(
+        conversation.shared_with(user)
+        .select_related("owner")
+        .only("pk", "title", "updated_at", "owner__username")[:200]
+    )
+
+
+def _sidebars(user) -> dict:
+    return {"threads": _sidebar(user), "shared_threads": _shared(user)}
 
 
 def _parse_model_choice(value: str) -> tuple[Provider | None, str]:
@@ -104,8 +134,8 @@ def signup(request: HttpRequest) -> HttpResponse:
 async def home(request: HttpRequest) -> HttpResponse:
     user = await request.auser()
     context = await _model_context(request)
+    context |= await sync_to_async(_sidebars)(user)
     context |= {
-        "threads": await sync_to_async(_sidebar)(user),
         "thread": None,
         "presets": await sync_to_async(list)(Preset.objects.filter(owner=user)),
         "apis": Provider.Api.choices,
@@ -156,8 +186,8 @@ async def thread_page(request: HttpRequest, thread_id: int) -> HttpResponse:
 
     def load() -> dict:
         thread = _thread_or_404(request, thread_id)
-        turns = fragments.path_contexts(thread, generation.running_snapshots())
-        return {"thread": thread, "turns": turns, "threads": _sidebar(user)}
+        page = fragments.path_page(thread, generation.running_snapshots())
+        return {"thread": thread, **page, **_sidebars(user)}
 
     context = await sync_to_async(load)()
     thread = context["thread"]
@@ -167,9 +197,25 @@ async def thread_page(request: HttpRequest, thread_id: int) -> HttpResponse:
     return await sync_to_async(render)(request, "chat/thread.html", context)
 
 
+@require_GET
+def earlier_turns(request: HttpRequest, thread_id: int) -> HttpResponse:
+    """"Show earlier messages": the page of turns above ``before`` (with the next such button),
+    swapped in place of the button that asked for it."""
+    thread = _thread_or_404(request, thread_id)
+    before = request.GET.get("before", "")
+    page = (
+        fragments.path_page(thread, generation.running_snapshots(), int(before))
+        if before.isdigit()
+        else None
+    )
+    if page is None:
+        raise Http404("No such message.")
+    return render(request, "chat/thread.html#history-page", page)
+
+
 @require_POST
 def set_model(request: HttpRequest, thread_id: int) -> HttpResponse:
-    thread = _thread_or_404(request, thread_id)
+    thread = _writable_thread_or_404(request, thread_id)
     provider, model = _parse_model_choice(request.POST.get("model", ""))
     if provider is None:
         return HttpResponse(fragments.error_notice("That model is not available."), status=422)
@@ -187,7 +233,7 @@ async def refresh_models(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def rename_thread(request: HttpRequest, thread_id: int) -> HttpResponse:
-    thread = _thread_or_404(request, thread_id)
+    thread = _writable_thread_or_404(request, thread_id, owner_only=True)
     form = RenameThreadForm(request.POST)
     if form.is_valid():
         thread.title = form.cleaned_data["title"]
@@ -195,13 +241,13 @@ def rename_thread(request: HttpRequest, thread_id: int) -> HttpResponse:
     return render(
         request,
         "chat/thread.html#thread-title",
-        {"thread": thread, "threads": _sidebar(request.user)},
+        {"thread": thread, **_sidebars(request.user)},
     )
 
 
 @require_POST
 def delete_thread(request: HttpRequest, thread_id: int) -> HttpResponse:
-    thread = _thread_or_404(request, thread_id)
+    thread = _writable_thread_or_404(request, thread_id, owner_only=True)
     for turn_id in thread.turns.filter(status=Turn.Status.IN_PROGRESS).values_list("pk", flat=True):
         generation.cancel_running(turn_id)
     thread.delete()
@@ -223,4 +269,22 @@ def export_thread(request: HttpRequest, thread_id: int, fmt: str) -> HttpRespons
     response = HttpResponse(body, content_type=content_type)
     filename = f"{slugify(thread.title) or 'chat'}-{thread.pk}.{fmt}"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@require_GET
+def search(request: HttpRequest) -> HttpResponse:
+    """Chats the user can see that match ``q``: a full page, or only the results for htmx."""
+    query = thread_search.normalize_query(request.GET.get("q", ""))
+    context = {
+        "query": query,
+        "searched": thread_search.is_searchable(query),
+        "results": thread_search.search_threads(request.user, query),
+    }
+    if request.htmx:
+        response = render(request, "chat/search.html#results", context)
+    else:
+        context |= {"thread": None, **_sidebars(request.user)}
+        response = render(request, "chat/search.html", context)
+    patch_vary_headers(response, ["HX-Request"])
     return response

@@ -120,6 +120,25 @@ if not DEBUG:
         )
     ]
 
+def _database_from_url(url: str) -> dict:
+    """``DATABASE_URL`` (e.g. ``postgres://user:pass@127.0.0.1:5432/switchboard``) → Django's
+    database settings: persistent connections, checked before reuse; a test database named per
+    process (``test_<name>_<pid>``) so parallel runs on one server do not collide."""
+    import dj_database_url
+
+    config = dict(
+        dj_database_url.parse(
+            url,
+            conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")),
+            conn_health_checks=True,
+        )
+    )
+    if config["ENGINE"] != "django.db.backends.sqlite3":
+        config["TEST"] = {"NAME": f"test_{config['NAME']}_{os.getpid()}"}
+    return config
+
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
@@ -138,11 +157,32 @@ DATABASES = {
         "TEST": {"NAME": str(DATA_DIR / f"test-db-{os.getpid()}.sqlite3")},
     }
 }
+if DATABASE_URL:
+    DATABASES["default"] = _database_from_url(DATABASE_URL)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# One process: the in-memory channel layer and cache. Several processes (REDIS_URL): both in
+# Redis, so group messages reach every worker's sockets and login-throttling counts are shared.
+# The prefix keeps installations (or test runs) sharing one Redis apart.
+REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+CHANNEL_LAYER_PREFIX = os.environ.get("CHANNEL_LAYER_PREFIX", "").strip() or "switchboard"
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX},
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": CHANNEL_LAYER_PREFIX,
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -171,6 +211,8 @@ SECURE = env_bool("DJANGO_SECURE", not DEBUG)
 SESSION_COOKIE_SECURE = SECURE
 CSRF_COOKIE_SECURE = SECURE
 SECURE_SSL_REDIRECT = SECURE
+# A proxy's health check talks plain HTTP on loopback.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", 31536000 if SECURE else 0))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", SECURE)
@@ -198,7 +240,13 @@ ENCRYPTION_KEYS = env_list("SWITCHBOARD_ENCRYPTION_KEYS", [])
 # running answer is checkpointed to the database.
 STREAM_COALESCE_SECONDS = env_float("STREAM_COALESCE_SECONDS", 0.04)
 STREAM_CHECKPOINT_SECONDS = env_float("STREAM_CHECKPOINT_SECONDS", 3.0)
+# A running turn whose heartbeat (written at each checkpoint) is older than this is taken for
+# dead (its worker crashed or restarted) and marked interrupted; every worker looks this often.
+TURN_STALE_SECONDS = env_float("TURN_STALE_SECONDS", 20.0)
+TURN_REAPER_SECONDS = env_float("TURN_REAPER_SECONDS", 5.0)
 MAX_MESSAGE_CHARS = int(os.environ.get("MAX_MESSAGE_CHARS", "32000"))
+# A thread page shows this many of the newest turns; "Show earlier messages" loads more.
+HISTORY_PAGE_TURNS = max(1, int(os.environ.get("HISTORY_PAGE_TURNS", "40")))
 # Upstream requests one turn may make while the model keeps calling tools.
 TOOL_MAX_STEPS = int(os.environ.get("TOOL_MAX_STEPS", "8"))
 

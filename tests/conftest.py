@@ -3,16 +3,56 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.test import Client
+from django.test.utils import override_settings
 
 from chat.models import Provider, Thread
 
-pytest_plugins = ["tests.gateway_fixtures", "tests.live_server"]
+pytest_plugins = ["tests.gateway_fixtures", "tests.live_server", "tests.workers"]
 
 _numbers = itertools.count(1)
+
+
+# With REDIS_URL (make test-scaleout), this test process gets its own key prefix in the shared
+# Redis: test databases all number threads from 1, so group names would otherwise collide
+# between runs side by side, and clearing the cache must not flush anyone else's keys.
+REDIS_TEST_PREFIX = f"switchboard-test-{os.getpid()}."
+
+
+def _redis_client():
+    from django.core.cache import caches
+
+    return caches["default"]._cache.get_client(write=True)
+
+
+def _clear_cache() -> None:
+    if django_settings.REDIS_URL:
+        client = _redis_client()
+        keys = list(client.scan_iter(match=f"{REDIS_TEST_PREFIX}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    else:
+        cache.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_per_process():
+    if not django_settings.REDIS_URL:
+        yield
+        return
+    layers = {"default": dict(django_settings.CHANNEL_LAYERS["default"])}
+    layers["default"]["CONFIG"] = layers["default"]["CONFIG"] | {"prefix": REDIS_TEST_PREFIX}
+    caches = {"default": django_settings.CACHES["default"] | {"KEY_PREFIX": REDIS_TEST_PREFIX}}
+    with override_settings(CHANNEL_LAYERS=layers, CACHES=caches):
+        yield
+        _clear_cache()  # the channel layer's leftovers too: they share the prefix
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +60,7 @@ def _test_settings(settings):
     settings.STREAM_COALESCE_SECONDS = 0.01
     settings.DEMO_GATEWAY_ENABLED = False
     settings.SECURE_SSL_REDIRECT = False
-    cache.clear()
+    _clear_cache()
 
 
 @pytest.fixture
@@ -73,6 +113,20 @@ def staff(make_user):
 def staff_client(client, staff):
     client.force_login(staff)
     return client
+
+
+@pytest.fixture
+def cookie_of(db):
+    """The session cookie header of a logged-in user, for websocket tests (a browser each, so
+    several users stay logged in at once)."""
+
+    @sync_to_async
+    def cookie(user) -> tuple[bytes, bytes]:
+        browser = Client()
+        browser.force_login(user)
+        return (b"cookie", f"sessionid={browser.cookies['sessionid'].value}".encode())
+
+    return cookie
 
 
 @pytest.fixture

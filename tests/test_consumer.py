@@ -5,52 +5,18 @@ import json
 import re
 
 import pytest
-from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 
 from chat.markdown import render_markdown
 from chat.models import Turn
-from chat.routing import websocket_application
 from chat.services import generation
+from tests.ws import ORIGIN, finished, receive_until, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ORIGIN = (b"origin", b"http://127.0.0.1")
 
 
 @pytest.fixture
 def thread(make_thread, user):
     return make_thread(user)
-
-
-@pytest.fixture
-def cookie_of(client):
-    @sync_to_async
-    def cookie(user) -> tuple[bytes, bytes]:
-        client.force_login(user)
-        return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
-
-    return cookie
-
-
-def socket(thread_id: int, *headers: tuple[bytes, bytes]) -> WebsocketCommunicator:
-    return WebsocketCommunicator(
-        websocket_application, f"/ws/threads/{thread_id}/", headers=list(headers)
-    )
-
-
-async def receive_until(ws: WebsocketCommunicator, pattern: str, wait: float = 10) -> list[str]:
-    """Messages received up to and including the first one matching ``pattern``."""
-    received = []
-    while True:
-        message = await ws.receive_from(timeout=wait)
-        received.append(message)
-        if re.search(pattern, message):
-            return received
-
-
-def finished(turn_id: int, status: str = "completed") -> str:
-    return rf'id="turn-{turn_id}" class="turn" data-status="{status}"'
 
 
 async def test_anonymous_socket_is_refused(thread):

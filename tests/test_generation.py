@@ -1,11 +1,15 @@
 """A turn's life: streamed from the demo gateway over HTTP, stored, continued, failed, stopped."""
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from chat.models import Thread, Turn
 from chat.services import generation
@@ -161,13 +165,75 @@ async def test_one_answer_at_a_time_per_thread(user, thread):
     await generation.wait_for(turn.pk)
 
 
-def test_restart_marks_unfinished_turns_interrupted_and_keeps_text(thread, user):
-    turn = Turn.objects.create(thread=thread, author=user, user_text="q", output_text="half an ans")
-    assert generation.mark_interrupted_turns() == 1
-    turn.refresh_from_db()
-    assert turn.status == Turn.Status.INTERRUPTED
-    assert turn.output_text == "half an ans"
-    assert turn.can_retry
+def test_a_dead_workers_turn_is_marked_interrupted_and_keeps_its_text(thread, user, settings):
+    settings.TURN_STALE_SECONDS = 20
+    stale = timezone.now() - timedelta(seconds=30)
+    dead = Turn.objects.create(
+        thread=thread, author=user, user_text="q", output_text="half an ans", heartbeat_at=stale
+    )
+    alive = Turn.objects.create(
+        thread=thread, author=user, user_text="q2", heartbeat_at=timezone.now()
+    )
+    assert generation.mark_interrupted_turns() == [(dead.pk, thread.pk)]
+    dead.refresh_from_db()
+    alive.refresh_from_db()
+    assert dead.status == Turn.Status.INTERRUPTED
+    assert dead.output_text == "half an ans"
+    assert dead.can_retry
+    # Another worker's turn that still beats its heart is left alone.
+    assert alive.status == Turn.Status.IN_PROGRESS
+
+
+async def test_a_turn_running_here_keeps_beating_while_the_upstream_is_silent(
+    user, thread, settings
+):
+    settings.STREAM_CHECKPOINT_SECONDS = 0.05
+    settings.TURN_STALE_SECONDS = 0.3
+    turn = await generation.start_turn(user, thread.pk, "slow #chunks=6 #delay=200")
+    await asyncio.sleep(0.6)
+    # Even taken for another worker's turn (not in this process's registry), it is not stale.
+    runner = generation._running.pop(turn.pk)
+    try:
+        assert await database_sync_to_async(generation.mark_interrupted_turns)() == []
+    finally:
+        generation._running[turn.pk] = runner
+    await generation.wait_for(turn.pk)
+    assert (await Turn.objects.aget(pk=turn.pk)).status == Turn.Status.COMPLETED
+
+
+async def test_stop_reaches_a_runner_through_the_channel_layer(user, thread):
+    """Stop pressed on another worker: the runner hears it on its own channel."""
+    turn = await generation.start_turn(user, thread.pk, "long one #chunks=400 #delay=10")
+    runner = generation._running.pop(turn.pk)  # as if it ran in another process
+    try:
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if len(runner.state.text) > 5:
+                break
+        assert await generation.stop_turn(turn.pk)
+        await asyncio.wait_for(asyncio.shield(runner.task), 5)
+    finally:
+        generation._running.pop(turn.pk, None)
+    stopped = await Turn.objects.aget(pk=turn.pk)
+    assert stopped.status == Turn.Status.CANCELLED and stopped.output_text
+    assert stopped.runner_channel == ""
+
+
+async def test_a_runner_answers_snapshot_requests_from_other_workers(user, thread):
+    turn = await generation.start_turn(user, thread.pk, "long one #chunks=300 #delay=10")
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if len(generation._running[turn.pk].state.answer.blocks) >= 1:
+            break
+    layer = get_channel_layer()
+    inbox = await layer.new_channel("test.")
+    assert await generation.request_snapshot(turn.pk, inbox)
+    reply = await asyncio.wait_for(layer.receive(inbox), 5)
+    assert reply["type"] == "turn.snapshot" and reply["turn_id"] == turn.pk
+    assert reply["blocks"] and reply["start"] == 0
+    await generation.stop_turn(turn.pk)
+    await generation.wait_for(turn.pk)
+    assert not await generation.request_snapshot(turn.pk, inbox)  # finished: nobody to ask
 
 
 async def test_a_running_answer_is_checkpointed(user, thread, settings):

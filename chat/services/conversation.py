@@ -129,6 +129,22 @@ class ThreadTree:
         path.reverse()
         return path
 
+    def page(self, size: int, before_id: int | None = None) -> tuple[list[Turn], bool]:
+        """At most ``size`` turns of a path, root side first, and whether earlier ones exist:
+        the end of the visible path, or (``before_id``) the ancestors just above that turn,
+        which stay the same whichever branch is on screen. Walks only the turns returned."""
+        if before_id is None:
+            turn = self.turns.get(self.thread.current_turn_id)
+        else:
+            below = self.turns.get(before_id)
+            turn = self.turns.get(below.parent_id) if below and below.parent_id else None
+        page: list[Turn] = []
+        while turn is not None and len(page) < size:
+            page.append(turn)
+            turn = self.turns.get(turn.parent_id) if turn.parent_id else None
+        page.reverse()
+        return page, turn is not None
+
     def siblings(self, turn: Turn) -> Siblings:
         group = self.children.get(turn.parent_id, [turn])
         index = next(i for i, t in enumerate(group) if t.pk == turn.pk)
@@ -144,6 +160,23 @@ class ThreadTree:
         while children := self.children.get(turn.pk):
             turn = children[-1]
         return turn
+
+
+def siblings_of(turn: Turn) -> Siblings:
+    """``ThreadTree(thread).siblings(turn)`` for one turn, without loading the whole thread:
+    only the ids of the answers to the same point of the conversation (one small query)."""
+    ids = list(
+        Turn.objects.filter(thread_id=turn.thread_id, parent_id=turn.parent_id).values_list(
+            "pk", flat=True
+        )
+    )
+    index = ids.index(turn.pk) if turn.pk in ids else 0
+    return Siblings(
+        position=index + 1,
+        count=max(len(ids), 1),
+        previous_id=ids[index - 1] if index > 0 else None,
+        next_id=ids[index + 1] if index + 1 < len(ids) else None,
+    )
 
 
 def thread_path(thread: Thread) -> list[Turn]:

@@ -9,6 +9,11 @@ When the model calls tools, the runner executes built-in ones and sends the resu
 after step, until the model answers in text or ``TOOL_MAX_STEPS`` is reached. A tool with no
 built-in implementation pauses the turn (``awaiting_tool``) until the user answers it; the answer
 resumes the turn in a new runner from what ``Turn.tool_calls`` recorded.
+
+Any worker can serve any viewer: a runner listens on its own channel-layer channel (its name is
+stored on the turn), so a stop pressed on another worker, or a snapshot asked for by a socket on
+another worker, reaches it. While it runs it writes a heartbeat with each checkpoint; a turn
+whose heartbeat goes stale (its worker died) is marked interrupted by whichever worker notices.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ import contextvars
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from chat import fragments
@@ -50,9 +57,15 @@ log = logging.getLogger(__name__)
 # Turns running in this process, by id. Holding the runner also keeps its task alive.
 _running: dict[int, TurnRunner] = {}
 
+RUNNER_CHANNEL_PREFIX = "turn-runner"
+
 
 def thread_group(thread_id: int) -> str:
     return f"thread-{thread_id}"
+
+
+async def _new_runner_channel() -> str:
+    return await get_channel_layer().new_channel(RUNNER_CHANNEL_PREFIX + ".")
 
 
 @dataclass
@@ -63,6 +76,11 @@ class TurnPlan:
     provider: Provider
     request: RequestPlan
     linear: bool = True  # the turn continues the path on screen (not a new branch)
+
+    @property
+    def channel(self) -> str:
+        """Where the runner listens for stop and snapshot requests (stored with the turn)."""
+        return self.turn.runner_channel
 
 
 @dataclass
@@ -165,7 +183,11 @@ class TurnRunner:
 
     async def run(self) -> None:
         started = time.monotonic()
-        flusher = asyncio.create_task(self._flush_loop())
+        helpers = [
+            asyncio.create_task(self._flush_loop()),
+            asyncio.create_task(self._checkpoint_loop()),
+            asyncio.create_task(self._control_loop()),
+        ]
         if self.resuming:
             self._dirty.set()
         try:
@@ -182,9 +204,9 @@ class TurnRunner:
             self.state.status = Turn.Status.FAILED
             self.state.error = "Switchboard hit an internal error while generating this answer."
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             await self._finish(time.monotonic() - started, started)
             _running.pop(self.turn_id, None)
 
@@ -239,7 +261,6 @@ class TurnRunner:
             client.stream_chat(body) if api == Provider.Api.CHAT else client.stream_responses(body)
         )
         calls: dict[int, dict[str, Any]] = {}
-        last_checkpoint = time.monotonic()
         async with contextlib.aclosing(stream) as events:
             async for event in events:
                 if isinstance(event, Failed):
@@ -248,10 +269,6 @@ class TurnRunner:
                     self._apply_tool_event(event, calls, step)
                 else:
                     self._apply(event)
-                now = time.monotonic()
-                if now - last_checkpoint >= settings.STREAM_CHECKPOINT_SECONDS:
-                    last_checkpoint = now
-                    await self._checkpoint()
         return None, list(calls.values())
 
     def _apply(self, event: Event) -> None:
@@ -335,14 +352,37 @@ class TurnRunner:
             message["tools_html"] = fragments.tool_cards(self.turn_id, state.tool_calls)
         await self._channel_layer.group_send(self.group, message)
 
+    async def _checkpoint_loop(self) -> None:
+        # On a timer, not per event: the heartbeat must go on while the upstream is silent.
+        while True:
+            await asyncio.sleep(settings.STREAM_CHECKPOINT_SECONDS)
+            try:
+                await self._checkpoint()
+            except Exception:
+                log.exception("could not checkpoint turn %s", self.turn_id)
+
     async def _checkpoint(self) -> None:
+        """Save the answer so far and say this runner is alive (one UPDATE)."""
         await database_sync_to_async(
             Turn.objects.filter(pk=self.turn_id, status=Turn.Status.IN_PROGRESS).update
         )(
             output_text="".join(self.state.text),
             reasoning_text="".join(self.state.reasoning),
             tool_calls=self.state.tool_calls,
+            heartbeat_at=timezone.now(),
         )
+
+    async def _control_loop(self) -> None:
+        """Stop and snapshot requests from sockets on any worker."""
+        while True:
+            message = await self._channel_layer.receive(self.plan.channel)
+            kind = message.get("type")
+            if kind == "turn.stop":
+                self.stop()
+            elif kind == "snapshot.request":
+                reply = {"type": "turn.snapshot", **self.snapshot()}
+                with contextlib.suppress(Exception):  # the asking socket may be gone
+                    await self._channel_layer.send(message["reply_to"], reply)
 
     async def _finish(self, elapsed: float, started: float) -> None:
         state = self.state
@@ -374,7 +414,10 @@ class TurnRunner:
         )
 
     def _store_end(self, fields: dict) -> None:
-        Turn.objects.filter(pk=self.turn_id).update(**fields)
+        # A turn already marked interrupted by a worker that thought this one dead stays so.
+        Turn.objects.filter(pk=self.turn_id, status__in=Turn.ACTIVE).update(
+            **fields, runner_channel=""
+        )
         turn = self.plan.turn
         for name, value in fields.items():
             setattr(turn, name, value)
@@ -408,10 +451,13 @@ def _busy(thread: Thread) -> bool:
     return thread.turns.filter(status__in=Turn.ACTIVE).exists()
 
 
-def _plan_turn(user, thread_id: int, text: str, parent_id: int | None, branch: bool) -> TurnPlan:
-    """Create the turn: after the current turn, or (``branch``) as a new child of ``parent_id``."""
+def _plan_turn(
+    user, thread_id: int, text: str, parent_id: int | None, branch: bool, channel: str
+) -> TurnPlan:
+    """Create the turn: after the current turn, or (``branch``) as a new child of ``parent_id``.
+    Its runner will listen on ``channel``."""
     with transaction.atomic():
-        thread = conversation.thread_for(user, thread_id)
+        thread = conversation.writable_thread_for(user, thread_id)
         if thread is None:
             raise conversation.TurnRejected("This chat no longer exists.")
         text = conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
@@ -443,6 +489,8 @@ def _plan_turn(user, thread_id: int, text: str, parent_id: int | None, branch: b
             provider=provider,
             model=thread.model,
             params=params,
+            runner_channel=channel,
+            heartbeat_at=timezone.now(),
         )
         linear = thread.current_turn_id == (path[-1].pk if path else None)
         thread.current_turn = turn
@@ -453,6 +501,7 @@ def _plan_turn(user, thread_id: int, text: str, parent_id: int | None, branch: b
 
 
 async def _launch(plan: TurnPlan, state: StreamState | None = None) -> Turn:
+    ensure_reaper()
     runner = TurnRunner(plan, state)
     _running[plan.turn.pk] = runner
     await get_channel_layer().group_send(
@@ -465,7 +514,8 @@ async def _launch(plan: TurnPlan, state: StreamState | None = None) -> Turn:
 
 async def start_turn(user, thread_id: int, text: str) -> Turn:
     """Send a message at the end of the thread's current path. Raises TurnRejected."""
-    plan = await database_sync_to_async(_plan_turn)(user, thread_id, text, None, False)
+    channel = await _new_runner_channel()
+    plan = await database_sync_to_async(_plan_turn)(user, thread_id, text, None, False, channel)
     return await _launch(plan)
 
 
@@ -473,12 +523,14 @@ async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
     """A new sibling of ``turn_id``: the same message asked again (regenerate, retry), or an
     edited one. The new branch becomes the visible path. Raises TurnRejected."""
 
+    channel = await _new_runner_channel()
+
     def plan() -> TurnPlan:
         turn = Turn.objects.filter(pk=turn_id).only("thread_id", "parent_id", "user_text").first()
         if turn is None or conversation.thread_for(user, turn.thread_id) is None:
             raise conversation.TurnRejected("This message no longer exists.")
         message = turn.user_text if text is None else text
-        return _plan_turn(user, turn.thread_id, message, turn.parent_id, True)
+        return _plan_turn(user, turn.thread_id, message, turn.parent_id, True, channel)
 
     return await _launch(await database_sync_to_async(plan)())
 
@@ -486,10 +538,12 @@ async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
 async def answer_tool_call(user, turn_id: int, call_id: str, result: str | None) -> None:
     """The user's result for a call (``None`` rejects it); resumes the turn once all are in."""
 
+    channel = await _new_runner_channel()
+
     def record() -> TurnPlan | None:
         with transaction.atomic():
             turn = Turn.objects.select_for_update().filter(pk=turn_id).first()
-            thread = conversation.thread_for(user, turn.thread_id) if turn else None
+            thread = conversation.writable_thread_for(user, turn.thread_id) if turn else None
             if thread is None:
                 raise conversation.TurnRejected("This message no longer exists.")
             if turn.status != Turn.Status.AWAITING_TOOL:
@@ -505,7 +559,8 @@ async def answer_tool_call(user, turn_id: int, call_id: str, result: str | None)
                 turn.save(update_fields=["tool_calls"])
                 return None
             turn.status = Turn.Status.IN_PROGRESS
-            turn.save(update_fields=["tool_calls", "status"])
+            turn.runner_channel, turn.heartbeat_at = channel, timezone.now()
+            turn.save(update_fields=["tool_calls", "status", "runner_channel", "heartbeat_at"])
             tree = conversation.ThreadTree(thread)
             path = tree.path(turn.parent_id) if turn.parent_id else []
             request = _request_for(turn, thread, path, user)
@@ -539,8 +594,14 @@ def cancel_running(turn_id: int) -> bool:
 
 
 async def stop_turn(turn_id: int) -> bool:
-    """Stop a turn that is generating or waiting for a tool answer."""
+    """Stop a turn that is generating (on whichever worker) or waiting for a tool answer."""
     if cancel_running(turn_id):
+        return True
+    turn = await Turn.objects.filter(pk=turn_id).values("status", "runner_channel").afirst()
+    if turn is None:
+        return False
+    if turn["status"] == Turn.Status.IN_PROGRESS and turn["runner_channel"]:
+        await get_channel_layer().send(turn["runner_channel"], {"type": "turn.stop"})
         return True
     # A turn paused for a tool answer has no runner: stopping it just ends it.
     stopped = await Turn.objects.filter(pk=turn_id, status=Turn.Status.AWAITING_TOOL).aupdate(
@@ -552,6 +613,7 @@ async def stop_turn(turn_id: int) -> bool:
 
 
 def running_snapshot(turn_id: int) -> dict | None:
+    """The live state of a turn running in this process (None when it runs elsewhere)."""
     runner = _running.get(turn_id)
     return runner.snapshot() if runner else None
 
@@ -561,6 +623,20 @@ def running_snapshots() -> dict[int, dict]:
     return {turn_id: runner.snapshot() for turn_id, runner in list(_running.items())}
 
 
+async def request_snapshot(turn_id: int, reply_to: str) -> bool:
+    """Ask the runner of a turn on another worker to send its live state to ``reply_to`` (as a
+    ``turn.snapshot`` message). False when no runner is known for it."""
+    channel = await (
+        Turn.objects.filter(pk=turn_id, status=Turn.Status.IN_PROGRESS)
+        .values_list("runner_channel", flat=True)
+        .afirst()
+    )
+    if not channel:
+        return False
+    await get_channel_layer().send(channel, {"type": "snapshot.request", "reply_to": reply_to})
+    return True
+
+
 async def wait_for(turn_id: int) -> None:
     """Wait until a turn running in this process has finished (or paused) and been stored."""
     runner = _running.get(turn_id)
@@ -568,14 +644,56 @@ async def wait_for(turn_id: int) -> None:
         await asyncio.shield(runner.task)
 
 
-def mark_interrupted_turns() -> int:
-    """On start-up: turns a previous process left generating keep their text, marked interrupted."""
-    return (
+def mark_interrupted_turns(older_than: float | None = None) -> list[tuple[int, int]]:
+    """Turns whose runner stopped saying it is alive (its worker died or restarted) keep their
+    text, marked interrupted. Returns their (turn id, thread id)."""
+    stale = settings.TURN_STALE_SECONDS if older_than is None else older_than
+    cutoff = timezone.now() - timedelta(seconds=stale)
+    dead = (
         Turn.objects.filter(status=Turn.Status.IN_PROGRESS)
+        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff))
         .exclude(pk__in=list(_running))
-        .update(
-            status=Turn.Status.INTERRUPTED,
-            error="The server restarted before this answer finished.",
-            finished_at=timezone.now(),
-        )
     )
+    found = list(dead.values_list("pk", "thread_id"))
+    if found:
+        Turn.objects.filter(pk__in=[pk for pk, _ in found], status=Turn.Status.IN_PROGRESS).update(
+            status=Turn.Status.INTERRUPTED,
+            error="The server generating this answer stopped before it finished.",
+            finished_at=timezone.now(),
+            runner_channel="",
+        )
+    return found
+
+
+async def reap_stale_turns() -> int:
+    """Mark dead workers' turns interrupted and show it to everyone viewing them."""
+    found = await database_sync_to_async(mark_interrupted_turns)()
+    layer = get_channel_layer()
+    for turn_id, thread_id in found:
+        await layer.group_send(
+            thread_group(thread_id), {"type": "turn.finished", "turn_id": turn_id}
+        )
+    return len(found)
+
+
+async def _reaper_loop() -> None:
+    while True:
+        await asyncio.sleep(settings.TURN_REAPER_SECONDS)
+        try:
+            reaped = await reap_stale_turns()
+            if reaped:
+                log.warning("marked %d turn(s) of a dead worker as interrupted", reaped)
+        except Exception:
+            log.exception("could not look for interrupted turns")
+
+
+_reaper: asyncio.Task[None] | None = None
+
+
+def ensure_reaper() -> None:
+    """Start this worker's periodic look for dead workers' turns (once per event loop)."""
+    global _reaper
+    if _reaper is None or _reaper.done() or _reaper.get_loop() is not asyncio.get_running_loop():
+        _reaper = asyncio.get_running_loop().create_task(
+            _reaper_loop(), name="turn-reaper", context=contextvars.Context()
+        )

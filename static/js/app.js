@@ -14,6 +14,24 @@
   document.addEventListener("htmx:wsAfterMessage", function () { if (following) scrollToEnd(); });
   document.addEventListener("DOMContentLoaded", scrollToEnd);
 
+  // "Show earlier messages": the turns above appear without moving what the reader sees (the
+  // distance from the bottom is kept); the next such button, if any, takes the focus.
+  var fromBottom = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var el = turns();
+    if (el && event.detail.shouldSwap && event.detail.target.id === "earlier") {
+      fromBottom = el.scrollHeight - el.scrollTop;
+    }
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    var el = turns();
+    if (fromBottom === null || !el) return;
+    el.scrollTop = el.scrollHeight - fromBottom;
+    fromBottom = null;
+    var next = document.querySelector("#earlier button");
+    if (next) next.focus({ preventScroll: true });
+  });
+
   // Enter sends, Shift+Enter makes a new line.
   document.addEventListener("keydown", function (event) {
     var box = event.target;

@@ -1,0 +1,74 @@
+"""The owner's sharing panel: share a thread with a team or a user, change or revoke it."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from chat.models import Access, Thread
+from chat.services import conversation, sharing
+
+
+def _owned_thread(request: HttpRequest, thread_id: int) -> Thread:
+    """404 when the user may not see the thread at all, 403 when they may but do not own it."""
+    try:
+        thread = conversation.writable_thread_for(request.user, thread_id, owner_only=True)
+    except conversation.ReadOnly as exc:
+        raise PermissionDenied(str(exc)) from exc
+    if thread is None:
+        raise Http404("No such chat.")
+    return thread
+
+
+def _panel(
+    request: HttpRequest, thread: Thread, *, error: str = "", notice: str = "", status: int = 200
+) -> HttpResponse:
+    context = {
+        "thread": thread,
+        "shares": sharing.shares_of(thread),
+        "teams": sharing.teams_for(request.user),
+        "accesses": Access.choices,
+        "error": error,
+        "notice": notice,
+        "form": request.POST if error else {},
+    }
+    return render(request, "chat/sharing.html#panel", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def sharing_panel(request: HttpRequest, thread_id: int) -> HttpResponse:
+    thread = _owned_thread(request, thread_id)
+    if request.method == "GET":
+        return _panel(request, thread)
+    target = request.POST.get("team", "")
+    try:
+        share = sharing.share(
+            thread,
+            access=request.POST.get("access", ""),
+            team_id=int(target) if target.isdigit() else None,
+            username=request.POST.get("username", "") if not target else "",
+        )
+    except sharing.ShareRefused as exc:
+        return _panel(request, thread, error=str(exc), status=422)
+    return _panel(request, thread, notice=f"Shared with {share.team or share.user}.")
+
+
+@require_POST
+def change_share(request: HttpRequest, thread_id: int, share_id: int) -> HttpResponse:
+    thread = _owned_thread(request, thread_id)
+    try:
+        if not sharing.change_access(thread, share_id, request.POST.get("access", "")):
+            raise Http404("No such share.")
+    except sharing.ShareRefused as exc:
+        return _panel(request, thread, error=str(exc), status=422)
+    return _panel(request, thread, notice="Access changed.")
+
+
+@require_POST
+def revoke_share(request: HttpRequest, thread_id: int, share_id: int) -> HttpResponse:
+    thread = _owned_thread(request, thread_id)
+    if not sharing.revoke(thread, share_id):
+        raise Http404("No such share.")
+    return _panel(request, thread, notice="No longer shared; their open pages were closed.")
