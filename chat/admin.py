@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
@@ -20,7 +20,9 @@ from chat.models import (
     ModelSetting,
     Provider,
     SiteSettings,
+    Team,
     Thread,
+    ThreadShare,
     Turn,
     UsageRecord,
     UserQuota,
@@ -255,12 +257,35 @@ class SiteSettingsAdmin(AuditedAdmin):
         return not SiteSettings.objects.exists()
 
 
+@admin.register(Team)
+class TeamAdmin(AuditedAdmin):
+    """Teams (workspaces): their members see the threads shared with the team."""
+
+    list_display = ("name", "member_count", "created_at")
+    search_fields = ("name", "members__username")
+    filter_horizontal = ("members",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(member_total=Count("members"))
+
+    @admin.display(description="members", ordering="member_total")
+    def member_count(self, team: Team) -> int:
+        return team.member_total
+
+
+class ThreadShareInline(admin.TabularInline):
+    model = ThreadShare
+    extra = 0
+    raw_id_fields = ("user",)
+
+
 @admin.register(Thread)
 class ThreadAdmin(admin.ModelAdmin):
     list_display = ("title", "owner", "model", "updated_at")
     list_select_related = ("owner",)
     search_fields = ("title", "owner__username")
     raw_id_fields = ("current_turn",)
+    inlines = [ThreadShareInline]
 
 
 @admin.register(Turn)

@@ -170,3 +170,106 @@ async def test_reasoning_streams_into_its_own_collapsed_section(thread, user, co
     assert '<details class="reasoning">' in final and "<summary>Reasoning</summary>" in final
     assert "reasoning tokens" in final and turn.reasoning_tokens > 0
     await ws.disconnect()
+
+
+def _offset(messages: list[str], turn_id: int) -> tuple[int, int] | None:
+    """The last offset marker the browser got: how many blocks of the answer it holds."""
+    found = None
+    for message in messages:
+        for match in re.finditer(
+            rf'id="turn-{turn_id}-offset" hidden data-blocks="(\d+)" data-reasoning="(\d+)"',
+            message,
+        ):
+            found = (int(match.group(1)), int(match.group(2)))
+    return found
+
+
+async def test_reconnect_with_offsets_gets_only_what_was_missed(thread, user, cookie_of):
+    """A dropped network: the browser reports what it holds; the server sends the rest only."""
+    cookie = await cookie_of(user)
+    first = socket(thread.pk, ORIGIN, cookie)
+    await first.connect()
+    await first.send_to(json.dumps({"message": "resume test #chunks=400 #delay=5"}))
+    received, held = await receive_until(first, r'id="turns" hx-swap-oob="beforeend"'), ""
+    turn = await Turn.objects.aget(thread=thread)
+    while (_offset(received, turn.pk) or (0, 0))[0] < 2:
+        received.append(await first.receive_from(timeout=10))
+        parts = _answer_parts(received[-1], turn.pk)
+        if parts:
+            held += parts[0]
+    blocks, reasoning = _offset(received, turn.pk)
+    await first.disconnect()
+    await asyncio.sleep(0.2)  # more is generated while the browser is away
+
+    second = socket(
+        thread.pk, ORIGIN, cookie, query=f"leaf={turn.pk}&resume={turn.pk}:{blocks}:{reasoning}"
+    )
+    assert (await second.connect())[0]
+    catch_up = await second.receive_from(timeout=5)
+    assert "<article" not in catch_up  # not the whole answer again: only what was missed
+    rest = _answer_parts(catch_up, turn.pk)[0]
+    while True:
+        message = await second.receive_from(timeout=10)
+        if re.search(finished(turn.pk), message):
+            break
+        parts = _answer_parts(message, turn.pk)
+        if parts:
+            rest += parts[0]
+    await second.disconnect()
+    whole = render_markdown((await Turn.objects.aget(pk=turn.pk)).output_text)
+    assert rest, "nothing was missed? the pause was meant to miss some blocks"
+    assert whole.startswith(held + rest)  # no gap, nothing twice
+    assert len(held + rest) > len(whole) // 2
+
+
+async def test_reconnect_after_the_answer_finished_shows_it_finished(thread, user, cookie_of):
+    cookie = await cookie_of(user)
+    first = socket(thread.pk, ORIGIN, cookie)
+    await first.connect()
+    await first.send_to(json.dumps({"message": "short #chunks=5"}))
+    await receive_until(first, r'id="turns" hx-swap-oob="beforeend"')
+    turn = await Turn.objects.aget(thread=thread)
+    await first.disconnect()
+    await generation.wait_for(turn.pk)
+    second = socket(thread.pk, ORIGIN, cookie, query=f"leaf={turn.pk}&resume={turn.pk}:0:0")
+    await second.connect()
+    assert re.search(finished(turn.pk), await second.receive_from(timeout=5))
+    await second.disconnect()
+
+
+async def test_reconnect_after_new_turns_redraws_the_conversation(thread, user, cookie_of):
+    cookie = await cookie_of(user)
+    older = await generation.start_turn(user, thread.pk, "one #chunks=3")
+    await generation.wait_for(older.pk)
+    newer = await generation.start_turn(user, thread.pk, "two #chunks=3")
+    await generation.wait_for(newer.pk)
+    ws = socket(thread.pk, ORIGIN, cookie, query=f"leaf={older.pk}")  # it saw only the first
+    await ws.connect()
+    redraw = await ws.receive_from(timeout=5)
+    assert 'id="turns"' in redraw and f'id="turn-{newer.pk}"' in redraw
+    await ws.disconnect()
+
+
+async def test_a_viewer_sees_a_dead_workers_turn_marked_interrupted(
+    thread, user, cookie_of, settings
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.TURN_STALE_SECONDS = 5
+    turn = await Turn.objects.acreate(
+        thread=thread,
+        author=user,
+        user_text="q",
+        output_text="half of it",
+        runner_channel="turn-runner.gone!x",
+        heartbeat_at=timezone.now() - timedelta(seconds=60),
+    )
+    ws = socket(thread.pk, ORIGIN, await cookie_of(user))
+    await ws.connect()
+    assert "half of it" in await ws.receive_from(timeout=5)  # the last checkpoint, at once
+    assert await generation.reap_stale_turns() == 1
+    message = (await receive_until(ws, finished(turn.pk, "interrupted")))[-1]
+    assert "half of it" in message and 'class="retry"' in message and "Retry" in message
+    await ws.disconnect()

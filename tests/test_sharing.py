@@ -352,3 +352,19 @@ async def test_presence_shows_who_is_viewing(member, thread, owner, cookie_of):
     alone = await owner_ws.receive_presence()
     assert "olivia" in alone and reader.username not in alone
     await owner_ws.disconnect()
+
+
+def test_staff_create_a_team_in_the_admin_and_its_members_see_its_threads(
+    staff_client, make_user, thread
+):
+    bob = make_user("bob")
+    response = staff_client.post(
+        reverse("admin:chat_team_add"), {"name": "Design", "members": [bob.pk]}
+    )
+    assert response.status_code == 302
+    team = Team.objects.get(name="Design")
+    assert list(team.members.all()) == [bob]
+    ThreadShare.objects.create(thread=thread, team=team, access=Access.READ)
+    assert conversation.thread_for(bob, thread.pk).access == "read"
+    listing = staff_client.get(reverse("admin:chat_team_changelist")).content.decode()
+    assert "Design" in listing

@@ -51,6 +51,24 @@
     if (form && form.id === "composer") { form.reset(); following = true; scrollToEnd(); }
   });
 
+  // On every (re)connection the socket says what the page already shows: the last turn on
+  // screen, and how many finished blocks of each live answer it holds. The server then sends
+  // only what is missing, so a dropped network resumes with no gap and nothing twice.
+  if (window.htmx) {
+    htmx.createWebSocket = function (url) {
+      var articles = document.querySelectorAll("#turns > article.turn");
+      var leaf = articles.length ? articles[articles.length - 1].id.replace("turn-", "") : "";
+      var resume = [];
+      document.querySelectorAll("#turns span[data-blocks]").forEach(function (marker) {
+        resume.push(marker.id.split("-")[1] + ":" + marker.dataset.blocks + ":" + marker.dataset.reasoning);
+      });
+      var query = "leaf=" + leaf + (resume.length ? "&resume=" + resume.join(",") : "");
+      var socket = new WebSocket(url + (url.indexOf("?") < 0 ? "?" : "&") + query, []);
+      socket.binaryType = htmx.config.wsBinaryType;
+      return socket;
+    };
+  }
+
   // The websocket's state, for the user (and for tests): reconnecting is shown, not silent.
   function setConnection(state) {
     var conversation = document.getElementById("conversation");
