@@ -199,8 +199,8 @@ async def thread_page(request: HttpRequest, thread_id: int) -> HttpResponse:
 
 @require_GET
 def earlier_turns(request: HttpRequest, thread_id: int) -> HttpResponse:
-    """"Show earlier messages": the page of turns above ``before`` (with the next such button),
-    swapped in place of the button that asked for it."""
+    """The "Show earlier messages" button: the page of turns above ``before`` (with the next
+    such button), swapped in place of the button that asked for it."""
     thread = _thread_or_404(request, thread_id)
     before = request.GET.get("before", "")
     page = (

@@ -9,14 +9,15 @@ import re
 
 import pytest
 from channels.testing import WebsocketCommunicator
-from django.test.utils import CaptureQueriesContext
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from chat.models import Thread, Turn
 from chat.routing import websocket_application
 from chat.services import conversation
 
 PAGE = 40
+ANSWER = "Answer {n}\n\n```python\nprint({n})\n```\n\n| a | b |\n|---|---|\n| {n} | x |"
 ARTICLE = re.compile(r'<article id="turn-(\d+)"')
 EARLIER = re.compile(r'hx-get="(/t/\d+/earlier/\?before=\d+)"')
 
@@ -34,7 +35,7 @@ def make_chain(owner, count: int, *, title: str = "Long chat") -> tuple[Thread, 
             thread=thread,
             author=owner,
             user_text=f"Question {n}",
-            output_text=f"Answer {n}\n\n```python\nprint({n})\n```\n\n| a | b |\n|---|---|\n| {n} | x |",
+            output_text=ANSWER.format(n=n),
             status=Turn.Status.COMPLETED,
             model="demo-chat",
         )
@@ -58,9 +59,7 @@ def earlier_url(html: str) -> str | None:
 
 
 @pytest.mark.django_db
-def test_a_long_thread_shows_only_its_newest_page_and_a_button_for_earlier(
-    logged_in_client, user
-):
+def test_a_long_thread_shows_only_its_newest_page_and_a_button_for_earlier(logged_in_client, user):
     thread, turns = make_chain(user, 100)
     html = logged_in_client.get(f"/t/{thread.pk}/").content.decode()
     assert shown(html) == [t.pk for t in turns[-PAGE:]]
@@ -71,9 +70,7 @@ def test_a_long_thread_shows_only_its_newest_page_and_a_button_for_earlier(
 
 
 @pytest.mark.django_db
-def test_earlier_pages_walk_back_to_the_first_turn_without_gaps_or_repeats(
-    logged_in_client, user
-):
+def test_earlier_pages_walk_back_to_the_first_turn_without_gaps_or_repeats(logged_in_client, user):
     thread, turns = make_chain(user, 100)
     html = logged_in_client.get(f"/t/{thread.pk}/").content.decode()
     seen, url, requests = shown(html), earlier_url(html), 0
