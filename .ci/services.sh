@@ -72,7 +72,7 @@ start_postgresql() {
         as_pg "$bin/pg_ctl" start -w -t 60 -D "$PG_DATA" -l "$PG_DIR/server.log" -o \
             "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$PG_DIR \
              -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-             -c max_connections=300" >&2 || { tail -n 30 "$PG_DIR/server.log" >&2; exit 1; }
+             -c max_connections=300" >&2 9>&- || { tail -n 30 "$PG_DIR/server.log" >&2; exit 1; }
     fi
     if ! PGPASSWORD=$password "$bin/psql" -h 127.0.0.1 -p "$port" -U "$PG_USER" -d postgres \
         -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DATABASE'" | grep -q 1; then
@@ -94,7 +94,7 @@ start_redis() {
     say "starting Redis on 127.0.0.1:$port"
     redis-server --bind 127.0.0.1 --port "$port" --daemonize yes --save '' --appendonly no \
         --dir "$SERVICES_DIR" --pidfile "$SERVICES_DIR/redis.pid" \
-        --logfile "$SERVICES_DIR/redis.log" >&2
+        --logfile "$SERVICES_DIR/redis.log" >&2 9>&-  # the daemon must not keep the lock
     for _ in $(seq 50); do
         [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && break
         sleep 0.1

@@ -22,7 +22,13 @@ def answer_lengths_while_streaming(page: Page, selector: str, seconds: float) ->
     return seen
 
 
-def test_first_session(live_app, browser_page: Page):
+@pytest.fixture
+def two_turns_a_page(monkeypatch):
+    """The live app (started after this) shows two turns a page, so paging shows early."""
+    monkeypatch.setenv("HISTORY_PAGE_TURNS", "2")
+
+
+def test_first_session(two_turns_a_page, live_app, browser_page: Page):
     page = browser_page
     page.goto(live_app)
 
@@ -80,3 +86,11 @@ def test_first_session(live_app, browser_page: Page):
     assert len(stopped.locator(".answer").inner_text()) > 20
     expect(page.get_by_role("button", name="Send")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "chat-stopped.png", full_page=True)
+
+    # A longer history shows its newest turns (two a page here); the earlier ones load in place.
+    page.reload()
+    expect(page.locator("article.turn")).to_have_count(2)
+    page.get_by_role("button", name="Show earlier messages").click()
+    expect(page.locator("article.turn")).to_have_count(3)
+    expect(page.locator("article.turn").first).to_contain_text("Hello from the browser")
+    expect(page.get_by_role("button", name="Show earlier messages")).to_have_count(0)
