@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run install install-dev browser test lint bench clean
+.PHONY: run install install-dev browser test lint services test-scaleout bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,19 @@ lint: install-dev
 
 test: install-dev browser lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# PostgreSQL and Redis from Debian's packages, on 127.0.0.1 (idempotent; prints the URLs).
+services:
+	@bash .ci/services.sh
+
+# The tests that matter with several workers, on PostgreSQL + Redis, including the
+# multi-process ones (their -m replaces the default "not multiprocess").
+SCALEOUT_TESTS ?= tests/test_consumer.py tests/test_generation.py tests/test_deploy.py \
+	tests/test_sharing.py tests/test_search.py tests/test_history_paging.py tests/test_quotas.py \
+	tests/test_usage.py tests/test_multiprocess.py
+test-scaleout: install-dev
+	@urls=$$(bash .ci/services.sh) && eval "$$urls" && \
+		$(VENV)/bin/pytest -m "not browser" $(SCALEOUT_TESTS) $(PYTEST_ARGS)
 
 # Benchmark: demo gateway + app under Daphne + load generator, figures vs a direct baseline
 # (bench/README.md). BENCH_ARGS=--quick for the under-a-minute version CI runs.

@@ -49,6 +49,16 @@ install_packages() {
         "${missing[@]}" >&2
 }
 
+pg_start() {
+    local bin=$1 port=$2
+    say "starting PostgreSQL on 127.0.0.1:$port"
+    # Throwaway test data: no fsync. Several Daphne workers and test processes connect.
+    as_pg "$bin/pg_ctl" start -w -t 60 -D "$PG_DATA" -l "$PG_DIR/server.log" -o \
+        "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$PG_DIR \
+         -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+         -c max_connections=300" >&2 9>&-  # the server must not keep the lock
+}
+
 start_postgresql() {
     local bin port password
     bin=$(pg_bin)
@@ -64,16 +74,16 @@ start_postgresql() {
             --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 \
             >"$PG_DIR/initdb.log" 2>&1 || { cat "$PG_DIR/initdb.log" >&2; exit 1; }
     fi
-    port=$(cat "$PG_DIR/port")
     password=$(cat "$PG_DIR/password")
     if ! as_pg "$bin/pg_ctl" status -D "$PG_DATA" >/dev/null 2>&1; then
-        say "starting PostgreSQL on 127.0.0.1:$port"
-        # Throwaway test data: no fsync. Several Daphne workers and test processes connect.
-        as_pg "$bin/pg_ctl" start -w -t 60 -D "$PG_DATA" -l "$PG_DIR/server.log" -o \
-            "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$PG_DIR \
-             -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-             -c max_connections=300" >&2 9>&- || { tail -n 30 "$PG_DIR/server.log" >&2; exit 1; }
+        # The port of an earlier run, unless something else took it meanwhile: then a new one.
+        pg_start "$bin" "$(cat "$PG_DIR/port")" || { free_port >"$PG_DIR/port" &&
+            pg_start "$bin" "$(cat "$PG_DIR/port")"; } || {
+            tail -n 30 "$PG_DIR/server.log" >&2
+            exit 1
+        }
     fi
+    port=$(cat "$PG_DIR/port")
     if ! PGPASSWORD=$password "$bin/psql" -h 127.0.0.1 -p "$port" -U "$PG_USER" -d postgres \
         -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DATABASE'" | grep -q 1; then
         PGPASSWORD=$password "$bin/createdb" -h 127.0.0.1 -p "$port" -U "$PG_USER" "$PG_DATABASE"
@@ -94,7 +104,7 @@ start_redis() {
     say "starting Redis on 127.0.0.1:$port"
     redis-server --bind 127.0.0.1 --port "$port" --daemonize yes --save '' --appendonly no \
         --dir "$SERVICES_DIR" --pidfile "$SERVICES_DIR/redis.pid" \
-        --logfile "$SERVICES_DIR/redis.log" >&2 9>&-  # the daemon must not keep the lock
+        --logfile "$SERVICES_DIR/redis.log" >&2 9>&-
     for _ in $(seq 50); do
         [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && break
         sleep 0.1

@@ -10,7 +10,8 @@ import json
 import logging
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
+from channels.db import aclose_old_connections, database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chat import fragments
@@ -40,6 +41,25 @@ def parse_resume(query_string: bytes) -> tuple[int | None, dict[int, tuple[int, 
 
 
 class ThreadConsumer(AsyncWebsocketConsumer):
+    # Group messages whose handlers never touch the database. Channels' ``dispatch`` runs
+    # ``close_old_connections`` in a worker thread before *every* handler: for the deltas of a
+    # streaming answer (every socket, every coalescing window) that thread hop cost more than
+    # the handler itself. Handlers here that may need the database call ``_db_ready`` first.
+    _DATABASE_FREE = frozenset({"turn.delta", "presence.join", "presence.here", "presence.leave"})
+
+    async def dispatch(self, message: dict) -> None:
+        if message.get("type") in self._DATABASE_FREE:
+            handler = getattr(self, get_handler_name(message), None)
+            if handler is not None:
+                await handler(message)
+                return
+        await super().dispatch(message)
+
+    @staticmethod
+    async def _db_ready() -> None:
+        """What ``dispatch`` skips for database-free messages, for their rare database path."""
+        await aclose_old_connections()
+
     async def connect(self) -> None:
         user = self.scope["user"]
         if not user.is_authenticated:
@@ -166,6 +186,11 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     async def turn_created(self, message: dict) -> None:
         turn_id = message["turn_id"]
+        if message.get("html"):
+            # Rendered once by the runner, before any of the turn's deltas was published.
+            self.known[turn_id] = (0, 0)
+            await self.send(message["html"])
+            return
         # Running elsewhere, a just-created turn has no text yet: its deltas start at block 0.
         snapshot = generation.running_snapshot(turn_id)
         self._remember(snapshot)
@@ -184,9 +209,14 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         if message["start"] > known_blocks or message["reasoning_start"] > known_reasoning:
             # A delta was dropped (slow socket): resend the whole answer so far instead.
             self.known.pop(turn_id, None)
+            await self._db_ready()
             await self._show_live(turn_id, render_stored=False)
             return
-        await self.send(fragments.delta(message, known_blocks, known_reasoning))
+        if (message["start"], message["reasoning_start"]) == (known_blocks, known_reasoning):
+            html = message.get("html") or fragments.shared_delta(message)  # the usual case
+        else:
+            html = fragments.delta(message, known_blocks, known_reasoning)
+        await self.send(html)
         self.known[turn_id] = (
             message["start"] + len(message["blocks"]),
             message["reasoning_start"] + len(message["reasoning_blocks"]),
@@ -217,12 +247,11 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     async def turn_finished(self, message: dict) -> None:
         self.known.pop(message["turn_id"], None)
         self.pending.discard(message["turn_id"])
-
-        def finished(turn: Turn) -> str:
-            announce = f"Answer {turn.get_status_display().lower()}." if turn.is_finished else ""
-            return fragments.replaced_turn(turn, announce=announce)
-
-        html = await self._render(finished, message["turn_id"])
+        # The runner renders the end of its turn once for every socket; a turn ended otherwise
+        # (stopped while waiting for a tool, found dead) is rendered as stored.
+        html = message.get("html") or await self._render(
+            fragments.finished_turn, message["turn_id"]
+        )
         if html:
             await self.send(html)
 
@@ -298,12 +327,11 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     @database_sync_to_async
     def _render(self, render, turn_id: int) -> str:
-        turn = (
-            Turn.objects.select_related("thread")
-            .filter(pk=turn_id, thread_id=self.thread_id)
-            .first()
-        )
-        return render(turn) if turn is not None else ""
+        # One row by primary key: no ordering to compile, no join (the fragments of a turn
+        # never read its thread).
+        turn = Turn.objects.filter(pk=turn_id, thread_id=self.thread_id).order_by()[:1]
+        found = list(turn)
+        return render(found[0]) if found else ""
 
     @database_sync_to_async
     def _render_path(self, snapshots: dict[int, dict]) -> str:

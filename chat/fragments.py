@@ -70,9 +70,12 @@ def path_page(
     }
 
 
-def render_turn(turn: Turn, snapshot: dict | None = None) -> str:
+def render_turn(
+    turn: Turn, snapshot: dict | None = None, siblings: Siblings | None = None
+) -> str:
+    """One turn; ``siblings`` when the caller knows them (else one small query)."""
     return render_to_string(
-        "chat/thread.html#turn", turn_context(turn, snapshot, siblings_of(turn))
+        "chat/thread.html#turn", turn_context(turn, snapshot, siblings or siblings_of(turn))
     )
 
 
@@ -90,16 +93,22 @@ def tool_cards(turn_id: int, calls: list[dict], status: str = "") -> str:
     )
 
 
-def appended_turn(turn: Turn, snapshot: dict | None) -> str:
+def appended_turn(turn: Turn, snapshot: dict | None, siblings: Siblings | None = None) -> str:
     return format_html(
         '<div id="turns" hx-swap-oob="beforeend">{}</div>{}',
-        mark_safe(render_turn(turn, snapshot)),
+        mark_safe(render_turn(turn, snapshot, siblings)),
         composer_state(busy=True),
     )
 
 
-def replaced_turn(turn: Turn, snapshot: dict | None = None, announce: str = "") -> str:
-    html = render_turn(turn, snapshot).replace("<article ", '<article hx-swap-oob="true" ', 1)
+def replaced_turn(
+    turn: Turn,
+    snapshot: dict | None = None,
+    announce: str = "",
+    siblings: Siblings | None = None,
+) -> str:
+    html = render_turn(turn, snapshot, siblings)
+    html = html.replace("<article ", '<article hx-swap-oob="true" ', 1)
     html += composer_state(busy=not turn.is_finished)
     if announce:
         # Only the live region's text changes, so screen readers announce it once.
@@ -107,24 +116,26 @@ def replaced_turn(turn: Turn, snapshot: dict | None = None, announce: str = "") 
     return html
 
 
+def finished_turn(turn: Turn, siblings: Siblings | None = None) -> str:
+    """A turn as it ended (or paused for a tool answer), replacing it, announced politely."""
+    announce = f"Answer {turn.get_status_display().lower()}." if turn.is_finished else ""
+    return replaced_turn(turn, announce=announce, siblings=siblings)
+
+
 def delta(message: dict, known_blocks: int, known_reasoning: int) -> SafeString:
-    """The part of a coalesced delta this socket has not shown yet (blocks are never doubled)."""
-    turn_id = message["turn_id"]
+    """The part of a coalesced delta this socket has not shown yet (blocks are never doubled).
+
+    Built with plain string joins (every piece is already safe HTML and the ids are integers):
+    this runs for every socket at every coalescing window. The runner builds it once per delta
+    for sockets that hold exactly the blocks before it (``shared_delta``)."""
+    turn_id = int(message["turn_id"])
     parts = [
         _new_blocks(f"turn-{turn_id}-answer", message["start"], message["blocks"], known_blocks),
-        format_html(
-            '<div id="turn-{}-tail" hx-swap-oob="innerHTML">{}</div>',
-            turn_id,
-            mark_safe(message["tail"]),
-        ),
+        f'<div id="turn-{turn_id}-tail" hx-swap-oob="innerHTML">{message["tail"]}</div>',
     ]
     if "tools_html" in message:
         parts.append(
-            format_html(
-                '<div id="turn-{}-tools" hx-swap-oob="innerHTML">{}</div>',
-                turn_id,
-                mark_safe(message["tools_html"]),
-            )
+            f'<div id="turn-{turn_id}-tools" hx-swap-oob="innerHTML">{message["tools_html"]}</div>'
         )
     if message["reasoning_blocks"] or message["reasoning_tail"]:
         parts.append(
@@ -136,11 +147,8 @@ def delta(message: dict, known_blocks: int, known_reasoning: int) -> SafeString:
             )
         )
         parts.append(
-            format_html(
-                '<div id="turn-{}-reasoning-tail" hx-swap-oob="innerHTML">{}</div>',
-                turn_id,
-                mark_safe(message["reasoning_tail"]),
-            )
+            f'<div id="turn-{turn_id}-reasoning-tail" hx-swap-oob="innerHTML">'
+            f"{message['reasoning_tail']}</div>"
         )
     parts.append(
         offset_marker(
@@ -152,13 +160,16 @@ def delta(message: dict, known_blocks: int, known_reasoning: int) -> SafeString:
     return mark_safe("".join(parts))
 
 
+def shared_delta(message: dict) -> SafeString:
+    """The delta as sent to a socket holding exactly the blocks before it (the usual case):
+    built once by the runner and sent as is to every such socket."""
+    return delta(message, message["start"], message["reasoning_start"])
+
+
 def offset_marker(turn_id: int, blocks: int, reasoning_blocks: int) -> str:
-    return format_html(
-        '<span id="turn-{}-offset" hidden data-blocks="{}" data-reasoning="{}"'
-        ' hx-swap-oob="true"></span>',
-        turn_id,
-        blocks,
-        reasoning_blocks,
+    return (
+        f'<span id="turn-{int(turn_id)}-offset" hidden data-blocks="{int(blocks)}"'
+        f' data-reasoning="{int(reasoning_blocks)}" hx-swap-oob="true"></span>'
     )
 
 
@@ -166,9 +177,7 @@ def _new_blocks(target: str, start: int, blocks: list[str], known: int) -> str:
     fresh = blocks[known - start :] if start <= known else blocks
     if not fresh:
         return ""
-    return format_html(
-        '<div id="{}" hx-swap-oob="beforeend">{}</div>', target, mark_safe("".join(fresh))
-    )
+    return f'<div id="{target}" hx-swap-oob="beforeend">{"".join(fresh)}</div>'
 
 
 def composer_state(*, busy: bool) -> str:

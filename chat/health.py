@@ -6,6 +6,7 @@ through the server every worker shares). No login; the answer names the failing 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from urllib.parse import urlsplit
@@ -38,7 +39,11 @@ async def check_database() -> None:
     Runs outside the request's thread-sensitive executor, so a hung connection attempt cannot
     hold up the response after the timeout."""
     query = database_sync_to_async(_query_database, thread_sensitive=False)
-    await asyncio.wait_for(query(), DATABASE_TIMEOUT)
+    try:
+        async with asyncio.timeout(DATABASE_TIMEOUT):
+            await query()
+    except TimeoutError:
+        raise TimeoutError(f"no answer within {DATABASE_TIMEOUT:g} s") from None
 
 
 async def check_channel_layer() -> None:
@@ -46,13 +51,12 @@ async def check_channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
-    channel = await layer.new_channel()
     nonce = uuid.uuid4().hex
-    await asyncio.wait_for(
-        layer.send(channel, {"type": "health.check", "nonce": nonce}), CHANNEL_LAYER_TIMEOUT
-    )
     try:
-        message = await asyncio.wait_for(layer.receive(channel), CHANNEL_LAYER_TIMEOUT)
+        async with asyncio.timeout(CHANNEL_LAYER_TIMEOUT):
+            channel = await layer.new_channel()
+            await layer.send(channel, {"type": "health.check", "nonce": nonce})
+            message = await layer.receive(channel)
     except TimeoutError:
         raise TimeoutError(f"no message back within {CHANNEL_LAYER_TIMEOUT:g} s") from None
     if message.get("nonce") != nonce:
@@ -66,10 +70,8 @@ def _secrets() -> list[str]:
     """Passwords in the configured URLs: never part of an error shown to anyone."""
     values = [str(settings.DATABASES["default"].get("PASSWORD") or "")]
     for url in (getattr(settings, "REDIS_URL", ""), getattr(settings, "DATABASE_URL", "")):
-        try:
+        with contextlib.suppress(ValueError):
             values.append(urlsplit(url).password or "")
-        except ValueError:
-            pass
     return [value for value in values if value]
 
 
@@ -83,9 +85,7 @@ def describe(exc: BaseException) -> str:
 async def run_checks() -> dict:
     """``{"status": "ok"|"error", "<part>": "ok"|"error", …}`` plus ``errors`` naming each
     failing part with a short description."""
-    outcomes = await asyncio.gather(
-        *(check() for check in CHECKS.values()), return_exceptions=True
-    )
+    outcomes = await asyncio.gather(*(check() for check in CHECKS.values()), return_exceptions=True)
     report: dict = {"status": "ok"}
     errors = {}
     for name, outcome in zip(CHECKS, outcomes, strict=True):

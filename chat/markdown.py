@@ -10,9 +10,12 @@ longer change are rendered once and handed out; only the open tail block is re-r
 from __future__ import annotations
 
 import functools
+import re
 
 import nh3
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from markdown_it.utils import OptionsDict
 from pygments import highlight as pygments_highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
@@ -75,12 +78,28 @@ def _lexer(lang: str) -> Lexer | None:
         return None
 
 
+# Code blocks up to this size are remembered once highlighted: a streamed block is highlighted
+# when it closes, and the same code again by the whole render at the end of the turn (and by
+# every later page view). At most 256 of them, so a few MB at worst.
+_CACHED_CODE_CHARS = 16 * 1024
+
+
 def _highlight(code: str, lang: str, _attrs: str) -> str:
-    lexer = _lexer(lang.strip())
+    lang = lang.strip()
+    if len(code) <= _CACHED_CODE_CHARS:
+        return _highlighted(code, lang)
+    return _highlight_now(code, lang)
+
+
+def _highlight_now(code: str, lang: str) -> str:
+    lexer = _lexer(lang)
     if lexer is None:
         return ""  # markdown-it escapes the code itself
     body = pygments_highlight(code, lexer, _FORMATTER)
     return f'<pre class="code"><code class="language-{lexer.aliases[0]}">{body}</code></pre>'
+
+
+_highlighted = functools.lru_cache(maxsize=256)(_highlight_now)
 
 
 def _make_parser() -> MarkdownIt:
@@ -92,15 +111,19 @@ def _make_parser() -> MarkdownIt:
 _PARSER = _make_parser()
 
 
+# Built once: ``nh3.clean`` with these options converts them for every call, which cost
+# eight times the cleaning of a streamed tail.
+_CLEANER = nh3.Cleaner(
+    tags=_ALLOWED_TAGS,
+    attributes=_ALLOWED_ATTRIBUTES,
+    filter_style_properties=_ALLOWED_STYLES,
+    url_schemes={"http", "https", "mailto"},
+    link_rel="noopener noreferrer nofollow",
+)
+
+
 def sanitize(html: str) -> str:
-    return nh3.clean(
-        html,
-        tags=_ALLOWED_TAGS,
-        attributes=_ALLOWED_ATTRIBUTES,
-        filter_style_properties=_ALLOWED_STYLES,
-        url_schemes={"http", "https", "mailto"},
-        link_rel="noopener noreferrer nofollow",
-    )
+    return _CLEANER.clean(html)
 
 
 def render_markdown(text: str) -> str:
@@ -108,38 +131,80 @@ def render_markdown(text: str) -> str:
     return sanitize(_PARSER.render(text)) if text else ""
 
 
+# A tail that is one line of prose: starts with a letter, then only letters, digits, spaces and
+# punctuation that means nothing to markdown inside a line (so it is one paragraph) and that
+# HTML-escaping and sanitizing leave as it is. Trailing spaces end a paragraph: not shown.
+_PLAIN_LINE = re.compile(r"([^\W\d_](?:[^\W_]|[ ,.;:?!'\"()/%+=$@#-])*?) *")
+# Closing line of a code fence (CommonMark: up to 3 spaces, then 3+ backticks or tildes).
+_FENCE_END = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
+# Rendering options without highlighting, for a code block that is still being written.
+_PLAIN_OPTIONS = OptionsDict({**_PARSER.options, "highlight": None})
+
+
+def _open_fence(tokens: list[Token], lines: list[str]) -> bool:
+    """True when the text ends inside a code fence that has no closing line yet."""
+    last = tokens[-1] if tokens else None
+    if last is None or last.type != "fence" or not last.map:
+        return False
+    first, end = last.map
+    if end - 1 <= first or end > len(lines):
+        return True
+    closing = _FENCE_END.fullmatch(lines[end - 1].rstrip("\r\n"))
+    return not (closing and closing[1][0] == last.markup[0] and len(closing[1]) >= len(last.markup))
+
+
 class StreamingMarkdown:
     """Renders a growing markdown text in finished blocks plus one open tail.
 
     Call ``append`` with each delta and ``flush`` when the page should be updated. ``flush``
     returns the HTML of blocks that became final since the last flush (append them once) and
-    the HTML of the open tail (replace it each time). Only the tail is parsed again, so the
-    total cost stays linear in the length of the answer.
+    the HTML of the open tail (replace it each time). Only the tail is parsed again, once per
+    flush, so the total cost stays linear in the length of the answer.
+
+    A code block that is still open (no closing fence yet) streams as plain escaped code: it is
+    highlighted once it is closed. Highlighting it again at every flush cost ten times more than
+    the rest of the flush. Everything streamed is sanitized like a whole render.
     """
 
     def __init__(self) -> None:
         self.blocks: list[str] = []
         self._tail = ""
+        self._changed = False
         self.tail_html = ""
 
     def append(self, delta: str) -> None:
-        self._tail += delta
+        if delta:
+            self._tail += delta
+            self._changed = True
 
     def flush(self) -> tuple[list[str], str]:
+        if not self._changed:
+            return [], self.tail_html  # nothing new since the last flush
+        self._changed = False
         new_blocks: list[str] = []
+        plain = _PLAIN_LINE.fullmatch(self._tail.strip("\n"))
+        if plain is not None:
+            # One line of plain prose (the usual tail): what the parser and sanitizer would
+            # produce, without them. It contains no markup characters and nothing to escape.
+            self.tail_html = f"<p>{plain[1]}</p>\n"
+            return new_blocks, self.tail_html
         tokens = _PARSER.parse(self._tail)
-        starts = [t.map[0] for t in tokens if t.level == 0 and t.nesting >= 0 and t.map]
-        if len(starts) > 1:
-            # Everything before the last top-level block can no longer change its rendering.
-            lines = self._tail.splitlines(keepends=True)
-            cut = starts[-1]
+        lines = self._tail.splitlines(keepends=True)
+        tops = [i for i, t in enumerate(tokens) if t.level == 0 and t.nesting >= 0 and t.map]
+        if len(tops) > 1:
+            # Everything before the last top-level block can no longer change its rendering:
+            # render those tokens once, and keep only the last block's text as the tail.
+            cut = tokens[tops[-1]].map[0]
             finished, self._tail = "".join(lines[:cut]), "".join(lines[cut:])
             if finished.strip():
-                new_blocks.append(render_markdown(finished))
+                new_blocks.append(_render_tokens(tokens[: tops[-1]]))
                 self.blocks.extend(new_blocks)
-            self.tail_html = render_markdown(self._tail)
-        else:
-            # Nothing was cut: render the tokens already parsed instead of parsing again.
-            html = _PARSER.renderer.render(tokens, _PARSER.options, {}) if self._tail else ""
-            self.tail_html = sanitize(html) if html else ""
+            tokens = tokens[tops[-1] :]
+        open_fence = _open_fence(tokens, lines)
+        self.tail_html = _render_tokens(tokens, _PLAIN_OPTIONS if open_fence else None)
         return new_blocks, self.tail_html
+
+
+def _render_tokens(tokens: list[Token], options: OptionsDict | None = None) -> str:
+    html = _PARSER.renderer.render(tokens, options or _PARSER.options, {}) if tokens else ""
+    return sanitize(html) if html else ""

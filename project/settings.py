@@ -120,6 +120,7 @@ if not DEBUG:
         )
     ]
 
+
 def _database_from_url(url: str) -> dict:
     """``DATABASE_URL`` (e.g. ``postgres://user:pass@127.0.0.1:5432/switchboard``) → Django's
     database settings: persistent connections, checked before reuse; a test database named per
@@ -170,7 +171,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX},
+            "CONFIG": {
+                # No socket timeout (redis-py 8 defaults to 5 s): it cuts the layer's blocking
+                # 5 s BZPOPMIN on an idle channel, closing every quiet websocket; and with one,
+                # redis-py wraps each write in asyncio.wait_for, which on Python 3.11 can
+                # swallow a task's cancellation (a stopped runner's helper then never ends).
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "prefix": CHANNEL_LAYER_PREFIX,
+            },
         }
     }
     CACHES = {
@@ -181,7 +189,8 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Channels' in-memory layer without its per-message scan of every queue (chat/channel_layer.py).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "chat.channel_layer.LocalChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -55,12 +55,34 @@ def _redis_per_process():
         _clear_cache()  # the channel layer's leftovers too: they share the prefix
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """On PostgreSQL, end the test database's other sessions before it is dropped: async tests
+    leave connections open in executor threads (persistent connections), and PostgreSQL refuses
+    to drop a database that is in use."""
+    yield
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+
 @pytest.fixture(autouse=True)
 def _test_settings(settings):
     settings.STREAM_COALESCE_SECONDS = 0.01
     settings.DEMO_GATEWAY_ENABLED = False
     settings.SECURE_SSL_REDIRECT = False
     _clear_cache()
+    if django_settings.REDIS_URL:
+        # A fresh Redis layer per test: each test has its own event loop, and a layer that
+        # outlived one (a receive still pending when it closed) keeps a lock bound to it.
+        from channels.layers import channel_layers
+
+        channel_layers.backends.clear()
 
 
 @pytest.fixture

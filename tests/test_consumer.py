@@ -273,3 +273,95 @@ async def test_a_viewer_sees_a_dead_workers_turn_marked_interrupted(
     message = (await receive_until(ws, finished(turn.pk, "interrupted")))[-1]
     assert "half of it" in message and 'class="retry"' in message and "Retry" in message
     await ws.disconnect()
+
+
+def _delta(turn_id: int, start: int, blocks: list[str], tail: str = "<p>t</p>\n") -> dict:
+    return {
+        "type": "turn.delta",
+        "turn_id": turn_id,
+        "start": start,
+        "blocks": blocks,
+        "tail": tail,
+        "reasoning_start": 0,
+        "reasoning_blocks": [],
+        "reasoning_tail": "",
+    }
+
+
+def test_the_shared_delta_is_the_one_a_socket_holding_the_blocks_before_it_builds():
+    from chat import fragments
+
+    message = _delta(7, 2, ["<p>c</p>\n"]) | {
+        "reasoning_start": 1,
+        "reasoning_blocks": ["<p>r</p>\n"],
+        "reasoning_tail": "<p>…</p>\n",
+        "tools_html": "<section>tool</section>",
+    }
+    shared = fragments.shared_delta(message)
+    assert shared == fragments.delta(message, 2, 1)
+    assert shared == (
+        '<div id="turn-7-answer" hx-swap-oob="beforeend"><p>c</p>\n</div>'
+        '<div id="turn-7-tail" hx-swap-oob="innerHTML"><p>t</p>\n</div>'
+        '<div id="turn-7-tools" hx-swap-oob="innerHTML"><section>tool</section></div>'
+        '<div id="turn-7-reasoning" hx-swap-oob="beforeend"><p>r</p>\n</div>'
+        '<div id="turn-7-reasoning-tail" hx-swap-oob="innerHTML"><p>…</p>\n</div>'
+        '<span id="turn-7-offset" hidden data-blocks="3" data-reasoning="2"'
+        ' hx-swap-oob="true"></span>'
+    )
+    # A socket that already holds the new block gets only the tail and the marker.
+    assert "<p>c</p>" not in fragments.delta(message, 3, 2)
+
+
+async def test_sockets_send_the_runners_fragment_or_trim_their_own(
+    thread, user, cookie_of, monkeypatch
+):
+    import channels.consumer
+    from channels.layers import get_channel_layer
+
+    hops = []
+
+    async def counted() -> None:
+        hops.append(1)
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    ws = socket(thread.pk, ORIGIN, await cookie_of(user))
+    assert (await ws.connect())[0]
+    hops.clear()  # connecting did need the database
+    layer, group = get_channel_layer(), generation.thread_group(thread.pk)
+    first = _delta(99, 0, ["<p>a</p>\n", "<p>b</p>\n"]) | {"html": "<b>shared</b>"}
+    await layer.group_send(group, first)
+    assert await ws.receive_from(timeout=5) == "<b>shared</b>"  # holds 0 blocks: as built
+    overlapping = _delta(99, 1, ["<p>b</p>\n", "<p>c</p>\n"]) | {"html": "<b>not for me</b>"}
+    await layer.group_send(group, overlapping)
+    trimmed = await ws.receive_from(timeout=5)
+    assert "<p>c</p>" in trimmed and "<p>b</p>" not in trimmed and "not for me" not in trimmed
+    assert 'data-blocks="3"' in trimmed
+    assert hops == []  # deltas are rendered without a trip to the database thread
+    await ws.disconnect()
+
+
+async def test_the_runner_renders_the_new_and_the_finished_turn_once_for_every_socket(
+    thread, user, cookie_of
+):
+    from asgiref.sync import sync_to_async
+
+    from chat import fragments
+
+    cookie = await cookie_of(user)
+    first, second = socket(thread.pk, ORIGIN, cookie), socket(thread.pk, ORIGIN, cookie)
+    assert (await first.connect())[0] and (await second.connect())[0]
+    await first.send_to(json.dumps({"action": "send", "message": "Both #chunks=20 #delay=5"}))
+    seen = [await receive_until(ws, r'data-status="completed"') for ws in (first, second)]
+    turn = await Turn.objects.aget(thread=thread)
+    for messages in seen:
+        created = next(m for m in messages if 'id="turns" hx-swap-oob="beforeend"' in m)
+        assert messages.index(created) < min(
+            i for i, m in enumerate(messages) if f'id="turn-{turn.pk}-tail" hx-swap-oob' in m
+        )  # the turn arrives before any of its deltas
+        assert 'data-status="in_progress"' in created and "Both" in created
+        assert f'id="turn-{turn.pk}-offset" hidden data-blocks="0" data-reasoning="0"' in created
+        # What the runner rendered from memory is what the stored turn renders.
+        assert messages[-1] == await sync_to_async(fragments.finished_turn)(turn)
+    assert seen[0][-1] == seen[1][-1]
+    await first.disconnect()
+    await second.disconnect()

@@ -87,3 +87,60 @@ def test_an_open_code_fence_streams_as_code():
     stream.append("```python\nx = 1\n")
     _, tail = stream.flush()
     assert "<pre" in tail and "x" in tail
+
+
+def test_an_open_code_block_is_highlighted_once_it_is_closed():
+    stream = StreamingMarkdown()
+    stream.append("Intro.\n\n```python\ndef f():\n    return 1\n")
+    _, tail = stream.flush()
+    assert 'class="language-python"' in tail and "hl-" not in tail  # plain while open
+    assert "def f():" in tail
+    stream.append("```")
+    _, tail = stream.flush()
+    assert 'class="hl-k"' in tail  # closed: highlighted, though still the last block
+    stream.append("\n\nAfter.")
+    new, tail = stream.flush()
+    assert new == [render_markdown("```python\ndef f():\n    return 1\n```\n\n")]
+    assert tail == "<p>After.</p>\n"
+
+
+def test_a_fence_closed_with_a_longer_or_other_marker():
+    for text, closed in [
+        ("~~~python\nx = 1\n~~~~", True),
+        ("```python\nx = 1\n  ```  ", True),
+        ("````python\nx = 1\n```", False),  # shorter than the opening: still open
+        ("```python\nx = 1\n~~~", False),  # another character: still open
+        ("```python\nx = 1", False),
+    ]:
+        stream = StreamingMarkdown()
+        stream.append(text)
+        _, tail = stream.flush()
+        if closed:
+            assert tail == render_markdown(text) and "hl-" in tail, text
+        else:
+            assert "hl-" not in tail and "x = 1" in tail and "<pre>" in tail, text
+
+
+def test_one_line_of_prose_streams_exactly_as_the_parser_renders_it():
+    rng = random.Random(11)
+    alphabet = "abcXYZéß中 0123456789,.;:?!'\"()/%+=$@#-_*`~[]<>&|\\\t\u00a0" + " " * 6
+    checked = 0
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 24)))
+        text = "\n" * rng.randint(0, 2) + text + "\n" * rng.randint(0, 1)
+        stream = StreamingMarkdown()
+        stream.append(text)
+        _, tail = stream.flush()
+        assert tail == render_markdown(text), text
+        checked += 1
+    assert checked == 20_000
+
+
+def test_a_flush_with_nothing_new_parses_nothing(monkeypatch):
+    from chat import markdown
+
+    stream = StreamingMarkdown()
+    stream.append("# Title\n\n- a\n- b")
+    first = stream.flush()
+    monkeypatch.setattr(markdown._PARSER, "parse", lambda *a, **k: pytest.fail("parsed again"))
+    assert stream.flush() == ([], first[1])

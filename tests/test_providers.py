@@ -1,5 +1,7 @@
 """Providers: keys encrypted at rest and never shown; the default provider; model lists."""
 
+from unittest import mock
+
 import pytest
 from django.db import connection
 
@@ -100,3 +102,16 @@ async def test_a_provider_that_is_down_is_reported_not_raised():
     result = await providers.models_of(down, refresh=True)
     assert result.models == ()
     assert "127.0.0.1:9" in result.error or "reach" in result.error.lower()
+
+
+def test_two_workers_creating_the_default_provider_at_once_end_with_one(db, settings):
+    """Several workers start on an empty database: the second insert loses, and uses the first."""
+    from chat.services.providers import ensure_default_provider
+
+    settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY = "http://gw.example/v1", "sk-test-1234"
+    first = ensure_default_provider()
+    # The race: this worker looked before the other one's row existed.
+    with mock.patch.object(Provider.objects, "exists", return_value=False):
+        second = ensure_default_provider()
+    assert second is not None and second.pk == first.pk
+    assert Provider.objects.count() == 1

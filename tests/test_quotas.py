@@ -185,3 +185,15 @@ def test_quota_lines_and_resets(user, settings):
     assert day_line.limit is None and day_line.remaining is None
     assert day_line.resets > now and day_line.resets - now <= dt.timedelta(days=1)
     assert timezone.localtime(month.resets).day == 1
+
+
+def test_the_check_hands_back_the_models_default_parameters(user, provider):
+    ModelSetting.objects.create(
+        provider=provider, model="demo-chat", default_params={"temperature": 0.2}
+    )
+    assert quotas.check(user, provider, "demo-chat") == {"temperature": 0.2}
+    assert quotas.check(user, provider, "unconfigured") == {}
+    SiteSettings.objects.all().delete()  # no site settings row yet: no default limits
+    UserQuota.objects.create(user=user, tokens_per_day=0)
+    with pytest.raises(TurnRejected, match="daily quota of 0 tokens"):
+        quotas.check(user, provider, "demo-chat")

@@ -68,12 +68,16 @@ def can_write(level: str | None) -> bool:
 def thread_for(user: AbstractBaseUser | AnonymousUser, thread_id: int) -> Thread | None:
     """The thread if this user may see it, else None (callers answer 404: no existence leak).
     The user's right to it is on ``thread.access``."""
-    thread = (
-        visible_threads(user).select_related("provider", "owner").filter(pk=thread_id).first()
-    )
-    if thread is not None:
-        thread.access = access_level(user, thread)
-    return thread
+    if not user.is_authenticated:
+        return None
+    # The same rule as ``visible_threads`` (owner, or a share reaching the user), but the owner's
+    # case (every turn sent) is one plain query instead of one with a subquery of shares.
+    found = Thread.objects.select_related("provider", "owner").filter(pk=thread_id).order_by()
+    thread = next(iter(found[:1]), None)
+    if thread is None:
+        return None
+    thread.access = access_level(user, thread)
+    return thread if thread.access is not None else None
 
 
 def writable_thread_for(

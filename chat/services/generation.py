@@ -23,6 +23,7 @@ import contextlib
 import contextvars
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -38,7 +39,7 @@ from chat import fragments
 from chat.markdown import StreamingMarkdown
 from chat.models import Provider, Thread, Turn
 from chat.services import conversation, parameters, tool_loop, usage
-from chat.services.providers import client_for, default_provider, model_defaults
+from chat.services.providers import client_for, default_provider
 from chat.services.upstream_request import RequestPlan
 from chat.upstream.events import (
     Completed,
@@ -64,8 +65,11 @@ def thread_group(thread_id: int) -> str:
     return f"thread-{thread_id}"
 
 
-async def _new_runner_channel() -> str:
-    return await get_channel_layer().new_channel(RUNNER_CHANNEL_PREFIX + ".")
+def _new_runner_channel() -> str:
+    """A plain channel, not a process-local one (``new_channel()``'s ``!`` names): channels_redis
+    serves all of a process's local channels through one receive lock, and a runner waiting on
+    it would starve every websocket of that worker."""
+    return f"{RUNNER_CHANNEL_PREFIX}.{uuid.uuid4().hex}"
 
 
 @dataclass
@@ -76,6 +80,9 @@ class TurnPlan:
     provider: Provider
     request: RequestPlan
     linear: bool = True  # the turn continues the path on screen (not a new branch)
+    # Where the turn stands among its siblings, known when it was created (no turn can be
+    # added to the thread while it runs); None: ask the database when rendering.
+    siblings: conversation.Siblings | None = None
 
     @property
     def channel(self) -> str:
@@ -149,6 +156,10 @@ class TurnRunner:
         self.stop_requested = False
         self.task: asyncio.Task[None] | None = None
         self._dirty = asyncio.Event()
+        # Set once the thread's sockets were told about the turn (``_launch``): no delta may
+        # reach them before the turn itself.
+        self.announced = asyncio.Event()
+        self.announced.set()
         self._channel_layer = get_channel_layer()
 
     # -- public -------------------------------------------------------------------------------
@@ -328,6 +339,7 @@ class TurnRunner:
         # The first delta goes out at once (time to first token); later ones at most once a window.
         while True:
             await self._dirty.wait()
+            await self.announced.wait()
             self._dirty.clear()
             await self._publish_delta()
             await asyncio.sleep(settings.STREAM_COALESCE_SECONDS)
@@ -350,6 +362,8 @@ class TurnRunner:
         if state.tools_changed:
             state.tools_changed = False
             message["tools_html"] = fragments.tool_cards(self.turn_id, state.tool_calls)
+        # Built once here for every socket that holds exactly the blocks before this delta.
+        message["html"] = fragments.shared_delta(message)
         await self._channel_layer.group_send(self.group, message)
 
     async def _checkpoint_loop(self) -> None:
@@ -405,17 +419,21 @@ class TurnRunner:
         }
         if not self.resuming:
             fields["time_to_first_token_ms"] = round((first - started) * 1000) if first else None
+        message = {"type": "turn.finished", "turn_id": self.turn_id}
         try:
-            await database_sync_to_async(self._store_end)(fields)
+            html = await database_sync_to_async(self._store_end)(fields)
         except Exception:
             log.exception("could not store the end of turn %s", self.turn_id)
-        await self._channel_layer.group_send(
-            self.group, {"type": "turn.finished", "turn_id": self.turn_id}
-        )
+        else:
+            if html:
+                message["html"] = html  # every socket shows this; none reads the turn again
+        await self._channel_layer.group_send(self.group, message)
 
-    def _store_end(self, fields: dict) -> None:
+    def _store_end(self, fields: dict) -> str:
+        """Store the end of the turn; return the finished turn's fragment, rendered once for
+        every viewer ("" when the stored turn is not the one this runner holds)."""
         # A turn already marked interrupted by a worker that thought this one dead stays so.
-        Turn.objects.filter(pk=self.turn_id, status__in=Turn.ACTIVE).update(
+        stored = Turn.objects.filter(pk=self.turn_id, status__in=Turn.ACTIVE).update(
             **fields, runner_channel=""
         )
         turn = self.plan.turn
@@ -424,6 +442,13 @@ class TurnRunner:
         # Also while paused for a tool answer: those tokens are spent even if nobody answers
         # (record_turn records only what is new when the turn resumes).
         usage.record_turn(turn)
+        if not stored:
+            return ""  # sockets render what is stored
+        try:
+            return fragments.finished_turn(turn, self.plan.siblings)
+        except Exception:
+            log.exception("could not render the end of turn %s", self.turn_id)
+            return ""
 
 
 # -- entry points used by views and consumers ----------------------------------------------------
@@ -447,10 +472,6 @@ def _request_for(turn: Turn, thread: Thread, path: list[Turn], user) -> RequestP
     )
 
 
-def _busy(thread: Thread) -> bool:
-    return thread.turns.filter(status__in=Turn.ACTIVE).exists()
-
-
 def _plan_turn(
     user, thread_id: int, text: str, parent_id: int | None, branch: bool, channel: str
 ) -> TurnPlan:
@@ -461,7 +482,10 @@ def _plan_turn(
         if thread is None:
             raise conversation.TurnRejected("This chat no longer exists.")
         text = conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
-        if _busy(thread):
+        # All the thread's turns in one query: whether one is busy, the path to continue and
+        # the new turn's siblings.
+        tree = conversation.ThreadTree(thread)
+        if any(turn.status in Turn.ACTIVE for turn in tree.turns.values()):
             raise conversation.TurnRejected("An answer is still being written. Stop it or wait.")
         provider = (
             thread.provider if thread.provider and thread.provider.enabled else default_provider()
@@ -472,14 +496,14 @@ def _plan_turn(
             )
         if not thread.model:
             raise conversation.TurnRejected("Pick a model first.")
-        usage.check_allowed(user, provider, thread.model)
-        tree = conversation.ThreadTree(thread)
-        path = tree.path() if not branch else tree.path(parent_id) if parent_id is not None else []
+        defaults = usage.check_allowed(user, provider, thread.model)
+        leaf = parent_id if branch else thread.current_turn_id
+        path = tree.path(leaf) if leaf is not None else []
         if branch and parent_id is not None and not path:
             raise conversation.TurnRejected("This message no longer exists.")
         api = conversation.api_for(thread, provider)
         # Staff-set defaults for the model, overridden by what the user set on the thread.
-        params = {**model_defaults(provider, thread.model), **thread.params}
+        params = {**defaults, **thread.params}
         turn = Turn.objects.create(
             thread=thread,
             parent=path[-1] if path else None,
@@ -497,24 +521,46 @@ def _plan_turn(
         if not path and not branch:
             thread.title = conversation.title_from(text)
         thread.save(update_fields=["current_turn", "title", "updated_at"])
-        return TurnPlan(turn, provider, _request_for(turn, thread, path, user), linear)
+        tree.turns[turn.pk] = turn
+        tree.children.setdefault(turn.parent_id, []).append(turn)
+        request = _request_for(turn, thread, path, user)
+        return TurnPlan(turn, provider, request, linear, tree.siblings(turn))
 
 
 async def _launch(plan: TurnPlan, state: StreamState | None = None) -> Turn:
     ensure_reaper()
     runner = TurnRunner(plan, state)
     _running[plan.turn.pk] = runner
-    await get_channel_layer().group_send(
-        thread_group(plan.turn.thread_id),
-        {"type": "turn.created", "turn_id": plan.turn.pk, "linear": plan.linear},
-    )
+    # The upstream request starts now; the new turn's fragment is rendered meanwhile, once for
+    # every socket, and its first delta waits until the sockets have it.
+    runner.announced.clear()
     runner.start()
+    await _announce(runner)  # in the caller's context: its thread-sensitive executor renders
     return plan.turn
+
+
+async def _announce(runner: TurnRunner) -> None:
+    """Tell the thread's sockets about a new turn, with its fragment when it continues the
+    path on screen; then (whatever happens) let the runner publish."""
+    plan = runner.plan
+    message = {"type": "turn.created", "turn_id": plan.turn.pk, "linear": plan.linear}
+    try:
+        if plan.linear:
+            snapshot = runner.snapshot()  # empty: nothing is published before the announcement
+            try:
+                message["html"] = await database_sync_to_async(fragments.appended_turn)(
+                    plan.turn, snapshot, plan.siblings
+                )
+            except Exception:
+                log.exception("could not render the new turn %s", plan.turn.pk)  # sockets will
+        await get_channel_layer().group_send(thread_group(plan.turn.thread_id), message)
+    finally:
+        runner.announced.set()
 
 
 async def start_turn(user, thread_id: int, text: str) -> Turn:
     """Send a message at the end of the thread's current path. Raises TurnRejected."""
-    channel = await _new_runner_channel()
+    channel = _new_runner_channel()
     plan = await database_sync_to_async(_plan_turn)(user, thread_id, text, None, False, channel)
     return await _launch(plan)
 
@@ -523,7 +569,7 @@ async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
     """A new sibling of ``turn_id``: the same message asked again (regenerate, retry), or an
     edited one. The new branch becomes the visible path. Raises TurnRejected."""
 
-    channel = await _new_runner_channel()
+    channel = _new_runner_channel()
 
     def plan() -> TurnPlan:
         turn = Turn.objects.filter(pk=turn_id).only("thread_id", "parent_id", "user_text").first()
@@ -538,7 +584,7 @@ async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
 async def answer_tool_call(user, turn_id: int, call_id: str, result: str | None) -> None:
     """The user's result for a call (``None`` rejects it); resumes the turn once all are in."""
 
-    channel = await _new_runner_channel()
+    channel = _new_runner_channel()
 
     def record() -> TurnPlan | None:
         with transaction.atomic():

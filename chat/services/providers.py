@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
+from django.db import IntegrityError, transaction
 
 from chat.models import ModelSetting, Provider
 from chat.startup import demo_gateway_key
@@ -33,7 +34,11 @@ def ensure_default_provider() -> Provider | None:
         provider.set_api_key(demo_gateway_key())
     else:
         return None
-    provider.save()
+    try:
+        with transaction.atomic():
+            provider.save()
+    except IntegrityError:  # another worker starting at the same moment created it (unique name)
+        return Provider.objects.filter(is_default=True).first()
     return provider
 
 

@@ -27,10 +27,11 @@ CHARS_PER_TOKEN = 4  # the usual rule of thumb, for turns the gateway reported n
 _TOKEN_FIELDS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
 
 
-def check_allowed(user, provider, model: str) -> None:
+def check_allowed(user, provider, model: str) -> dict:
     """Raise ``conversation.TurnRejected`` with a clear message when ``user`` may not send now
-    (model turned off, rate limit or quota). Runs inside the transaction that creates the turn."""
-    quotas.check(user, provider, model)
+    (model turned off, rate limit or quota). Runs inside the transaction that creates the turn.
+    Returns the model's default parameters (read along with its switch)."""
+    return quotas.check(user, provider, model)
 
 
 # -- recording ----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import httpx
 
 from . import chat_completions, responses_api
 from .events import Completed, Event, Failed
+from .fastlane import FastLane, FastResponse
 from .sse import SSEMessage, SSEParser
 
 __all__ = [
@@ -153,6 +154,15 @@ class GatewayClient:
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
             transport=transport,
         )
+        # Streamed answers from a plain-HTTP gateway skip httpx's layers (see fastlane.py).
+        self._fast: FastLane | None = None
+        if transport is None and FastLane.suits(self._http, self.base_url):
+            self._fast = FastLane(
+                self.base_url,
+                self._http.headers,
+                connect_timeout=timeouts.connect,
+                read_timeout=timeouts.read,
+            )
         self._in_flight = 0
         self._retired = False
 
@@ -201,6 +211,8 @@ class GatewayClient:
         )
 
     async def aclose(self) -> None:
+        if self._fast is not None:
+            await self._fast.aclose()
         await self._http.aclose()
 
     def retire(self) -> None:
@@ -219,17 +231,20 @@ class GatewayClient:
         # The total deadline is checked around each await only, never across a ``yield``: a
         # timeout scope spanning a yield would cancel whatever the *consumer* is doing.
         deadline = asyncio.get_running_loop().time() + self.timeouts.total
-        response: httpx.Response | None = None
+        response: httpx.Response | FastResponse | None = None
         chunks: AsyncIterator[bytes] | None = None
         answering = False
         terminal: Completed | Failed | None = None
         self._in_flight += 1
         try:
-            request = self._http.build_request(
-                "POST", path, json=body, headers={"Accept": "text/event-stream"}
-            )
-            async with asyncio.timeout_at(deadline):
-                response = await self._http.send(request, stream=True)
+            accept = {"Accept": "text/event-stream"}
+            if self._fast is not None:
+                async with asyncio.timeout_at(deadline):
+                    response = await self._fast.post(path, body, accept, self.timeouts.read)
+            else:
+                request = self._http.build_request("POST", path, json=body, headers=accept)
+                async with asyncio.timeout_at(deadline):
+                    response = await self._http.send(request, stream=True)
             chunks = response.aiter_bytes()
             if response.status_code >= 400:
                 async with asyncio.timeout_at(deadline):
@@ -253,10 +268,17 @@ class GatewayClient:
             else:
                 answering = True
                 parser = SSEParser()
+                loop = asyncio.get_running_loop()
+                read_limit = self.timeouts.read
                 while terminal is None:
                     try:
-                        async with asyncio.timeout_at(deadline):
+                        if deadline - loop.time() > read_limit:
+                            # A read waits at most the read timeout, so it ends before the
+                            # deadline: no timeout scope (it cost more than parsing the chunk).
                             chunk = await anext(chunks)
+                        else:
+                            async with asyncio.timeout_at(deadline):
+                                chunk = await anext(chunks)
                     except StopAsyncIteration:
                         ended = True
                         events = [e for m in parser.close() for e in translator.feed(m)]
@@ -337,7 +359,7 @@ async def _read_capped(chunks: AsyncIterator[bytes], limit: int) -> bytes:
 
 
 async def _release(
-    response: httpx.Response, chunks: AsyncIterator[bytes] | None, *, drain: bool
+    response: httpx.Response | FastResponse, chunks: AsyncIterator[bytes] | None, *, drain: bool
 ) -> None:
     """Close the response; after a clean finish first read its (tiny) rest, because a response
     read to the end returns its connection to the keep-alive pool instead of closing it."""

@@ -1,0 +1,80 @@
+"""The single-process channel layer: Channels' in-memory layer, without its per-message scans."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from channels.exceptions import ChannelFull
+
+from chat.channel_layer import LocalChannelLayer, copy_message
+
+
+async def test_group_messages_reach_every_member_as_their_own_copy():
+    layer = LocalChannelLayer()
+    a, b = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("thread-1", a)
+    await layer.group_add("thread-1", b)
+    message = {"type": "turn.delta", "blocks": ["<p>x</p>"], "extra": {"nested": [1]}}
+    await layer.group_send("thread-1", message)
+    got_a, got_b = await layer.receive(a), await layer.receive(b)
+    assert got_a == got_b == message
+    got_a["blocks"].append("changed")
+    got_a["extra"]["nested"].append(2)
+    assert got_b == message and message["blocks"] == ["<p>x</p>"]
+
+
+def test_flat_messages_are_copied_like_deepcopy():
+    message = {"type": "t", "n": 1, "s": "x", "none": None, "items": ["a", "b"]}
+    copied = copy_message(message)
+    assert copied == message and copied["items"] is not message["items"]
+    nested = {"type": "t", "items": [["a"]]}
+    assert copy_message(nested)["items"][0] is not nested["items"][0]
+
+
+async def test_a_full_channel_misses_group_messages_but_a_direct_send_fails():
+    layer = LocalChannelLayer(capacity=2)
+    channel = await layer.new_channel()
+    await layer.group_add("g", channel)
+    for n in range(4):
+        await layer.group_send("g", {"type": "m", "n": n})
+    assert [(await layer.receive(channel))["n"] for _ in range(2)] == [0, 1]
+    await layer.send(channel, {"type": "m", "n": 5})
+    await layer.send(channel, {"type": "m", "n": 6})
+    with pytest.raises(ChannelFull):
+        await layer.send(channel, {"type": "m", "n": 7})
+
+
+async def test_expired_messages_and_memberships_are_still_cleaned_at_most_once_per_interval():
+    layer = LocalChannelLayer(group_expiry=1, clean_interval=0.2)
+
+    async def send_expired(channel: str) -> None:
+        layer.expiry = -1  # already past its expiry when it is queued
+        await layer.send(channel, {"type": "old"})
+        layer.expiry = 60
+
+    gone, kept = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("g", gone)
+    await layer.group_add("g", kept)
+    await send_expired(gone)
+    await layer.group_send("g", {"type": "first"})  # the first scan runs now
+    assert gone not in layer.channels and gone not in layer.groups["g"]
+    await layer.group_add("g", gone)
+    await send_expired(gone)
+    await layer.group_send("g", {"type": "second"})  # within the interval: no scan
+    assert gone in layer.groups["g"]
+    await asyncio.sleep(0.25)
+    await layer.group_send("g", {"type": "third"})  # the interval has passed
+    assert gone not in layer.groups["g"]
+    layer.groups["g"][kept] = time.time() - 5  # a membership older than group_expiry
+    await asyncio.sleep(0.25)
+    await layer.group_send("g", {"type": "fourth"})
+    assert "g" not in layer.groups or kept not in layer.groups["g"]
+    assert [(await layer.receive(kept))["type"] for _ in range(3)] == ["first", "second", "third"]
+
+
+def test_settings_use_it_without_redis(settings):
+    if settings.REDIS_URL:
+        pytest.skip("several processes share Redis")
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "chat.channel_layer.LocalChannelLayer"

@@ -1,0 +1,164 @@
+"""Several workers: two Daphne processes over one PostgreSQL database and one Redis.
+
+Everything is observed the way a browser observes it, over the websocket protocol: HTML
+fragments for a new turn, its deltas and its finished article; and in the stored turn. Worker
+0 ("A") runs the answer; worker 1 ("B") serves other sockets. Run by ``make test-scaleout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import pytest
+
+from chat.markdown import render_markdown
+from tests.workers import AnswerView, WorkerCluster, element
+
+pytestmark = pytest.mark.multiprocess
+
+PASSWORD = "correct horse 42"
+A, B = 0, 1
+# 400 one-word chunks 20 ms apart: about 8 s of answer, time enough to act in the middle.
+LONG = "tell me everything #chunks=400 #delay=20"
+LONG_WORDS = 400
+NEW_TURN = r'id="turns" hx-swap-oob="beforeend"'
+SOME_TEXT = r'-tail" hx-swap-oob="innerHTML"><'
+
+
+def finished(turn_id: int, status: str = "completed") -> str:
+    return rf'id="turn-{turn_id}" class="turn" data-status="{status}"'
+
+
+def new_turn_id(messages: list[str]) -> int:
+    for message in messages:
+        if NEW_TURN in message:
+            found = re.search(r'<article id="turn-(\d+)" class="turn"', message)
+            if found:
+                return int(found.group(1))
+    raise AssertionError("no new turn among the messages")
+
+
+@pytest.fixture
+def chat(worker_cluster: WorkerCluster) -> tuple[WorkerCluster, int, str]:
+    """alice, her chat, and her session (logged in on A; sessions live in the shared DB)."""
+    worker_cluster.create_user("alice", PASSWORD)
+    thread_id = worker_cluster.create_thread("alice", "Across workers")
+    return worker_cluster, thread_id, worker_cluster.session_cookie(A, "alice", PASSWORD)
+
+
+async def wait_for_row(cluster: WorkerCluster, turn_id: int, check, within: float) -> dict:
+    """The turn's row once ``check(row)`` holds; fails with the last row seen after that."""
+    deadline = time.monotonic() + within
+    while True:
+        row = cluster.turn(turn_id)
+        if check(row):
+            return row
+        if time.monotonic() > deadline:
+            raise AssertionError(f"turn {turn_id} never got there within {within:g} s: {row}")
+        await asyncio.sleep(0.1)
+
+
+async def test_a_viewer_on_another_worker_sees_the_answer_stream_in(chat):
+    cluster, thread_id, cookie = chat
+    async with (
+        cluster.socket(A, thread_id, cookie) as sender,
+        cluster.socket(B, thread_id, cookie) as viewer,
+    ):
+        await sender.send({"action": "send", "message": "across #chunks=150 #delay=10"})
+        created = await viewer.receive_until(NEW_TURN, 15)
+        turn_id = new_turn_id(created)
+        view = AnswerView(turn_id)
+        messages = created + await viewer.receive_until(finished(turn_id), 30)
+        for message in messages[:-1]:
+            view.apply(message)
+        streamed = view.blocks
+        view.apply(messages[-1])
+
+    row = cluster.turn(turn_id)
+    assert row["status"] == "completed"
+    whole = render_markdown(row["output_text"])
+    assert view.deltas >= 3, "the answer did not arrive in pieces on the other worker"
+    # Streamed blocks arrived once each and in order: a prefix of the stored answer...
+    assert whole.startswith(streamed) and len(streamed) > len(whole) // 2
+    # ...and what the viewer ends up with is exactly the stored answer.
+    assert view.status == "completed" and view.blocks == whole
+
+
+async def test_stop_on_one_worker_stops_the_answer_running_on_another(chat):
+    cluster, thread_id, cookie = chat
+    async with (
+        cluster.socket(A, thread_id, cookie) as sender,
+        cluster.socket(B, thread_id, cookie) as viewer,
+    ):
+        await sender.send({"action": "send", "message": LONG})
+        turn_id = new_turn_id(await viewer.receive_until(NEW_TURN, 15))
+        await viewer.receive_until(SOME_TEXT, 15)  # the answer is streaming
+        await viewer.send({"action": "stop"})
+        stopped = await viewer.receive_until(finished(turn_id, "cancelled"), 5)
+        assert "Stopped." in stopped[-1]
+
+    row = cluster.turn(turn_id)
+    assert row["status"] == "cancelled"
+    words = len(row["output_text"].split())
+    assert 0 < words < LONG_WORDS, f"kept {words} words of {LONG_WORDS}"
+
+
+async def test_a_killed_workers_answer_is_marked_interrupted_with_its_text(chat):
+    cluster, thread_id, cookie = chat
+    async with cluster.socket(B, thread_id, cookie) as viewer:
+        async with cluster.socket(A, thread_id, cookie) as sender:
+            await sender.send({"action": "send", "message": LONG})
+            turn_id = new_turn_id(await viewer.receive_until(NEW_TURN, 15))
+            await viewer.receive_until(SOME_TEXT, 15)
+            # A checkpoint has stored some of the answer (every 0.5 s here).
+            await wait_for_row(cluster, turn_id, lambda row: row["output_text"], 5)
+            killed_at = time.monotonic()
+            cluster.workers[A].kill()
+            with pytest.raises(Exception):  # noqa: B017 (any way the dead socket ends is fine)
+                await sender.receive_until("never", 5)
+
+        row = await wait_for_row(cluster, turn_id, lambda row: row["status"] != "in_progress", 12)
+        assert row["status"] == "interrupted", row
+        assert time.monotonic() - killed_at < 12
+        words = len(row["output_text"].split())
+        assert 0 < words < LONG_WORDS
+        shown = (await viewer.receive_until(finished(turn_id, "interrupted"), 5))[-1]
+
+    assert 'class="retry"' in shown and "Retry" in shown
+    answer = element(shown, f"turn-{turn_id}-answer")
+    assert answer is not None and answer[1] == render_markdown(row["output_text"])
+
+
+async def test_a_socket_reconnecting_to_another_worker_gets_the_text_so_far_then_the_rest(chat):
+    cluster, thread_id, cookie = chat
+    async with cluster.socket(A, thread_id, cookie) as first:
+        await first.send({"action": "send", "message": LONG})
+        created = await first.receive_until(NEW_TURN, 15)
+        turn_id = new_turn_id(created)
+        held = AnswerView(turn_id)
+        for message in created:
+            held.apply(message)
+        while held.blocks.count("</p>") < 3:  # a few finished paragraphs on screen
+            held.apply(await first.receive(10))
+    # The tab is gone; the answer goes on on A. The page comes back, served by B.
+    await asyncio.sleep(0.3)
+    async with cluster.socket(B, thread_id, cookie) as second:
+        view = AnswerView(turn_id)
+        view.apply((await second.receive_until(rf'id="turn-{turn_id}"', 5))[-1])
+        assert view.status == "in_progress"
+        so_far = view.blocks
+        assert so_far.startswith(held.blocks), "the snapshot has less than the tab had shown"
+        messages = await second.receive_until(finished(turn_id), 20)
+        for message in messages[:-1]:
+            view.apply(message)
+        streamed = view.blocks
+
+    row = cluster.turn(turn_id)
+    assert row["status"] == "completed"
+    whole = render_markdown(row["output_text"])
+    assert len(streamed) > len(so_far), "nothing arrived after the snapshot"
+    # No gap and nothing twice: the snapshot plus the deltas is a prefix of the whole answer.
+    assert whole.startswith(streamed), "the answer on screen differs from the stored one"
+    assert len(streamed) > len(whole) // 2
