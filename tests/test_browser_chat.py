@@ -83,7 +83,7 @@ def test_first_session(two_turns_a_page, live_app, browser_page: Page):
     stopped = page.locator("article.turn[data-status='cancelled']")
     expect(stopped).to_have_count(1)
     expect(stopped).to_contain_text("Stopped.")
-    assert len(stopped.locator(".answer").inner_text()) > 20
+    assert len(stopped.locator(".answer").text_content()) > 20
     expect(page.get_by_role("button", name="Send")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "chat-stopped.png", full_page=True)
 

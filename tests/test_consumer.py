@@ -74,6 +74,8 @@ async def test_stop_over_the_socket_keeps_the_partial_answer(thread, user, cooki
     assert "Stopped." in messages[-1]
     turn = await Turn.objects.aget(thread=thread)
     assert turn.status == Turn.Status.CANCELLED and turn.output_text
+    # The stopped article still shows the partial answer.
+    assert render_markdown(turn.output_text) in messages[-1]
     await ws.disconnect()
 
 

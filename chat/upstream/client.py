@@ -17,7 +17,6 @@ import httpx
 
 from . import chat_completions, responses_api
 from .events import Completed, Event, Failed
-from .fastlane import FastLane, FastResponse
 from .sse import SSEMessage, SSEParser
 
 __all__ = [
@@ -154,15 +153,6 @@ class GatewayClient:
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
             transport=transport,
         )
-        # Streamed answers from a plain-HTTP gateway skip httpx's layers (see fastlane.py).
-        self._fast: FastLane | None = None
-        if transport is None and FastLane.suits(self._http, self.base_url):
-            self._fast = FastLane(
-                self.base_url,
-                self._http.headers,
-                connect_timeout=timeouts.connect,
-                read_timeout=timeouts.read,
-            )
         self._in_flight = 0
         self._retired = False
 
@@ -211,8 +201,6 @@ class GatewayClient:
         )
 
     async def aclose(self) -> None:
-        if self._fast is not None:
-            await self._fast.aclose()
         await self._http.aclose()
 
     def retire(self) -> None:
@@ -231,20 +219,17 @@ class GatewayClient:
         # The total deadline is checked around each await only, never across a ``yield``: a
         # timeout scope spanning a yield would cancel whatever the *consumer* is doing.
         deadline = asyncio.get_running_loop().time() + self.timeouts.total
-        response: httpx.Response | FastResponse | None = None
+        response: httpx.Response | None = None
         chunks: AsyncIterator[bytes] | None = None
         answering = False
         terminal: Completed | Failed | None = None
         self._in_flight += 1
         try:
-            accept = {"Accept": "text/event-stream"}
-            if self._fast is not None:
-                async with asyncio.timeout_at(deadline):
-                    response = await self._fast.post(path, body, accept, self.timeouts.read)
-            else:
-                request = self._http.build_request("POST", path, json=body, headers=accept)
-                async with asyncio.timeout_at(deadline):
-                    response = await self._http.send(request, stream=True)
+            request = self._http.build_request(
+                "POST", path, json=body, headers={"Accept": "text/event-stream"}
+            )
+            async with asyncio.timeout_at(deadline):
+                response = await self._http.send(request, stream=True)
             chunks = response.aiter_bytes()
             if response.status_code >= 400:
                 async with asyncio.timeout_at(deadline):
@@ -359,7 +344,7 @@ async def _read_capped(chunks: AsyncIterator[bytes], limit: int) -> bytes:
 
 
 async def _release(
-    response: httpx.Response | FastResponse, chunks: AsyncIterator[bytes] | None, *, drain: bool
+    response: httpx.Response, chunks: AsyncIterator[bytes] | None, *, drain: bool
 ) -> None:
     """Close the response; after a clean finish first read its (tiny) rest, because a response
     read to the end returns its connection to the keep-alive pool instead of closing it."""
