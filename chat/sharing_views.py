@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from chat.models import Access, Thread
-from chat.services import conversation, sharing
+from chat.services import sharing
+from chat.views import _writable_thread_or_404
 
 
 def _owned_thread(request: HttpRequest, thread_id: int) -> Thread:
-    """404 when the user may not see the thread at all, 403 when they may but do not own it."""
-    try:
-        thread = conversation.writable_thread_for(request.user, thread_id, owner_only=True)
-    except conversation.ReadOnly as exc:
-        raise PermissionDenied(str(exc)) from exc
-    if thread is None:
-        raise Http404("No such chat.")
-    return thread
+    return _writable_thread_or_404(request, thread_id, owner_only=True)
 
 
 def _panel(
