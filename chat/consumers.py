@@ -213,7 +213,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             await self._show_live(turn_id, render_stored=False)
             return
         if (message["start"], message["reasoning_start"]) == (known_blocks, known_reasoning):
-            html = message.get("html") or fragments.shared_delta(message)  # the usual case
+            html = message["html"]  # built once by the runner for this, the usual case
         else:
             html = fragments.delta(message, known_blocks, known_reasoning)
         await self.send(html)

@@ -24,6 +24,11 @@ _START_TIMEOUT = 20.0
 _APP = "chat.upstream.demo:application"
 
 
+def daphne_command(port: int, app: str = "project.asgi:application") -> list[str]:
+    """The command line of a Daphne process serving ``app`` on 127.0.0.1:``port``."""
+    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+
+
 def free_port() -> int:
     """A TCP port nothing listens on right now (also handy as a "connection refused" target)."""
     with socket.socket() as sock:
@@ -48,7 +53,7 @@ def demo_gateway_url() -> Iterator[str]:
     }
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), _APP],
+            daphne_command(port, _APP),
             cwd=_REPO_ROOT,
             env=env,
             stdout=log,

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway_fixtures import free_port
+from tests.gateway_fixtures import daphne_command, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -43,16 +43,7 @@ def live_app(tmp_path) -> Iterator[str]:
     )
     log = (tmp_path / "daphne.log").open("w")
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "project.asgi:application",
-        ],
+        daphne_command(port),
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -115,6 +115,18 @@ def _answer_parts(message: str, turn_id: int) -> tuple[str, str] | None:
     return None
 
 
+async def _blocks_until_finished(ws, turn_id: int) -> str:
+    """The answer blocks a socket receives until the turn's finished article arrives."""
+    blocks = ""
+    while True:
+        message = await ws.receive_from(timeout=10)
+        if re.search(finished(turn_id), message):
+            return blocks
+        parts = _answer_parts(message, turn_id)
+        if parts:
+            blocks += parts[0]
+
+
 async def test_reconnect_mid_turn_gets_text_so_far_then_live_with_nothing_lost_or_doubled(
     thread, user, cookie_of
 ):
@@ -132,13 +144,7 @@ async def test_reconnect_mid_turn_gets_text_so_far_then_live_with_nothing_lost_o
     snapshot = await second.receive_from(timeout=5)
     blocks, _tail = _answer_parts(snapshot, turn.pk)
     assert blocks  # the text so far arrives first
-    while True:
-        message = await second.receive_from(timeout=10)
-        if re.search(finished(turn.pk), message):
-            break
-        parts = _answer_parts(message, turn.pk)
-        if parts:
-            blocks += parts[0]
+    blocks += await _blocks_until_finished(second, turn.pk)
     await second.disconnect()
     stored = await Turn.objects.aget(pk=turn.pk)
     assert stored.status == Turn.Status.COMPLETED
@@ -209,14 +215,7 @@ async def test_reconnect_with_offsets_gets_only_what_was_missed(thread, user, co
     assert (await second.connect())[0]
     catch_up = await second.receive_from(timeout=5)
     assert "<article" not in catch_up  # not the whole answer again: only what was missed
-    rest = _answer_parts(catch_up, turn.pk)[0]
-    while True:
-        message = await second.receive_from(timeout=10)
-        if re.search(finished(turn.pk), message):
-            break
-        parts = _answer_parts(message, turn.pk)
-        if parts:
-            rest += parts[0]
+    rest = _answer_parts(catch_up, turn.pk)[0] + await _blocks_until_finished(second, turn.pk)
     await second.disconnect()
     whole = render_markdown((await Turn.objects.aget(pk=turn.pk)).output_text)
     assert rest, "nothing was missed? the pause was meant to miss some blocks"

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.gateway_fixtures import free_port
+from tests.gateway_fixtures import daphne_command, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 2
@@ -163,16 +163,7 @@ class Worker:
     def start(self) -> None:
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "project.asgi:application",
-            ],
+            daphne_command(self.port),
             cwd=ROOT,
             env=self.env,
             stdout=self._log,
