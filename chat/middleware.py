@@ -1,9 +1,11 @@
-"""First run: until an account exists, every page leads to the form that creates it."""
+"""First run: until an account exists, every page leads to the form that creates it (unless
+``FIRST_RUN_SETUP`` is off: then ``manage.py createsuperuser`` creates the first account)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -18,7 +20,7 @@ class FirstRunMiddleware:
         self.has_accounts = False  # once true it stays true: no query per request after that
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path in EXEMPT_PATHS:
+        if not settings.FIRST_RUN_SETUP or request.path in EXEMPT_PATHS:
             return self.get_response(request)  # e.g. /healthz answers even when the DB is down
         if not self.has_accounts:
             self.has_accounts = get_user_model().objects.exists()

@@ -442,7 +442,8 @@ class AuditLogEntry(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     actor_name = models.CharField(max_length=150, blank=True)
-    action = models.CharField(max_length=20)  # created, changed, deleted, re-encrypted
+    # created, changed, deleted, re-encrypted; login failed, locked out, lockout cleared
+    action = models.CharField(max_length=20)
     object_type = models.CharField(max_length=50)
     object_id = models.CharField(max_length=50, blank=True)
     object_repr = models.CharField(max_length=200, blank=True)

@@ -1,13 +1,12 @@
 from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
 from chat.consumers import ThreadConsumer
+from chat.site_origin import SameOriginValidator
 
 websocket_urlpatterns = [path("ws/threads/<int:thread_id>/", ThreadConsumer.as_asgi())]
 
-# Origin checked against ALLOWED_HOSTS (no cross-site websocket hijacking), then the session user.
-websocket_application = AllowedHostsOriginValidator(
-    AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-)
+# Only this site's own pages (scheme, host and port) or CSRF_TRUSTED_ORIGINS may open a socket
+# (no cross-site websocket hijacking); then the session user.
+websocket_application = SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))

@@ -18,10 +18,19 @@ def demo_gateway_key() -> str:
     )
 
 
+def warn_about_loose_file_modes() -> None:
+    """Daphne runs no system checks: say it in the server's log too."""
+    from chat.checks import loose_file_modes
+
+    for problem in loose_file_modes():
+        log.warning("%s It holds sessions, password hashes or the secret key.", problem)
+
+
 def on_server_start() -> None:
     from chat.services.generation import mark_interrupted_turns
     from chat.services.providers import ensure_default_provider
 
+    warn_about_loose_file_modes()
     ensure_default_provider()
     # Only turns whose heartbeat is stale: other workers may be generating the rest right now.
     interrupted = mark_interrupted_turns()

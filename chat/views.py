@@ -89,7 +89,10 @@ async def _model_context(
 
 @login_not_required
 def setup(request: HttpRequest) -> HttpResponse:
-    """The first visitor of an empty install creates the first account, which becomes admin."""
+    """The first visitor of an empty install creates the first account, which becomes admin
+    (unless ``FIRST_RUN_SETUP`` is off: the administrator is then created on the server)."""
+    if not settings.FIRST_RUN_SETUP:
+        return render(request, "registration/setup_disabled.html", status=404)
     User = get_user_model()
     if User.objects.exists():
         return redirect("chat:home")

@@ -10,14 +10,43 @@ import os
 import secrets
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
+from project import private_files
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
+
+
 def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
+    """``1/true/yes/on`` or ``0/false/no/off``; anything else is a typo and stops the start."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    raise ImproperlyConfigured(
+        f"{name}={os.environ[name]!r}: use 1 or 0 (true/false, yes/no, on/off)."
+    )
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    """A whole number; a typo (or one below ``minimum``) stops the start with the variable named."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected a whole number.") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name}={value!r}: must be at least {minimum}.")
+    return number
 
 
 def env_float(name: str, default: float) -> float:
@@ -30,20 +59,26 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()] or default
 
 
+# The data directory holds the database, the secret key and uploads: only this user may read
+# it (0700, files 0600, whatever the umask); chat.checks warns when an operator loosened that.
 DATA_DIR = Path(os.environ.get("SWITCHBOARD_DATA_DIR", BASE_DIR / "data"))
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+private_files.make_private_dir(DATA_DIR)
+MEDIA_ROOT = DATA_DIR / "uploads"
+FILE_UPLOAD_PERMISSIONS = private_files.FILE_MODE
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = private_files.DIR_MODE
 
 
 def _persistent_secret_key() -> str:
     """A random key kept in DATA_DIR, so sessions and encrypted API keys survive restarts."""
     path = DATA_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        return private_files.write_once(path, secrets.token_urlsafe(50)).strip()
     return path.read_text().strip()
 
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
+# The DEBUG error page masks passwords in every URL-valued setting (DATABASE_URL, REDIS_URL, …).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "chat.error_reports.CredentialsCleansingFilter"
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or _persistent_secret_key()
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
@@ -121,29 +156,14 @@ if not DEBUG:
     ]
 
 
-def _database_from_url(url: str) -> dict:
-    """``DATABASE_URL`` (e.g. ``postgres://user:pass@127.0.0.1:5432/switchboard``) → Django's
-    database settings: persistent connections, checked before reuse; a test database named per
-    process (``test_<name>_<pid>``) so parallel runs on one server do not collide."""
-    import dj_database_url
-
-    config = dict(
-        dj_database_url.parse(
-            url,
-            conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")),
-            conn_health_checks=True,
-        )
-    )
-    if config["ENGINE"] != "django.db.backends.sqlite3":
-        config["TEST"] = {"NAME": f"test_{config['NAME']}_{os.getpid()}"}
-    return config
-
-
-DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
-DATABASES = {
-    "default": {
+def _sqlite_database(name: str | Path) -> dict:
+    """SQLite, however it is configured (``DATABASE_URL=sqlite:///…`` or the default file)."""
+    if path := private_files.sqlite_file(name):
+        # Created here with mode 0600: SQLite gives its -wal and -shm files the same mode.
+        private_files.create_private_file(path)
+    return {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("SQLITE_PATH", DATA_DIR / "db.sqlite3"),
+        "NAME": name,
         # Keep connections: every turn's database calls go through one thread, and reopening
         # SQLite (and re-running its pragmas) per call doubled time to first token under load.
         "CONN_MAX_AGE": None,
@@ -157,9 +177,34 @@ DATABASES = {
         # one per process, so parallel runs on one machine do not share it.
         "TEST": {"NAME": str(DATA_DIR / f"test-db-{os.getpid()}.sqlite3")},
     }
+
+
+def _database_from_url(url: str) -> dict:
+    """``DATABASE_URL`` (e.g. ``postgres://user:pass@127.0.0.1:5432/switchboard``) → Django's
+    database settings: persistent connections, checked before reuse; a test database named per
+    process (``test_<name>_<pid>``) so parallel runs on one server do not collide. A SQLite URL
+    gets the same settings as the default SQLite file."""
+    import dj_database_url
+
+    config = dict(
+        dj_database_url.parse(
+            url,
+            conn_max_age=env_int("CONN_MAX_AGE", 60, minimum=0),
+            conn_health_checks=True,
+        )
+    )
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        return _sqlite_database(config["NAME"])
+    config["TEST"] = {"NAME": f"test_{config['NAME']}_{os.getpid()}"}
+    return config
+
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
+DATABASES = {
+    "default": _database_from_url(DATABASE_URL)
+    if DATABASE_URL
+    else _sqlite_database(os.environ.get("SQLITE_PATH") or DATA_DIR / "db.sqlite3")
 }
-if DATABASE_URL:
-    DATABASES["default"] = _database_from_url(DATABASE_URL)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # One process: the in-memory channel layer and cache. Several processes (REDIS_URL): both in
@@ -199,6 +244,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# The first visitor of an empty install creates the administrator at /setup/. 0: that page is
+# off (create it with `manage.py createsuperuser`); `check --deploy` warns while it is open.
+FIRST_RUN_SETUP = env_bool("FIRST_RUN_SETUP", True)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:home"
 LOGOUT_REDIRECT_URL = "login"
@@ -235,7 +283,8 @@ X_FRAME_OPTIONS = "DENY"
 PORT = int(os.environ.get("PORT", "8000"))
 OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "").strip()
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "").strip()
-DEMO_GATEWAY_ENABLED = env_bool("DEMO_GATEWAY_ENABLED", True)
+# On by default only when no real gateway is configured; served behind the host checks.
+DEMO_GATEWAY_ENABLED = env_bool("DEMO_GATEWAY_ENABLED", not OPENAI_BASE_URL)
 DEMO_GATEWAY_URL = os.environ.get("DEMO_GATEWAY_URL", f"http://127.0.0.1:{PORT}/demo/v1")
 UPSTREAM_CONNECT_TIMEOUT = env_float("UPSTREAM_CONNECT_TIMEOUT", 5.0)
 UPSTREAM_READ_TIMEOUT = env_float("UPSTREAM_READ_TIMEOUT", 60.0)

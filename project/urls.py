@@ -1,13 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from chat import health, staff_views, views
+from chat import health, lockout_views, staff_views, views
 from chat.auth_views import ThrottledLoginView
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("admin/usage/", staff_views.dashboard, name="staff-usage"),
     path("admin/usage/export.csv", staff_views.usage_csv, name="staff-usage-csv"),
+    path("admin/lockouts/", lockout_views.lockouts, name="admin-lockouts"),
     path("admin/", admin.site.urls),
     path("setup/", views.setup, name="setup"),
     path("accounts/signup/", views.signup, name="signup"),

@@ -9,6 +9,7 @@ from channels.testing import WebsocketCommunicator
 from chat.models import Thread, Turn
 from chat.routing import websocket_application
 from chat.services import conversation, generation
+from tests.ws import HOST
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,7 +86,7 @@ async def test_switching_over_the_socket_rerenders_the_path_for_every_viewer(use
     origin = (b"origin", b"http://127.0.0.1")
     viewers = [
         WebsocketCommunicator(
-            websocket_application, f"/ws/threads/{thread.pk}/", headers=[origin, cookie]
+            websocket_application, f"/ws/threads/{thread.pk}/", headers=[origin, HOST, cookie]
         )
         for _ in range(2)
     ]

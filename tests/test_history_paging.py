@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from chat.models import Thread, Turn
 from chat.routing import websocket_application
 from chat.services import conversation
+from tests.ws import HOST
 
 PAGE = 40
 ANSWER = "Answer {n}\n\n```python\nprint({n})\n```\n\n| a | b |\n|---|---|\n| {n} | x |"
@@ -195,6 +196,7 @@ async def test_a_branch_switch_over_the_socket_shows_the_newest_page_of_the_new_
         f"/ws/threads/{thread.pk}/",
         headers=[
             (b"origin", b"http://127.0.0.1"),
+            HOST,
             (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
         ],
     )

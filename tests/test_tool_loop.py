@@ -10,6 +10,7 @@ from channels.testing import WebsocketCommunicator
 from chat.models import ToolDefinition, Turn
 from chat.routing import websocket_application
 from chat.services import generation, tools
+from tests.ws import HOST
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -144,7 +145,7 @@ async def test_tool_cards_stream_over_the_socket(user, thread, client):
     ws = WebsocketCommunicator(
         websocket_application,
         f"/ws/threads/{thread.pk}/",
-        headers=[(b"origin", b"http://127.0.0.1"), cookie],
+        headers=[(b"origin", b"http://127.0.0.1"), HOST, cookie],
     )
     await ws.connect()
     await ws.send_to(json.dumps({"message": "weather? #call=get_weather"}))

@@ -9,6 +9,8 @@ from channels.testing import WebsocketCommunicator
 from chat.routing import websocket_application
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
+# Every browser handshake names the host; the origin check compares the two.
+HOST = (b"host", b"127.0.0.1")
 
 
 class Socket(WebsocketCommunicator):
@@ -28,7 +30,10 @@ class Socket(WebsocketCommunicator):
 
 
 def socket(thread_id: int, *headers: tuple[bytes, bytes], query: str = "") -> Socket:
+    """A socket as a browser on http://127.0.0.1 opens it (unless ``headers`` name a host)."""
     path = f"/ws/threads/{thread_id}/" + (f"?{query}" if query else "")
+    if not any(name == b"host" for name, _value in headers):
+        headers = (*headers, HOST)
     return Socket(websocket_application, path, headers=list(headers))
 
 

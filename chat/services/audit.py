@@ -1,5 +1,6 @@
-"""The audit log: who changed which field of which object, and when. Secrets are never stored:
-a key change is recorded as "set", "replaced" or "removed", without any part of its value."""
+"""The audit log: who changed which field of which object, and when (also failed logins and
+lockouts). Secrets are never stored: a key change is recorded as "set", "replaced" or
+"removed", without any part of its value."""
 
 from __future__ import annotations
 
@@ -32,6 +33,21 @@ def record(actor, obj: models.Model, action: str, field: str = "", old="", new="
         **_object_fields(obj),
         action=action,
         field=field,
+        old_value=str(old),
+        new_value=str(new),
+    )
+
+
+def record_event(
+    actor, *, object_type: str, object_repr: str, action: str, field: str = "", old="", new=""
+) -> None:
+    """Something that happened to no stored object (a failed login, a lockout)."""
+    AuditLogEntry.objects.create(
+        **_actor_fields(actor),
+        object_type=object_type[:50],
+        object_repr=object_repr[:200],
+        action=action[:20],
+        field=field[:100],
         old_value=str(old),
         new_value=str(new),
     )
