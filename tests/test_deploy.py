@@ -220,6 +220,7 @@ def test_deploy_check_is_clean_with_production_settings(tmp_path):
         "DJANGO_CSRF_TRUSTED_ORIGINS": "https://chat.example.org",
         "DEMO_GATEWAY_ENABLED": "0",
         "DJANGO_DEBUG": "0",
+        "FIRST_RUN_SETUP": "0",  # the administrator comes from `manage.py createsuperuser`
     }
     variants = [_environment(tmp_path, **production)]
     services = {name: os.environ[name] for name in SERVICE_VARIABLES if os.environ.get(name)}
