@@ -37,7 +37,6 @@ def client_ip(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR", "") or "unknown"
 
 
-KINDS = ("ip", "user")
 LOCKOUT_INDEX_KEY = "login-lockouts"
 LOCKOUT_INDEX_LOCK_KEY = "login-lockouts:lock"
 # The staff page lists at most this many lockouts (the newest); the oldest drop out first.
@@ -60,12 +59,9 @@ def _digest(kind: str, value: str) -> str:
     return hashlib.sha256(_normalise(kind, value).encode()).hexdigest()[:32]
 
 
-def _keys_for_digest(kind: str, digest: str) -> tuple[str, str]:
-    return f"login-failures:{kind}:{digest}", f"login-failures:{kind}:{digest}:until"
-
-
 def _keys(kind: str, value: str) -> tuple[str, str]:
-    return _keys_for_digest(kind, _digest(kind, value))
+    digest = _digest(kind, value)
+    return f"login-failures:{kind}:{digest}", f"login-failures:{kind}:{digest}:until"
 
 
 def _limits() -> list[tuple[str, int]]:
