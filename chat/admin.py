@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from chat.auth_views import ThrottledAdminAuthenticationForm
 from chat.models import (
     AuditLogEntry,
+    ExternalIdentity,
     ModelSetting,
     Provider,
     SiteSettings,
@@ -261,8 +262,8 @@ class SiteSettingsAdmin(AuditedAdmin):
 class TeamAdmin(AuditedAdmin):
     """Teams (workspaces): their members see the threads shared with the team."""
 
-    list_display = ("name", "member_count", "created_at")
-    search_fields = ("name", "members__username")
+    list_display = ("name", "external_group", "member_count", "created_at")
+    search_fields = ("name", "external_group", "members__username")
     filter_horizontal = ("members",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -361,6 +362,17 @@ class UserQuotaInline(admin.StackedInline):
     )
 
 
+class ExternalIdentityInline(admin.TabularInline):
+    """Where the account signs in. Adding a row links an organisation sign-in to an existing
+    account (the only way an e-mail or username collision is resolved)."""
+
+    model = ExternalIdentity
+    extra = 0
+    fields = ("kind", "issuer", "subject", "groups", "last_login_at")
+    readonly_fields = ("groups", "last_login_at")
+    verbose_name_plural = "sign-in (no row: a local account with a password)"
+
+
 admin.site.unregister(User)
 
 
@@ -368,10 +380,18 @@ admin.site.unregister(User)
 class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
     form = UserRoleChangeForm
     add_form = UserRoleCreationForm
-    inlines = [UserQuotaInline]
+    inlines = [UserQuotaInline, ExternalIdentityInline]
     secret_fields = ("password", "password1", "password2", "usable_password")
-    list_display = ("username", "email", "role", "is_active", "last_login", "date_joined")
-    list_filter = ("is_staff", "is_active")
+    list_display = (
+        "username",
+        "email",
+        "role",
+        "origin",
+        "is_active",
+        "last_login",
+        "date_joined",
+    )
+    list_filter = ("is_staff", "is_active", "external_identities__kind")
     actions = ["deactivate", "reactivate", "reset_passwords"]
     fieldsets = (
         (None, {"fields": ("username", "password")}),
@@ -399,6 +419,14 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
     @admin.display(description="Role", ordering="is_staff")
     def role(self, obj) -> str:
         return "Administrator" if obj.is_staff else "Member"
+
+    @admin.display(description="Signs in with")
+    def origin(self, obj) -> str:
+        kinds = sorted({identity.get_kind_display() for identity in obj.external_identities.all()})
+        return ", ".join(kinds) or "Local password"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).prefetch_related("external_identities")
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)

@@ -13,6 +13,7 @@ from django.conf import settings  # noqa: E402
 from django.db import DatabaseError  # noqa: E402
 
 from chat.routing import websocket_application  # noqa: E402
+from chat.signin.header import TrustedHeaderWebsocketMiddleware  # noqa: E402
 from chat.startup import demo_gateway_key, on_server_start  # noqa: E402
 from chat.upstream.demo import make_app  # noqa: E402
 
@@ -32,7 +33,8 @@ if settings.DEMO_GATEWAY_ENABLED:
 application = ProtocolTypeRouter(
     {
         "http": http_application,
-        "websocket": websocket_application,
+        # A trusted proxy's sign-in header (TRUSTED_USER_HEADER) names the socket's user.
+        "websocket": TrustedHeaderWebsocketMiddleware(websocket_application),
     }
 )
 
