@@ -362,15 +362,16 @@ class UserQuotaInline(admin.StackedInline):
     )
 
 
-class ExternalIdentityInline(admin.TabularInline):
-    """Where the account signs in. Adding a row links an organisation sign-in to an existing
-    account (the only way an e-mail or username collision is resolved)."""
+@admin.register(ExternalIdentity)
+class ExternalIdentityAdmin(AuditedAdmin):
+    """Where accounts sign in. Adding one links an organisation sign-in (kind, issuer, subject)
+    to an existing account: the only way an e-mail or username collision is resolved."""
 
-    model = ExternalIdentity
-    extra = 0
-    fields = ("kind", "issuer", "subject", "groups", "last_login_at")
-    readonly_fields = ("groups", "last_login_at")
-    verbose_name_plural = "sign-in (no row: a local account with a password)"
+    list_display = ("user", "kind", "issuer", "subject", "last_login_at")
+    list_filter = ("kind",)
+    search_fields = ("user__username", "subject", "issuer")
+    raw_id_fields = ("user",)
+    readonly_fields = ("groups", "created_at", "last_login_at")
 
 
 admin.site.unregister(User)
@@ -380,7 +381,7 @@ admin.site.unregister(User)
 class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
     form = UserRoleChangeForm
     add_form = UserRoleCreationForm
-    inlines = [UserQuotaInline, ExternalIdentityInline]
+    inlines = [UserQuotaInline]
     secret_fields = ("password", "password1", "password2", "usable_password")
     list_display = (
         "username",
@@ -393,10 +394,11 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
     )
     list_filter = ("is_staff", "is_active", "external_identities__kind")
     actions = ["deactivate", "reactivate", "reset_passwords"]
+    readonly_fields = ("origin",)
     fieldsets = (
         (None, {"fields": ("username", "password")}),
         ("Personal info", {"fields": ("first_name", "last_name", "email")}),
-        ("Access", {"fields": ("role", "is_active")}),
+        ("Access", {"fields": ("role", "is_active", "origin")}),
         ("Important dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = (

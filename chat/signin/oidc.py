@@ -101,7 +101,12 @@ def finish(request: HttpRequest) -> Result:
                 f"The provider names itself {metadata.get('issuer')!r}, not OIDC_ISSUER.",
             )
         token = app.authorize_access_token(
-            request, claims_options={"iss": {"essential": True, "values": [settings.OIDC_ISSUER]}}
+            request,
+            claims_options={
+                "iss": {"essential": True, "values": [settings.OIDC_ISSUER]},
+                # Authlib checks the audience only through "azp"; the spec wants it checked.
+                "aud": {"essential": True, "values": [settings.OIDC_CLIENT_ID]},
+            },
         )
     except SignInRefused:
         raise

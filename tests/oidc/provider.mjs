@@ -132,6 +132,7 @@ async function resign(idToken) {
     claims.exp = now - 3600;
   } else if (tamperMode === 'audience') {
     claims.aud = 'someone-else';
+    claims.azp = process.env.OIDC_CLIENT_ID; // only the audience is wrong
   } else if (tamperMode === 'signature') {
     key = strangerKey.privateKey; // same kid, a key the JWKS does not hold
   } else if (tamperMode === 'rotate') {
