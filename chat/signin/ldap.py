@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import BaseBackend
 from django.core.exceptions import PermissionDenied
 from django_auth_ldap.backend import LDAPBackend
 
@@ -14,7 +15,10 @@ from chat.models import ExternalIdentity
 from chat.signin.identity import ExternalPerson, SignInRefused, refuse, sign_in
 
 
-class SwitchboardLDAPBackend(LDAPBackend):
+class SwitchboardLDAPBackend(LDAPBackend, BaseBackend):
+    """django-auth-ldap's backend (plus Django's async methods from ``BaseBackend``), matching
+    accounts by their directory entry and applying groups through ``identity.sign_in``."""
+
     def _person(self, ldap_user) -> ExternalPerson:
         return ExternalPerson(
             kind=ExternalIdentity.Kind.LDAP,
