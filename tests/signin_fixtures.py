@@ -136,7 +136,9 @@ def running_oidc_provider(
     _npm_install()
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    provider = OidcProvider(issuer=f"http://127.0.0.1:{port}", accounts_file=folder / "accounts.json")
+    provider = OidcProvider(
+        issuer=f"http://127.0.0.1:{port}", accounts_file=folder / "accounts.json"
+    )
     provider.set_accounts(ACCOUNTS)
     env = os.environ | {
         "OIDC_PORT": str(port),
@@ -237,7 +239,8 @@ def _group_ldif(name: str, members: list[str]) -> str:
 
 DIRECTORY_LDIF = "\n".join(
     [
-        f"dn: {LDAP_BASE}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n",
+        f"dn: {LDAP_BASE}\nobjectClass: dcObject\nobjectClass: organization\n"
+        "o: Example\ndc: example\n",
         f"dn: {LDAP_PEOPLE}\nobjectClass: organizationalUnit\nou: people\n",
         f"dn: {LDAP_GROUPS}\nobjectClass: organizationalUnit\nou: groups\n",
         _person_ldif("dora", "dora-pass", "dora@example.org"),

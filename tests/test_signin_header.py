@@ -134,4 +134,6 @@ async def test_websocket_without_the_header_uses_the_session(header_signin, make
 def test_the_deployed_websocket_route_reads_the_header():
     from project.asgi import application
 
-    assert isinstance(application.application_mapping["websocket"], TrustedHeaderWebsocketMiddleware)
+    assert isinstance(
+        application.application_mapping["websocket"], TrustedHeaderWebsocketMiddleware
+    )

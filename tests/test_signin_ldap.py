@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import ldap
 import pytest
 from django.contrib.auth import get_user_model
@@ -36,7 +38,7 @@ def directory(slapd, settings):
     engineering = f"cn=engineering,{LDAP_GROUPS}"
     members = [f"uid={uid},{LDAP_PEOPLE}".encode() for uid in ("dora", "erik")]
     connection.modify_s(engineering, [(ldap.MOD_REPLACE, "member", members)])
-    try:
+    with contextlib.suppress(ldap.ALREADY_EXISTS):
         connection.add_s(
             f"uid=dora,{LDAP_PEOPLE}",
             [
@@ -49,8 +51,6 @@ def directory(slapd, settings):
                 ("userPassword", [b"dora-pass"]),
             ],
         )
-    except ldap.ALREADY_EXISTS:
-        pass
     connection.unbind_s()
 
 

@@ -30,9 +30,12 @@ def _ensure_mapped_teams(groups: list[str]) -> None:
     """Teams for the groups: from ``GROUP_TEAM_MAP`` (created, or bound to their group), else
     named after the group when ``GROUP_TEAMS_CREATE`` is on. Teams bound in the admin exist."""
     mapping = {_key(group): team for group, team in settings.GROUP_TEAM_MAP.items()}
-    bound = {_key(group) for group in Team.objects.exclude(external_group="").values_list(
-        "external_group", flat=True
-    )}
+    bound = {
+        _key(group)
+        for group in Team.objects.exclude(external_group="").values_list(
+            "external_group", flat=True
+        )
+    }
     for group in groups:
         key = _key(group)
         if key in bound:
@@ -56,9 +59,9 @@ def sync_teams(user, groups: Iterable[str]) -> tuple[list[str], list[str]]:
     keys = {_key(group) for group in groups}
     managed = list(Team.objects.exclude(external_group=""))
     wanted = {team.pk for team in managed if _key(team.external_group) in keys}
-    current = set(user.teams.filter(pk__in=[team.pk for team in managed]).values_list(
-        "pk", flat=True
-    ))
+    current = set(
+        user.teams.filter(pk__in=[team.pk for team in managed]).values_list("pk", flat=True)
+    )
     join, leave = wanted - current, current - wanted
     if join:
         user.teams.add(*join)

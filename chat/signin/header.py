@@ -123,8 +123,11 @@ class TrustedHeaderMiddleware(RemoteUserMiddleware):
             return self.get_response(request)
         if self.header in request.META and not is_trusted_address(request.META.get("REMOTE_ADDR")):
             refuse_untrusted(request.META.get("REMOTE_ADDR"), "request")
-            return _forbidden(request, "This request carries a sign-in header from an address "
-                              "that is not a trusted proxy.")
+            return _forbidden(
+                request,
+                "This request carries a sign-in header from an address "
+                "that is not a trusted proxy.",
+            )
         self.process_request(request)
         refused = getattr(request, "signin_refused", "")
         if refused:

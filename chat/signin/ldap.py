@@ -33,8 +33,11 @@ class SwitchboardLDAPBackend(LDAPBackend, BaseBackend):
         is not taken over (refused and audited)."""
         identity = (
             ExternalIdentity.objects.select_related("user")
-            .filter(kind=ExternalIdentity.Kind.LDAP, issuer=self.settings.SERVER_URI,
-                    subject=ldap_user.dn)
+            .filter(
+                kind=ExternalIdentity.Kind.LDAP,
+                issuer=self.settings.SERVER_URI,
+                subject=ldap_user.dn,
+            )
             .first()
         )
         if identity is not None:
@@ -55,8 +58,9 @@ class SwitchboardLDAPBackend(LDAPBackend, BaseBackend):
             self._audit_failure(ldap_user)
             return None
         try:
-            return sign_in(self._person(ldap_user), admin_groups=settings.LDAP_ADMIN_GROUPS,
-                           user=user)
+            return sign_in(
+                self._person(ldap_user), admin_groups=settings.LDAP_ADMIN_GROUPS, user=user
+            )
         except SignInRefused as refusal:
             raise PermissionDenied(str(refusal)) from refusal
 
@@ -66,12 +70,17 @@ class SwitchboardLDAPBackend(LDAPBackend, BaseBackend):
         usually local accounts, or typing)."""
         name = self.ldap_to_django_username(ldap_user._username)
         user = get_user_model().objects.filter(username__iexact=name).first()
-        if user is not None and user.external_identities.filter(
-            kind=ExternalIdentity.Kind.LDAP, issuer=self.settings.SERVER_URI
-        ).exists():
-            refuse(ExternalIdentity.Kind.LDAP,
-                   f"LDAP refused {name}: wrong password, or removed or disabled in the directory",
-                   user)
+        if (
+            user is not None
+            and user.external_identities.filter(
+                kind=ExternalIdentity.Kind.LDAP, issuer=self.settings.SERVER_URI
+            ).exists()
+        ):
+            refuse(
+                ExternalIdentity.Kind.LDAP,
+                f"LDAP refused {name}: wrong password, or removed or disabled in the directory",
+                user,
+            )
 
     def get_user(self, user_id):
         user = super().get_user(user_id)

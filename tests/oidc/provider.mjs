@@ -101,7 +101,7 @@ const provider = new Provider(issuer, {
 });
 
 function page(body) {
-  return `<!doctype html><html><head><meta charset="utf-8"><title>Test provider sign-in</title></head><body>${body}</body></html>`;
+  return `<!doctype html><html><head><meta charset="utf-8"><title>Test provider sign-in</title><link rel="icon" href="data:,"></head><body>${body}</body></html>`;
 }
 
 function escape(text) {
