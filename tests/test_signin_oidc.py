@@ -227,3 +227,14 @@ def test_without_oidc_issuer_the_routes_are_absent(client, settings, user):
     settings.OIDC_ISSUER = ""
     assert client.get("/accounts/oidc/login/").status_code == 404
     assert "Sign in with" not in client.get("/accounts/login/").content.decode()
+
+
+def test_unreachable_provider_gets_a_clear_page_not_an_error(client, settings, user):
+    from tests.gateway_fixtures import free_port
+
+    settings.OIDC_ISSUER = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings.OIDC_CLIENT_ID, settings.OIDC_CLIENT_SECRET = "switchboard", "secret"
+    response = client.get("/accounts/oidc/login/")
+    assert response.status_code == 503
+    assert "could not be reached" in response.content.decode()
+    assert AuditLogEntry.objects.filter(object_type="sign-in", action="refused").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
@@ -87,8 +88,8 @@ def _create_account(person: ExternalPerson):
 def sign_in(
     person: ExternalPerson,
     *,
-    admin_groups: list[str] = (),  # type: ignore[assignment]
-    allowed_groups: list[str] = (),  # type: ignore[assignment]
+    admin_groups: Sequence[str] = (),
+    allowed_groups: Sequence[str] = (),
     user=None,
 ):
     """The account ``person`` signs in to, after checks, with teams and role updated and the

@@ -61,8 +61,14 @@ def client() -> DjangoOAuth2App:
 
 def start(request: HttpRequest, redirect_uri: str):
     """The redirect to the provider's login page (state, nonce and PKCE verifier kept in the
-    session by Authlib)."""
-    return client().authorize_redirect(request, redirect_uri)
+    session by Authlib). Raises ``SignInRefused`` when the provider cannot be reached."""
+    try:
+        return client().authorize_redirect(request, redirect_uri)
+    except (RequestException, ValueError) as error:
+        log.warning("OIDC discovery failed: %r", error)
+        raise refuse(
+            ExternalIdentity.Kind.OIDC, "The sign-in provider could not be reached. Try again."
+        ) from error
 
 
 @dataclass

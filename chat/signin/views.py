@@ -41,7 +41,10 @@ def oidc_login(request: HttpRequest) -> HttpResponse:
     if not oidc.enabled():
         raise Http404("OpenID Connect sign-in is not configured.")
     request.session[oidc.SESSION_NEXT] = _safe_next(request, request.GET.get("next", ""))
-    return oidc.start(request, request.build_absolute_uri(reverse("oidc-callback")))
+    try:
+        return oidc.start(request, request.build_absolute_uri(reverse("oidc-callback")))
+    except SignInRefused as refusal:
+        return _refused(request, str(refusal), status=503)
 
 
 @login_not_required
@@ -49,15 +52,18 @@ def oidc_login(request: HttpRequest) -> HttpResponse:
 def oidc_callback(request: HttpRequest) -> HttpResponse:
     if not oidc.enabled():
         raise Http404("OpenID Connect sign-in is not configured.")
-    next_url = request.session.get(oidc.SESSION_NEXT) or reverse(settings.LOGIN_REDIRECT_URL)
+    next_url = request.session.pop(oidc.SESSION_NEXT, "") or reverse(settings.LOGIN_REDIRECT_URL)
     try:
         result = oidc.finish(request)
     except SignInRefused as refusal:
-        context = {"message": str(refusal), "retry": True}
-        return render(request, "registration/signin_refused.html", context, status=403)
+        return _refused(request, str(refusal), status=403)
     login(request, result.user, backend=ACCOUNT_BACKEND)
     request.session[oidc.SESSION_ID_TOKEN] = result.id_token
     return redirect(next_url)
+
+
+def _refused(request: HttpRequest, message: str, *, status: int) -> HttpResponse:
+    return render(request, "registration/signin_refused.html", {"message": message}, status=status)
 
 
 class SignOutView(LogoutView):
