@@ -128,6 +128,8 @@ def test_email_of_a_local_account_is_refused_until_staff_link_it(oidc, client, m
     assert response.status_code == 403
     assert "already belongs to the account “annie”" in response.content.decode()
     assert not signed_in_as(client).is_authenticated
+    refusal = AuditLogEntry.objects.get(object_type="sign-in", action="refused")
+    assert "ann@example.org" in refusal.new_value
     ExternalIdentity.objects.create(user=local, kind="oidc", issuer=oidc.issuer, subject="ann")
     assert sign_in(Client(), oidc, "ann").status_code == 302  # the staff's link
     assert get_user_model().objects.filter(email__iexact="ann@example.org").count() == 1
@@ -138,6 +140,8 @@ def test_deactivated_account_or_disabled_at_the_provider_cannot_sign_in(oidc, cl
     get_user_model().objects.filter(username="ann").update(is_active=False)
     response = sign_in(client, oidc, "ann")
     assert response.status_code == 403 and "deactivated" in response.content.decode()
+    refusal = AuditLogEntry.objects.get(object_type="sign-in", action="refused")
+    assert refusal.actor_name == "ann" and "deactivated" in refusal.new_value
     accounts = {"carol": {"password": "carol-pass", "email": "c@example.org", "disabled": True}}
     oidc.set_accounts(accounts)
     with pytest.raises(PermissionError):

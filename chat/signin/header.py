@@ -150,7 +150,8 @@ class TrustedHeaderMiddleware(RemoteUserMiddleware):
                 sign_in_from_header(request.META[self.header], groups_value)
             except SignInRefused as refusal:
                 return str(refusal)
-        request.session[SESSION_GROUPS] = groups_value
+        if request.session.get(SESSION_GROUPS) != groups_value:  # no session write per request
+            request.session[SESSION_GROUPS] = groups_value
         return ""
 
 

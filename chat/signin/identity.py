@@ -64,16 +64,14 @@ def _free_username(wanted: str) -> str:
     return name
 
 
-def _create_account(person: ExternalPerson):
-    User = get_user_model()
-    taken = User.objects.filter(email__iexact=person.email).first() if person.email else None
-    if taken is not None:
-        raise refuse(
-            person,
-            f"The e-mail address {person.email} already belongs to the account "
-            f"“{taken.get_username()}” here. Ask an administrator to link your sign-in to it.",
-        )
-    user = User(
+def _email_owner(person: ExternalPerson):
+    if not person.email:
+        return None
+    return get_user_model().objects.filter(email__iexact=person.email).first()
+
+
+def _new_account(person: ExternalPerson):
+    user = get_user_model()(
         username=_free_username(person.username or person.email.split("@")[0] or person.subject),
         email=person.email,
         first_name=person.first_name[:150],
@@ -84,17 +82,9 @@ def _create_account(person: ExternalPerson):
     return user
 
 
-@transaction.atomic
-def sign_in(
-    person: ExternalPerson,
-    *,
-    admin_groups: Sequence[str] = (),
-    allowed_groups: Sequence[str] = (),
-    user=None,
-):
-    """The account ``person`` signs in to, after checks, with teams and role updated and the
-    sign-in audited. ``user``: an account the method already chose (LDAP), which must not
-    belong to someone else. Raises ``SignInRefused``."""
+def _check(person: ExternalPerson, allowed_groups: Sequence[str], user):
+    """Every refusal, before anything is written (a refusal's audit entry must survive):
+    the linked identity (or None) and the account to use (None: create one)."""
     if allowed_groups and not group_sync.in_any(person.groups, allowed_groups):
         raise refuse(person, "Your organisation account is not in a group allowed here.")
     identity = (
@@ -112,25 +102,46 @@ def sign_in(
             f"The username “{user.get_username()}” already belongs to an account here that "
             "signs in another way. Ask an administrator to link your sign-in to it.",
         )
-    elif user is None:
-        user = _create_account(person)
-    if not user.is_active:
-        raise refuse(person, "This account is deactivated.", user)
-    if identity is None:
-        identity = ExternalIdentity.objects.create(
-            user=user, kind=person.kind, issuer=person.issuer, subject=person.subject
+    elif user is None and (taken := _email_owner(person)) is not None:
+        raise refuse(
+            person,
+            f"The e-mail address {person.email} already belongs to the account "
+            f"“{taken.get_username()}” here. Ask an administrator to link your sign-in to it.",
         )
-    identity.groups = sorted(set(person.groups))
-    identity.last_login_at = timezone.now()
-    identity.save(update_fields=["groups", "last_login_at"])
-    joined, left = group_sync.sync_teams(user, person.groups)
-    group_sync.sync_staff(user, person.groups, list(admin_groups))
-    detail = f"subject {person.subject}"
-    if joined:
-        detail += f"; joined {', '.join(joined)}"
-    if left:
-        detail += f"; left {', '.join(left)}"
-    audit.record_sign_in(user, METHOD_NAMES[person.kind], "signed in", detail)
+    if user is not None and not user.is_active:
+        raise refuse(person, "This account is deactivated.", user)
+    return identity, user
+
+
+def sign_in(
+    person: ExternalPerson,
+    *,
+    admin_groups: Sequence[str] = (),
+    allowed_groups: Sequence[str] = (),
+    user=None,
+):
+    """The account ``person`` signs in to, after checks, with teams and role updated and the
+    sign-in audited. ``user``: an account the method already chose (LDAP, header), which must
+    not belong to someone else. Raises ``SignInRefused``."""
+    identity, user = _check(person, allowed_groups, user)
+    with transaction.atomic():
+        if user is None:
+            user = _new_account(person)
+        if identity is None:
+            identity = ExternalIdentity.objects.create(
+                user=user, kind=person.kind, issuer=person.issuer, subject=person.subject
+            )
+        identity.groups = sorted(set(person.groups))
+        identity.last_login_at = timezone.now()
+        identity.save(update_fields=["groups", "last_login_at"])
+        joined, left = group_sync.sync_teams(user, person.groups)
+        group_sync.sync_staff(user, person.groups, list(admin_groups))
+        detail = f"subject {person.subject}"
+        if joined:
+            detail += f"; joined {', '.join(joined)}"
+        if left:
+            detail += f"; left {', '.join(left)}"
+        audit.record_sign_in(user, METHOD_NAMES[person.kind], "signed in", detail)
     return user
 
 
