@@ -295,9 +295,14 @@ def env_secret(name: str) -> str:
 
 
 def _group_team_map() -> dict[str, str]:
+    from django.core.exceptions import ImproperlyConfigured
+
     from chat.signin.config import parse_group_team_map
 
-    return parse_group_team_map(os.environ.get("GROUP_TEAM_MAP", ""))
+    try:
+        return parse_group_team_map(os.environ.get("GROUP_TEAM_MAP", ""))
+    except ValueError as error:
+        raise ImproperlyConfigured(str(error)) from error
 
 
 LOCAL_LOGIN = env_bool("LOCAL_LOGIN", True)

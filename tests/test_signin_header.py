@@ -137,3 +137,14 @@ def test_the_deployed_websocket_route_reads_the_header():
     assert isinstance(
         application.application_mapping["websocket"], TrustedHeaderWebsocketMiddleware
     )
+
+
+def test_staff_see_how_each_account_signs_in(header_signin, staff_client):
+    get(proxied(), "/", "pat")
+    page = staff_client.get("/admin/auth/user/").content.decode()
+    row_of = {line for line in page.split("<tr") if "pat</a>" in line or "root</a>" in line}
+    assert any("pat</a>" in row and "Proxy header" in row for row in row_of)
+    assert any("root</a>" in row and "Local password" in row for row in row_of)
+    pat = get_user_model().objects.get(username="pat")
+    change = staff_client.get(f"/admin/auth/user/{pat.pk}/change/").content.decode()
+    assert "Proxy header" in change
