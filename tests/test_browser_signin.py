@@ -71,3 +71,9 @@ def test_sign_in_with_the_provider_and_chat(provider_for_live_app, live_app, bro
     # Log out: the provider's session ends too (its logout confirmation), then back to login.
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url(provider_for_live_app.issuer + "/**")
+    page.get_by_role("button", name="Yes, sign me out").click()
+    page.wait_for_url(live_app + "/accounts/login/**")
+    expect(page.get_by_role("link", name="Sign in with Example SSO")).to_be_visible()
+    # Signed out at the provider too: signing in again asks for the password.
+    page.get_by_role("link", name="Sign in with Example SSO").click()
+    expect(page.get_by_label("Password")).to_be_visible()

@@ -66,7 +66,17 @@ const provider = new Provider(issuer, {
   scopes: ['openid', 'email', 'profile', 'groups'],
   // Claims in the ID token itself (as Keycloak's and Entra ID's group claims are).
   conformIdTokenClaims: false,
-  features: { devInteractions: { enabled: false }, rpInitiatedLogout: { enabled: true } },
+  features: {
+    devInteractions: { enabled: false },
+    rpInitiatedLogout: {
+      enabled: true,
+      // A plain confirmation page (the default one loads web fonts from the internet).
+      async logoutSource(ctx, form) {
+        ctx.body = page(`<h1>Sign out of the test provider?</h1>${form}
+<button type="submit" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button>`);
+      },
+    },
+  },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   ttl: { AccessToken: 600, AuthorizationCode: 60, IdToken: 600, Interaction: 600, Session: 3600, Grant: 3600 },
   async findAccount(ctx, sub) {
