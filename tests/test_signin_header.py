@@ -148,3 +148,17 @@ def test_staff_see_how_each_account_signs_in(header_signin, staff_client):
     pat = get_user_model().objects.get(username="pat")
     change = staff_client.get(f"/admin/auth/user/{pat.pk}/change/").content.decode()
     assert "Proxy header" in change
+
+
+def test_without_a_groups_header_teams_and_role_are_left_alone(header_signin, settings, make_user):
+    settings.TRUSTED_GROUPS_HEADER = ""
+    make_user("someone")
+    get(proxied(), "/", "pat")
+    pat = get_user_model().objects.get(username="pat")
+    team = Team.objects.create(name="Research", external_group="research")
+    team.members.add(pat)
+    pat.is_staff = True
+    pat.save()
+    get(proxied(), "/", "pat")  # a new session: signs in again, with no group information
+    pat.refresh_from_db()
+    assert pat.is_staff and list(pat.teams.all()) == [team]

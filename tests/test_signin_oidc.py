@@ -43,12 +43,19 @@ def test_login_page_offers_the_provider_and_hides_passwords_when_local_login_is_
     assert "Sign in with Example SSO" in page and 'name="password"' not in page
 
 
-def test_local_password_refused_when_local_login_is_off(oidc, client, settings, user):
+def test_local_password_refused_when_local_login_is_off_but_admins_keep_a_way_in(
+    oidc, client, settings, user, staff
+):
     settings.LOCAL_LOGIN = False
     response = client.post(
         "/accounts/login/", {"username": "alice", "password": "correct horse 42"}
     )
     assert response.status_code == 200 and not response.wsgi_request.user.is_authenticated
+    assert 'name="password"' in client.get("/admin/login/").content.decode()
+    response = client.post(
+        "/admin/login/?next=/admin/", {"username": "root", "password": "correct horse 42"}
+    )
+    assert response.status_code == 302 and response.wsgi_request.user == staff
 
 
 def test_happy_path_creates_the_account_once_and_lands_in_the_chat(oidc, client):

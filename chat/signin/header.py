@@ -66,7 +66,7 @@ def sign_in_from_header(username: str, groups_value: str | None):
         subject=username,
         username=username,
         email=username if "@" in username else "",
-        groups=parse_group_list(groups_value or ""),
+        groups=None if groups_value is None else parse_group_list(groups_value),
     )
     identity = ExternalIdentity.objects.filter(
         kind=person.kind, issuer=person.issuer, subject=person.subject

@@ -41,7 +41,9 @@ class ExternalPerson:
     email: str = ""
     first_name: str = ""
     last_name: str = ""
-    groups: list[str] = field(default_factory=list)
+    # None: the method is not set up to tell groups (no groups header, no LDAP group search);
+    # teams and role are then left alone rather than emptied.
+    groups: list[str] | None = field(default_factory=list)
 
 
 def refuse(person_or_kind, message: str, user=None) -> SignInRefused:
@@ -85,7 +87,7 @@ def _new_account(person: ExternalPerson):
 def _check(person: ExternalPerson, allowed_groups: Sequence[str], user):
     """Every refusal, before anything is written (a refusal's audit entry must survive):
     the linked identity (or None) and the account to use (None: create one)."""
-    if allowed_groups and not group_sync.in_any(person.groups, allowed_groups):
+    if allowed_groups and not group_sync.in_any(person.groups or [], allowed_groups):
         raise refuse(person, "Your organisation account is not in a group allowed here.")
     identity = (
         ExternalIdentity.objects.select_related("user")
@@ -131,11 +133,13 @@ def sign_in(
             identity = ExternalIdentity.objects.create(
                 user=user, kind=person.kind, issuer=person.issuer, subject=person.subject
             )
-        identity.groups = sorted(set(person.groups))
         identity.last_login_at = timezone.now()
+        joined, left = [], []
+        if person.groups is not None:
+            identity.groups = sorted(set(person.groups))
+            joined, left = group_sync.sync_teams(user, person.groups)
+            group_sync.sync_staff(user, person.groups, list(admin_groups))
         identity.save(update_fields=["groups", "last_login_at"])
-        joined, left = group_sync.sync_teams(user, person.groups)
-        group_sync.sync_staff(user, person.groups, list(admin_groups))
         detail = f"subject {person.subject}"
         if joined:
             detail += f"; joined {', '.join(joined)}"

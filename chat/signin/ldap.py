@@ -25,7 +25,7 @@ class SwitchboardLDAPBackend(LDAPBackend, BaseBackend):
             issuer=self.settings.SERVER_URI,
             subject=ldap_user.dn,
             username=ldap_user._username,
-            groups=sorted(ldap_user.group_names) if self.settings.GROUP_TYPE else [],
+            groups=sorted(ldap_user.group_names) if self.settings.GROUP_TYPE else None,
         )
 
     def get_or_build_user(self, username, ldap_user):
