@@ -249,3 +249,18 @@ def test_unreachable_provider_gets_a_clear_page_not_an_error(client, settings, u
     assert response.status_code == 503
     assert "could not be reached" in response.content.decode()
     assert AuditLogEntry.objects.filter(object_type="sign-in", action="refused").exists()
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("code=abc", "not started in this browser"),
+        ("", "not started in this browser"),
+        ("error=access_denied&state=x", "did not let you in"),
+    ],
+)
+def test_stray_callbacks_are_refused_clearly(oidc, client, query, message):
+    response = client.get("/accounts/oidc/callback/?" + query)
+    assert response.status_code == 403
+    assert message in response.content.decode()
+    assert not signed_in_as(client).is_authenticated
