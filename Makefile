@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run install install-dev browser test lint services test-scaleout bench clean
+.PHONY: run install install-dev signin-deps browser test lint services test-scaleout bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,12 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
-install-dev: $(VENV)/.installed-dev
+# slapd, python-ldap's build headers and the test OpenID Provider's npm packages come first:
+# the dev extra compiles python-ldap, and the sign-in tests start slapd and oidc-provider.
+install-dev: signin-deps $(VENV)/.installed-dev
+
+signin-deps:
+	@PYTHON=$(PYTHON) bash .ci/signin-deps.sh
 
 # Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
 browser:

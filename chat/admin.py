@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from chat.auth_views import ThrottledAdminAuthenticationForm
 from chat.models import (
     AuditLogEntry,
+    ExternalIdentity,
     ModelSetting,
     Provider,
     SiteSettings,
@@ -261,8 +262,8 @@ class SiteSettingsAdmin(AuditedAdmin):
 class TeamAdmin(AuditedAdmin):
     """Teams (workspaces): their members see the threads shared with the team."""
 
-    list_display = ("name", "member_count", "created_at")
-    search_fields = ("name", "members__username")
+    list_display = ("name", "external_group", "member_count", "created_at")
+    search_fields = ("name", "external_group", "members__username")
     filter_horizontal = ("members",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -361,6 +362,18 @@ class UserQuotaInline(admin.StackedInline):
     )
 
 
+@admin.register(ExternalIdentity)
+class ExternalIdentityAdmin(AuditedAdmin):
+    """Where accounts sign in. Adding one links an organisation sign-in (kind, issuer, subject)
+    to an existing account: the only way an e-mail or username collision is resolved."""
+
+    list_display = ("user", "kind", "issuer", "subject", "last_login_at")
+    list_filter = ("kind",)
+    search_fields = ("user__username", "subject", "issuer")
+    raw_id_fields = ("user",)
+    readonly_fields = ("groups", "created_at", "last_login_at")
+
+
 admin.site.unregister(User)
 
 
@@ -370,13 +383,22 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
     add_form = UserRoleCreationForm
     inlines = [UserQuotaInline]
     secret_fields = ("password", "password1", "password2", "usable_password")
-    list_display = ("username", "email", "role", "is_active", "last_login", "date_joined")
-    list_filter = ("is_staff", "is_active")
+    list_display = (
+        "username",
+        "email",
+        "role",
+        "origin",
+        "is_active",
+        "last_login",
+        "date_joined",
+    )
+    list_filter = ("is_staff", "is_active", "external_identities__kind")
     actions = ["deactivate", "reactivate", "reset_passwords"]
+    readonly_fields = ("origin",)
     fieldsets = (
         (None, {"fields": ("username", "password")}),
         ("Personal info", {"fields": ("first_name", "last_name", "email")}),
-        ("Access", {"fields": ("role", "is_active")}),
+        ("Access", {"fields": ("role", "is_active", "origin")}),
         ("Important dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = (
@@ -399,6 +421,14 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
     @admin.display(description="Role", ordering="is_staff")
     def role(self, obj) -> str:
         return "Administrator" if obj.is_staff else "Member"
+
+    @admin.display(description="Signs in with")
+    def origin(self, obj) -> str:
+        kinds = sorted({identity.get_kind_display() for identity in obj.external_identities.all()})
+        return ", ".join(kinds) or "Local password"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).prefetch_related("external_identities")
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)

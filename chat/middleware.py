@@ -14,6 +14,16 @@ from django.urls import reverse
 EXEMPT_PATHS = {"/healthz"}
 
 
+def _first_admin_from_organisation() -> bool:
+    """Admin groups of an organisation sign-in are configured: the first administrator signs
+    in that way, so there is no local first-run account to create."""
+    return bool(
+        (settings.OIDC_ISSUER and settings.OIDC_ADMIN_GROUPS)
+        or (settings.LDAP_SERVER_URI and settings.LDAP_ADMIN_GROUPS)
+        or (settings.TRUSTED_USER_HEADER and settings.TRUSTED_ADMIN_GROUPS)
+    )
+
+
 class FirstRunMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -22,7 +32,7 @@ class FirstRunMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not settings.FIRST_RUN_SETUP or request.path in EXEMPT_PATHS:
             return self.get_response(request)  # e.g. /healthz answers even when the DB is down
-        if not self.has_accounts:
+        if not self.has_accounts and not _first_admin_from_organisation():
             self.has_accounts = get_user_model().objects.exists()
             setup_url = reverse("setup")
             if (

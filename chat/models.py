@@ -137,6 +137,15 @@ class Team(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="teams")
+    # Set: the members follow this organisation group (OIDC, LDAP or the proxy header) at every
+    # sign-in; empty: staff manage the members by hand and sign-in never touches them.
+    external_group = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="Organisation group whose members this team follows at every sign-in "
+        "(OIDC, LDAP or proxy header). Empty: members are managed here by hand.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -460,3 +469,36 @@ class AuditLogEntry(models.Model):
     def __str__(self) -> str:
         what = f" {self.field}" if self.field else ""
         return f"{self.actor_name or 'system'} {self.action} {self.object_repr}{what}"
+
+
+class ExternalIdentity(models.Model):
+    """Where an account signs in: the provider kind, its issuer (OIDC issuer, LDAP server, proxy
+    header) and the provider's stable id of the person (OIDC ``sub``, LDAP DN, header value).
+    Users are matched by (kind, issuer, subject), never by e-mail. No row: a local account."""
+
+    class Kind(models.TextChoices):
+        OIDC = "oidc", "OpenID Connect"
+        LDAP = "ldap", "LDAP"
+        HEADER = "header", "Proxy header"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="external_identities"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=500)
+    groups = models.JSONField(default=list, blank=True, help_text="Groups at the last sign-in.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "external identity"
+        verbose_name_plural = "external identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "issuer", "subject"], name="unique_external_identity"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.subject} ({self.issuer})"

@@ -24,6 +24,7 @@ from chat.forms import AccountCreationForm, RenameThreadForm
 from chat.models import Preset, Provider, SiteSettings, Thread, Turn
 from chat.services import access, conversation, generation, providers
 from chat.services import search as thread_search
+from chat.signin.backends import ACCOUNT_BACKEND
 
 
 def _thread_or_404(request: HttpRequest, thread_id: int) -> Thread:
@@ -104,7 +105,7 @@ def setup(request: HttpRequest) -> HttpResponse:
             user = form.save(commit=False)
             user.is_staff = user.is_superuser = True
             user.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user, backend=ACCOUNT_BACKEND)
         messages.success(request, "Welcome! Your account is the administrator of this Switchboard.")
         return redirect("chat:home")
     return render(request, "registration/setup.html", {"form": form})
@@ -113,7 +114,7 @@ def setup(request: HttpRequest) -> HttpResponse:
 @login_not_required
 def signup(request: HttpRequest) -> HttpResponse:
     site = SiteSettings.load()
-    if not site.allow_signup:
+    if not site.allow_signup or not settings.LOCAL_LOGIN:
         raise Http404("Sign-up is turned off. Ask an administrator for an account.")
     domains = access.parse_domains(site.allowed_email_domains)
     form = AccountCreationForm(request.POST or None)
@@ -125,7 +126,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             form.add_error("email", "Sign-up is open to addresses at " + ", ".join(domains) + ".")
             return render(request, "registration/signup.html", {"form": form})
         user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user, backend=ACCOUNT_BACKEND)
         return redirect("chat:home")
     return render(request, "registration/signup.html", {"form": form})
 

@@ -13,6 +13,7 @@ from django.db import DatabaseError  # noqa: E402
 
 from chat.demo_mount import with_demo_gateway  # noqa: E402
 from chat.routing import websocket_application  # noqa: E402
+from chat.signin.header import TrustedHeaderWebsocketMiddleware  # noqa: E402
 from chat.startup import on_server_start  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,8 @@ application = ProtocolTypeRouter(
     {
         # /demo/… is the built-in demo gateway (when enabled, behind the host checks).
         "http": with_demo_gateway(django_application),
-        "websocket": websocket_application,
+        # A trusted proxy's sign-in header (TRUSTED_USER_HEADER) names the socket's user.
+        "websocket": TrustedHeaderWebsocketMiddleware(websocket_application),
     }
 )
 

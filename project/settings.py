@@ -104,6 +104,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "chat.signin.header.TrustedHeaderMiddleware",  # a no-op unless TRUSTED_USER_HEADER is set
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -124,6 +125,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "chat.context_processors.site",
+                "chat.signin.views.login_options",
             ],
             "loaders": [
                 (
@@ -328,3 +330,80 @@ LOGIN_FAILURE_WINDOW_SECONDS = int(os.environ.get("LOGIN_FAILURE_WINDOW_SECONDS"
 LOGIN_CLIENT_IP_HEADER = os.environ.get("LOGIN_CLIENT_IP_HEADER", "").strip()
 # Shown before estimated costs (model prices are entered in this currency).
 COST_CURRENCY = os.environ.get("COST_CURRENCY", "$")
+
+
+# -- sign-in for an organisation (README "Sign-in"): OpenID Connect, LDAP, a trusted proxy header.
+
+
+def env_secret(name: str) -> str:
+    """``NAME``, or the content of the file named by ``NAME_FILE`` (a mounted secret)."""
+    path = os.environ.get(name + "_FILE", "").strip()
+    if path:
+        return Path(path).read_text().strip()
+    return os.environ.get(name, "").strip()
+
+
+def _group_team_map() -> dict[str, str]:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from chat.signin.config import parse_group_team_map
+
+    try:
+        return parse_group_team_map(os.environ.get("GROUP_TEAM_MAP", ""))
+    except ValueError as error:
+        raise ImproperlyConfigured(str(error)) from error
+
+
+LOCAL_LOGIN = env_bool("LOCAL_LOGIN", True)
+OIDC_ISSUER = os.environ.get("OIDC_ISSUER", "").strip()
+OIDC_CLIENT_ID = os.environ.get("OIDC_CLIENT_ID", "").strip()
+OIDC_CLIENT_SECRET = env_secret("OIDC_CLIENT_SECRET")
+OIDC_SCOPES = os.environ.get("OIDC_SCOPES", "").strip() or "openid email profile"
+OIDC_BUTTON_LABEL = (
+    os.environ.get("OIDC_BUTTON_LABEL", "").strip() or "Sign in with your organisation"
+)
+OIDC_GROUPS_CLAIM = os.environ.get("OIDC_GROUPS_CLAIM", "").strip() or "groups"
+OIDC_ADMIN_GROUPS = env_list("OIDC_ADMIN_GROUPS", [])
+OIDC_ALLOWED_GROUPS = env_list("OIDC_ALLOWED_GROUPS", [])
+
+LDAP_SERVER_URI = os.environ.get("LDAP_SERVER_URI", "").strip()
+LDAP_ADMIN_GROUPS = env_list("LDAP_ADMIN_GROUPS", [])
+
+TRUSTED_USER_HEADER = os.environ.get("TRUSTED_USER_HEADER", "").strip()
+TRUSTED_GROUPS_HEADER = os.environ.get("TRUSTED_GROUPS_HEADER", "").strip()
+TRUSTED_PROXY_IPS = env_list("TRUSTED_PROXY_IPS", [])
+TRUSTED_ADMIN_GROUPS = env_list("TRUSTED_ADMIN_GROUPS", [])
+
+GROUP_TEAM_MAP = _group_team_map()
+GROUP_TEAMS_CREATE = env_bool("GROUP_TEAMS_CREATE", True)
+
+if OIDC_ISSUER and not (OIDC_CLIENT_ID and OIDC_CLIENT_SECRET):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("OIDC_ISSUER needs OIDC_CLIENT_ID and OIDC_CLIENT_SECRET(_FILE)")
+if TRUSTED_USER_HEADER and not TRUSTED_PROXY_IPS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("TRUSTED_USER_HEADER needs TRUSTED_PROXY_IPS (the proxy's address)")
+
+AUTHENTICATION_BACKENDS = [
+    "chat.signin.backends.AccountBackend",
+    "chat.signin.header.TrustedHeaderBackend",
+]
+if LDAP_SERVER_URI:
+    from chat.signin.ldap_config import auth_ldap_settings
+
+    globals().update(
+        auth_ldap_settings(
+            server_uri=LDAP_SERVER_URI,
+            bind_dn=os.environ.get("LDAP_BIND_DN", "").strip(),
+            bind_password=env_secret("LDAP_BIND_PASSWORD"),
+            user_search_base=os.environ.get("LDAP_USER_SEARCH_BASE", "").strip(),
+            user_filter=os.environ.get("LDAP_USER_FILTER", "").strip() or "(uid=%(user)s)",
+            group_search_base=os.environ.get("LDAP_GROUP_SEARCH_BASE", "").strip(),
+            group_type=os.environ.get("LDAP_GROUP_TYPE", "").strip() or "groupOfNames",
+            start_tls=env_bool("LDAP_START_TLS", False),
+        )
+    )
+    # The directory first: a local password never shadows the directory's for its people.
+    AUTHENTICATION_BACKENDS.insert(0, "chat.signin.ldap.SwitchboardLDAPBackend")

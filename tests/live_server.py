@@ -29,8 +29,14 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 
 @pytest.fixture
-def live_app(tmp_path) -> Iterator[str]:
-    port = free_port()
+def live_app_port() -> int:
+    """The live app's port, known before it starts (e.g. for an OpenID Provider's redirect URI)."""
+    return free_port()
+
+
+@pytest.fixture
+def live_app(tmp_path, live_app_port) -> Iterator[str]:
+    port = live_app_port
     env = os.environ | {
         "DJANGO_SETTINGS_MODULE": "project.settings",
         "SWITCHBOARD_DATA_DIR": str(tmp_path),

@@ -102,3 +102,17 @@ def record_formset(actor, formset) -> None:
         if id(form) in deleted or not form.has_changed() or form.instance.pk is None:
             continue
         record_form(actor, form.instance, form, created=index >= initial)
+
+
+def record_sign_in(user, method: str, outcome: str, detail: str = "") -> None:
+    """An external sign-in ("signed in") or a refusal ("refused"), with the method (OpenID
+    Connect, LDAP, proxy header) and what happened; ``user`` may be None (nobody matched)."""
+    AuditLogEntry.objects.create(
+        **_actor_fields(user if user is not None and user.pk else None),
+        object_type="sign-in",
+        object_id=str(user.pk) if user is not None and user.pk else "",
+        object_repr=(user.get_username() if user is not None else "")[:200],
+        action=outcome,
+        field=method[:100],
+        new_value=detail,
+    )
