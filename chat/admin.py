@@ -251,6 +251,7 @@ class SiteSettingsAdmin(AuditedAdmin):
                 )
             },
         ),
+        ("Images in messages", {"fields": ("image_hosts",)}),
     )
 
     def has_add_permission(self, request) -> bool:
