@@ -74,6 +74,8 @@ class ImagePolicy:
     def decide(self, url: str) -> ImageDecision:
         """What to do with an image URL: load it, ask the reader first, or drop it."""
         url = _as_browser_reads(url)
+        if not url:
+            return ImageDecision("drop")
         scheme = _SCHEME.match(url)
         if scheme:
             name = scheme[1].lower()
