@@ -145,5 +145,9 @@ def test_allowed_image_hosts_join_img_src(staff_client):
     )
     response = staff_client.get("/")
     assert policy(response)["img-src"] == [
-        "'self'", "data:", "blob:", "*.cdn.example.org", "images.example.com"
+        "'self'",
+        "data:",
+        "blob:",
+        "*.cdn.example.org",
+        "images.example.com",
     ]

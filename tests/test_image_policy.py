@@ -31,7 +31,8 @@ def site_settings_form(**changes) -> dict:
 
 
 def test_host_entries_are_normalised():
-    assert parse_image_hosts(" Images.Example.com,\n*.CDN.example.org \n\nbücher.example:8443 ") == [
+    text = " Images.Example.com,\n*.CDN.example.org \n\nbücher.example:8443 "
+    assert parse_image_hosts(text) == [
         "images.example.com",
         "*.cdn.example.org",
         "xn--bcher-kva.example:8443",
@@ -41,8 +42,16 @@ def test_host_entries_are_normalised():
 
 @pytest.mark.parametrize(
     "entry",
-    ["https://images.example.com", "images.example.com/path", "*", "*.com", "host:99999",
-     "exa!mple", "under_score.example", "[::1]"],
+    [
+        "https://images.example.com",
+        "images.example.com/path",
+        "*",
+        "*.com",
+        "host:99999",
+        "exa!mple",
+        "under_score.example",
+        "[::1]",
+    ],
 )
 def test_an_entry_that_is_not_a_host_is_refused_by_name(entry):
     with pytest.raises(ValueError) as refused:
@@ -99,9 +108,7 @@ def test_inside_the_event_loop_the_policy_never_waits_for_the_database(
         assert asyncio.run(streaming_flush()) == ImagePolicy(frozenset({"a.example"}))
 
 
-def test_remote_images_in_a_users_message_and_the_answer_wait_for_a_click(
-    logged_in_client, user
-):
+def test_remote_images_in_a_users_message_and_the_answer_wait_for_a_click(logged_in_client, user):
     thread = Thread.objects.create(owner=user, title="Images", model="demo-chat")
     thread.current_turn = Turn.objects.create(
         thread=thread,
@@ -138,8 +145,15 @@ def test_the_image_page_may_load_only_that_one_image(logged_in_client):
 
 @pytest.mark.parametrize(
     "src",
-    ["", "javascript:alert(1)", "/static/favicon.svg", "ftp://files.example/a.png",
-     "data:image/png;base64,AAAA", "https://[::1]/a.png", "https://a.example/" + "x" * 9000],
+    [
+        "",
+        "javascript:alert(1)",
+        "/static/favicon.svg",
+        "ftp://files.example/a.png",
+        "data:image/png;base64,AAAA",
+        "https://[::1]/a.png",
+        "https://a.example/" + "x" * 9000,
+    ],
 )
 def test_the_image_page_refuses_anything_but_a_remote_http_image(logged_in_client, src):
     response = logged_in_client.get("/image/", {"src": src})
