@@ -20,7 +20,9 @@ class SiteCSPMiddleware(CSPMiddleware):
         self, request: HttpRequest, response: HttpResponseBase, report_only: bool = False
     ) -> PolicyParts:
         parts = super().get_policy_parts(request, response, report_only)
-        if report_only:
+        if report_only or not response.get("Content-Type", "").startswith("text/html"):
+            # Only a page loads images or opens sockets; /healthz must not wait for the
+            # database to read the image hosts.
             return parts
         additions = {
             "img-src": image_policy.current().csp_sources,
