@@ -147,8 +147,9 @@ _CLEANER = nh3.Cleaner(
 # nh3's output is serialized canonically: every attribute value double-quoted, with "<", ">",
 # "&" and '"' escaped, so a "<img" or "<a " in it is always a real tag and ">" ends it.
 _IMG_TAG = re.compile(r"<img\b[^>]*>")
-_LINK_WITH_DATA = re.compile(r'<a\b[^>]*\bhref="[\x00-\x20]*data:[^>]*>', re.IGNORECASE)
-_DATA_URL = re.compile("data:", re.IGNORECASE)
+# A link's data: href (in a tag: text may hold 'href="data:…"' as it is). The case spelled
+# out rather than IGNORECASE: five times faster on a long answer.
+_DATA_HREF = re.compile(r'(<a\b[^>]*?)\shref="[\x00-\x20]*[dD][aA][tT][aA]:[^"]*"')
 _ATTRIBUTE = re.compile(r'([a-z-]+)="([^"]*)"')
 
 
@@ -168,9 +169,7 @@ def _guard_urls(html: str, images: ImagePolicy | None) -> str:
     if "<img" in html:
         policy = images if images is not None else image_policy.current()
         html = _IMG_TAG.sub(lambda tag: _guarded_image(tag[0], policy), html)
-    if _DATA_URL.search(html):
-        html = _LINK_WITH_DATA.sub(lambda tag: re.sub(r'\s+href="[^"]*"', "", tag[0]), html)
-    return html
+    return _DATA_HREF.sub(r"\1", html)
 
 
 def _guarded_image(tag: str, images: ImagePolicy) -> str:

@@ -123,6 +123,11 @@ def test_every_page_under_the_policy_and_a_remote_image_on_click(
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_label("Message", exact=True)).to_be_visible()
+    # htmx read its configuration: no injected indicator style, no eval.
+    assert page.evaluate("[htmx.config.includeIndicatorStyles, htmx.config.allowEval]") == [
+        False,
+        False,
+    ]
 
     # Staff allow one image host in the site settings (admin change form).
     visit(page, live_app + "/admin/chat/sitesettings/1/change/")

@@ -7,6 +7,7 @@ import re
 
 import pytest
 from django.test import Client
+from django.urls import path
 
 from chat.models import SiteSettings, Thread, Turn
 
@@ -123,6 +124,23 @@ def test_error_pages(staff_client, settings):
     assert_strict(response)
     response = staff_client.get("/t/999999/")
     assert response.status_code == 404
+    assert_strict(response)
+
+
+def broken_view(request):
+    raise RuntimeError("a bug")
+
+
+urlpatterns = [path("broken/", broken_view)]  # this module is the URLconf of the 500 test
+
+
+def test_the_server_error_page(staff, settings):
+    settings.DEBUG = False
+    settings.ROOT_URLCONF = __name__
+    browser = Client(raise_request_exception=False)
+    browser.force_login(staff)
+    response = browser.get("/broken/")
+    assert response.status_code == 500
     assert_strict(response)
 
 

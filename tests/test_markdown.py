@@ -280,6 +280,8 @@ def test_data_urls_load_only_as_images():
     for text in ['<a href="data:text/html,x">x</a>', '<a href=" DATA:image/png;base64,AAA">x</a>']:
         html = sanitize(text, ALLOWED)
         assert "href" not in html and ">x</a>" in html, html
+    code = render_markdown('`<a href="data:text/html,x">`', ALLOWED)  # text stays as written
+    assert code == '<p><code>&lt;a href="data:text/html,x"&gt;</code></p>\n'
     assert sanitize('<img src="data:image/gif;base64,R0lGOD==" alt="dot">', ALLOWED) == (
         '<img src="data:image/gif;base64,R0lGOD==" alt="dot">'
     )
