@@ -252,6 +252,7 @@ class SiteSettingsAdmin(AuditedAdmin):
                 )
             },
         ),
+        ("Images in messages", {"fields": ("image_hosts",)}),
     )
 
     def has_add_permission(self, request) -> bool:

@@ -1,7 +1,9 @@
 """Model output → safe HTML: markdown-it-py, Pygments highlighting, then nh3 sanitizing.
 
 Model output is untrusted input: raw HTML in it is escaped by the parser and whatever comes out
-is cleaned again by nh3 with an allow-list, so a prompt-injected ``<script>`` never runs.
+is cleaned again by nh3 with an allow-list, so a prompt-injected ``<script>`` never runs. Images
+then go through ``chat.image_policy``: one from another host is shown as a "Load image from
+<host>" link, so a prompt-injected image URL cannot send data anywhere without a click.
 
 ``StreamingMarkdown`` renders an answer while it grows at O(n) total cost: blocks that can no
 longer change are rendered once and handed out; only the open tail block is re-rendered.
@@ -10,9 +12,12 @@ longer change are rendered once and handed out; only the open tail block is re-r
 from __future__ import annotations
 
 import functools
+import html as html_lib
 import re
+from urllib.parse import urlencode
 
 import nh3
+from django.urls import reverse
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from markdown_it.utils import OptionsDict
@@ -21,6 +26,9 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
+
+from chat import image_policy
+from chat.image_policy import ImagePolicy, RemoteImage
 
 _FORMATTER = HtmlFormatter(nowrap=True, classprefix="hl-")
 
@@ -63,10 +71,12 @@ _ALLOWED_ATTRIBUTES = {
     "span": {"class"},
     "div": {"class"},
     "ol": {"start"},
-    "th": {"style"},
-    "td": {"style"},
+    # Column alignment, as a class (``_aligned_cell``): the Content-Security-Policy allows no
+    # style attribute, so no style ever gets through.
+    "th": {"class"},
+    "td": {"class"},
 }
-_ALLOWED_STYLES = {"text-align"}
+_ALIGNMENTS = {"left", "center", "right"}
 
 
 @functools.lru_cache(maxsize=64)
@@ -102,10 +112,23 @@ def _highlight_now(code: str, lang: str) -> str:
 _highlighted = functools.lru_cache(maxsize=256)(_highlight_now)
 
 
+def _aligned_cell(self, tokens: list[Token], idx: int, options: OptionsDict, env: dict) -> str:
+    """A table cell with ``class="align-center"`` where markdown-it writes a style attribute."""
+    token = tokens[idx]
+    style = token.attrs.pop("style", None)
+    alignment = str(style).removeprefix("text-align:") if style else ""
+    if alignment in _ALIGNMENTS:
+        token.attrSet("class", f"align-{alignment}")
+    return self.renderToken(tokens, idx, options, env)
+
+
 def _make_parser() -> MarkdownIt:
-    return MarkdownIt("commonmark", {"html": False, "highlight": _highlight}).enable(
+    parser = MarkdownIt("commonmark", {"html": False, "highlight": _highlight}).enable(
         ["table", "strikethrough"]
     )
+    parser.add_render_rule("th_open", _aligned_cell)
+    parser.add_render_rule("td_open", _aligned_cell)
+    return parser
 
 
 _PARSER = _make_parser()
@@ -116,19 +139,64 @@ _PARSER = _make_parser()
 _CLEANER = nh3.Cleaner(
     tags=_ALLOWED_TAGS,
     attributes=_ALLOWED_ATTRIBUTES,
-    filter_style_properties=_ALLOWED_STYLES,
-    url_schemes={"http", "https", "mailto"},
+    # data: for inline images (``_guard_urls`` keeps only image types, and no data: link).
+    url_schemes={"http", "https", "mailto", "data"},
     link_rel="noopener noreferrer nofollow",
 )
 
+# nh3's output is serialized canonically: every attribute value double-quoted, with "<", ">",
+# "&" and '"' escaped, so a "<img" or "<a " in it is always a real tag and ">" ends it.
+_IMG_TAG = re.compile(r"<img\b[^>]*>")
+# A link's data: href (in a tag: text may hold 'href="data:…"' as it is). The case spelled
+# out rather than IGNORECASE: five times faster on a long answer.
+_DATA_HREF = re.compile(r'(<a\b[^>]*?)\shref="[\x00-\x20]*[dD][aA][tT][aA]:[^"]*"')
+_ATTRIBUTE = re.compile(r'([a-z-]+)="([^"]*)"')
 
-def sanitize(html: str) -> str:
-    return _CLEANER.clean(html)
+
+def sanitize(html: str, images: ImagePolicy | None = None) -> str:
+    """Clean HTML with the allow-list, then apply the image policy (default: the site's)."""
+    return _guard_urls(_CLEANER.clean(html), images)
 
 
-def render_markdown(text: str) -> str:
+def render_markdown(text: str, images: ImagePolicy | None = None) -> str:
     """Render a whole text to sanitized HTML."""
-    return sanitize(_PARSER.render(text)) if text else ""
+    return sanitize(_PARSER.render(text), images) if text else ""
+
+
+def _guard_urls(html: str, images: ImagePolicy | None) -> str:
+    """Images load only as the policy says (others become a "Load image" link, or their alt
+    text); links lose data: URLs. Most HTML has neither, and is returned as it is."""
+    if "<img" in html:
+        policy = images if images is not None else image_policy.current()
+        html = _IMG_TAG.sub(lambda tag: _guarded_image(tag[0], policy), html)
+    return _DATA_HREF.sub(r"\1", html)
+
+
+def _guarded_image(tag: str, images: ImagePolicy) -> str:
+    attributes = {name: html_lib.unescape(value) for name, value in _ATTRIBUTE.findall(tag)}
+    alt = attributes.get("alt", "")
+    decision = images.decide(attributes.get("src", ""))
+    if decision.action == "load":
+        return tag
+    if decision.action == "ask" and decision.remote is not None:
+        return _load_image_link(decision.remote, alt)
+    return html_lib.escape(alt)
+
+
+def _load_image_link(image: RemoteImage, alt: str) -> str:
+    """A link to our image viewer (``chat.image_viewer``), which ``app.js`` opens in place."""
+    query = {"src": image.url, "alt": alt} if alt else {"src": image.url}
+    href = f"{_viewer_path()}?{urlencode(query)}"
+    text = f"Load image from {image.label}" + (f": {alt}" if alt else "")
+    return (
+        f'<a class="remote-image" href="{html_lib.escape(href)}" '
+        f'title="{html_lib.escape(image.url)}">{html_lib.escape(text)}</a>'
+    )
+
+
+@functools.cache
+def _viewer_path() -> str:
+    return reverse("chat:remote-image")
 
 
 # A tail that is one line of prose: starts with a letter, then only letters, digits, spaces and
@@ -166,7 +234,8 @@ class StreamingMarkdown:
     the rest of the flush. Everything streamed is sanitized like a whole render.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, images: ImagePolicy | None = None) -> None:
+        self.images = images  # None: the site's, at each flush
         self.blocks: list[str] = []
         self._tail = ""
         self._changed = False
@@ -197,14 +266,17 @@ class StreamingMarkdown:
             cut = tokens[tops[-1]].map[0]
             finished, self._tail = "".join(lines[:cut]), "".join(lines[cut:])
             if finished.strip():
-                new_blocks.append(_render_tokens(tokens[: tops[-1]]))
+                new_blocks.append(_render_tokens(tokens[: tops[-1]], images=self.images))
                 self.blocks.extend(new_blocks)
             tokens = tokens[tops[-1] :]
         open_fence = _open_fence(tokens, lines)
-        self.tail_html = _render_tokens(tokens, _PLAIN_OPTIONS if open_fence else None)
+        options = _PLAIN_OPTIONS if open_fence else None
+        self.tail_html = _render_tokens(tokens, options, self.images)
         return new_blocks, self.tail_html
 
 
-def _render_tokens(tokens: list[Token], options: OptionsDict | None = None) -> str:
+def _render_tokens(
+    tokens: list[Token], options: OptionsDict | None = None, images: ImagePolicy | None = None
+) -> str:
     html = _PARSER.renderer.render(tokens, options or _PARSER.options, {}) if tokens else ""
-    return sanitize(html) if html else ""
+    return sanitize(html, images) if html else ""

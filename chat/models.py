@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 from django.utils.timezone import now as timezone_now
@@ -68,12 +69,28 @@ class SiteSettings(models.Model):
         default=False,
         help_text="Staff ignore token and cost quotas and the rate limit.",
     )
+    image_hosts = models.TextField(
+        "allowed image hosts",
+        blank=True,
+        help_text="Images in messages from these hosts load by themselves (one per line, e.g. "
+        "images.example.com, *.cdn.example.com or images.example.com:8443). Images from any "
+        "other host show a “Load image from …” link instead, so a model cannot make readers' "
+        "browsers contact a server of its choosing.",
+    )
 
     class Meta:
         verbose_name = verbose_name_plural = "site settings"
 
     def __str__(self) -> str:
         return "Site settings"
+
+    def clean(self) -> None:
+        from chat.image_policy import parse_image_hosts
+
+        try:
+            self.image_hosts = "\n".join(parse_image_hosts(self.image_hosts))
+        except ValueError as exc:
+            raise ValidationError({"image_hosts": str(exc)}) from exc
 
     @classmethod
     def load(cls) -> SiteSettings:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
-from chat.models import Team, Thread, ThreadShare
+from chat import image_policy
+from chat.models import SiteSettings, Team, Thread, ThreadShare
 from chat.services.sharing import announce_after_commit, threads_shared_with_teams
 
 
@@ -29,3 +30,8 @@ def team_members_changed(sender, instance, action: str, reverse: bool, pk_set, *
     else:
         team_ids = [instance.pk]
     announce_after_commit(threads_shared_with_teams(team_ids))
+
+
+@receiver(post_save, sender=SiteSettings)
+def site_settings_saved(sender, instance: SiteSettings, **kwargs) -> None:
+    image_policy.forget()  # this process at once; other workers within a few seconds

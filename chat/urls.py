@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from chat import sharing_views, thread_settings, tool_library, views
+from chat import image_viewer, sharing_views, thread_settings, tool_library, views
 
 app_name = "chat"
 
@@ -27,6 +27,7 @@ urlpatterns = [
     ),
     re_path(r"^t/(?P<thread_id>\d+)/export\.(?P<fmt>md|json)$", views.export_thread, name="export"),
     path("search/", views.search, name="search"),
+    path("image/", image_viewer.remote_image_page, name="remote-image"),
     path("models/refresh/", views.refresh_models, name="refresh-models"),
     path("tools/", tool_library.library, name="tools"),
     path("tools/new/", tool_library.create_tool, name="tool-create"),

@@ -1,5 +1,8 @@
 from django.contrib import admin
+from django.contrib.auth.decorators import login_not_required
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from chat import health, lockout_views, staff_views, views
 from chat.auth_views import ThrottledLoginView
@@ -7,6 +10,11 @@ from chat.signin import views as signin_views
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
+    # Browsers ask for /favicon.ico on pages without an icon link (the admin's, the image page).
+    path(
+        "favicon.ico",
+        login_not_required(RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+    ),
     path("admin/usage/", staff_views.dashboard, name="staff-usage"),
     path("admin/usage/export.csv", staff_views.usage_csv, name="staff-usage-csv"),
     path("admin/lockouts/", lockout_views.lockouts, name="admin-lockouts"),

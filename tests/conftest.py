@@ -13,6 +13,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.test.utils import override_settings
 
+from chat import image_policy
 from chat.models import Provider, Thread
 
 pytest_plugins = [
@@ -82,6 +83,7 @@ def _test_settings(settings):
     settings.DEMO_GATEWAY_ENABLED = False
     settings.SECURE_SSL_REDIRECT = False
     _clear_cache()
+    image_policy.forget()  # a previous test's allowed image hosts were rolled back
     if django_settings.REDIS_URL:
         # A fresh Redis layer per test: each test has its own event loop, and a layer that
         # outlived one (a receive still pending when it closed) keeps a lock bound to it.

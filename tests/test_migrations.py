@@ -30,6 +30,26 @@ def migrate() -> Callable[[list[tuple[str, str]]], StateApps]:
     executor.migrate(executor.loader.graph.leaf_nodes())
 
 
+def test_0005_image_hosts_keeps_the_site_settings(migrate):
+    old = migrate([("chat", "0004_teams_sharing_heartbeat")])
+    old.get_model("chat", "SiteSettings").objects.create(
+        pk=1,
+        allow_signup=True,
+        allowed_email_domains="example.com",
+        default_tokens_per_day=1000,
+        staff_exempt=True,
+    )
+    new = migrate([("chat", "0005_image_hosts")])
+    row = new.get_model("chat", "SiteSettings").objects.get(pk=1)
+    assert (row.allow_signup, row.allowed_email_domains, row.default_tokens_per_day) == (
+        True,
+        "example.com",
+        1000,
+    )
+    assert row.staff_exempt is True
+    assert row.image_hosts == ""  # no host allowed: remote images wait for a click
+
+
 def test_0008_external_identity_keeps_teams_and_members(migrate):
     old = migrate([("chat", "0004_teams_sharing_heartbeat")])
     User = old.get_model("auth", "User")

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0004_teams_sharing_heartbeat'),
+        ('chat', '0005_image_hosts'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -100,6 +100,53 @@
     if (invalid) { invalid.focus(); invalid.scrollIntoView({ block: "center" }); }
   });
 
+  // "Load image from <host>": the reader chose to load this image. Our image page
+  // (chat/image_viewer.py) opens in a frame in place of the link, sized to the image: the chat
+  // page's Content-Security-Policy does not let it load another host's image itself. An image
+  // loaded once opens again by itself when its message is redrawn (end of a stream, reconnect).
+  // A click with a modifier key keeps the link's own behaviour (open the image page in a tab).
+  var loadedImages = new Set();
+  function openRemoteImage(link) {
+    var frame = document.createElement("iframe");
+    frame.className = "remote-image-frame";
+    frame.title = link.textContent.replace(/^Load image/, "Image");
+    frame.setAttribute("sandbox", "allow-same-origin");
+    frame.referrerPolicy = "no-referrer";
+    frame.addEventListener("load", function () {
+      var image = frame.contentDocument && frame.contentDocument.querySelector("img");
+      var loaded = Boolean(image && image.naturalWidth);
+      frame.dataset.loaded = String(loaded);
+      if (loaded) {
+        frame.style.width = image.naturalWidth + "px";
+        frame.style.aspectRatio = image.naturalWidth + " / " + image.naturalHeight;
+      }
+    });
+    frame.src = link.href;
+    link.replaceWith(frame);
+  }
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest("a.remote-image");
+    if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
+    event.preventDefault();
+    loadedImages.add(link.getAttribute("href"));
+    openRemoteImage(link);
+  });
+  function reopenRemoteImages() {
+    if (!loadedImages.size) return;
+    document.querySelectorAll("a.remote-image").forEach(function (link) {
+      if (loadedImages.has(link.getAttribute("href"))) openRemoteImage(link);
+    });
+  }
+  document.addEventListener("htmx:wsAfterMessage", reopenRemoteImages);
+  document.addEventListener("htmx:afterSwap", reopenRemoteImages);
+
+  // A panel's close button (Settings, Share) empties the panel.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-close-panel]");
+    var panel = button && button.closest("#settings-panel");
+    if (panel) panel.replaceChildren();
+  });
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");
     if (!button) return;
