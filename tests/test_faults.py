@@ -288,12 +288,19 @@ def test_the_reaper_waits_until_the_database_has_been_back_for_the_stale_time(
     assert generation.mark_interrupted_turns() == [(dead.pk, thread.pk)]
 
 
+@pytest.fixture
+def _reconnect_afterwards():
+    """The outage cut this process's sessions: the next tests start with fresh ones."""
+    yield
+    connections.close_all()
+
+
 @pytest.mark.skipif(
     django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
     reason="stops a PostgreSQL database (make test-scaleout)",
 )
 async def test_a_real_postgresql_outage_at_the_end_of_an_answer_loses_nothing(
-    user, thread, settings
+    user, thread, settings, monkeypatch, _reconnect_afterwards
 ):
     """The test database refuses connections and its sessions are cut for 2.5 s, longer than
     TURN_STALE_SECONDS, while the answer ends."""
@@ -303,14 +310,13 @@ async def test_a_real_postgresql_outage_at_the_end_of_an_answer_loses_nothing(
     settings.TURN_REAPER_SECONDS = 0.1
     settings.TURN_STALE_SECONDS = 1.5
     settings.TURN_FINISH_RETRY_SECONDS = 30
+    monkeypatch.setattr(generation, "FINISH_RETRY_MAX_DELAY", 0.2, raising=False)  # faster time
     database = connections["default"].settings_dict["NAME"]
     admin_settings = connections["default"].get_connection_params() | {"dbname": "postgres"}
 
     def set_reachable(reachable: bool) -> None:
         with psycopg.connect(**admin_settings, autocommit=True) as admin:
-            admin.execute(
-                f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(reachable).lower()}'
-            )
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(reachable).lower()}')
             if not reachable:
                 admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -331,9 +337,11 @@ async def test_a_real_postgresql_outage_at_the_end_of_an_answer_loses_nothing(
     await asyncio.sleep(2)  # the reaper's chance to (wrongly) close it
 
     stored = await database_sync_to_async(Turn.objects.get)(pk=turn.pk)
+    found = await database_sync_to_async(records)()
+    await database_sync_to_async(connections.close_all)()  # this thread's cut sessions too
     assert stored.status == Turn.Status.COMPLETED and stored.error == ""
     assert stored.output_text == "".join(runner.state.text)
-    [record] = await database_sync_to_async(records)()
+    [record] = found
     assert record.status == "completed" and record.output_tokens == stored.output_tokens > 0
 
 

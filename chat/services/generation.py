@@ -814,17 +814,18 @@ def mark_interrupted_turns(older_than: float | None = None) -> list[tuple[int, i
     closes it). Returns their (turn id, thread id).
 
     Nothing is closed while this process has recently failed to reach the database: runners
-    could not write their heartbeats then, and one may still be retrying its final write."""
-    if not heartbeats_are_trustworthy():
-        return []
+    could not write their heartbeats then, and one may still be retrying its final write. (The
+    look itself still runs meanwhile: while the outage lasts it fails, which is noted.)"""
     stale = settings.TURN_STALE_SECONDS if older_than is None else older_than
     cutoff = timezone.now() - timedelta(seconds=stale)
     is_stale = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
-    dead = (
+    dead = list(
         Turn.objects.filter(is_stale, status=Turn.Status.IN_PROGRESS)
         .exclude(pk__in=list(_running))
         .values_list("pk", "thread_id")
     )
+    if not dead or not heartbeats_are_trustworthy():
+        return []
     return [(pk, thread_id) for pk, thread_id in dead if _close_dead_turn(pk, is_stale)]
 
 
