@@ -25,6 +25,16 @@ from django.urls import reverse
 
 from chat.models import Thread, Turn, UsageRecord
 from chat.services import generation, quotas, usage
+from tests.test_multiprocess import (  # the multi-process tests' helpers
+    LONG_WORDS,
+    NEW_TURN,
+    PASSWORD,
+    SOME_TEXT,
+    A,
+    B,
+    new_turn_id,
+    wait_for_row,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -426,3 +436,84 @@ async def test_a_runner_back_after_being_taken_for_dead_stores_its_answer_withou
     assert estimate.input_tokens + rest.input_tokens == max(
         stored.input_tokens, estimate.input_tokens
     )
+
+
+# -- the same across workers (PostgreSQL + Redis, two Daphne processes; make test-scaleout) -----
+
+
+def _delete_over_http(cluster, worker_index: int, thread_id: int, cookie: str) -> int:
+    """The owner deletes the chat from a page served by this worker; the response's status."""
+    import re
+
+    import httpx
+
+    url = cluster.workers[worker_index].url
+    with httpx.Client(base_url=url, cookies={"sessionid": cookie}, timeout=10) as browser:
+        page = browser.get(f"/t/{thread_id}/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        assert token, f"no CSRF token on the chat page ({page.status_code})"
+        response = browser.post(
+            f"/t/{thread_id}/delete/",
+            data={"csrfmiddlewaretoken": token.group(1)},
+            headers={"Referer": f"{url}/t/{thread_id}/"},
+        )
+    return response.status_code
+
+
+@pytest.fixture
+def chat(worker_cluster) -> tuple:
+    """alice, her chat on the cluster, and her session (as in tests/test_multiprocess.py)."""
+    worker_cluster.create_user("alice", PASSWORD)
+    thread_id = worker_cluster.create_thread("alice", "Across workers")
+    return worker_cluster, thread_id, worker_cluster.session_cookie(A, "alice", PASSWORD)
+
+
+async def _usage_rows(cluster, within: float) -> list[dict]:
+    deadline = time.monotonic() + within
+    while True:
+        rows = cluster.sql("SELECT * FROM chat_usagerecord ORDER BY id")
+        if rows or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.multiprocess
+async def test_deleting_a_chat_on_one_worker_stops_its_answer_on_the_other_and_keeps_the_usage(
+    chat,
+):
+    cluster, thread_id, cookie = chat
+    async with cluster.socket(A, thread_id, cookie) as sender:
+        await sender.send({"action": "send", "message": LONG})
+        await sender.receive_until(NEW_TURN, 15)
+        await sender.receive_until(SOME_TEXT, 15)  # streaming on A
+        status = await asyncio.to_thread(_delete_over_http, cluster, B, thread_id, cookie)
+        assert status == 302
+        deleted_at = time.monotonic()
+        rows = await _usage_rows(cluster, 6)  # the answer alone would take 8 s more
+
+    assert rows, "no usage recorded for the deleted chat's answer"
+    assert time.monotonic() - deleted_at < 6
+    [record] = rows
+    assert record["thread_id"] is None and record["turn_id"] is None
+    assert record["status"] == "cancelled" and record["estimated"]
+    assert record["model"] == "demo-chat" and record["user_id"] is not None
+    assert 0 < record["output_tokens"] < LONG_WORDS * 2
+    assert not cluster.sql("SELECT id FROM chat_turn WHERE thread_id = %s", (thread_id,))
+
+
+@pytest.mark.multiprocess
+async def test_a_killed_workers_answer_records_its_usage_once(chat):
+    cluster, thread_id, cookie = chat
+    async with cluster.socket(B, thread_id, cookie) as viewer:
+        async with cluster.socket(A, thread_id, cookie) as sender:
+            await sender.send({"action": "send", "message": LONG})
+            turn_id = new_turn_id(await viewer.receive_until(NEW_TURN, 15))
+            await wait_for_row(cluster, turn_id, lambda row: row["output_text"], 10)
+            cluster.workers[A].kill()
+        row = await wait_for_row(cluster, turn_id, lambda row: row["status"] != "in_progress", 12)
+        await asyncio.sleep(2)  # B's reaper looks every second: it must not count it again
+
+    assert row["status"] == "interrupted"
+    [record] = cluster.sql("SELECT * FROM chat_usagerecord")
+    assert record["turn_id"] == turn_id and record["status"] == "interrupted"
+    assert record["estimated"] and record["output_tokens"] == math.ceil(len(row["output_text"]) / 4)
