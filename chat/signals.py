@@ -1,9 +1,10 @@
 """Whoever changes who may see a thread (a share, a team's members, a deleted thread), from a
-view, the admin or the shell, the thread's open sockets hear of it."""
+view, the admin or the shell, the thread's open sockets hear of it; a deleted thread's running
+answers are stopped on whichever worker runs them."""
 
 from __future__ import annotations
 
-from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
 from chat import image_policy
@@ -19,6 +20,13 @@ def share_changed(sender, instance: ThreadShare, **kwargs) -> None:
 @receiver(post_delete, sender=Thread)
 def thread_deleted(sender, instance: Thread, **kwargs) -> None:
     announce_after_commit([instance.pk])
+
+
+@receiver(pre_delete, sender=Thread)
+def thread_deleting(sender, instance: Thread, **kwargs) -> None:
+    from chat.services.generation import stop_runners_of_deleted_thread
+
+    stop_runners_of_deleted_thread(instance.pk)  # they record their usage, unlinked
 
 
 @receiver(m2m_changed, sender=Team.members.through)

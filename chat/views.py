@@ -21,7 +21,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from chat import export, fragments
 from chat.forms import AccountCreationForm, RenameThreadForm
-from chat.models import Preset, Provider, SiteSettings, Thread, Turn
+from chat.models import Preset, Provider, SiteSettings, Thread
 from chat.services import access, conversation, generation, providers
 from chat.services import search as thread_search
 from chat.signin.backends import ACCOUNT_BACKEND
@@ -252,9 +252,7 @@ def rename_thread(request: HttpRequest, thread_id: int) -> HttpResponse:
 @require_POST
 def delete_thread(request: HttpRequest, thread_id: int) -> HttpResponse:
     thread = _writable_thread_or_404(request, thread_id, owner_only=True)
-    for turn_id in thread.turns.filter(status=Turn.Status.IN_PROGRESS).values_list("pk", flat=True):
-        generation.cancel_running(turn_id)
-    thread.delete()
+    thread.delete()  # its running answers are stopped, wherever they run (chat.signals)
     messages.success(request, "Chat deleted.")
     url = reverse("chat:home")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)

@@ -321,6 +321,10 @@ STREAM_CHECKPOINT_SECONDS = env_float("STREAM_CHECKPOINT_SECONDS", 3.0)
 # dead (its worker crashed or restarted) and marked interrupted; every worker looks this often.
 TURN_STALE_SECONDS = env_float("TURN_STALE_SECONDS", 20.0)
 TURN_REAPER_SECONDS = env_float("TURN_REAPER_SECONDS", 5.0)
+# How long a runner keeps trying to store the end of its turn while the database is unreachable
+# (with backoff up to 2 s between attempts); after that the turn is closed from its last
+# checkpoint once the database is back.
+TURN_FINISH_RETRY_SECONDS = env_float("TURN_FINISH_RETRY_SECONDS", 60.0)
 MAX_MESSAGE_CHARS = int(os.environ.get("MAX_MESSAGE_CHARS", "32000"))
 # A thread page shows this many of the newest turns; "Show earlier messages" loads more.
 HISTORY_PAGE_TURNS = max(1, int(os.environ.get("HISTORY_PAGE_TURNS", "40")))

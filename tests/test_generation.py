@@ -262,7 +262,7 @@ def test_database_writes_per_turn_do_not_grow_with_answer_length(make_thread, us
 
     short, long = queries_for(100), queries_for(5000)
     assert short == long
-    assert long <= 15
+    assert long <= 17  # the end and its usage record are one transaction (BEGIN/COMMIT)
 
 
 async def test_staff_model_defaults_are_sent_and_the_thread_overrides_them(

@@ -13,7 +13,13 @@ resumes the turn in a new runner from what ``Turn.tool_calls`` recorded.
 Any worker can serve any viewer: a runner listens on its own channel-layer channel (its name is
 stored on the turn), so a stop pressed on another worker, or a snapshot asked for by a socket on
 another worker, reaches it. While it runs it writes a heartbeat with each checkpoint; a turn
-whose heartbeat goes stale (its worker died) is marked interrupted by whichever worker notices.
+whose heartbeat goes stale (its worker died) is marked interrupted by whichever worker notices,
+which records its usage.
+
+The end of a turn is written in one transaction with its usage record. When the database is
+unreachable at that moment, the write is tried again with backoff for up to
+``TURN_FINISH_RETRY_SECONDS``, and no worker takes a stale heartbeat for a dead runner until
+the database has answered again for ``TURN_STALE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -24,14 +30,15 @@ import contextvars
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -59,6 +66,36 @@ log = logging.getLogger(__name__)
 _running: dict[int, TurnRunner] = {}
 
 RUNNER_CHANNEL_PREFIX = "turn-runner"
+
+# What an unreachable database (restarting, refusing connections, a dropped connection) raises;
+# other database errors are not worth waiting for.
+DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
+# Backoff between attempts to store the end of a turn: short at first (a dropped connection is
+# replaced at once), never so long that the write lands long after the database is back.
+FINISH_RETRY_FIRST_DELAY = 0.1
+FINISH_RETRY_MAX_DELAY = 2.0
+
+REAPED_ERROR = (
+    "This answer was cut off: the server writing it stopped, or could not reach the database,"
+    " before it finished."
+)
+
+# When this process last failed to reach the database (time.monotonic()), or None.
+_database_trouble_at: float | None = None
+
+
+def note_database_trouble() -> None:
+    """Remember that the database was unreachable: heartbeats could not be written meanwhile."""
+    global _database_trouble_at
+    _database_trouble_at = time.monotonic()
+
+
+def heartbeats_are_trustworthy() -> bool:
+    """Whether a stale heartbeat means a dead runner: not until the database has answered for
+    ``TURN_STALE_SECONDS`` since this process last failed to reach it (every runner had its
+    chance to write its heartbeat, or the end of its turn, since)."""
+    trouble = _database_trouble_at
+    return trouble is None or time.monotonic() - trouble >= settings.TURN_STALE_SECONDS
 
 
 def thread_group(thread_id: int) -> str:
@@ -153,7 +190,11 @@ class TurnRunner:
         self.group = thread_group(plan.turn.thread_id)
         self.state = state or StreamState(model=plan.turn.model)
         self.resuming = state is not None
+        # What earlier runners of this turn (a tool loop resumed) already recorded as usage.
+        self.usage_at_start = self.state.usage
         self.stop_requested = False
+        # Set while the end of the turn is being stored: a stop then must not cancel that write.
+        self.finishing = False
         self.task: asyncio.Task[None] | None = None
         self._dirty = asyncio.Event()
         # Set once the thread's sockets were told about the turn (``_launch``): no delta may
@@ -174,7 +215,7 @@ class TurnRunner:
 
     def stop(self) -> None:
         self.stop_requested = True
-        if self.task is not None:
+        if self.task is not None and not self.finishing:
             self.task.cancel()
 
     def snapshot(self) -> dict:
@@ -215,6 +256,7 @@ class TurnRunner:
             self.state.status = Turn.Status.FAILED
             self.state.error = "Switchboard hit an internal error while generating this answer."
         finally:
+            self.finishing = True
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -372,19 +414,36 @@ class TurnRunner:
             await asyncio.sleep(settings.STREAM_CHECKPOINT_SECONDS)
             try:
                 await self._checkpoint()
+            except DATABASE_UNREACHABLE:
+                note_database_trouble()
+                log.warning("could not checkpoint turn %s: database unreachable", self.turn_id)
             except Exception:
                 log.exception("could not checkpoint turn %s", self.turn_id)
 
     async def _checkpoint(self) -> None:
-        """Save the answer so far and say this runner is alive (one UPDATE)."""
-        await database_sync_to_async(
+        """Save the answer so far and its usage and say this runner is alive (one UPDATE). A
+        turn deleted meanwhile (its thread, from any worker or the shell) is stopped."""
+        saved = await database_sync_to_async(
             Turn.objects.filter(pk=self.turn_id, status=Turn.Status.IN_PROGRESS).update
         )(
             output_text="".join(self.state.text),
             reasoning_text="".join(self.state.reasoning),
             tool_calls=self.state.tool_calls,
             heartbeat_at=timezone.now(),
+            **self._usage_fields(),
         )
+        if not saved and not await Turn.objects.filter(pk=self.turn_id).aexists():
+            self.stop()
+
+    def _usage_fields(self) -> dict[str, int]:
+        tokens = self.state.usage
+        return {
+            "input_tokens": tokens.input_tokens,
+            "output_tokens": tokens.output_tokens,
+            "total_tokens": tokens.total_tokens,
+            "cached_tokens": tokens.cached_tokens,
+            "reasoning_tokens": tokens.reasoning_tokens,
+        }
 
     async def _control_loop(self) -> None:
         """Stop and snapshot requests from sockets on any worker."""
@@ -409,41 +468,75 @@ class TurnRunner:
             "tool_calls": state.tool_calls,
             "response_id": state.response_id,
             "model": state.model,
-            "input_tokens": state.usage.input_tokens,
-            "output_tokens": state.usage.output_tokens,
-            "total_tokens": state.usage.total_tokens,
-            "cached_tokens": state.usage.cached_tokens,
-            "reasoning_tokens": state.usage.reasoning_tokens,
+            **self._usage_fields(),
             "duration_ms": (self.plan.turn.duration_ms or 0) + round(elapsed * 1000),
             "finished_at": timezone.now(),
         }
         if not self.resuming:
             fields["time_to_first_token_ms"] = round((first - started) * 1000) if first else None
-        message = {"type": "turn.finished", "turn_id": self.turn_id}
         try:
-            html = await database_sync_to_async(self._store_end)(fields)
+            html = await self._store_end_retrying(fields)
         except Exception:
+            # The turn stays as its last checkpoint said; a reaper closes it (and records its
+            # usage) once the database has answered again for a while.
             log.exception("could not store the end of turn %s", self.turn_id)
-        else:
-            if html:
-                message["html"] = html  # every socket shows this; none reads the turn again
+            return
+        message = {"type": "turn.finished", "turn_id": self.turn_id}
+        if html:
+            message["html"] = html  # every socket shows this; none reads the turn again
         await self._channel_layer.group_send(self.group, message)
 
+    async def _store_end_retrying(self, fields: dict) -> str:
+        """The end of a turn is what its viewers waited for: while the database is unreachable,
+        try again with backoff, for up to ``TURN_FINISH_RETRY_SECONDS``."""
+        deadline = time.monotonic() + settings.TURN_FINISH_RETRY_SECONDS
+        delay = FINISH_RETRY_FIRST_DELAY
+        while True:
+            try:
+                return await database_sync_to_async(self._store_end)(fields)
+            except DATABASE_UNREACHABLE as error:
+                note_database_trouble()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                log.warning(
+                    "could not store the end of turn %s (%s); trying again in %.1f s",
+                    self.turn_id,
+                    str(error).strip() or type(error).__name__,
+                    min(delay, left),
+                )
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, FINISH_RETRY_MAX_DELAY)
+
     def _store_end(self, fields: dict) -> str:
-        """Store the end of the turn; return the finished turn's fragment, rendered once for
-        every viewer ("" when the stored turn is not the one this runner holds)."""
-        # A turn already marked interrupted by a worker that thought this one dead stays so.
-        stored = Turn.objects.filter(pk=self.turn_id, status__in=Turn.ACTIVE).update(
-            **fields, runner_channel=""
-        )
+        """Store the end of the turn and its usage record in one transaction (a retry after a
+        failure that left it unclear whether the commit happened never counts twice); return
+        the finished turn's fragment, rendered once for every viewer ("" when nothing of this
+        runner's was stored: sockets render what is)."""
         turn = self.plan.turn
         for name, value in fields.items():
             setattr(turn, name, value)
-        # Also while paused for a tool answer: those tokens are spent even if nobody answers
-        # (record_turn records only what is new when the turn resumes).
-        usage.record_turn(turn)
-        if not stored:
-            return ""  # sockets render what is stored
+        with transaction.atomic():
+            stored = Turn.objects.filter(pk=self.turn_id, status__in=Turn.ACTIVE).update(
+                **fields, runner_channel=""
+            )
+            if stored:
+                # Also while paused for a tool answer: those tokens are spent even if nobody
+                # answers (record_turn records only what is new when the turn resumes).
+                usage.record_turn(turn)
+            elif Turn.objects.filter(pk=self.turn_id, status=Turn.Status.INTERRUPTED).update(
+                **fields, runner_channel=""
+            ):
+                # Closed from its last checkpoint by a worker that took this runner for dead:
+                # the whole answer replaces that, and only usage not recorded yet is added.
+                usage.record_turn(turn, recount=True)
+            elif not Turn.objects.filter(pk=self.turn_id).exists():
+                # Deleted with its thread meanwhile: the tokens were spent all the same.
+                earlier = asdict(self.usage_at_start) if self.resuming else None
+                usage.record_turn(turn, deleted=True, recorded=earlier)
+                return ""
+            else:
+                return ""  # stored by an earlier attempt whose reply was lost
         try:
             return fragments.finished_turn(turn, self.plan.siblings)
         except Exception:
@@ -639,6 +732,31 @@ def cancel_running(turn_id: int) -> bool:
     return True
 
 
+def stop_runners_of_deleted_thread(thread_id: int) -> None:
+    """Inside the transaction deleting a thread (its ``pre_delete`` signal, whatever the entry
+    point): lock its unfinished turns, so that a runner storing its end meanwhile either
+    finishes first or waits and then records its usage unlinked, never failing on a deleted
+    row; once the deletion is committed, tell their runners to stop, on whichever worker."""
+    channels = [
+        channel
+        for channel in Turn.objects.select_for_update()
+        .filter(thread_id=thread_id, status__in=[*Turn.ACTIVE, Turn.Status.INTERRUPTED])
+        .values_list("runner_channel", flat=True)
+        if channel
+    ]
+    if channels:
+        transaction.on_commit(lambda: _send_stop(channels))
+
+
+def _send_stop(channels: list[str]) -> None:
+    send = async_to_sync(get_channel_layer().send)
+    for channel in channels:
+        try:
+            send(channel, {"type": "turn.stop"})
+        except Exception:  # the deletion stands; the runner's next checkpoint stops it
+            log.exception("could not tell runner %s to stop", channel)
+
+
 async def stop_turn(turn_id: int) -> bool:
     """Stop a turn that is generating (on whichever worker) or waiting for a tool answer."""
     if cancel_running(turn_id):
@@ -692,23 +810,41 @@ async def wait_for(turn_id: int) -> None:
 
 def mark_interrupted_turns(older_than: float | None = None) -> list[tuple[int, int]]:
     """Turns whose runner stopped saying it is alive (its worker died or restarted) keep their
-    text, marked interrupted. Returns their (turn id, thread id)."""
+    text, marked interrupted, and their usage is recorded (each exactly once, whichever worker
+    closes it). Returns their (turn id, thread id).
+
+    Nothing is closed while this process has recently failed to reach the database: runners
+    could not write their heartbeats then, and one may still be retrying its final write. (The
+    look itself still runs meanwhile: while the outage lasts it fails, which is noted.)"""
     stale = settings.TURN_STALE_SECONDS if older_than is None else older_than
     cutoff = timezone.now() - timedelta(seconds=stale)
-    dead = (
-        Turn.objects.filter(status=Turn.Status.IN_PROGRESS)
-        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff))
+    is_stale = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+    dead = list(
+        Turn.objects.filter(is_stale, status=Turn.Status.IN_PROGRESS)
         .exclude(pk__in=list(_running))
+        .values_list("pk", "thread_id")
     )
-    found = list(dead.values_list("pk", "thread_id"))
-    if found:
-        Turn.objects.filter(pk__in=[pk for pk, _ in found], status=Turn.Status.IN_PROGRESS).update(
+    if not dead or not heartbeats_are_trustworthy():
+        return []
+    return [(pk, thread_id) for pk, thread_id in dead if _close_dead_turn(pk, is_stale)]
+
+
+def _close_dead_turn(turn_id: int, is_stale: Q) -> bool:
+    """Mark one dead runner's turn interrupted and record its usage, in one transaction. False
+    when it is no longer stale and running (its runner wrote meanwhile, or another worker
+    closed it first): only the worker whose update matched records the usage."""
+    with transaction.atomic():
+        closed = Turn.objects.filter(is_stale, pk=turn_id, status=Turn.Status.IN_PROGRESS).update(
             status=Turn.Status.INTERRUPTED,
-            error="The server generating this answer stopped before it finished.",
+            error=REAPED_ERROR,
             finished_at=timezone.now(),
             runner_channel="",
         )
-    return found
+        if closed:
+            # Measured when the checkpoints stored usage (finished tool steps), else estimated
+            # from the stored text.
+            usage.record_turn(Turn.objects.select_related("provider").get(pk=turn_id))
+    return bool(closed)
 
 
 async def reap_stale_turns() -> int:
@@ -729,6 +865,9 @@ async def _reaper_loop() -> None:
             reaped = await reap_stale_turns()
             if reaped:
                 log.warning("marked %d turn(s) of a dead worker as interrupted", reaped)
+        except DATABASE_UNREACHABLE:
+            note_database_trouble()
+            log.warning("could not look for interrupted turns: database unreachable")
         except Exception:
             log.exception("could not look for interrupted turns")
 

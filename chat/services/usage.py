@@ -69,13 +69,25 @@ def _estimate(turn: Turn) -> dict[str, int]:
     }
 
 
-def record_turn(turn: Turn) -> UsageRecord | None:
+def record_turn(
+    turn: Turn,
+    *,
+    recount: bool = False,
+    deleted: bool = False,
+    recorded: dict[str, int] | None = None,
+) -> UsageRecord | None:
     """Account a finished turn's usage, whatever its status (stopped turns used tokens too).
 
     Safe to call more than once for a turn with tool calls (a loop that pauses for the user and
     resumes reports its running totals each time): each call then records only what is new since
     the last record, as the next ``step``. The first call always records, so every request
-    counts. A turn that ended before the gateway reported usage gets an estimate."""
+    counts. A turn that ended before the gateway reported usage gets an estimate.
+
+    ``recount``: look for earlier records even without tool calls (a turn closed by a reaper,
+    which recorded it, whose runner came back with the whole answer). ``deleted``: the turn was
+    deleted with its thread (which unlinks its earlier records), so the record links to neither;
+    ``recorded`` is then what earlier runners of the turn had recorded, as far as the caller
+    knows."""
     tokens = {name: getattr(turn, name) for name in _TOKEN_FIELDS}
     estimated = False
     if (
@@ -85,16 +97,21 @@ def record_turn(turn: Turn) -> UsageRecord | None:
     ):
         tokens, estimated = _estimate(turn), True
     steps = 0
-    if turn.tool_calls:
-        # Only a tool loop pauses and resumes a turn, so only then can it have records already.
+    earlier: dict[str, int | None] = {}
+    if deleted:
+        if recorded and any(recorded.get(name) for name in _TOKEN_FIELDS):
+            steps, earlier = 1, dict(recorded)
+    elif turn.tool_calls or recount:
+        # Only a tool loop pauses and resumes a turn (and only a reaper closes one under its
+        # runner), so only then can it have records already.
         earlier = UsageRecord.objects.filter(turn_id=turn.pk).aggregate(
             steps=Count("pk"), **{name: Sum(name) for name in _TOKEN_FIELDS}
         )
         steps = earlier.pop("steps")
-        if steps:
-            tokens = {name: max(tokens[name] - (earlier[name] or 0), 0) for name in _TOKEN_FIELDS}
-            if not any(tokens.values()):
-                return None
+    if steps:
+        tokens = {name: max(tokens[name] - (earlier.get(name) or 0), 0) for name in _TOKEN_FIELDS}
+        if not any(tokens.values()):
+            return None
     total = tokens["input_tokens"] + tokens["output_tokens"]
     if not estimated and not steps:
         total = max(turn.total_tokens, total)
@@ -109,8 +126,8 @@ def record_turn(turn: Turn) -> UsageRecord | None:
     return UsageRecord.objects.create(
         created_at=turn.finished_at or timezone.now(),
         user_id=turn.author_id,
-        thread_id=turn.thread_id,
-        turn_id=turn.pk,
+        thread_id=None if deleted else turn.thread_id,
+        turn_id=None if deleted else turn.pk,
         step=steps,
         provider_id=turn.provider_id,
         provider_name=provider_name,
