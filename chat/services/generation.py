@@ -614,11 +614,19 @@ async def answer_tool_call(user, turn_id: int, call_id: str, result: str | None)
             return TurnPlan(turn=turn, provider=provider, request=request)
 
     plan = await database_sync_to_async(record)()
-    if plan is not None:
-        runner = TurnRunner(plan, StreamState.resumed(plan.turn))
-        _running[turn_id] = runner
-        runner.start()
-    await _publish_update(turn_id)
+    if plan is None:
+        await _publish_update(turn_id)
+        return
+    runner = TurnRunner(plan, StreamState.resumed(plan.turn))
+    _running[turn_id] = runner
+    # Pages show the paused turn without a live answer (no offset marker to update): each
+    # socket must redraw it live (``turn.updated``) before the resumed turn's first delta.
+    runner.announced.clear()
+    runner.start()
+    try:
+        await _publish_update(turn_id)
+    finally:
+        runner.announced.set()
 
 
 async def _publish_update(turn_id: int, kind: str = "turn.updated") -> None:
