@@ -27,7 +27,7 @@ from chat.models import (
     UsageRecord,
     UserQuota,
 )
-from chat.services import audit, parameters, providers
+from chat.services import audit, parameters, providers, session_binding
 
 User = get_user_model()
 
@@ -411,6 +411,8 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
         for user in users:
             audit.record(request.user, user, "changed", "active", "True", "False")
         queryset.filter(pk__in=[u.pk for u in users]).update(is_active=False)
+        # A bulk update sends no post_save: close their open sockets here.
+        session_binding.check_sockets_after_commit(u.pk for u in users)
         self.message_user(request, f"Deactivated {len(users)} user(s).", messages.SUCCESS)
 
     @admin.action(description="Reactivate selected users")

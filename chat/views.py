@@ -47,21 +47,7 @@ def _writable_thread_or_404(
     return thread
 
 
-def _sidebar(user) -> list[Thread]:
-    """The user's own chats (shared ones are listed apart, see ``_shared``)."""
-    return list(Thread.objects.filter(owner=user).only("pk", "title", "updated_at")[:200])
-
-
-def _shared(user) -> list[Thread]:
-    return list(
-        conversation.shared_with(user)
-        .select_related("owner")
-        .only("pk", "title", "updated_at", "owner__username")[:200]
-    )
-
-
-def _sidebars(user) -> dict:
-    return {"threads": _sidebar(user), "shared_threads": _shared(user)}
+_sidebars = conversation.sidebar_lists
 
 
 def _parse_model_choice(value: str) -> tuple[Provider | None, str]:
