@@ -24,6 +24,7 @@ import contextvars
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -563,6 +564,20 @@ async def start_turn(user, thread_id: int, text: str) -> Turn:
     channel = _new_runner_channel()
     plan = await database_sync_to_async(_plan_turn)(user, thread_id, text, None, False, channel)
     return await _launch(plan)
+
+
+async def start_new_thread(user, create_thread: Callable[[], Thread], text: str) -> Turn:
+    """The first message of a new chat: ``create_thread()`` and the first turn are created in
+    one transaction, so a refused turn (quota, rate limit, empty message…) leaves no empty chat
+    behind. Raises TurnRejected."""
+    channel = _new_runner_channel()
+
+    def plan() -> TurnPlan:
+        with transaction.atomic():
+            thread = create_thread()
+            return _plan_turn(user, thread.pk, text, None, False, channel)
+
+    return await _launch(await database_sync_to_async(plan)())
 
 
 async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
