@@ -130,8 +130,9 @@ async def _new_chat_page(request: HttpRequest, *, refused: str = "") -> HttpResp
         "draft": draft,
         "composer_error": refused,
     }
-    status = 422 if refused else 200
-    return await sync_to_async(render)(request, "chat/thread.html", context, status=status)
+    # 200 even when refused, as Django does for a form with errors: a 4xx page is a console
+    # error in the browser.
+    return await sync_to_async(render)(request, "chat/thread.html", context)
 
 
 @require_GET

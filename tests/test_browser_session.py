@@ -1,6 +1,7 @@
-"""Issue 11, findings 14 (and 2) in real browsers: a chat with a tool-call turn logs no console
-error on the owner's or a viewer's page; when the owner stops sharing, the viewer's open page is
-emptied at once and says why; logging out closes the other tabs' sockets with the reason shown."""
+"""Issue 11, findings 14 (with 2 and 15) in real browsers: a chat with a tool-call turn logs no
+console error on the owner's or a viewer's page; when the owner stops sharing, the viewer's open
+page is emptied at once and says why; logging out closes the other tabs' sockets with the reason
+shown; a refused first message creates no chat and keeps its text."""
 
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, expect
@@ -40,8 +41,14 @@ def define_tool(page: Page) -> None:
     page.get_by_role("link", name="Back to chat").click()
 
 
+@pytest.fixture
+def short_messages(monkeypatch):
+    """The live app (started after this) takes messages of up to 200 characters."""
+    monkeypatch.setenv("MAX_MESSAGE_CHARS", "200")
+
+
 def test_tool_call_chat_has_no_console_errors_and_revoked_viewer_page_is_emptied(
-    live_app, browser_page: Page, tmp_path
+    short_messages, live_app, browser_page: Page, tmp_path
 ):
     make_accounts(tmp_path)
     alice = browser_page
@@ -52,6 +59,12 @@ def test_tool_call_chat_has_no_console_errors_and_revoked_viewer_page_is_emptied
     # Alice starts a chat that offers a tool, and shares it read only with Bob.
     log_in(alice, live_app, "alice")
     define_tool(alice)
+    # A refused first message (finding 15): no chat is created and the text stays in the box.
+    too_long = "Plans for the trip, " * 11
+    send(alice, too_long)
+    expect(alice.locator("#composer-error")).to_contain_text("That message is too long")
+    expect(alice.get_by_label("Message", exact=True)).to_have_value(too_long)
+    expect(alice.get_by_role("list", name="Your chats")).to_have_text("No chats yet.")
     send(alice, "Plans for the trip #chunks=5")
     alice.wait_for_url("**/t/*/")
     expect(alice.locator("article.turn[data-status='completed']")).to_have_count(1)
