@@ -405,6 +405,12 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
         form.acting_user = request.user
         return form
 
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = ""):
+        # Django gives the staff member's own session a new key here too: their open sockets
+        # reconnect with it rather than find their session gone.
+        change = super().user_change_password
+        return session_binding.keeps_this_session(change)(request, id, form_url)
+
     @admin.action(description="Deactivate selected users (they can no longer log in)")
     def deactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
         users = list(queryset.exclude(pk=request.user.pk).filter(is_active=True))

@@ -85,12 +85,16 @@ async def test_logout_closes_that_sessions_sockets_only(thread, user):
     await staying_ws.disconnect()
 
 
-async def test_own_password_change_ends_other_sessions_and_keeps_this_one(thread, user):
-    changing, elsewhere = await browser(user), await browser(user)
+@pytest.mark.parametrize("url", ["/accounts/password_change/", "/admin/password_change/"])
+async def test_own_password_change_ends_other_sessions_and_keeps_this_one(
+    staff, make_thread, url
+):
+    thread = await sync_to_async(make_thread)(staff)
+    changing, elsewhere = await browser(staff), await browser(staff)
     changing_ws = await open_socket(thread.pk, changing)
     elsewhere_ws = await open_socket(thread.pk, elsewhere)
     response = await sync_to_async(changing.post)(
-        "/accounts/password_change/",
+        url,
         {
             "old_password": PASSWORD,
             "new_password1": "another long one 9",
@@ -127,6 +131,25 @@ async def test_admin_reset_passwords_closes_every_socket_of_those_users(
         await assert_closed_saying(ws, "Your password was changed")
     await assert_still_acts(bystander_ws)
     await bystander_ws.disconnect()
+
+
+async def test_staff_setting_a_password_closes_that_users_sockets_and_renews_their_own(
+    thread, user, staff, make_thread
+):
+    staff_browser, staff_thread = await browser(staff), await sync_to_async(make_thread)(staff)
+    staff_ws = await open_socket(staff_thread.pk, staff_browser)
+    user_ws = await open_socket(thread.pk, await browser(user))
+    new_password = {"password1": "set by staff 1234", "password2": "set by staff 1234"}
+    response = await sync_to_async(staff_browser.post)(
+        f"/admin/auth/user/{user.pk}/password/", {"usable_password": "true", **new_password}
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    await assert_closed_saying(user_ws, "Your password was changed")
+    # Django renewed the staff member's own session key too: their socket reconnects with it.
+    assert await closing_code(staff_ws) == 1012
+    renewed_ws = await open_socket(staff_thread.pk, staff_browser)
+    await assert_still_acts(renewed_ws)
+    await renewed_ws.disconnect()
 
 
 def _admin_form_deactivates(staff_browser: Client, user: User) -> None:
