@@ -183,15 +183,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         """Before every action, whatever messages this socket missed (another process changed
         things without Redis, say): its session still lets its user act, and the user may still
         see this thread (its access level is refreshed). Otherwise the socket closes."""
-        if self.ended:
-            return False
-        problem = await database_sync_to_async(session_binding.session_problem)(
-            self.user_id, self.session_key
-        )
-        if problem:
-            await self._end_session(problem)
-            return False
-        return await self._recheck_access()
+        return not self.ended and await self._check_session() and await self._recheck_access()
 
     async def _own_turn_id(self, data: dict) -> int:
         """The turn named in a request, if it belongs to this socket's thread."""
@@ -329,23 +321,30 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     async def session_check(self, message: dict) -> None:
         """The user's password or active flag may have changed: is this session still valid?"""
-        if self.ended:
-            return
-        problem = await database_sync_to_async(session_binding.session_problem)(
-            self.user_id, self.session_key
-        )
-        if problem:
-            await self._end_session(problem)
+        if not self.ended:
+            await self._check_session()
 
     async def session_renewed(self, message: dict) -> None:
         """This browser changed its password: its session lives on under a new key, which the
         socket learns by reconnecting (the page sends what it shows; nothing is lost)."""
         if message["session"] == self.session_tag and not self.ended:
             self.ended = True
+            await self.channel_layer.group_discard(self.group, self.channel_name)
             await self.close(code=CLOSE_RECONNECT)
+
+    async def _check_session(self) -> bool:
+        """Whether this socket's session still lets its user act; if not, it closes saying why."""
+        problem = await database_sync_to_async(session_binding.session_problem)(
+            self.user_id, self.session_key
+        )
+        if problem:
+            await self._end_session(problem)
+        return problem is None
 
     async def _end_session(self, reason: str) -> None:
         self.ended = True
+        # Nothing more of the thread reaches a socket that is closing.
+        await self.channel_layer.group_discard(self.group, self.channel_name)
         await self.send(fragments.error_notice(reason))
         await self.close(code=CLOSE_UNAUTHENTICATED)
 
