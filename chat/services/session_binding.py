@@ -54,7 +54,8 @@ def session_problem(user_id: int, session_key: str | None) -> str | None:
 
     One query: the user's row with the session's data. Mirrors what Django checks on every
     request: the session exists and is unexpired, names this user, and carries the hash of the
-    user's current password; and the account is active."""
+    user's current password; and the account is active. Needs a database-backed session engine
+    (Django's default, the one Switchboard uses)."""
     store = _session_store()
     sessions = store.get_model_class().objects.filter(
         session_key=session_key or "", expire_date__gt=timezone.now()
