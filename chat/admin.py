@@ -28,7 +28,7 @@ from chat.models import (
     UsageRecord,
     UserQuota,
 )
-from chat.services import audit, parameters, providers
+from chat.services import audit, parameters, providers, session_binding
 
 User = get_user_model()
 
@@ -436,12 +436,20 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
         form.acting_user = request.user
         return form
 
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = ""):
+        # Django gives the staff member's own session a new key here too: their open sockets
+        # reconnect with it rather than find their session gone.
+        change = super().user_change_password
+        return session_binding.keeps_this_session(change)(request, id, form_url)
+
     @admin.action(description="Deactivate selected users (they can no longer log in)")
     def deactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
         users = list(queryset.exclude(pk=request.user.pk).filter(is_active=True))
         for user in users:
             audit.record(request.user, user, "changed", "active", "True", "False")
         queryset.filter(pk__in=[u.pk for u in users]).update(is_active=False)
+        # A bulk update sends no post_save: close their open sockets here.
+        session_binding.check_sockets_after_commit(u.pk for u in users)
         self.message_user(request, f"Deactivated {len(users)} user(s).", messages.SUCCESS)
 
     @admin.action(description="Reactivate selected users")

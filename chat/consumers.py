@@ -2,6 +2,9 @@
 
 A socket may be on another worker than the turn it shows: live state then comes from the
 runner over the channel layer (``turn.snapshot`` replies), never from this process's memory.
+
+A socket is bound to the login session that opened it (``chat.services.session_binding``): it
+closes when that session ends, and every action re-checks the session and the thread's access.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chat import fragments
 from chat.models import Turn
-from chat.services import conversation, generation
+from chat.services import conversation, generation, session_binding
 
 log = logging.getLogger(__name__)
 
+# Codes of the 4000 range: the htmx websocket extension does not reconnect after them.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+# The extension reconnects after this one (with the browser's current session cookie).
+CLOSE_RECONNECT = 1012
 
 
 def parse_resume(query_string: bytes) -> tuple[int | None, dict[int, tuple[int, int]]] | None:
@@ -72,6 +78,11 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             return
         self.access = thread.access
         self.username = user.get_username()
+        self.user_id = user.pk
+        self.session_key = self.scope["session"].session_key
+        self.session_tag = session_binding.session_tag(self.session_key)
+        # Set once this socket was told to close: later messages find it gone.
+        self.ended = False
         # How many finished blocks of each running turn this socket has shown.
         self.known: dict[int, tuple[int, int]] = {}
         # Turns whose live state was asked of their runner on another worker: their deltas
@@ -82,6 +93,9 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         self.group = generation.thread_group(self.thread_id)
         # Join before taking snapshots: a delta published in between is then trimmed, not lost.
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.channel_layer.group_add(
+            session_binding.user_group(self.user_id), self.channel_name
+        )
         await self.accept()
         generation.ensure_reaper()
         await self._catch_up(thread.current_turn_id, parse_resume(self.scope["query_string"]))
@@ -92,6 +106,9 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
+            await self.channel_layer.group_discard(
+                session_binding.user_group(self.user_id), self.channel_name
+            )
             await self.channel_layer.group_discard(self.group, self.channel_name)
             await self.channel_layer.group_send(
                 self.group, {"type": "presence.leave", "channel": self.channel_name}
@@ -130,6 +147,8 @@ class ThreadConsumer(AsyncWebsocketConsumer):
                 fragments.error_notice("The message could not be read. Reload the page.")
             )
             return
+        if not await self._may_still_act():
+            return
         user = self.scope["user"]
         action = data.get("action") or "send"
         try:
@@ -159,6 +178,12 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             await self.send(fragments.error_notice(str(exc)))
         except (TypeError, ValueError):
             await self.send(fragments.error_notice("That request was not understood."))
+
+    async def _may_still_act(self) -> bool:
+        """Before every action, whatever messages this socket missed (another process changed
+        things without Redis, say): its session still lets its user act, and the user may still
+        see this thread (its access level is refreshed). Otherwise the socket closes."""
+        return not self.ended and await self._check_session() and await self._recheck_access()
 
     async def _own_turn_id(self, data: dict) -> int:
         """The turn named in a request, if it belongs to this socket's thread."""
@@ -266,19 +291,62 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     async def access_changed(self, message: dict) -> None:
         """A share was added, changed or revoked (or the thread deleted): re-check at once."""
-        thread = await database_sync_to_async(conversation.thread_for)(
-            self.scope["user"], self.thread_id
-        )
+        if not self.ended:
+            await self._recheck_access()
+
+    async def _recheck_access(self) -> bool:
+        """Whether this user may still see the thread. No longer: the chat leaves the page, which
+        says why, and the socket closes. Changed: the page's writing controls follow."""
+        user = self.scope["user"]
+        thread = await database_sync_to_async(conversation.thread_for)(user, self.thread_id)
         if thread is None:
-            await self.send(
-                fragments.error_notice("This chat was deleted or is no longer shared with you.")
-            )
+            self.ended = True
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.send(
+                await database_sync_to_async(fragments.thread_closed)(user, self.thread_id)
+            )
             await self.close(code=CLOSE_FORBIDDEN)
-            return
+            return False
         if thread.access != self.access:
             self.access = thread.access
             await self.send(fragments.access_state(thread))
+        return True
+
+    # -- the login session ----------------------------------------------------------------------
+
+    async def session_ended(self, message: dict) -> None:
+        """That session logged out (on any worker): its sockets close at once."""
+        if message["session"] == self.session_tag and not self.ended:
+            await self._end_session(message["reason"])
+
+    async def session_check(self, message: dict) -> None:
+        """The user's password or active flag may have changed: is this session still valid?"""
+        if not self.ended:
+            await self._check_session()
+
+    async def session_renewed(self, message: dict) -> None:
+        """This browser changed its password: its session lives on under a new key, which the
+        socket learns by reconnecting (the page sends what it shows; nothing is lost)."""
+        if message["session"] == self.session_tag and not self.ended:
+            self.ended = True
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.close(code=CLOSE_RECONNECT)
+
+    async def _check_session(self) -> bool:
+        """Whether this socket's session still lets its user act; if not, it closes saying why."""
+        problem = await database_sync_to_async(session_binding.session_problem)(
+            self.user_id, self.session_key
+        )
+        if problem:
+            await self._end_session(problem)
+        return problem is None
+
+    async def _end_session(self, reason: str) -> None:
+        self.ended = True
+        # Nothing more of the thread reaches a socket that is closing.
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.send(fragments.error_notice(reason))
+        await self.close(code=CLOSE_UNAUTHENTICATED)
 
     # -- presence ---------------------------------------------------------------------------
 

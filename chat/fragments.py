@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
@@ -13,7 +14,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from chat.markdown import render_markdown
 from chat.models import Thread, Turn
-from chat.services.conversation import Siblings, ThreadTree, siblings_of
+from chat.services.conversation import Siblings, ThreadTree, siblings_of, sidebar_lists
 
 
 def turn_context(
@@ -202,3 +203,17 @@ def access_state(thread: Thread) -> str:
     """What this viewer may do, after a share changed (read-only hides the writing controls)."""
     html = render_to_string("chat/thread.html#access-state", {"thread": thread})
     return html.replace('<div id="access-state"', '<div hx-swap-oob="true" id="access-state"', 1)
+
+
+def thread_closed(user: AbstractBaseUser, thread_id: int) -> str:
+    """For a page whose chat was deleted or is no longer shared with its viewer: everything of
+    the chat leaves the page (title, turns, presence, writing controls, its sidebar entry) and
+    the reason is shown."""
+    if Thread.objects.filter(pk=thread_id).exists():
+        reason = "This chat is no longer shared with you."
+    else:
+        reason = "This chat was deleted."
+    context = {"reason": reason, "thread": None, **sidebar_lists(user)}
+    html = render_to_string("chat/thread.html#thread-closed", context)
+    sidebar = '<div id="sidebar-lists">'
+    return html.replace(sidebar, '<div hx-swap-oob="true" id="sidebar-lists">', 1)

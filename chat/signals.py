@@ -1,14 +1,18 @@
-"""Whoever changes who may see a thread (a share, a team's members, a deleted thread), from a
-view, the admin or the shell, the thread's open sockets hear of it; a deleted thread's running
-answers are stopped on whichever worker runs them."""
+"""Whoever changes who may see a thread (a share, a team's members, a deleted thread), or whether
+a login session may still act (logout, password, deactivation), from a view, the admin or the
+shell, the open sockets concerned hear of it; a deleted thread's running answers are stopped on
+whichever worker runs them."""
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
 from chat import image_policy
 from chat.models import SiteSettings, Team, Thread, ThreadShare
+from chat.services import session_binding
 from chat.services.sharing import announce_after_commit, threads_shared_with_teams
 
 
@@ -43,3 +47,21 @@ def team_members_changed(sender, instance, action: str, reverse: bool, pk_set, *
 @receiver(post_save, sender=SiteSettings)
 def site_settings_saved(sender, instance: SiteSettings, **kwargs) -> None:
     image_policy.forget()  # this process at once; other workers within a few seconds
+
+
+@receiver(user_logged_out)
+def session_logged_out(sender, request, user, **kwargs) -> None:
+    """Logging out closes that session's open sockets at once, on every worker."""
+    if user is not None and request is not None and request.session.session_key:
+        session_binding.end_session_sockets(
+            user.pk, request.session.session_key, session_binding.LOGGED_OUT
+        )
+
+
+@receiver([post_save, post_delete], sender=get_user_model())
+def user_changed(sender, instance, update_fields=None, **kwargs) -> None:
+    """A password or an active flag may have changed, or the user was removed (a form, the
+    admin, the shell): each of the user's open sockets checks its session again once this is
+    committed. Saves of other fields only (``last_login`` at each login) are left alone."""
+    if update_fields is None or {"password", "is_active"} & set(update_fields):
+        session_binding.check_sockets_after_commit([instance.pk])

@@ -48,21 +48,7 @@ def _writable_thread_or_404(
     return thread
 
 
-def _sidebar(user) -> list[Thread]:
-    """The user's own chats (shared ones are listed apart, see ``_shared``)."""
-    return list(Thread.objects.filter(owner=user).only("pk", "title", "updated_at")[:200])
-
-
-def _shared(user) -> list[Thread]:
-    return list(
-        conversation.shared_with(user)
-        .select_related("owner")
-        .only("pk", "title", "updated_at", "owner__username")[:200]
-    )
-
-
-def _sidebars(user) -> dict:
-    return {"threads": _sidebar(user), "shared_threads": _shared(user)}
+_sidebars = conversation.sidebar_lists
 
 
 def _parse_model_choice(value: str) -> tuple[Provider | None, str]:
@@ -134,22 +120,34 @@ def signup(request: HttpRequest) -> HttpResponse:
 # -- chat pages ----------------------------------------------------------------------------------
 
 
-@require_GET
-async def home(request: HttpRequest) -> HttpResponse:
+async def _new_chat_page(request: HttpRequest, *, refused: str = "") -> HttpResponse:
+    """The new-chat page; after a refused first message (``refused``: why), with what was
+    typed and chosen still in the form."""
     user = await request.auser()
-    context = await _model_context(request)
+    draft = request.POST if refused else {}
+    context = await _model_context(request, draft.get("model", ""))
     context |= await sync_to_async(_sidebars)(user)
     context |= {
         "thread": None,
         "presets": await sync_to_async(list)(Preset.objects.filter(owner=user)),
         "apis": Provider.Api.choices,
+        "draft": draft,
+        "composer_error": refused,
     }
+    # 200 even when refused, as Django does for a form with errors: a 4xx page is a console
+    # error in the browser.
     return await sync_to_async(render)(request, "chat/thread.html", context)
+
+
+@require_GET
+async def home(request: HttpRequest) -> HttpResponse:
+    return await _new_chat_page(request)
 
 
 @require_POST
 async def new_thread(request: HttpRequest) -> HttpResponse:
-    """Create a chat from the first message and start answering it; then show the chat."""
+    """Create a chat from the first message and start answering it; then show the chat. A
+    refused first message creates nothing."""
     user = await request.auser()
     text = request.POST.get("message", "")
     choice = request.POST.get("model", "")
@@ -171,16 +169,15 @@ async def new_thread(request: HttpRequest) -> HttpResponse:
         return thread
 
     try:
-        thread = await sync_to_async(create)()
-        await generation.start_turn(user, thread.pk, text)
+        turn = await generation.start_new_thread(user, create, text)
     except conversation.TurnRejected as exc:
+        # Nothing was created; the page keeps the message so it can be sent again.
         if request.htmx:
             return HttpResponse(fragments.error_notice(str(exc)))
-        messages.error(request, str(exc))
-        return redirect("chat:home")
+        return await _new_chat_page(request, refused=str(exc))
     request.session["last_model"] = choice
     await request.session.asave()
-    url = thread.get_absolute_url()
+    url = reverse("chat:thread", args=[turn.thread_id])
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 

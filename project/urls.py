@@ -1,11 +1,13 @@
 from django.contrib import admin
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.views import PasswordChangeView
 from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
 from chat import health, lockout_views, staff_views, views
 from chat.auth_views import ThrottledLoginView
+from chat.services.session_binding import keeps_this_session
 from chat.signin import views as signin_views
 
 urlpatterns = [
@@ -18,6 +20,16 @@ urlpatterns = [
     path("admin/usage/", staff_views.dashboard, name="staff-usage"),
     path("admin/usage/export.csv", staff_views.usage_csv, name="staff-usage-csv"),
     path("admin/lockouts/", lockout_views.lockouts, name="admin-lockouts"),
+    # Password changes end the user's other sessions' sockets and keep this session's.
+    path(
+        "admin/password_change/",
+        keeps_this_session(admin.site.admin_view(admin.site.password_change)),
+    ),
+    path(
+        "accounts/password_change/",
+        keeps_this_session(PasswordChangeView.as_view()),
+        name="password_change",
+    ),
     path("admin/", admin.site.urls),
     path("setup/", views.setup, name="setup"),
     path("accounts/signup/", views.signup, name="signup"),

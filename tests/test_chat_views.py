@@ -1,8 +1,10 @@
 """The chat pages: new chat, history, model picker, rename, delete, and who may see what."""
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.utils.html import escape
 
-from chat.models import Provider, Thread, Turn
+from chat.models import ModelSetting, Provider, SiteSettings, Thread, Turn
 from chat.services import generation
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,6 +52,61 @@ async def test_new_chat_without_a_model_is_refused(alice, user, provider):
     response = await alice.post("/threads/new/", {"model": "", "message": "hi"}, follow=True)
     assert "Pick a model first." in response.content.decode()
     assert not await Thread.objects.filter(owner=user).aexists()
+
+
+def _empty(settings, user, provider) -> str:
+    return "   \n  "
+
+
+def _too_long(settings, user, provider) -> str:
+    settings.MAX_MESSAGE_CHARS = 20
+    return "Plan <a> picnic & more, with every detail"
+
+
+def _over_quota(settings, user, provider) -> str:
+    SiteSettings.objects.update_or_create(pk=1, defaults={"default_tokens_per_day": 0})
+    return "Plan <a> picnic & more"
+
+
+def _too_quick(settings, user, provider) -> str:
+    settings.RATE_LIMIT_PER_MINUTE = 1
+    earlier = Thread.objects.create(owner=user, provider=provider, model="demo-chat", title="B")
+    Turn.objects.create(thread=earlier, author=user, user_text="a minute ago", model="demo-chat")
+    return "Plan <a> picnic & more"
+
+
+def _model_turned_off(settings, user, provider) -> str:
+    ModelSetting.objects.create(provider=provider, model="demo-chat", enabled=False)
+    return "Plan <a> picnic & more"
+
+
+@pytest.mark.parametrize(
+    ("refuse", "reason"),
+    [
+        (_empty, "Type a message first."),
+        (_too_long, "That message is too long"),
+        (_over_quota, "You have used your daily quota"),
+        (_too_quick, "too quickly"),
+        (_model_turned_off, "has been turned off by an administrator"),
+    ],
+)
+async def test_a_refused_first_message_creates_no_chat_and_keeps_the_text(
+    alice, user, provider, settings, refuse, reason
+):
+    text = await sync_to_async(refuse)(settings, user, provider)
+    chats_before = await Thread.objects.filter(owner=user).acount()
+    response = await alice.post(
+        "/threads/new/",
+        {"model": f"{provider.pk}:demo-chat", "message": text, "api": "chat"},
+    )
+    html = response.content.decode()
+    assert response.status_code == 200  # the page again, not a redirect
+    assert await Thread.objects.filter(owner=user).acount() == chats_before  # no empty chat
+    assert f"autofocus required>{escape(text)}</textarea>" in html  # the text is still there
+    error = html.split('id="composer-error"')[1].split("</div>")[0]
+    assert reason in error
+    assert '<option value="chat" selected>' in html  # so are the choices made
+    assert "New chat</a></li>" not in html  # nor in the sidebar
 
 
 async def test_sidebar_lists_only_my_chats_newest_first(alice, user, other_user, make_thread):

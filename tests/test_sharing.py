@@ -297,6 +297,10 @@ async def test_revoking_a_share_closes_that_users_socket_at_once(
     assert (await sync_to_async(client.post)(url)).status_code == 200
     notice = await ws.receive_from(timeout=5)
     assert "no longer shared with you" in notice
+    # The chat leaves the open page at once: its turns, title and sidebar entry (finding 14).
+    assert '<section id="turns" class="turns" hx-swap-oob="true"' in notice
+    assert 'id="sidebar-lists"' in notice and "Roadmap" not in notice
+    assert 'data-access="none"' in notice and 'id="chat-header"' in notice
     closed = await ws.receive_output(timeout=5)
     assert closed == {"type": "websocket.close", "code": 4403}
 
@@ -315,7 +319,7 @@ async def test_deleting_the_thread_closes_every_viewer(member, thread, cookie_of
     ws = socket(thread.pk, ORIGIN, await cookie_of(reader))
     assert (await ws.connect())[0]
     await sync_to_async(Thread.objects.filter(pk=thread.pk).delete)()
-    assert "deleted or is no longer shared" in await ws.receive_from(timeout=5)
+    assert "This chat was deleted." in await ws.receive_from(timeout=5)
     assert (await ws.receive_output(timeout=5))["code"] == 4403
 
 

@@ -1,6 +1,7 @@
 """The tool-call loop, for both APIs, against the demo gateway over HTTP: built-in tools run on
 the server, other tools wait for the user, bad arguments go back to the model, steps are capped."""
 
+import asyncio
 import json
 
 import pytest
@@ -10,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 from chat.models import ToolDefinition, Turn
 from chat.routing import websocket_application
 from chat.services import generation, tools
-from tests.ws import HOST
+from tests.ws import HOST, ORIGIN, finished, receive_until, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -191,3 +192,43 @@ async def test_a_follow_up_after_the_step_limit_still_works(user, thread, settin
     after = await run(user, thread, "something else")
     assert after.status == Turn.Status.COMPLETED
     assert "previous_response_id" not in demo_requests()[-1]
+
+
+async def test_a_resumed_turn_is_redrawn_live_before_its_first_delta(
+    user, thread, cookie_of, monkeypatch
+):
+    """A turn paused for a tool answer is on screen without a live answer (no offset marker).
+    Each socket must redraw it live, with the marker, before the resumed turn's deltas update
+    that marker (else the browser logs ``htmx:oobErrorNoTarget`` for every delta), however slow
+    the announcement."""
+    publish = generation._publish_update
+
+    async def slow_publish(turn_id: int, kind: str = "turn.updated") -> None:
+        await asyncio.sleep(0.2)
+        await publish(turn_id, kind)
+
+    monkeypatch.setattr(generation, "_publish_update", slow_publish)
+    ws = socket(thread.pk, ORIGIN, await cookie_of(user))
+    await ws.connect()
+    await ws.send_to(json.dumps({"message": "weather? #call=get_weather #chunks=60 #delay=10"}))
+    await receive_until(ws, 'data-status="awaiting_tool"')
+    turn = await Turn.objects.aget(thread=thread)
+    answer = {
+        "action": "tool_result",
+        "turn_id": str(turn.pk),
+        "call_id": turn.tool_calls[0]["call_id"],
+        "result": "Rain",
+    }
+    await ws.send_to(json.dumps(answer))
+    messages = await receive_until(ws, finished(turn.pk))
+    redraws = [
+        i
+        for i, m in enumerate(messages)
+        if f'<article hx-swap-oob="true" id="turn-{turn.pk}"' in m
+        and f'<span id="turn-{turn.pk}-offset"' in m
+    ]
+    delta = f'id="turn-{turn.pk}-tail" hx-swap-oob="innerHTML"'
+    deltas = [i for i, m in enumerate(messages) if delta in m]
+    assert redraws and deltas, messages
+    assert redraws[0] < deltas[0]
+    await ws.disconnect()

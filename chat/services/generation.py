@@ -30,6 +30,7 @@ import contextvars
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -658,6 +659,20 @@ async def start_turn(user, thread_id: int, text: str) -> Turn:
     return await _launch(plan)
 
 
+async def start_new_thread(user, create_thread: Callable[[], Thread], text: str) -> Turn:
+    """The first message of a new chat: ``create_thread()`` and the first turn are created in
+    one transaction, so a refused turn (quota, rate limit, empty message…) leaves no empty chat
+    behind. Raises TurnRejected."""
+    channel = _new_runner_channel()
+
+    def plan() -> TurnPlan:
+        with transaction.atomic():
+            thread = create_thread()
+            return _plan_turn(user, thread.pk, text, None, False, channel)
+
+    return await _launch(await database_sync_to_async(plan)())
+
+
 async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
     """A new sibling of ``turn_id``: the same message asked again (regenerate, retry), or an
     edited one. The new branch becomes the visible path. Raises TurnRejected."""
@@ -707,11 +722,19 @@ async def answer_tool_call(user, turn_id: int, call_id: str, result: str | None)
             return TurnPlan(turn=turn, provider=provider, request=request)
 
     plan = await database_sync_to_async(record)()
-    if plan is not None:
-        runner = TurnRunner(plan, StreamState.resumed(plan.turn))
-        _running[turn_id] = runner
-        runner.start()
-    await _publish_update(turn_id)
+    if plan is None:
+        await _publish_update(turn_id)
+        return
+    runner = TurnRunner(plan, StreamState.resumed(plan.turn))
+    _running[turn_id] = runner
+    # Pages show the paused turn without a live answer (no offset marker to update): each
+    # socket must redraw it live (``turn.updated``) before the resumed turn's first delta.
+    runner.announced.clear()
+    runner.start()
+    try:
+        await _publish_update(turn_id)
+    finally:
+        runner.announced.set()
 
 
 async def _publish_update(turn_id: int, kind: str = "turn.updated") -> None:

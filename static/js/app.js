@@ -75,6 +75,11 @@
     if (conversation) conversation.dataset.socket = state;
   }
   document.addEventListener("htmx:wsOpen", function () { setConnection("open"); });
+  // A chat taken away from this page (no longer shared, deleted) takes its title along.
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var header = document.querySelector("#chat-header[data-page-title]");
+    if (header) document.title = header.dataset.pageTitle;
+  });
   document.addEventListener("htmx:wsClose", function () { setConnection("closed"); });
 
   // A copy button on every code block, including those that arrive over the socket.
