@@ -15,7 +15,12 @@ from django.test.utils import override_settings
 
 from chat.models import Provider, Thread
 
-pytest_plugins = ["tests.gateway_fixtures", "tests.live_server", "tests.workers"]
+pytest_plugins = [
+    "tests.gateway_fixtures",
+    "tests.live_server",
+    "tests.redis_server",
+    "tests.workers",
+]
 
 _numbers = itertools.count(1)
 

@@ -162,3 +162,89 @@ async def test_a_socket_reconnecting_to_another_worker_gets_the_text_so_far_then
     # No gap and nothing twice: the snapshot plus the deltas is a prefix of the whole answer.
     assert whole.startswith(streamed), "the answer on screen differs from the stored one"
     assert len(streamed) > len(whole) // 2
+
+
+# -- Redis restarting mid-stream (the test's own redis-server) ----------------------------------
+
+
+@pytest.fixture
+def chat_on_own_redis(redis_server, chat):
+    """``chat``, with both workers on a Redis of this test's own, which it restarts."""
+    return (*chat, redis_server)
+
+
+async def _healthy(cluster: WorkerCluster, within: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(timeout=3) as client:
+        for worker in cluster.workers:
+            while (await client.get(f"{worker.url}/healthz")).status_code != 200:
+                assert time.monotonic() < deadline, f"worker {worker.index} never healthy again"
+                await asyncio.sleep(0.2)
+
+
+async def test_a_redis_restart_mid_stream_loses_nothing_for_viewers_on_either_worker(
+    chat_on_own_redis,
+):
+    cluster, thread_id, cookie, redis_server = chat_on_own_redis
+    async with (
+        cluster.socket(A, thread_id, cookie) as sender,
+        cluster.socket(B, thread_id, cookie) as viewer,
+    ):
+        await sender.send({"action": "send", "message": LONG})
+        created = await viewer.receive_until(NEW_TURN, 15)
+        turn_id = new_turn_id(created)
+        view, held = AnswerView(turn_id), AnswerView(turn_id)
+        for message in created + await viewer.receive_until(SOME_TEXT, 15):
+            view.apply(message)
+        for message in await sender.receive_until(SOME_TEXT, 15):
+            held.apply(message)
+        before = len(view.blocks)
+
+        await asyncio.to_thread(redis_server.restart, 1.0)
+        back_at = time.monotonic()
+        # Both sockets stay open and the answer keeps arriving on the other worker.
+        messages = await viewer.receive_until(finished(turn_id), 30)
+        for message in messages[:-1]:
+            view.apply(message)
+        streamed = view.blocks
+        view.apply(messages[-1])
+        for message in await sender.receive_until(finished(turn_id), 10):
+            held.apply(message)
+        await _healthy(cluster, 10)
+        print(f"Redis back → answer finished on the viewer after {time.monotonic() - back_at:.1f} s")
+
+    row = cluster.turn(turn_id)
+    assert row["status"] == "completed", row
+    assert len(row["output_text"].split()) == LONG_WORDS, "the stored answer is not whole"
+    whole = render_markdown(row["output_text"])
+    assert len(streamed) > before, "no delta reached the viewer after the restart"
+    assert whole.startswith(streamed), "the streamed answer has a gap or a repeat"
+    assert view.blocks == whole and held.blocks == whole
+
+
+async def test_after_a_redis_restart_stop_works_and_new_sockets_connect(chat_on_own_redis):
+    cluster, thread_id, cookie, redis_server = chat_on_own_redis
+    async with cluster.socket(A, thread_id, cookie) as sender:
+        await sender.send({"action": "send", "message": LONG})
+        turn_id = new_turn_id(await sender.receive_until(NEW_TURN, 15))
+        await sender.receive_until(SOME_TEXT, 15)
+        await asyncio.to_thread(redis_server.restart, 1.0)
+        recovered = time.monotonic()
+        await sender.receive_until(SOME_TEXT, 10)  # deltas flow again
+        print(f"Redis back → next delta after {time.monotonic() - recovered:.2f} s")
+        # A new socket on each worker connects and shows the running answer.
+        async with (
+            cluster.socket(A, thread_id, cookie) as again,
+            cluster.socket(B, thread_id, cookie) as other,
+        ):
+            for socket in (again, other):
+                shown = (await socket.receive_until(rf'id="turn-{turn_id}"', 10))[-1]
+                assert 'data-status="in_progress"' in shown
+            await other.send({"action": "stop"})  # from B, to the runner on A
+            for socket in (other, again, sender):
+                await socket.receive_until(finished(turn_id, "cancelled"), 10)
+    row = cluster.turn(turn_id)
+    assert row["status"] == "cancelled", row
+    assert 0 < len(row["output_text"].split()) < LONG_WORDS

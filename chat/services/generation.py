@@ -36,9 +36,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from chat import fragments
+from chat.channel_layer import ChannelLayerUnavailable
 from chat.markdown import StreamingMarkdown
 from chat.models import Provider, Thread, Turn
-from chat.services import conversation, parameters, tool_loop, usage
+from chat.services import conversation, parameters, tool_loop, turn_mirror, usage
 from chat.services.providers import client_for, default_provider
 from chat.services.upstream_request import RequestPlan
 from chat.upstream.events import (
@@ -161,6 +162,7 @@ class TurnRunner:
         self.announced = asyncio.Event()
         self.announced.set()
         self._channel_layer = get_channel_layer()
+        self.mirror = turn_mirror.TextMirror(self.turn_id)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -341,7 +343,12 @@ class TurnRunner:
             await self._dirty.wait()
             await self.announced.wait()
             self._dirty.clear()
-            await self._publish_delta()
+            try:
+                await self._publish_delta()
+            except ChannelLayerUnavailable:
+                # Redis is down for longer than a send waits: the turn goes on; sockets see
+                # the gap at the next delta (or reconnect) and ask for the whole answer.
+                log.warning("could not publish a delta of turn %s", self.turn_id)
             await asyncio.sleep(settings.STREAM_COALESCE_SECONDS)
 
     async def _publish_delta(self) -> None:
@@ -364,6 +371,8 @@ class TurnRunner:
             message["tools_html"] = fragments.tool_cards(self.turn_id, state.tool_calls)
         # Built once here for every socket that holds exactly the blocks before this delta.
         message["html"] = fragments.shared_delta(message)
+        # Mirrored before it is shown: a dead worker's turn is then stored with what was seen.
+        await self.mirror.write(state.text, state.reasoning)
         await self._channel_layer.group_send(self.group, message)
 
     async def _checkpoint_loop(self) -> None:
@@ -427,7 +436,13 @@ class TurnRunner:
         else:
             if html:
                 message["html"] = html  # every socket shows this; none reads the turn again
-        await self._channel_layer.group_send(self.group, message)
+        await self._tell_viewers(message)
+
+    async def _tell_viewers(self, message: dict) -> None:
+        try:
+            await self._channel_layer.group_send(self.group, message)
+        except ChannelLayerUnavailable:  # they fetch the stored turn when Redis is back
+            log.warning("could not tell turn %s's viewers about %s", self.turn_id, message["type"])
 
     def _store_end(self, fields: dict) -> str:
         """Store the end of the turn; return the finished turn's fragment, rendered once for
@@ -554,6 +569,8 @@ async def _announce(runner: TurnRunner) -> None:
             except Exception:
                 log.exception("could not render the new turn %s", plan.turn.pk)  # sockets will
         await get_channel_layer().group_send(thread_group(plan.turn.thread_id), message)
+    except ChannelLayerUnavailable:  # the turn runs; sockets catch up when Redis is back
+        log.warning("could not announce turn %s", plan.turn.pk)
     finally:
         runner.announced.set()
 
@@ -702,6 +719,7 @@ def mark_interrupted_turns(older_than: float | None = None) -> list[tuple[int, i
     )
     found = list(dead.values_list("pk", "thread_id"))
     if found:
+        restore_mirrored_text([pk for pk, _ in found])
         Turn.objects.filter(pk__in=[pk for pk, _ in found], status=Turn.Status.IN_PROGRESS).update(
             status=Turn.Status.INTERRUPTED,
             error="The server generating this answer stopped before it finished.",
@@ -709,6 +727,18 @@ def mark_interrupted_turns(older_than: float | None = None) -> list[tuple[int, i
             runner_channel="",
         )
     return found
+
+
+def restore_mirrored_text(turn_ids: list[int]) -> None:
+    """Running turns get the text their dead runner had shown since its last checkpoint, from
+    the mirror in Redis (``turn_mirror``), when it is newer."""
+    turns = Turn.objects.filter(pk__in=turn_ids, status=Turn.Status.IN_PROGRESS).only(
+        "status", "output_text", "reasoning_text"
+    )
+    for turn in turn_mirror.freshen(turns):
+        Turn.objects.filter(pk=turn.pk, status=Turn.Status.IN_PROGRESS).update(
+            output_text=turn.output_text, reasoning_text=turn.reasoning_text
+        )
 
 
 async def reap_stale_turns() -> int:
