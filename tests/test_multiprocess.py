@@ -213,7 +213,8 @@ async def test_a_redis_restart_mid_stream_loses_nothing_for_viewers_on_either_wo
         for message in await sender.receive_until(finished(turn_id), 10):
             held.apply(message)
         await _healthy(cluster, 10)
-        print(f"Redis back → answer finished on the viewer after {time.monotonic() - back_at:.1f} s")
+        taken = time.monotonic() - back_at
+        print(f"Redis back → answer finished on the viewer after {taken:.1f} s")
 
     row = cluster.turn(turn_id)
     assert row["status"] == "completed", row
@@ -248,3 +249,39 @@ async def test_after_a_redis_restart_stop_works_and_new_sockets_connect(chat_on_
     row = cluster.turn(turn_id)
     assert row["status"] == "cancelled", row
     assert 0 < len(row["output_text"].split()) < LONG_WORDS
+
+
+def _words(html: str) -> list[str]:
+    import html as html_module
+
+    return html_module.unescape(re.sub(r"<[^>]+>", " ", html)).split()
+
+
+async def test_a_killed_workers_answer_is_stored_as_far_as_its_viewers_saw_it(chat):
+    cluster, thread_id, cookie = chat
+    async with cluster.socket(B, thread_id, cookie) as viewer:
+        async with cluster.socket(A, thread_id, cookie) as sender:
+            await sender.send({"action": "send", "message": LONG})
+            created = await viewer.receive_until(NEW_TURN, 15)
+            turn_id = new_turn_id(created)
+            view = AnswerView(turn_id)
+            for message in created + await viewer.receive_until("Filler paragraph 2", 15):
+                view.apply(message)
+            # Die well after a checkpoint (every 0.5 s here): what a checkpoint alone keeps
+            # is then about 0.35 s (~17 words) behind what the viewers saw.
+            checkpoint = cluster.turn(turn_id)["output_text"]
+            await wait_for_row(cluster, turn_id, lambda row: row["output_text"] != checkpoint, 5)
+            await asyncio.sleep(0.35)
+            cluster.workers[A].kill()
+        messages = await viewer.receive_until(finished(turn_id, "interrupted"), 15)
+        for message in messages[:-1]:
+            view.apply(message)
+
+    row = cluster.turn(turn_id)
+    assert row["status"] == "interrupted", row
+    seen = _words(view.blocks + view.tail)
+    stored = _words(render_markdown(row["output_text"]))
+    print(f"kill -9: the viewer saw {len(seen)} words, {len(stored)} were stored")
+    # Within one coalescing window (40 ms, 2 words at 20 ms a word) of what was seen.
+    assert abs(len(stored) - len(seen)) <= 3, (len(seen), len(stored))
+    assert stored[: len(seen) - 3] == seen[: len(seen) - 3]
