@@ -67,10 +67,16 @@ class TextMirror:
             return
         try:
             async with asyncio.timeout(WRITE_TIMEOUT):
-                if self._whole or not await self._append(parts):
-                    await self._replace(parts)
+                for attempt in (1, 2):  # a pooled connection Redis closed fails once
+                    try:
+                        if self._whole or not await self._append(parts):
+                            await self._replace(parts)
+                        return
+                    except LAYER_ERRORS:
+                        self._whole = True
+                        if attempt == 2:
+                            raise
         except (*LAYER_ERRORS, TimeoutError) as exc:
-            self._whole = True
             log.debug("could not mirror %s: %s", self.keys[0], exc)
 
     async def _append(self, parts: tuple[list[str], list[str]]) -> bool:
@@ -122,11 +128,14 @@ def read(turn_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
     if not enabled() or not ids:
         return {}
     keys = [key for turn_id in ids for key in _keys(turn_id)]
-    try:
-        values = _reader(settings.REDIS_URL).mget(keys)
-    except LAYER_ERRORS as exc:
-        log.warning("could not read mirrored text: %s", exc)
-        return {}
+    for attempt in (1, 2):  # a pooled connection Redis closed fails once
+        try:
+            values = _reader(settings.REDIS_URL).mget(keys)
+            break
+        except LAYER_ERRORS as exc:
+            if attempt == 2:
+                log.warning("could not read mirrored text: %s", exc)
+                return {}
     found = {}
     for position, turn_id in enumerate(ids):
         answer, reasoning = values[2 * position], values[2 * position + 1]
