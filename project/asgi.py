@@ -12,6 +12,7 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set
 from django.conf import settings  # noqa: E402
 from django.db import DatabaseError  # noqa: E402
 
+from chat import shutdown  # noqa: E402
 from chat.routing import websocket_application  # noqa: E402
 from chat.startup import demo_gateway_key, on_server_start  # noqa: E402
 from chat.upstream.demo import make_app  # noqa: E402
@@ -40,3 +41,5 @@ try:
     on_server_start()
 except DatabaseError:
     log.warning("database not ready (run `manage.py migrate`); skipped start-up housekeeping")
+# Under Daphne: on SIGTERM, finish or store the running answers before exiting.
+shutdown.install()

@@ -259,6 +259,9 @@ STREAM_CHECKPOINT_SECONDS = env_float("STREAM_CHECKPOINT_SECONDS", 3.0)
 # dead (its worker crashed or restarted) and marked interrupted; every worker looks this often.
 TURN_STALE_SECONDS = env_float("TURN_STALE_SECONDS", 20.0)
 TURN_REAPER_SECONDS = env_float("TURN_REAPER_SECONDS", 5.0)
+# On SIGTERM a worker lets its running answers finish for this long, then stores them as
+# interrupted (chat/shutdown.py). systemd's TimeoutStopSec must be longer.
+SHUTDOWN_GRACE_SECONDS = env_float("SHUTDOWN_GRACE_SECONDS", 20.0)
 MAX_MESSAGE_CHARS = int(os.environ.get("MAX_MESSAGE_CHARS", "32000"))
 # A thread page shows this many of the newest turns; "Show earlier messages" loads more.
 HISTORY_PAGE_TURNS = max(1, int(os.environ.get("HISTORY_PAGE_TURNS", "40")))

@@ -285,3 +285,68 @@ async def test_a_killed_workers_answer_is_stored_as_far_as_its_viewers_saw_it(ch
     # Within one coalescing window (40 ms, 2 words at 20 ms a word) of what was seen.
     assert abs(len(stored) - len(seen)) <= 3, (len(seen), len(stored))
     assert stored[: len(seen) - 3] == seen[: len(seen) - 3]
+
+
+# -- SIGTERM: a worker stopped for a deploy ---------------------------------------------------
+
+GRACE = 3.0  # SHUTDOWN_GRACE_SECONDS of the test workers (tests/workers.py)
+
+
+async def _close_code(socket, within: float = 5) -> int | None:
+    """The code the server closed the socket with (messages before it are skipped)."""
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                await socket.connection.recv()
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+
+
+async def test_sigterm_finishes_or_stores_running_answers_and_sends_viewers_elsewhere(chat):
+    cluster, long_thread, cookie = chat
+    short_thread = cluster.create_thread("alice", "Short one")
+    short = "brief #chunks=60 #delay=20"  # about 1.2 s: finishes within the grace period
+    async with (
+        cluster.socket(A, long_thread, cookie) as on_a,
+        cluster.socket(A, short_thread, cookie) as short_on_a,
+        cluster.socket(B, long_thread, cookie) as viewer,
+        cluster.socket(B, short_thread, cookie) as short_viewer,
+    ):
+        await on_a.send({"action": "send", "message": LONG})
+        created = await viewer.receive_until(NEW_TURN, 15)
+        long_id = new_turn_id(created)
+        view = AnswerView(long_id)
+        for message in created + await viewer.receive_until(SOME_TEXT, 15):
+            view.apply(message)
+        await short_on_a.send({"action": "send", "message": short})
+        short_id = new_turn_id(await short_viewer.receive_until(NEW_TURN, 15))
+
+        cluster.workers[A].terminate()
+        stopped_at = time.monotonic()
+        # Its sockets are closed with "service restart" (the page reconnects elsewhere)...
+        assert [await _close_code(s) for s in (on_a, short_on_a)] == [1012, 1012]
+        # ...and it takes no new connection meanwhile.
+        with pytest.raises(OSError):
+            async with cluster.socket(A, long_thread, cookie):
+                pass
+        messages = await viewer.receive_until(finished(long_id, "interrupted"), GRACE + 10)
+        for message in messages[:-1]:
+            view.apply(message)
+        interrupted_after = time.monotonic() - stopped_at
+        await short_viewer.receive_until(finished(short_id), 5)
+
+    cluster.workers[A].process.wait(timeout=15)
+    exited_after = time.monotonic() - stopped_at
+    print(f"SIGTERM: stored after {interrupted_after:.1f} s, exited after {exited_after:.1f} s")
+    assert cluster.workers[A].process.returncode == 0
+    assert GRACE - 0.5 < interrupted_after < GRACE + 5
+    long_row, short_row = cluster.turn(long_id), cluster.turn(short_id)
+    assert short_row["status"] == "completed" and len(short_row["output_text"].split()) == 60
+    assert long_row["status"] == "interrupted" and "restarted" in long_row["error"]
+    # Stored with everything written, at least all the viewer on the other worker saw.
+    stored = render_markdown(long_row["output_text"])
+    assert stored.startswith(view.blocks) and len(view.blocks) > 0
+    assert 0 < len(long_row["output_text"].split()) < LONG_WORDS
+    assert 'class="retry"' in messages[-1] and "restarted" in messages[-1]

@@ -41,6 +41,7 @@ WORKER_SETTINGS = {
     "STREAM_CHECKPOINT_SECONDS": "0.5",
     "TURN_STALE_SECONDS": "3",
     "TURN_REAPER_SECONDS": "1",
+    "SHUTDOWN_GRACE_SECONDS": "3",
     "RATE_LIMIT_PER_MINUTE": "0",
     "DJANGO_SECURE": "0",
     "DEMO_GATEWAY_ENABLED": "0",
@@ -195,6 +196,11 @@ class Worker:
         if self.alive:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
+
+    def terminate(self) -> None:
+        """SIGTERM, as systemd sends on stop or deploy; returns at once (the worker drains)."""
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
         if self.alive:

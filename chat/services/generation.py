@@ -61,6 +61,9 @@ _running: dict[int, TurnRunner] = {}
 
 RUNNER_CHANNEL_PREFIX = "turn-runner"
 
+# False once this process is shutting down (``chat.shutdown``): new turns go to other workers.
+accepting_turns = True
+
 
 def thread_group(thread_id: int) -> str:
     return f"thread-{thread_id}"
@@ -211,7 +214,7 @@ class TurnRunner:
                 Turn.Status.CANCELLED if self.stop_requested else Turn.Status.INTERRUPTED
             )
             if not self.stop_requested:
-                self.state.error = "The server shut down before this answer finished."
+                self.state.error = "The server restarted before this answer finished."
         except Exception:
             log.exception("turn %s failed inside Switchboard", self.turn_id)
             self.state.status = Turn.Status.FAILED
@@ -575,8 +578,14 @@ async def _announce(runner: TurnRunner) -> None:
         runner.announced.set()
 
 
+def _refuse_while_shutting_down() -> None:
+    if not accepting_turns:
+        raise conversation.TurnRejected("This server is restarting. Send again in a moment.")
+
+
 async def start_turn(user, thread_id: int, text: str) -> Turn:
     """Send a message at the end of the thread's current path. Raises TurnRejected."""
+    _refuse_while_shutting_down()
     channel = _new_runner_channel()
     plan = await database_sync_to_async(_plan_turn)(user, thread_id, text, None, False, channel)
     return await _launch(plan)
@@ -585,7 +594,7 @@ async def start_turn(user, thread_id: int, text: str) -> Turn:
 async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
     """A new sibling of ``turn_id``: the same message asked again (regenerate, retry), or an
     edited one. The new branch becomes the visible path. Raises TurnRejected."""
-
+    _refuse_while_shutting_down()
     channel = _new_runner_channel()
 
     def plan() -> TurnPlan:
@@ -600,7 +609,7 @@ async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
 
 async def answer_tool_call(user, turn_id: int, call_id: str, result: str | None) -> None:
     """The user's result for a call (``None`` rejects it); resumes the turn once all are in."""
-
+    _refuse_while_shutting_down()
     channel = _new_runner_channel()
 
     def record() -> TurnPlan | None:
@@ -698,6 +707,21 @@ async def request_snapshot(turn_id: int, reply_to: str) -> bool:
         return False
     await get_channel_layer().send(channel, {"type": "snapshot.request", "reply_to": reply_to})
     return True
+
+
+async def finish_running_turns(grace: float, store_within: float) -> tuple[int, int]:
+    """Shutting down: let this process's turns run for up to ``grace`` seconds, then interrupt
+    the rest (stored with their text, "the server restarted"), waiting up to ``store_within``
+    seconds for that. Returns (finished, interrupted)."""
+    tasks = {runner.task for runner in list(_running.values()) if runner.task is not None}
+    if not tasks:
+        return 0, 0
+    _, running = await asyncio.wait(tasks, timeout=grace)
+    for task in running:
+        task.cancel()  # not ``stop()``: the turn is interrupted, not cancelled by a user
+    if running:
+        await asyncio.wait(running, timeout=store_within)
+    return len(tasks) - len(running), len(running)
 
 
 async def wait_for(turn_id: int) -> None:
