@@ -713,15 +713,19 @@ async def finish_running_turns(grace: float, store_within: float) -> tuple[int, 
     """Shutting down: let this process's turns run for up to ``grace`` seconds, then interrupt
     the rest (stored with their text, "the server restarted"), waiting up to ``store_within``
     seconds for that. Returns (finished, interrupted)."""
-    tasks = {runner.task for runner in list(_running.values()) if runner.task is not None}
-    if not tasks:
+    runners = {runner.task: runner for runner in list(_running.values()) if runner.task}
+    if not runners:
         return 0, 0
-    _, running = await asyncio.wait(tasks, timeout=grace)
-    for task in running:
-        task.cancel()  # not ``stop()``: the turn is interrupted, not cancelled by a user
-    if running:
-        await asyncio.wait(running, timeout=store_within)
-    return len(tasks) - len(running), len(running)
+    _, left = await asyncio.wait(runners, timeout=grace)
+    interrupted = 0
+    for task in left:
+        # Only those still generating: one already storing its end must not be cut short.
+        if runners[task].state.status == Turn.Status.IN_PROGRESS:
+            task.cancel()  # not ``stop()``: interrupted, not cancelled by a user
+            interrupted += 1
+    if left:
+        await asyncio.wait(left, timeout=store_within)
+    return len(runners) - interrupted, interrupted
 
 
 async def wait_for(turn_id: int) -> None:
