@@ -130,7 +130,7 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
       message in each member channel, so its socket can fetch what was published meanwhile.
     """
 
-    RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0)  # then 1 s between attempts
+    RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5)  # then 0.5 s between attempts (a PING each)
 
     def __init__(self, *args: Any, retry_seconds: float = 10.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
