@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run install install-dev signin-deps browser test lint services test-scaleout bench clean
+.PHONY: run install install-dev signin-deps browser redis-server test lint services test-scaleout bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ browser:
 		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# Debian's redis-server: tests that restart Redis start one of their own (tests/redis_server.py).
+redis-server:
+	@command -v redis-server >/dev/null || { \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			--no-install-recommends redis-server >/dev/null; }
+
 # Embedded defaults: SQLite under data/, in-memory channel layer, built-in demo gateway.
 # Plain HTTP on loopback, so the HTTPS-only cookie and redirect settings are off here.
 run: install
@@ -41,7 +48,7 @@ run: install
 lint: install-dev
 	$(VENV)/bin/ruff check .
 
-test: install-dev browser lint
+test: install-dev browser redis-server lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # PostgreSQL and Redis from Debian's packages, on 127.0.0.1 (idempotent; prints the URLs).

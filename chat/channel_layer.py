@@ -1,4 +1,5 @@
-"""The single-process channel layer: Channels' in-memory layer without its per-message scans.
+"""The channel layers: Channels' in-memory layer without its per-message scans (one process),
+and channels_redis's layer made to survive a Redis restart (several workers, at the end).
 
 Used when no ``REDIS_URL`` is set (one Daphne process; see ``CHANNEL_LAYERS`` in the settings).
 Channels' ``InMemoryChannelLayer`` walks every channel queue and every group membership looking
@@ -19,12 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from copy import deepcopy
 from typing import Any
 
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
+from channels_redis.core import RedisChannelLayer
+from redis import exceptions as redis_exceptions
+
+log = logging.getLogger(__name__)
 
 _ATOMS = (str, int, float, bool, type(None))
 
@@ -91,3 +97,127 @@ class LocalChannelLayer(InMemoryChannelLayer):
             if queue.empty():
                 self.channels.pop(channel, None)
         return message
+
+
+# -- Redis: survive a restart of the server ---------------------------------------------------
+
+# What a lost Redis connection raises (redis-py's own ConnectionError is not the builtin one).
+LAYER_ERRORS: tuple[type[BaseException], ...] = (
+    redis_exceptions.ConnectionError,
+    redis_exceptions.TimeoutError,
+    OSError,
+)
+
+RECONNECTED = "channel_layer.reconnected"
+
+
+class ChannelLayerUnavailable(Exception):
+    """Redis stayed unreachable for the whole retry window of one operation."""
+
+
+class ResilientRedisChannelLayer(RedisChannelLayer):
+    """channels_redis's layer, made to survive Redis restarting (or a dropped connection).
+
+    channels_redis raises on the first error: every socket's receive loop then dies (Daphne
+    closes it with 1011), a runner's publishing and control loops die with it, and group
+    memberships, which live in Redis, are gone once the server comes back empty. Here:
+
+    - ``send``, ``group_send``, ``group_add`` and ``group_discard`` wait for Redis to come back
+      and try again, for at most ``retry_seconds``; then raise ``ChannelLayerUnavailable``;
+    - ``receive`` never raises for a lost connection: it waits for Redis to come back;
+    - one reconnection task per event loop pings Redis with backoff (``RETRY_DELAYS``), then
+      adds every group membership of this process again, and puts a ``channel_layer.reconnected``
+      message in each member channel, so its socket can fetch what was published meanwhile.
+    """
+
+    RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5)  # then 0.5 s between attempts (a PING each)
+
+    def __init__(self, *args: Any, retry_seconds: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_seconds = retry_seconds
+        # group → channels of this process in it: what to add again after a restart.
+        self.memberships: dict[str, set[str]] = {}
+        self._reconnecting: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+
+    # -- operations, retried --------------------------------------------------------------
+
+    async def send(self, channel: str, message: dict) -> None:
+        await self._retried(super().send, channel, message)
+
+    async def group_send(self, group: str, message: dict) -> None:
+        await self._retried(super().group_send, group, message)
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self.memberships.setdefault(group, set()).add(channel)
+        await self._retried(super().group_add, group, channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        # Forgotten first: a socket gone during an outage must not be added back afterwards.
+        members = self.memberships.get(group)
+        if members is not None:
+            members.discard(channel)
+            if not members:
+                del self.memberships[group]
+        await self._retried(super().group_discard, group, channel)
+
+    async def receive(self, channel: str) -> dict:
+        while True:
+            try:
+                return await super().receive(channel)
+            except LAYER_ERRORS as exc:
+                log.warning("channel layer receive failed (%s); waiting for Redis", exc)
+                await asyncio.shield(self._reconnection())
+
+    async def _retried(self, operation, *args: Any) -> None:
+        deadline = time.monotonic() + self.retry_seconds
+        while True:
+            try:
+                return await operation(*args)
+            except LAYER_ERRORS as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ChannelLayerUnavailable(f"Redis unreachable: {exc}") from exc
+                log.warning("channel layer %s failed (%s); retrying", operation.__name__, exc)
+                try:
+                    async with asyncio.timeout(left):
+                        await asyncio.shield(self._reconnection())
+                except TimeoutError:
+                    raise ChannelLayerUnavailable(f"Redis unreachable: {exc}") from exc
+
+    # -- reconnection -----------------------------------------------------------------------
+
+    def _reconnection(self) -> asyncio.Task[None]:
+        """This loop's reconnection task: the running one, or a new one."""
+        loop = asyncio.get_running_loop()
+        task = self._reconnecting.get(loop)
+        if task is None or task.done():
+            task = loop.create_task(self._reconnect(), name="channel-layer-reconnect")
+            self._reconnecting[loop] = task
+        return task
+
+    async def _reconnect(self) -> None:
+        attempt = 0
+        while True:
+            await asyncio.sleep(self.RETRY_DELAYS[min(attempt, len(self.RETRY_DELAYS) - 1)])
+            attempt += 1
+            try:
+                for index in range(self.ring_size):
+                    await self.connection(index).ping()
+                await self._resubscribe()
+            except LAYER_ERRORS as exc:
+                log.debug("Redis still unreachable: %s", exc)
+                continue
+            log.warning("channel layer reconnected to Redis after %d attempt(s)", attempt)
+            return
+
+    async def _resubscribe(self) -> None:
+        """Group memberships live in Redis: a restarted server has none. Add this process's
+        again, then tell each member channel that messages may have been lost meanwhile."""
+        channels: set[str] = set()
+        for group, members in list(self.memberships.items()):
+            for channel in list(members):
+                await RedisChannelLayer.group_add(self, group, channel)
+                channels.add(channel)
+        for channel in channels:
+            if "!" in channel:  # this process's own channels: wake their receivers
+                self.receive_buffer[channel].put_nowait({"type": RECONNECTED})

@@ -9,6 +9,7 @@ closes when that session ends, and every action re-checks the session and the th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from urllib.parse import parse_qs
@@ -18,8 +19,9 @@ from channels.db import aclose_old_connections, database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chat import fragments
+from chat.channel_layer import ChannelLayerUnavailable
 from chat.models import Turn
-from chat.services import conversation, generation, session_binding
+from chat.services import conversation, generation, session_binding, turn_mirror
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +108,17 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
-            await self.channel_layer.group_discard(
-                session_binding.user_group(self.user_id), self.channel_name
-            )
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-            await self.channel_layer.group_send(
-                self.group, {"type": "presence.leave", "channel": self.channel_name}
-            )
+            with contextlib.suppress(ChannelLayerUnavailable):  # Redis down: nothing to tell
+                await self._leave()
+
+    async def _leave(self) -> None:
+        await self.channel_layer.group_discard(
+            session_binding.user_group(self.user_id), self.channel_name
+        )
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.channel_layer.group_send(
+            self.group, {"type": "presence.leave", "channel": self.channel_name}
+        )
 
     async def _catch_up(
         self, current_turn_id: int | None, resume: tuple[int | None, dict] | None
@@ -178,6 +184,11 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             await self.send(fragments.error_notice(str(exc)))
         except (TypeError, ValueError):
             await self.send(fragments.error_notice("That request was not understood."))
+        except ChannelLayerUnavailable:
+            log.warning("channel layer unavailable during %r on thread %s", action, self.thread_id)
+            await self.send(
+                fragments.error_notice("Live updates are reconnecting. Try again in a moment.")
+            )
 
     async def _may_still_act(self) -> bool:
         """Before every action, whatever messages this socket missed (another process changed
@@ -348,6 +359,25 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         await self.send(fragments.error_notice(reason))
         await self.close(code=CLOSE_UNAUTHENTICATED)
 
+    async def channel_layer_reconnected(self, message: dict) -> None:
+        """Redis came back (``ResilientRedisChannelLayer`` re-added this socket to its group):
+        what was published meanwhile is lost. Fetch it: running answers from their runners
+        (from the blocks this page holds), answers that ended meanwhile as stored, and who is
+        here."""
+        running = await self._running_turn_ids()
+        if any(t not in self.known and t not in self.pending for t in running):
+            await self.path_changed({})  # a turn started meanwhile: redraw the path
+        else:
+            for turn_id in set(self.known) - set(running):
+                await self.turn_finished({"turn_id": turn_id})
+            for turn_id in running:
+                await self._show_live(turn_id, render_stored=False)
+        self.viewers = {self.channel_name: self.username}
+        await self.channel_layer.group_send(
+            self.group,
+            {"type": "presence.join", "channel": self.channel_name, "user": self.username},
+        )
+
     # -- presence ---------------------------------------------------------------------------
 
     async def presence_join(self, message: dict) -> None:
@@ -380,7 +410,10 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             await self.turn_snapshot(snapshot)
             return
         if render_stored:
-            html = await self._render(lambda turn: fragments.replaced_turn(turn), turn_id)
+            # The mirrored text when it is newer than the checkpoint (its runner may be dead).
+            html = await self._render(
+                lambda turn: fragments.replaced_turn(turn_mirror.freshened(turn)), turn_id
+            )
             if html:
                 await self.send(html)
         if await generation.request_snapshot(turn_id, self.channel_name):

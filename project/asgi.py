@@ -11,6 +11,7 @@ django_application = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
 from django.db import DatabaseError  # noqa: E402
 
+from chat import shutdown  # noqa: E402
 from chat.demo_mount import with_demo_gateway  # noqa: E402
 from chat.routing import websocket_application  # noqa: E402
 from chat.signin.header import TrustedHeaderWebsocketMiddleware  # noqa: E402
@@ -31,3 +32,5 @@ try:
     on_server_start()
 except DatabaseError:
     log.warning("database not ready (run `manage.py migrate`); skipped start-up housekeeping")
+# Under Daphne: on SIGTERM, finish or store the running answers before exiting.
+shutdown.install()

@@ -216,11 +216,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The prefix keeps installations (or test runs) sharing one Redis apart.
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
 CHANNEL_LAYER_PREFIX = os.environ.get("CHANNEL_LAYER_PREFIX", "").strip() or "switchboard"
+# While Redis is unreachable (a restart), a channel-layer send waits this long for it to come
+# back before giving up (chat/channel_layer.py); receiving waits as long as it takes.
+CHANNEL_LAYER_RETRY_SECONDS = env_float("CHANNEL_LAYER_RETRY_SECONDS", 10.0)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels_redis's layer, reconnecting and re-adding group memberships after a
+            # Redis restart instead of failing every socket.
+            "BACKEND": "chat.channel_layer.ResilientRedisChannelLayer",
             "CONFIG": {
+                "retry_seconds": CHANNEL_LAYER_RETRY_SECONDS,
                 # No socket timeout (redis-py 8 defaults to 5 s): it cuts the layer's blocking
                 # 5 s BZPOPMIN on an idle channel, closing every quiet websocket; and with one,
                 # redis-py wraps each write in asyncio.wait_for, which on Python 3.11 can
@@ -325,6 +331,9 @@ TURN_REAPER_SECONDS = env_float("TURN_REAPER_SECONDS", 5.0)
 # (with backoff up to 2 s between attempts); after that the turn is closed from its last
 # checkpoint once the database is back.
 TURN_FINISH_RETRY_SECONDS = env_float("TURN_FINISH_RETRY_SECONDS", 60.0)
+# On SIGTERM a worker lets its running answers finish for this long, then stores them as
+# interrupted (chat/shutdown.py). systemd's TimeoutStopSec must be longer.
+SHUTDOWN_GRACE_SECONDS = env_float("SHUTDOWN_GRACE_SECONDS", 20.0)
 MAX_MESSAGE_CHARS = int(os.environ.get("MAX_MESSAGE_CHARS", "32000"))
 # A thread page shows this many of the newest turns; "Show earlier messages" loads more.
 HISTORY_PAGE_TURNS = max(1, int(os.environ.get("HISTORY_PAGE_TURNS", "40")))

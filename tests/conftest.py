@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.gateway_fixtures",
     "tests.live_server",
     "tests.signin_fixtures",
+    "tests.redis_server",
     "tests.workers",
 ]
 

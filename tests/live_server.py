@@ -43,6 +43,7 @@ def live_app(tmp_path, live_app_port) -> Iterator[str]:
         "PORT": str(port),
         "DJANGO_SECURE": "0",
         "DEMO_CHUNK_DELAY_MS": "15",
+        "SHUTDOWN_GRACE_SECONDS": "2",  # a turn still running at the end delays the stop
     }
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True

@@ -8,7 +8,13 @@ import time
 import pytest
 from channels.exceptions import ChannelFull
 
-from chat.channel_layer import LocalChannelLayer, copy_message
+from chat.channel_layer import (
+    RECONNECTED,
+    ChannelLayerUnavailable,
+    LocalChannelLayer,
+    ResilientRedisChannelLayer,
+    copy_message,
+)
 
 
 async def test_group_messages_reach_every_member_as_their_own_copy():
@@ -77,8 +83,57 @@ async def test_expired_messages_and_memberships_are_still_cleaned_at_most_once_p
 def test_settings_use_it_without_redis(settings):
     # With REDIS_URL several processes share Redis's layer instead.
     expected = (
-        "channels_redis.core.RedisChannelLayer"
+        "chat.channel_layer.ResilientRedisChannelLayer"
         if settings.REDIS_URL
         else "chat.channel_layer.LocalChannelLayer"
     )
     assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == expected
+
+
+# -- Redis restarting under the layer (a dedicated redis-server, see tests/redis_server.py) -----
+
+
+def _redis_layer(server, **config) -> ResilientRedisChannelLayer:
+    return ResilientRedisChannelLayer(
+        hosts=[{"address": server.url, "socket_timeout": None}], prefix="t-layer.", **config
+    )
+
+
+async def test_redis_restart_keeps_receivers_and_group_memberships(redis_server):
+    layer = _redis_layer(redis_server)
+    channel = await layer.new_channel()
+    await layer.group_add("thread-1", channel)
+    receiving = asyncio.ensure_future(layer.receive(channel))
+    await asyncio.sleep(0.2)  # blocked in Redis
+    await asyncio.to_thread(redis_server.restart, 0.5)  # comes back empty
+    # The receiver is told messages may have been lost, instead of failing...
+    assert (await asyncio.wait_for(receiving, 10)) == {"type": RECONNECTED}
+    # ...and is in its group again, although the restarted server had forgotten it.
+    await layer.group_send("thread-1", {"type": "turn.delta", "n": 1})
+    assert await asyncio.wait_for(layer.receive(channel), 5) == {"type": "turn.delta", "n": 1}
+    await layer.close_pools()
+
+
+async def test_a_plain_channel_receiver_and_a_send_wait_for_redis_to_come_back(redis_server):
+    layer = _redis_layer(redis_server)
+    runner = "turn-runner.abc"  # a runner's control channel: no group, no notice
+    receiving = asyncio.ensure_future(layer.receive(runner))
+    await asyncio.sleep(0.2)
+    await asyncio.to_thread(redis_server.stop)
+    sending = asyncio.ensure_future(layer.send(runner, {"type": "turn.stop"}))
+    await asyncio.sleep(1.0)  # Redis is down: both wait
+    assert not receiving.done() and not sending.done()
+    await asyncio.to_thread(redis_server.start)
+    await asyncio.wait_for(sending, 10)
+    assert await asyncio.wait_for(receiving, 10) == {"type": "turn.stop"}
+    await layer.close_pools()
+
+
+async def test_a_send_gives_up_with_a_clear_error_after_the_retry_window(redis_server):
+    layer = _redis_layer(redis_server, retry_seconds=0.5)
+    await asyncio.to_thread(redis_server.stop)
+    with pytest.raises(ChannelLayerUnavailable, match="Redis unreachable"):
+        await asyncio.wait_for(layer.group_send("thread-1", {"type": "x"}), 5)
+    await asyncio.to_thread(redis_server.start)
+    await layer.group_send("thread-1", {"type": "x"})  # and works again once it is back
+    await layer.close_pools()

@@ -193,7 +193,7 @@ def test_database_url_selects_postgresql_with_persistent_connections(tmp_path):
 def test_redis_url_selects_the_redis_channel_layer_and_cache(tmp_path):
     url = "redis://127.0.0.1:6380/2"
     found = _settings_with(_environment(tmp_path, REDIS_URL=url))
-    assert found["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert found["layer"] == "chat.channel_layer.ResilientRedisChannelLayer"
     assert [host["address"] for host in found["layer_config"]["hosts"]] == [url]
     assert found["layer_config"]["prefix"] == "switchboard"
     assert found["cache"] == "django.core.cache.backends.redis.RedisCache"

@@ -162,3 +162,202 @@ async def test_a_socket_reconnecting_to_another_worker_gets_the_text_so_far_then
     # No gap and nothing twice: the snapshot plus the deltas is a prefix of the whole answer.
     assert whole.startswith(streamed), "the answer on screen differs from the stored one"
     assert len(streamed) > len(whole) // 2
+
+
+# -- Redis restarting mid-stream (the test's own redis-server) ----------------------------------
+
+
+@pytest.fixture
+def chat_on_own_redis(redis_server, chat):
+    """``chat``, with both workers on a Redis of this test's own, which it restarts."""
+    return (*chat, redis_server)
+
+
+async def _healthy(cluster: WorkerCluster, within: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(timeout=3) as client:
+        for worker in cluster.workers:
+            while (await client.get(f"{worker.url}/healthz")).status_code != 200:
+                assert time.monotonic() < deadline, f"worker {worker.index} never healthy again"
+                await asyncio.sleep(0.2)
+
+
+def _resumed(arrivals: list[float], back_at: float) -> float:
+    """When messages flowed again after Redis came back, in seconds: the first arrival after
+    the pause (what was read at once had been buffered by the client before the outage)."""
+    previous = back_at
+    for arrival in arrivals:
+        if arrival - previous > 0.1:
+            return arrival - back_at
+        previous = arrival
+    return arrivals[0] - back_at
+
+
+async def test_a_redis_restart_mid_stream_loses_nothing_for_viewers_on_either_worker(
+    chat_on_own_redis,
+):
+    cluster, thread_id, cookie, redis_server = chat_on_own_redis
+    async with (
+        cluster.socket(A, thread_id, cookie) as sender,
+        cluster.socket(B, thread_id, cookie) as viewer,
+    ):
+        await sender.send({"action": "send", "message": LONG})
+        created = await viewer.receive_until(NEW_TURN, 15)
+        turn_id = new_turn_id(created)
+        view, held = AnswerView(turn_id), AnswerView(turn_id)
+        for message in created + await viewer.receive_until(SOME_TEXT, 15):
+            view.apply(message)
+        for message in await sender.receive_until(SOME_TEXT, 15):
+            held.apply(message)
+        before = len(view.blocks)
+
+        await asyncio.to_thread(redis_server.restart, 1.0)
+        back_at = time.monotonic()
+        # Both sockets stay open and the answer keeps arriving on the other worker.
+        messages, arrivals = [], []
+        while not messages or not re.search(finished(turn_id), messages[-1]):
+            messages.append(await viewer.receive(30))
+            arrivals.append(time.monotonic())
+        for message in messages[:-1]:
+            view.apply(message)
+        streamed = view.blocks
+        view.apply(messages[-1])
+        for message in await sender.receive_until(finished(turn_id), 10):
+            held.apply(message)
+        await _healthy(cluster, 10)
+        print(f"Redis back → deltas again after {_resumed(arrivals, back_at):.2f} s")
+
+    row = cluster.turn(turn_id)
+    assert row["status"] == "completed", row
+    assert len(row["output_text"].split()) == LONG_WORDS, "the stored answer is not whole"
+    whole = render_markdown(row["output_text"])
+    assert len(streamed) > before, "no delta reached the viewer after the restart"
+    assert whole.startswith(streamed), "the streamed answer has a gap or a repeat"
+    assert view.blocks == whole and held.blocks == whole
+
+
+async def test_after_a_redis_restart_stop_works_and_new_sockets_connect(chat_on_own_redis):
+    cluster, thread_id, cookie, redis_server = chat_on_own_redis
+    async with cluster.socket(A, thread_id, cookie) as sender:
+        await sender.send({"action": "send", "message": LONG})
+        turn_id = new_turn_id(await sender.receive_until(NEW_TURN, 15))
+        await sender.receive_until(SOME_TEXT, 15)
+        await asyncio.to_thread(redis_server.restart, 1.0)
+        await sender.receive_until(SOME_TEXT, 10)  # deltas flow again
+        # A new socket on each worker connects and shows the running answer.
+        async with (
+            cluster.socket(A, thread_id, cookie) as again,
+            cluster.socket(B, thread_id, cookie) as other,
+        ):
+            for socket in (again, other):
+                shown = (await socket.receive_until(rf'id="turn-{turn_id}"', 10))[-1]
+                assert 'data-status="in_progress"' in shown
+            await other.send({"action": "stop"})  # from B, to the runner on A
+            for socket in (other, again, sender):
+                await socket.receive_until(finished(turn_id, "cancelled"), 10)
+    row = cluster.turn(turn_id)
+    assert row["status"] == "cancelled", row
+    assert 0 < len(row["output_text"].split()) < LONG_WORDS
+
+
+def _words(html: str) -> list[str]:
+    import html as html_module
+
+    return html_module.unescape(re.sub(r"<[^>]+>", " ", html)).split()
+
+
+async def test_a_killed_workers_answer_is_stored_as_far_as_its_viewers_saw_it(chat):
+    cluster, thread_id, cookie = chat
+    async with cluster.socket(B, thread_id, cookie) as viewer:
+        async with cluster.socket(A, thread_id, cookie) as sender:
+            await sender.send({"action": "send", "message": LONG})
+            created = await viewer.receive_until(NEW_TURN, 15)
+            turn_id = new_turn_id(created)
+            view = AnswerView(turn_id)
+            for message in created + await viewer.receive_until("Filler paragraph 2", 15):
+                view.apply(message)
+            # Die well after a checkpoint (every 0.5 s here): what a checkpoint alone keeps
+            # is then about 0.35 s (~17 words) behind what the viewers saw.
+            checkpoint = cluster.turn(turn_id)["output_text"]
+            await wait_for_row(cluster, turn_id, lambda row: row["output_text"] != checkpoint, 5)
+            await asyncio.sleep(0.35)
+            cluster.workers[A].kill()
+        messages = await viewer.receive_until(finished(turn_id, "interrupted"), 15)
+        for message in messages[:-1]:
+            view.apply(message)
+
+    row = cluster.turn(turn_id)
+    assert row["status"] == "interrupted", row
+    seen = _words(view.blocks + view.tail)
+    stored = _words(render_markdown(row["output_text"]))
+    print(f"kill -9: the viewer saw {len(seen)} words, {len(stored)} were stored")
+    # Within one coalescing window (40 ms, 2 words at 20 ms a word) of what was seen.
+    assert abs(len(stored) - len(seen)) <= 3, (len(seen), len(stored))
+    assert stored[: len(seen) - 3] == seen[: len(seen) - 3]
+
+
+# -- SIGTERM: a worker stopped for a deploy ---------------------------------------------------
+
+GRACE = 3.0  # SHUTDOWN_GRACE_SECONDS of the test workers (tests/workers.py)
+
+
+async def _close_code(socket, within: float = 5) -> int | None:
+    """The code the server closed the socket with (messages before it are skipped)."""
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                await socket.connection.recv()
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+
+
+async def test_sigterm_finishes_or_stores_running_answers_and_sends_viewers_elsewhere(chat):
+    cluster, long_thread, cookie = chat
+    short_thread = cluster.create_thread("alice", "Short one")
+    short = "brief #chunks=60 #delay=20"  # about 1.2 s: finishes within the grace period
+    async with (
+        cluster.socket(A, long_thread, cookie) as on_a,
+        cluster.socket(A, short_thread, cookie) as short_on_a,
+        cluster.socket(B, long_thread, cookie) as viewer,
+        cluster.socket(B, short_thread, cookie) as short_viewer,
+    ):
+        await on_a.send({"action": "send", "message": LONG})
+        created = await viewer.receive_until(NEW_TURN, 15)
+        long_id = new_turn_id(created)
+        view = AnswerView(long_id)
+        for message in created + await viewer.receive_until(SOME_TEXT, 15):
+            view.apply(message)
+        await short_on_a.send({"action": "send", "message": short})
+        short_id = new_turn_id(await short_viewer.receive_until(NEW_TURN, 15))
+
+        cluster.workers[A].terminate()
+        stopped_at = time.monotonic()
+        # Its sockets are closed with "service restart" (the page reconnects elsewhere)...
+        assert [await _close_code(s) for s in (on_a, short_on_a)] == [1012, 1012]
+        # ...and it takes no new connection meanwhile.
+        with pytest.raises(OSError):
+            async with cluster.socket(A, long_thread, cookie):
+                pass
+        messages = await viewer.receive_until(finished(long_id, "interrupted"), GRACE + 10)
+        for message in messages[:-1]:
+            view.apply(message)
+        interrupted_after = time.monotonic() - stopped_at
+        await short_viewer.receive_until(finished(short_id), 5)
+
+    cluster.workers[A].process.wait(timeout=15)
+    exited_after = time.monotonic() - stopped_at
+    print(f"SIGTERM: stored after {interrupted_after:.1f} s, exited after {exited_after:.1f} s")
+    assert cluster.workers[A].process.returncode == 0
+    assert GRACE - 0.5 < interrupted_after < GRACE + 5
+    long_row, short_row = cluster.turn(long_id), cluster.turn(short_id)
+    assert short_row["status"] == "completed" and len(short_row["output_text"].split()) == 60
+    assert long_row["status"] == "interrupted" and "restarted" in long_row["error"]
+    # Stored with everything written, at least all the viewer on the other worker saw.
+    stored = render_markdown(long_row["output_text"])
+    assert stored.startswith(view.blocks) and len(view.blocks) > 0
+    assert 0 < len(long_row["output_text"].split()) < LONG_WORDS
+    assert 'class="retry"' in messages[-1] and "restarted" in messages[-1]

@@ -41,6 +41,7 @@ WORKER_SETTINGS = {
     "STREAM_CHECKPOINT_SECONDS": "0.5",
     "TURN_STALE_SECONDS": "3",
     "TURN_REAPER_SECONDS": "1",
+    "SHUTDOWN_GRACE_SECONDS": "3",
     "RATE_LIMIT_PER_MINUTE": "0",
     "DJANGO_SECURE": "0",
     "DEMO_GATEWAY_ENABLED": "0",
@@ -195,6 +196,11 @@ class Worker:
         if self.alive:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
+
+    def terminate(self) -> None:
+        """SIGTERM, as systemd sends on stop or deploy; returns at once (the worker drains)."""
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
         if self.alive:
@@ -370,9 +376,12 @@ class WorkerCluster:
 
 
 @pytest.fixture
-def worker_cluster(_cluster_template, tmp_path) -> Iterator[WorkerCluster]:
-    """Two Daphne workers over one fresh PostgreSQL database and one Redis prefix."""
+def worker_cluster(request, _cluster_template, tmp_path) -> Iterator[WorkerCluster]:
+    """Two Daphne workers over one fresh PostgreSQL database and one Redis prefix (on the
+    test's own Redis when it asks for ``redis_server``, e.g. to restart it)."""
     database_url, redis_url = _services()
+    if "redis_server" in request.fixturenames:
+        redis_url = request.getfixturevalue("redis_server").url
     name = f"sb_cluster_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     prefix = f"switchboard-cluster-{uuid.uuid4().hex[:12]}."
     with _admin_connection(database_url) as admin:
@@ -381,6 +390,7 @@ def worker_cluster(_cluster_template, tmp_path) -> Iterator[WorkerCluster]:
     env = _cluster_template.env | {
         "DATABASE_URL": cluster_url,
         "CHANNEL_LAYER_PREFIX": prefix,
+        "REDIS_URL": redis_url,
         "SWITCHBOARD_DATA_DIR": str(tmp_path),
     }
     cluster = WorkerCluster(database_url=cluster_url, redis_url=redis_url, prefix=prefix, env=env)

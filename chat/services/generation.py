@@ -44,9 +44,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from chat import fragments
+from chat.channel_layer import ChannelLayerUnavailable
 from chat.markdown import StreamingMarkdown
 from chat.models import Provider, Thread, Turn
-from chat.services import conversation, parameters, tool_loop, usage
+from chat.services import conversation, parameters, tool_loop, turn_mirror, usage
 from chat.services.providers import client_for, default_provider
 from chat.services.upstream_request import RequestPlan
 from chat.upstream.events import (
@@ -97,6 +98,8 @@ def heartbeats_are_trustworthy() -> bool:
     chance to write its heartbeat, or the end of its turn, since)."""
     trouble = _database_trouble_at
     return trouble is None or time.monotonic() - trouble >= settings.TURN_STALE_SECONDS
+# False once this process is shutting down (``chat.shutdown``): new turns go to other workers.
+accepting_turns = True
 
 
 def thread_group(thread_id: int) -> str:
@@ -203,6 +206,7 @@ class TurnRunner:
         self.announced = asyncio.Event()
         self.announced.set()
         self._channel_layer = get_channel_layer()
+        self.mirror = turn_mirror.TextMirror(self.turn_id)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -251,7 +255,7 @@ class TurnRunner:
                 Turn.Status.CANCELLED if self.stop_requested else Turn.Status.INTERRUPTED
             )
             if not self.stop_requested:
-                self.state.error = "The server shut down before this answer finished."
+                self.state.error = "The server restarted before this answer finished."
         except Exception:
             log.exception("turn %s failed inside Switchboard", self.turn_id)
             self.state.status = Turn.Status.FAILED
@@ -384,7 +388,12 @@ class TurnRunner:
             await self._dirty.wait()
             await self.announced.wait()
             self._dirty.clear()
-            await self._publish_delta()
+            try:
+                await self._publish_delta()
+            except ChannelLayerUnavailable:
+                # Redis is down for longer than a send waits: the turn goes on; sockets see
+                # the gap at the next delta (or reconnect) and ask for the whole answer.
+                log.warning("could not publish a delta of turn %s", self.turn_id)
             await asyncio.sleep(settings.STREAM_COALESCE_SECONDS)
 
     async def _publish_delta(self) -> None:
@@ -407,6 +416,8 @@ class TurnRunner:
             message["tools_html"] = fragments.tool_cards(self.turn_id, state.tool_calls)
         # Built once here for every socket that holds exactly the blocks before this delta.
         message["html"] = fragments.shared_delta(message)
+        # Mirrored before it is shown: a dead worker's turn is then stored with what was seen.
+        await self.mirror.write(state.text, state.reasoning)
         await self._channel_layer.group_send(self.group, message)
 
     async def _checkpoint_loop(self) -> None:
@@ -485,7 +496,13 @@ class TurnRunner:
         message = {"type": "turn.finished", "turn_id": self.turn_id}
         if html:
             message["html"] = html  # every socket shows this; none reads the turn again
-        await self._channel_layer.group_send(self.group, message)
+        await self._tell_viewers(message)
+
+    async def _tell_viewers(self, message: dict) -> None:
+        try:
+            await self._channel_layer.group_send(self.group, message)
+        except ChannelLayerUnavailable:  # they fetch the stored turn when Redis is back
+            log.warning("could not tell turn %s's viewers about %s", self.turn_id, message["type"])
 
     async def _store_end_retrying(self, fields: dict) -> str:
         """The end of a turn is what its viewers waited for: while the database is unreachable,
@@ -648,12 +665,20 @@ async def _announce(runner: TurnRunner) -> None:
             except Exception:
                 log.exception("could not render the new turn %s", plan.turn.pk)  # sockets will
         await get_channel_layer().group_send(thread_group(plan.turn.thread_id), message)
+    except ChannelLayerUnavailable:  # the turn runs; sockets catch up when Redis is back
+        log.warning("could not announce turn %s", plan.turn.pk)
     finally:
         runner.announced.set()
 
 
+def _refuse_while_shutting_down() -> None:
+    if not accepting_turns:
+        raise conversation.TurnRejected("This server is restarting. Send again in a moment.")
+
+
 async def start_turn(user, thread_id: int, text: str) -> Turn:
     """Send a message at the end of the thread's current path. Raises TurnRejected."""
+    _refuse_while_shutting_down()
     channel = _new_runner_channel()
     plan = await database_sync_to_async(_plan_turn)(user, thread_id, text, None, False, channel)
     return await _launch(plan)
@@ -676,7 +701,7 @@ async def start_new_thread(user, create_thread: Callable[[], Thread], text: str)
 async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
     """A new sibling of ``turn_id``: the same message asked again (regenerate, retry), or an
     edited one. The new branch becomes the visible path. Raises TurnRejected."""
-
+    _refuse_while_shutting_down()
     channel = _new_runner_channel()
 
     def plan() -> TurnPlan:
@@ -691,7 +716,7 @@ async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
 
 async def answer_tool_call(user, turn_id: int, call_id: str, result: str | None) -> None:
     """The user's result for a call (``None`` rejects it); resumes the turn once all are in."""
-
+    _refuse_while_shutting_down()
     channel = _new_runner_channel()
 
     def record() -> TurnPlan | None:
@@ -824,6 +849,25 @@ async def request_snapshot(turn_id: int, reply_to: str) -> bool:
     return True
 
 
+async def finish_running_turns(grace: float, store_within: float) -> tuple[int, int]:
+    """Shutting down: let this process's turns run for up to ``grace`` seconds, then interrupt
+    the rest (stored with their text, "the server restarted"), waiting up to ``store_within``
+    seconds for that. Returns (finished, interrupted)."""
+    runners = {runner.task: runner for runner in list(_running.values()) if runner.task}
+    if not runners:
+        return 0, 0
+    _, left = await asyncio.wait(runners, timeout=grace)
+    interrupted = 0
+    for task in left:
+        # Only those still generating: one already storing its end must not be cut short.
+        if runners[task].state.status == Turn.Status.IN_PROGRESS:
+            task.cancel()  # not ``stop()``: interrupted, not cancelled by a user
+            interrupted += 1
+    if left:
+        await asyncio.wait(left, timeout=store_within)
+    return len(runners) - interrupted, interrupted
+
+
 async def wait_for(turn_id: int) -> None:
     """Wait until a turn running in this process has finished (or paused) and been stored."""
     runner = _running.get(turn_id)
@@ -849,6 +893,7 @@ def mark_interrupted_turns(older_than: float | None = None) -> list[tuple[int, i
     )
     if not dead or not heartbeats_are_trustworthy():
         return []
+    restore_mirrored_text([pk for pk, _ in dead])
     return [(pk, thread_id) for pk, thread_id in dead if _close_dead_turn(pk, is_stale)]
 
 
@@ -868,6 +913,18 @@ def _close_dead_turn(turn_id: int, is_stale: Q) -> bool:
             # from the stored text.
             usage.record_turn(Turn.objects.select_related("provider").get(pk=turn_id))
     return bool(closed)
+
+
+def restore_mirrored_text(turn_ids: list[int]) -> None:
+    """Running turns get the text their dead runner had shown since its last checkpoint, from
+    the mirror in Redis (``turn_mirror``), when it is newer."""
+    turns = Turn.objects.filter(pk__in=turn_ids, status=Turn.Status.IN_PROGRESS).only(
+        "status", "output_text", "reasoning_text"
+    )
+    for turn in turn_mirror.freshen(turns):
+        Turn.objects.filter(pk=turn.pk, status=Turn.Status.IN_PROGRESS).update(
+            output_text=turn.output_text, reasoning_text=turn.reasoning_text
+        )
 
 
 async def reap_stale_turns() -> int:

@@ -55,6 +55,13 @@
   // screen, and how many finished blocks of each live answer it holds. The server then sends
   // only what is missing, so a dropped network resumes with no gap and nothing twice.
   if (window.htmx) {
+    // The websocket extension reconnects after an abnormal close: 1006 (network, or a connect
+    // that failed), 1011 (server error), 1012 (this worker is restarting: the next connection
+    // reaches another one), 1013. Its delay is random ("full jitter", so the pages of a stopped
+    // worker do not all come back at once); here it grows to 10 s at most, not 64 s.
+    htmx.config.wsReconnectDelay = function (retryCount) {
+      return Math.random() * Math.min(10000, 500 * Math.pow(2, retryCount));
+    };
     htmx.createWebSocket = function (url) {
       var articles = document.querySelectorAll("#turns > article.turn");
       var leaf = articles.length ? articles[articles.length - 1].id.replace("turn-", "") : "";
