@@ -251,7 +251,7 @@ class TurnRunner:
             if not calls:
                 return
             steps += 1
-            if not tool_loop.execute(calls, request.tools):
+            if not await tool_loop.execute(calls, request.tools):
                 self.state.status = Turn.Status.AWAITING_TOOL
                 self.state.tools_changed = True
                 return

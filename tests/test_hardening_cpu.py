@@ -1,0 +1,227 @@
+"""Issue 11, findings 1 and 10: no member can freeze a worker with CPU work (regular
+expressions, schemas, markdown), and no id from a request can make the server fail.
+
+Timing bounds here are liveness bounds far from the bad case (seconds against tens of
+milliseconds), never speed targets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from chat.models import Preset, ThreadShare, ToolDefinition, Turn
+from chat.routing import websocket_application
+from chat.services import generation, json_schema, tools
+
+CATASTROPHIC = "^(a+)+$"
+# Python's re needs about 2^27 steps to refuse this (seconds; the probe measured 2.3 s for 25
+# "a"s); RE2 needs one pass.
+EVIL_WORD = "a" * 27 + "!"
+
+
+class Ticker:
+    """Measures the event loop's responsiveness: the longest gap between 10 ms ticks."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._task: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            self.longest = max(self.longest, now - last)
+            last = now
+
+    async def __aenter__(self) -> Ticker:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._task.cancel()
+
+
+# -- finding 1: regular expressions, schemas and the event loop ----------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("api", ["responses", "chat"])
+async def test_a_catastrophic_pattern_does_not_stall_the_event_loop(user, make_thread, api):
+    """The probe's case end to end: the demo model calls a tool whose schema has
+    ``^(a+)+$`` with 27 "a"s and a "!"; the runner checks the arguments while the loop keeps
+    ticking, and the model is told they do not match."""
+    thread = await asyncio.to_thread(make_thread, user)
+    thread.api = api
+    await thread.asave()
+    schema = {
+        "type": "object",
+        # The demo model sends the first enum value; "pattern" comes first, so it is checked.
+        "properties": {"word": {"type": "string", "pattern": CATASTROPHIC, "enum": [EVIL_WORD]}},
+        "required": ["word"],
+    }
+    assert tools.schema_error(schema) is None  # RE2 takes this pattern; it is saved as before
+    tool = await ToolDefinition.objects.acreate(owner=user, name="spell", parameters=schema)
+    await thread.tools.aadd(tool)
+
+    async with Ticker() as ticker:
+        turn = await generation.start_turn(user, thread.pk, "Spell it #call=spell")
+        await generation.wait_for(turn.pk)
+    turn = await Turn.objects.aget(pk=turn.pk)
+
+    [call] = turn.tool_calls
+    assert call["status"] == "error"
+    assert f"'{EVIL_WORD}' does not match '{CATASTROPHIC}'" in call["result"]
+    assert turn.status == Turn.Status.COMPLETED
+    # The old code held the loop for the whole match (several seconds at this length).
+    assert ticker.longest < 2.0
+
+
+async def test_argument_checks_run_off_the_event_loop():
+    """Even a check that takes its whole time budget leaves the loop free: ``execute`` (what
+    the runner awaits) does the work in a worker thread."""
+    from chat.services import tool_loop
+
+    depth = 17  # two branches per level: 2^17 evaluations, seconds of pure Python
+    defs = {
+        f"d{i}": {"anyOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]}
+        for i in range(depth)
+    }
+    defs[f"d{depth}"] = {"type": "integer"}
+    schema = {"type": "object", "properties": {"x": {"$ref": "#/$defs/d0"}}, "$defs": defs}
+    offered = {"branchy": tool_loop.ToolSpec("branchy", "", schema)}
+    calls = [{"step": 1, "call_id": "c1", "name": "branchy", "arguments": '{"x": "no"}'}]
+    async with Ticker() as ticker:
+        started = time.monotonic()
+        all_done = await tool_loop.execute(calls, offered)
+        took = time.monotonic() - started
+    assert all_done and calls[0]["status"] == "error"
+    assert "could not be checked within 2 seconds" in calls[0]["result"]
+    assert took < 2.0 + 3.0  # stopped at its budget (the old code ran ~8 s here)
+    assert ticker.longest < 1.0  # the loop ticked on meanwhile
+
+
+def test_a_validation_past_its_time_budget_is_stopped_with_a_clear_message(monkeypatch):
+    monkeypatch.setattr(json_schema, "CHECK_SECONDS", 0.2)
+    depth = 17
+    defs = {
+        f"d{i}": {"anyOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]}
+        for i in range(depth)
+    }
+    defs[f"d{depth}"] = {"type": "integer"}
+    schema = {"type": "object", "properties": {"x": {"$ref": "#/$defs/d0"}}, "$defs": defs}
+    started = time.monotonic()
+    arguments, problem = tools.check_arguments(schema, '{"x": "no"}')
+    assert arguments is None
+    assert problem == (
+        "The arguments could not be checked within 0.2 seconds "
+        "(the tool's schema is too complex for them)."
+    )
+    assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("^(?=.*[0-9]).+$", "invalid perl operator: (?="),
+        ("(?<=@)example", "invalid perl operator: (?<="),
+        (r"^(a)\1$", r"invalid escape sequence: \1"),
+    ],
+)
+def test_the_tool_editor_refuses_a_pattern_re2_cannot_compile(client, user, pattern, reason):
+    client.force_login(user)
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": pattern}}}
+    response = client.post(
+        "/tools/new/", {"name": "lookup", "description": "", "parameters": json.dumps(schema)}
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="tool-parameters-error"' in html  # next to the field, like other schema errors
+    message = tools.validate_definition("lookup", "", json.dumps(schema))[1]["parameters"]
+    assert message == (
+        f"The pattern {pattern!r} (at properties/code/pattern) cannot be used: {reason}. "
+        "Patterns are matched with RE2, which has no lookahead, lookbehind or backreferences."
+    )
+    assert not ToolDefinition.objects.filter(owner=user).exists()  # nothing saved
+
+
+def test_pattern_property_names_are_checked_too():
+    schema = {"type": "object", "patternProperties": {"^(?!x)": {"type": "string"}}}
+    assert "cannot be used: invalid perl operator: (?!" in tools.schema_error(schema)
+
+
+def test_patterns_keep_working_as_json_schema_writes_them():
+    """RE2 is not a downgrade for ordinary patterns: ECMA-262 \\uXXXX escapes, classes,
+    anchors, patternProperties with additionalProperties."""
+    schema = {
+        "type": "object",
+        "properties": {"letter": {"type": "string", "pattern": r"^\u00e9+$"}},
+        "patternProperties": {"^x-[a-z]+$": {"type": "integer"}},
+        "additionalProperties": False,
+    }
+    assert tools.schema_error(schema) is None
+    assert tools.check_arguments(schema, '{"letter": "éé", "x-count": 2}') == (
+        {"letter": "éé", "x-count": 2},
+        None,
+    )
+    _, problem = tools.check_arguments(schema, '{"x-count": "two"}')
+    assert "'two' is not of type 'integer'" in problem
+    _, problem = tools.check_arguments(schema, '{"other": 1}')
+    assert "'other' does not match any of the regexes: '^x-[a-z]+$'" in problem
+
+
+def test_a_subschema_naming_another_draft_is_still_checked_with_re2():
+    """A nested ``$schema`` would make jsonschema switch to that draft's validator (and
+    Python's re); it is ignored, so the catastrophic pattern is still matched by RE2."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "word": {"$schema": "http://json-schema.org/draft-07/schema#", "pattern": CATASTROPHIC}
+        },
+    }
+    started = time.monotonic()
+    _, problem = tools.check_arguments(schema, json.dumps({"word": EVIL_WORD}))
+    assert "does not match" in problem
+    assert time.monotonic() - started < 1.0  # Python's re: seconds
+
+
+def test_unique_items_are_compared_by_hashing_not_pairwise():
+    schema = {"type": "object", "properties": {"rows": {"type": "array", "uniqueItems": True}}}
+    rows = [{"n": i} for i in range(5000)]
+    started = time.monotonic()
+    assert tools.check_arguments(schema, json.dumps({"rows": rows}))[1] is None
+    took = time.monotonic() - started
+    _, problem = tools.check_arguments(schema, json.dumps({"rows": [*rows, {"n": 7}]}))
+    assert "has non-unique elements" in problem
+    # JSON equality: 1 and 1.0 are the same value, true and 1 are not, key order is ignored.
+    assert tools.check_arguments(schema, '{"rows": [1, 1.0]}')[1] is not None
+    assert tools.check_arguments(schema, '{"rows": [1, true]}')[1] is None
+    assert tools.check_arguments(schema, '{"rows": [{"a": 1, "b": 2}, {"b": 2, "a": 1}]}')[1]
+    assert took < 2.0  # pairwise: 12.5 million comparisons of objects, several seconds
+
+
+def test_arguments_nested_too_deeply_are_refused_before_validation():
+    schema = {"type": "object"}
+    deep = '{"a": ' * 70 + "1" + "}" * 70
+    assert tools.check_arguments(schema, deep) == (
+        None,
+        "The arguments are nested too deeply (at most 64 levels).",
+    )
+    fine = '{"a": ' * 10 + "1" + "}" * 10
+    assert tools.check_arguments(schema, fine)[1] is None
+
+
+def test_a_schema_nested_too_deeply_is_refused_in_the_editor():
+    schema: dict = {"type": "object"}
+    node = schema
+    for _ in range(40):  # 80 levels: properties → name → schema
+        node["properties"] = {"child": {"type": "object"}}
+        node = node["properties"]["child"]
+    text = json.dumps(schema)
+    assert len(text) < tools.MAX_SCHEMA_BYTES
+    _, errors = tools.validate_definition("deep", "", text)
+    assert errors == {"parameters": "Parameters are nested too deeply (at most 64 levels)."}
