@@ -66,7 +66,7 @@ _ECMA_ESCAPE = re.compile(r"\\\\|\\u([0-9A-Fa-f]{4})")
 
 
 def _to_re2_syntax(pattern: str) -> str:
-    return _ECMA_ESCAPE.sub(lambda m: r"\x{%s}" % m[1] if m[1] else m[0], pattern)
+    return _ECMA_ESCAPE.sub(lambda m: "\\x{" + m[1] + "}" if m[1] else m[0], pattern)
 
 
 @functools.lru_cache(maxsize=512)
@@ -163,7 +163,9 @@ def _additional_properties(
             yield ValidationError(f"{names} {verb} not match any of the regexes: {patterns}")
         else:
             verb = "was" if len(extras) == 1 else "were"
-            yield ValidationError(f"Additional properties are not allowed ({names} {verb} unexpected)")
+            yield ValidationError(
+                f"Additional properties are not allowed ({names} {verb} unexpected)"
+            )
 
 
 def _is_valid(errors: Iterator) -> bool:
@@ -228,7 +230,9 @@ def _unevaluated_properties(
         names = ", ".join(repr(key) for key in sorted(failing, key=str))
         verb = "was" if len(failing) == 1 else "were"
         if unevaluated is False:
-            yield ValidationError(f"Unevaluated properties are not allowed ({names} {verb} unexpected)")
+            yield ValidationError(
+                f"Unevaluated properties are not allowed ({names} {verb} unexpected)"
+            )
         else:
             yield ValidationError(
                 f"Unevaluated properties are not valid under the given schema "
@@ -298,12 +302,24 @@ ArgumentsValidator = validators.extend(
 # ``$schema`` may appear. A subschema naming another draft would make jsonschema switch to
 # that draft's validator, with Python ``re`` again; tool schemas are read as 2020-12 anyway.
 _SCHEMA_VALUED = frozenset(
-    {"additionalProperties", "unevaluatedProperties", "unevaluatedItems", "items", "contains",
-     "propertyNames", "not", "if", "then", "else", "additionalItems"}
+    {
+        "additionalProperties",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "items",
+        "contains",
+        "propertyNames",
+        "not",
+        "if",
+        "then",
+        "else",
+        "additionalItems",
+    }
 )
 _SCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
-_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions",
-                          "dependentSchemas"})
+_SCHEMA_MAPS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+)
 
 
 def _without_dialects(schema: Any) -> Any:
