@@ -225,6 +225,36 @@ def test_a_schema_nested_too_deeply_is_refused_in_the_editor():
     assert errors == {"parameters": "Parameters are nested too deeply (at most 64 levels)."}
 
 
+# -- finding 1: markdown of a huge answer ----------------------------------------------------------
+
+
+async def test_a_huge_streamed_block_is_rendered_off_the_event_loop():
+    """One list of 12,000 items is one open block, parsed again at every flush: the runner
+    renders it in a worker thread while the loop keeps ticking."""
+    plan = generation.TurnPlan(turn=Turn(pk=424242, thread_id=424242), provider=None, request=None)
+    runner = generation.TurnRunner(plan)
+    listing = "".join(f"- item number {i} with *some* text\n" for i in range(12_000))
+    runner.state.answer.append(listing)
+    async with Ticker() as ticker:
+        await runner._publish_delta()
+    assert runner.state.answer.tail_html.count("<li>") == 12_000
+    assert ticker.longest < 0.5  # on the loop, this render took over a second
+
+
+def test_text_arriving_during_an_off_loop_render_is_kept():
+    from chat.markdown import StreamingMarkdown, render_tail
+
+    answer = StreamingMarkdown()
+    answer.append("First paragraph.\n\n- one\n")
+    text = answer.take()
+    answer.append("- two\n")  # arrives while ``text`` is being rendered in a thread
+    blocks, tail = answer.commit(render_tail(text))
+    assert blocks == ["<p>First paragraph.</p>\n"] and "two" not in tail
+    blocks, tail = answer.flush()
+    assert blocks == [] and "<li>one</li>" in tail and "<li>two</li>" in tail
+    assert answer.flush() == ([], tail)  # nothing new: nothing rendered
+
+
 # -- finding 10: ids from requests, websocket frames ----------------------------------------------
 
 HUGE = "99999999999999999999"  # 20 digits: more than a 64-bit integer

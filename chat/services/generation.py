@@ -24,6 +24,7 @@ import contextvars
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -36,7 +37,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from chat import fragments
-from chat.markdown import StreamingMarkdown
+from chat.markdown import StreamingMarkdown, render_tail
 from chat.models import Provider, Thread, Turn
 from chat.services import conversation, parameters, tool_loop, usage
 from chat.services.providers import client_for, default_provider
@@ -59,6 +60,15 @@ log = logging.getLogger(__name__)
 _running: dict[int, TurnRunner] = {}
 
 RUNNER_CHANNEL_PREFIX = "turn-runner"
+
+# A streamed tail longer than this (one huge list, table or paragraph is one open block, parsed
+# again at every flush) is rendered in a worker thread, not on the event loop that serves every
+# socket of the worker. Shorter ones cost less than the thread hop (about a millisecond).
+INLINE_RENDER_CHARS = 8_192
+_RENDER_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="markdown")
+# After a flush that took t seconds the next waits at least this many times t: a tail that is
+# slow to render is rendered less often, so it never takes more than a third of a core.
+FLUSH_BACKOFF = 2.0
 
 
 def thread_group(thread_id: int) -> str:
@@ -341,14 +351,25 @@ class TurnRunner:
             await self._dirty.wait()
             await self.announced.wait()
             self._dirty.clear()
+            began = time.monotonic()
             await self._publish_delta()
-            await asyncio.sleep(settings.STREAM_COALESCE_SECONDS)
+            took = time.monotonic() - began
+            await asyncio.sleep(max(settings.STREAM_COALESCE_SECONDS, FLUSH_BACKOFF * took))
 
     async def _publish_delta(self) -> None:
         state = self.state
         answer_start, thoughts_start = len(state.answer.blocks), len(state.thoughts.blocks)
-        blocks, tail = state.answer.flush()
-        reasoning_blocks, reasoning_tail = state.thoughts.flush()
+        answer, thoughts = state.answer.take(), state.thoughts.take()
+
+        def render() -> tuple:
+            return tuple(None if text is None else render_tail(text) for text in (answer, thoughts))
+
+        if len(answer or "") + len(thoughts or "") > INLINE_RENDER_CHARS:
+            rendered = await asyncio.get_running_loop().run_in_executor(_RENDER_POOL, render)
+        else:
+            rendered = render()
+        blocks, tail = state.answer.commit(rendered[0])
+        reasoning_blocks, reasoning_tail = state.thoughts.commit(rendered[1])
         message = {
             "type": "turn.delta",
             "turn_id": self.turn_id,
