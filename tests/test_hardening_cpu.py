@@ -38,9 +38,11 @@ class Ticker:
 
     async def __aenter__(self) -> Ticker:
         self._task = asyncio.create_task(self._run())
+        await asyncio.sleep(0)  # the ticker's clock starts before the code under test runs
         return self
 
     async def __aexit__(self, *exc) -> None:
+        await asyncio.sleep(0.05)  # let it measure the gap the code under test may have left
         self._task.cancel()
 
 
