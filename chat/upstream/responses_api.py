@@ -17,6 +17,7 @@ from .events import (
     ToolCallDelta,
     ToolCallDone,
     Usage,
+    text_or_none,
 )
 from .sse import SSEMessage
 
@@ -130,7 +131,7 @@ def parse_response(body: dict[str, Any]) -> list[Event]:
     if body.get("error") and not body.get("output"):
         message, code = _error_fields(body["error"], "The model failed to answer.")
         return [Failed(message, "upstream", code=code)]
-    events: list[Event] = [Started(body.get("id"), body.get("model"))]
+    events: list[Event] = [Started(text_or_none(body.get("id")), text_or_none(body.get("model")))]
     texts, reasoning, calls = _output_texts(body)
     if reasoning:
         events.append(ReasoningDelta("\n\n".join(reasoning)))
@@ -175,7 +176,7 @@ class ResponsesStreamTranslator:
             return []
         try:
             payload = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past Python's stack
             return [Failed(MALFORMED_MESSAGE, "protocol")]
         if not isinstance(payload, dict):
             return [Failed(MALFORMED_MESSAGE, "protocol")]
@@ -201,7 +202,7 @@ class ResponsesStreamTranslator:
         if self._started:
             return []
         self._started = True
-        return [Started(self._response_id, response.get("model"))]
+        return [Started(self._response_id, text_or_none(response.get("model")))]
 
     def _text_delta(self, payload: dict[str, Any]) -> list[Event]:
         delta = payload.get("delta")
