@@ -431,3 +431,15 @@ async def test_a_bad_resume_query_still_connects(make_thread, user, cookie_of, q
     ws = await _open_socket(thread, user, cookie_of, query)
     await _still_usable(ws, thread)
     await ws.disconnect()
+
+
+def test_the_longest_message_fits_in_a_frame_even_fully_escaped():
+    """The frame limit is set so that a message at MAX_MESSAGE_CHARS always passes it, even
+    when every character is sent as a six-character \\uXXXX escape."""
+    from chat.ws_actions import parse_action
+
+    frame = json.dumps(
+        {"action": "send", "message": "\x01" * 32_000, "HEADERS": {"HX-Request": "true"}}
+    )
+    assert len(frame) > 6 * 32_000
+    assert parse_action(frame, 32_000)["message"] == "\x01" * 32_000
