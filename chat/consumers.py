@@ -10,17 +10,18 @@ closes when that session ends, and every action re-checks the session and the th
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import aclose_old_connections, database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
-from chat import fragments
+from chat import fragments, ws_actions
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.models import Turn
+from chat.request_ids import parse_count, parse_id
 from chat.services import conversation, generation, session_binding, turn_mirror
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 # The extension reconnects after this one (with the browser's current session cookie).
 CLOSE_RECONNECT = 1012
+# A page reports the live answers it holds; there are never more than a few.
+_MAX_RESUMED = 64
 
 
 def parse_resume(query_string: bytes) -> tuple[int | None, dict[int, tuple[int, int]]] | None:
@@ -41,11 +44,14 @@ def parse_resume(query_string: bytes) -> tuple[int | None, dict[int, tuple[int, 
         return None
     leaf = query["leaf"][0]
     offsets: dict[int, tuple[int, int]] = {}
-    for item in ",".join(query.get("resume", [])).split(","):
+    for item in ",".join(query.get("resume", [])).split(",")[:_MAX_RESUMED]:
         parts = item.split(":")
-        if len(parts) == 3 and all(p.isdigit() for p in parts):
-            offsets[int(parts[0])] = (int(parts[1]), int(parts[2]))
-    return (int(leaf) if leaf.isdigit() else None), offsets
+        if len(parts) != 3:
+            continue
+        turn, blocks, reasoning = parse_id(parts[0]), parse_count(parts[1]), parse_count(parts[2])
+        if turn is not None and blocks is not None and reasoning is not None:
+            offsets[turn] = (blocks, reasoning)
+    return parse_id(leaf), offsets
 
 
 class ThreadConsumer(AsyncWebsocketConsumer):
@@ -145,13 +151,9 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
-            data = json.loads(text_data or "")
-            if not isinstance(data, dict):
-                raise ValueError
-        except ValueError:
-            await self.send(
-                fragments.error_notice("The message could not be read. Reload the page.")
-            )
+            data = ws_actions.parse_action(text_data or bytes_data, settings.MAX_MESSAGE_CHARS)
+        except ws_actions.ActionRefused as exc:
+            await self.send(fragments.error_notice(str(exc)))
             return
         if not await self._may_still_act():
             return
@@ -198,7 +200,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     async def _own_turn_id(self, data: dict) -> int:
         """The turn named in a request, if it belongs to this socket's thread."""
-        turn_id = int(data.get("turn_id") or 0)
+        turn_id = parse_id(data.get("turn_id")) or 0
         if not await Turn.objects.filter(pk=turn_id, thread_id=self.thread_id).aexists():
             raise conversation.TurnRejected("This message no longer exists.")
         return turn_id

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import html as html_lib
 import re
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import nh3
@@ -221,6 +222,42 @@ def _open_fence(tokens: list[Token], lines: list[str]) -> bool:
     return not (closing and closing[1][0] == last.markup[0] and len(closing[1]) >= len(last.markup))
 
 
+@dataclass(frozen=True)
+class TailRender:
+    """What one flush produced: blocks that became final, the open tail's HTML, and the text
+    of that open tail (kept for the next flush)."""
+
+    new_blocks: list[str]
+    tail_html: str
+    rest: str
+
+
+def render_tail(text: str, images: ImagePolicy | None = None) -> TailRender:
+    """Render the open part of a streamed answer. Pure (no shared state), so a long tail can be
+    rendered in a worker thread while the event loop goes on."""
+    plain = _PLAIN_LINE.fullmatch(text.strip("\n"))
+    if plain is not None:
+        # One line of plain prose (the usual tail): what the parser and sanitizer would
+        # produce, without them. It contains no markup characters and nothing to escape.
+        return TailRender([], f"<p>{plain[1]}</p>\n", text)
+    new_blocks: list[str] = []
+    tokens = _PARSER.parse(text)
+    lines = text.splitlines(keepends=True)
+    tops = [i for i, t in enumerate(tokens) if t.level == 0 and t.nesting >= 0 and t.map]
+    if len(tops) > 1:
+        # Everything before the last top-level block can no longer change its rendering:
+        # render those tokens once, and keep only the last block's text as the tail.
+        cut = tokens[tops[-1]].map[0]
+        finished, text = "".join(lines[:cut]), "".join(lines[cut:])
+        if finished.strip():
+            new_blocks.append(_render_tokens(tokens[: tops[-1]], images=images))
+        tokens = tokens[tops[-1] :]
+    open_fence = _open_fence(tokens, lines)
+    return TailRender(
+        new_blocks, _render_tokens(tokens, _PLAIN_OPTIONS if open_fence else None, images), text
+    )
+
+
 class StreamingMarkdown:
     """Renders a growing markdown text in finished blocks plus one open tail.
 
@@ -228,6 +265,9 @@ class StreamingMarkdown:
     returns the HTML of blocks that became final since the last flush (append them once) and
     the HTML of the open tail (replace it each time). Only the tail is parsed again, once per
     flush, so the total cost stays linear in the length of the answer.
+
+    ``flush`` is ``take`` + ``render_tail`` + ``commit``: the runner renders a long tail (one
+    huge list or table is one block) in a worker thread between the two, on the event loop.
 
     A code block that is still open (no closing fence yet) streams as plain escaped code: it is
     highlighted once it is closed. Highlighting it again at every flush cost ten times more than
@@ -238,41 +278,34 @@ class StreamingMarkdown:
         self.images = images  # None: the site's, at each flush
         self.blocks: list[str] = []
         self._tail = ""
-        self._changed = False
+        self._pending: list[str] = []
         self.tail_html = ""
 
     def append(self, delta: str) -> None:
         if delta:
-            self._tail += delta
-            self._changed = True
+            self._pending.append(delta)
+
+    def take(self) -> str | None:
+        """The open text to render now, or None when nothing arrived since the last flush.
+        Deltas appended before ``commit`` wait for the next flush."""
+        if not self._pending:
+            return None
+        self._tail += "".join(self._pending)
+        self._pending.clear()
+        return self._tail
+
+    def commit(self, rendered: TailRender | None) -> tuple[list[str], str]:
+        """Apply what ``render_tail`` made of the text ``take`` returned (None: nothing new)."""
+        if rendered is None:
+            return [], self.tail_html
+        self._tail = rendered.rest
+        self.blocks.extend(rendered.new_blocks)
+        self.tail_html = rendered.tail_html
+        return rendered.new_blocks, rendered.tail_html
 
     def flush(self) -> tuple[list[str], str]:
-        if not self._changed:
-            return [], self.tail_html  # nothing new since the last flush
-        self._changed = False
-        new_blocks: list[str] = []
-        plain = _PLAIN_LINE.fullmatch(self._tail.strip("\n"))
-        if plain is not None:
-            # One line of plain prose (the usual tail): what the parser and sanitizer would
-            # produce, without them. It contains no markup characters and nothing to escape.
-            self.tail_html = f"<p>{plain[1]}</p>\n"
-            return new_blocks, self.tail_html
-        tokens = _PARSER.parse(self._tail)
-        lines = self._tail.splitlines(keepends=True)
-        tops = [i for i, t in enumerate(tokens) if t.level == 0 and t.nesting >= 0 and t.map]
-        if len(tops) > 1:
-            # Everything before the last top-level block can no longer change its rendering:
-            # render those tokens once, and keep only the last block's text as the tail.
-            cut = tokens[tops[-1]].map[0]
-            finished, self._tail = "".join(lines[:cut]), "".join(lines[cut:])
-            if finished.strip():
-                new_blocks.append(_render_tokens(tokens[: tops[-1]], images=self.images))
-                self.blocks.extend(new_blocks)
-            tokens = tokens[tops[-1] :]
-        open_fence = _open_fence(tokens, lines)
-        options = _PLAIN_OPTIONS if open_fence else None
-        self.tail_html = _render_tokens(tokens, options, self.images)
-        return new_blocks, self.tail_html
+        text = self.take()
+        return self.commit(None if text is None else render_tail(text, self.images))
 
 
 def _render_tokens(

@@ -7,6 +7,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from chat.models import Access, Thread
+from chat.request_ids import parse_id
 from chat.services import sharing
 from chat.views import _writable_thread_or_404
 
@@ -37,10 +38,13 @@ def sharing_panel(request: HttpRequest, thread_id: int) -> HttpResponse:
         return _panel(request, thread)
     target = request.POST.get("team", "")
     try:
+        team_id = parse_id(target)
+        if target and team_id is None:
+            raise sharing.ShareRefused("You can only share with a team you belong to.")
         share = sharing.share(
             thread,
             access=request.POST.get("access", ""),
-            team_id=int(target) if target.isdigit() else None,
+            team_id=team_id,
             username=request.POST.get("username", "") if not target else "",
         )
     except sharing.ShareRefused as exc:

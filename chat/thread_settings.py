@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from chat.models import Preset, Provider, Thread, ToolDefinition
+from chat.request_ids import parse_id
 from chat.services import parameters
 from chat.views import _writable_thread_or_404
 
@@ -67,7 +68,9 @@ def thread_settings(request: HttpRequest, thread_id: int) -> HttpResponse:
         return _panel(request, thread, api=api, values=parameters.form_values(thread.params))
 
     api = _api_of(request.POST.get("api", ""), thread)
-    tool_ids = {int(pk) for pk in request.POST.getlist("tools") if pk.isdigit()}
+    tool_ids = {parse_id(pk) for pk in request.POST.getlist("tools")}
+    if None in tool_ids:  # the form only ever sends ids of the user's tools
+        return HttpResponseBadRequest("That tool id is not valid.", content_type="text/plain")
     chosen = list(ToolDefinition.objects.filter(owner=request.user, pk__in=tool_ids))
     params, errors = parameters.validate(request.POST, api, tool_names={t.name for t in chosen})
     if errors:

@@ -22,6 +22,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from chat import export, fragments
 from chat.forms import AccountCreationForm, RenameThreadForm
 from chat.models import Preset, Provider, SiteSettings, Thread
+from chat.request_ids import parse_id
 from chat.services import access, conversation, generation, providers
 from chat.services import search as thread_search
 from chat.signin.backends import ACCOUNT_BACKEND
@@ -54,9 +55,10 @@ _sidebars = conversation.sidebar_lists
 def _parse_model_choice(value: str) -> tuple[Provider | None, str]:
     """``"<provider id>:<model id>"`` from the model picker → (enabled provider, model)."""
     provider_id, _, model = value.partition(":")
-    if not provider_id.isdigit() or not model:
+    provider_pk = parse_id(provider_id)
+    if provider_pk is None or not model:
         return None, ""
-    return Provider.objects.filter(pk=int(provider_id), enabled=True).first(), model
+    return Provider.objects.filter(pk=provider_pk, enabled=True).first(), model
 
 
 async def _model_context(
@@ -160,10 +162,8 @@ async def new_thread(request: HttpRequest) -> HttpResponse:
         api = request.POST.get("api", "")
         api = api if api in Provider.Api.values else ""
         thread = Thread.objects.create(owner=user, provider=provider, model=model, api=api)
-        preset_id = request.POST.get("preset", "")
-        preset = (
-            Preset.objects.filter(owner=user, pk=preset_id).first() if preset_id.isdigit() else None
-        )
+        preset_pk = parse_id(request.POST.get("preset", ""))
+        preset = Preset.objects.filter(owner=user, pk=preset_pk).first() if preset_pk else None
         if preset is not None:
             conversation.apply_preset(thread, preset)
         return thread
@@ -203,10 +203,10 @@ def earlier_turns(request: HttpRequest, thread_id: int) -> HttpResponse:
     """The "Show earlier messages" button: the page of turns above ``before`` (with the next
     such button), swapped in place of the button that asked for it."""
     thread = _thread_or_404(request, thread_id)
-    before = request.GET.get("before", "")
+    before = parse_id(request.GET.get("before", ""))
     page = (
-        fragments.path_page(thread, generation.running_snapshots(), int(before))
-        if before.isdigit()
+        fragments.path_page(thread, generation.running_snapshots(), before)
+        if before is not None
         else None
     )
     if page is None:

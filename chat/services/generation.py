@@ -31,6 +31,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -43,9 +44,9 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from chat import fragments
+from chat import fragments, image_policy
 from chat.channel_layer import ChannelLayerUnavailable
-from chat.markdown import StreamingMarkdown
+from chat.markdown import StreamingMarkdown, render_tail
 from chat.models import Provider, Thread, Turn
 from chat.services import conversation, parameters, tool_loop, turn_mirror, usage
 from chat.services.providers import client_for, default_provider
@@ -98,8 +99,19 @@ def heartbeats_are_trustworthy() -> bool:
     chance to write its heartbeat, or the end of its turn, since)."""
     trouble = _database_trouble_at
     return trouble is None or time.monotonic() - trouble >= settings.TURN_STALE_SECONDS
+
+
 # False once this process is shutting down (``chat.shutdown``): new turns go to other workers.
 accepting_turns = True
+
+# A streamed tail longer than this (one huge list, table or paragraph is one open block, parsed
+# again at every flush) is rendered in a worker thread, not on the event loop that serves every
+# socket of the worker. Shorter ones cost less than the thread hop (about a millisecond).
+INLINE_RENDER_CHARS = 8_192
+_RENDER_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="markdown")
+# After a flush that took t seconds the next waits at least this many times t: a tail that is
+# slow to render is rendered less often, so it never takes more than a third of a core.
+FLUSH_BACKOFF = 2.0
 
 
 def thread_group(thread_id: int) -> str:
@@ -298,7 +310,7 @@ class TurnRunner:
             if not calls:
                 return
             steps += 1
-            if not tool_loop.execute(calls, request.tools):
+            if not await tool_loop.execute(calls, request.tools):
                 self.state.status = Turn.Status.AWAITING_TOOL
                 self.state.tools_changed = True
                 return
@@ -388,19 +400,34 @@ class TurnRunner:
             await self._dirty.wait()
             await self.announced.wait()
             self._dirty.clear()
+            began = time.monotonic()
             try:
                 await self._publish_delta()
             except ChannelLayerUnavailable:
                 # Redis is down for longer than a send waits: the turn goes on; sockets see
                 # the gap at the next delta (or reconnect) and ask for the whole answer.
                 log.warning("could not publish a delta of turn %s", self.turn_id)
-            await asyncio.sleep(settings.STREAM_COALESCE_SECONDS)
+            took = time.monotonic() - began
+            await asyncio.sleep(max(settings.STREAM_COALESCE_SECONDS, FLUSH_BACKOFF * took))
 
     async def _publish_delta(self) -> None:
         state = self.state
         answer_start, thoughts_start = len(state.answer.blocks), len(state.thoughts.blocks)
-        blocks, tail = state.answer.flush()
-        reasoning_blocks, reasoning_tail = state.thoughts.flush()
+        answer, thoughts = state.answer.take(), state.thoughts.take()
+
+        images = image_policy.current()  # on the loop: the cached list, never a query
+
+        def render() -> tuple:
+            return tuple(
+                None if text is None else render_tail(text, images) for text in (answer, thoughts)
+            )
+
+        if len(answer or "") + len(thoughts or "") > INLINE_RENDER_CHARS:
+            rendered = await asyncio.get_running_loop().run_in_executor(_RENDER_POOL, render)
+        else:
+            rendered = render()
+        blocks, tail = state.answer.commit(rendered[0])
+        reasoning_blocks, reasoning_tail = state.thoughts.commit(rendered[1])
         message = {
             "type": "turn.delta",
             "turn_id": self.turn_id,

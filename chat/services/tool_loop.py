@@ -7,6 +7,8 @@ status ``streaming`` → ``done`` | ``error`` | ``awaiting`` (the user answers) 
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,28 +25,40 @@ class ToolSpec:
     builtin: str = ""
 
 
-def execute(calls: list[dict[str, Any]], offered: dict[str, ToolSpec]) -> bool:
+# Checking a model's arguments against a schema, and running a built-in, is CPU work: it runs
+# here, never on the event loop, so one tool call cannot stall every socket of the worker.
+# A pool of its own: a burst of slow checks waits for these threads, not for the loop's
+# default executor (which also resolves host names for upstream connections).
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tool-calls")
+
+
+def outcome(call: dict[str, Any], offered: dict[str, ToolSpec]) -> tuple[str, str]:
+    """What becomes of one call: (status, result). Runs in a worker thread."""
+    spec = offered.get(call["name"])
+    if spec is None:
+        return "error", f"Error: there is no tool named {call['name']!r}."
+    arguments, problem = tools.check_arguments(spec.parameters, call["arguments"])
+    if problem is not None:
+        # Bad arguments go back to the model as the result, so it can correct itself.
+        return "error", problem
+    if spec.builtin:
+        return "done", tools.run_builtin(spec.builtin, arguments or {})
+    return "awaiting", ""
+
+
+async def execute(calls: list[dict[str, Any]], offered: dict[str, ToolSpec]) -> bool:
     """Fill in results for the calls of one step. True when every call has a result now;
     False when some wait for the user (tools with no built-in implementation)."""
-    for call in calls:
-        spec = offered.get(call["name"])
-        if spec is None:
-            call["status"], call["result"] = (
-                "error",
-                f"Error: there is no tool named {call['name']!r}.",
-            )
-            continue
-        arguments, problem = tools.check_arguments(spec.parameters, call["arguments"])
-        if problem is not None:
-            # Bad arguments go back to the model as the result, so it can correct itself.
-            call["status"], call["result"] = "error", problem
-        elif spec.builtin:
-            call["status"], call["result"] = (
-                "done",
-                tools.run_builtin(spec.builtin, arguments or {}),
-            )
-        else:
-            call["status"], call["result"] = "awaiting", ""
+    loop = asyncio.get_running_loop()
+    # The calls themselves are only read there and updated here, on the loop, where snapshots
+    # of the turn read them: a viewer never sees a call half updated.
+    pending = [(call["name"], call["arguments"]) for call in calls]
+    outcomes = await loop.run_in_executor(
+        _POOL,
+        lambda: [outcome({"name": name, "arguments": text}, offered) for name, text in pending],
+    )
+    for call, (status, result) in zip(calls, outcomes, strict=True):
+        call["status"], call["result"] = status, result
     return all(call["status"] != "awaiting" for call in calls)
 
 

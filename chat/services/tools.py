@@ -23,6 +23,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, UnknownType, best_match
 from referencing.exceptions import Unresolvable
 
+from chat.services import json_schema
+
 __all__ = [
     "BUILTINS",
     "MAX_DESCRIPTION_CHARS",
@@ -53,6 +55,9 @@ _NO_REMOTE_REFS = referencing.Registry()
 
 _EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 
+# The metaschema's format checks, with "regex" (every pattern of a schema) compiled by RE2.
+_SCHEMA_FORMATS = json_schema.format_checker()
+
 
 def _where(path: Iterable[Any]) -> str:
     parts = [str(p) for p in path]
@@ -73,6 +78,9 @@ def parse_json_object(
         return None, f"{subject} {verb} nested too deeply."
     if not isinstance(value, dict):
         return None, f"{subject} must be a JSON object."
+    if json_schema.depth_exceeds(value):
+        # Validation recurses per level: refuse before it does.
+        return None, f"{subject} {verb} nested too deeply (at most {json_schema.MAX_DEPTH} levels)."
     return value, None
 
 
@@ -93,9 +101,17 @@ def _remote_ref(schema: Any) -> str | None:
 
 def schema_error(schema: dict[str, Any]) -> str | None:
     """Why ``schema`` is not a usable JSON Schema (Draft 2020-12), or None when it is."""
+    if json_schema.depth_exceeds(schema):
+        return f"The schema is nested too deeply (at most {json_schema.MAX_DEPTH} levels)."
     try:
-        Draft202012Validator.check_schema(schema)  # raises the most relevant error
+        Draft202012Validator.check_schema(schema, format_checker=_SCHEMA_FORMATS)
     except SchemaError as error:
+        if isinstance(error.cause, json_schema.PatternRefused):
+            return (
+                f"The pattern {error.instance!r} ({_where(error.absolute_path)}) cannot be used: "
+                f"{error.cause}. Patterns are matched with RE2, which has no lookahead, "
+                "lookbehind or backreferences."
+            )
         return f"This is not a valid JSON Schema: {error.message} ({_where(error.absolute_path)})."
     except RecursionError:
         return "The schema is nested too deeply."
@@ -175,7 +191,8 @@ def check_arguments(
 ) -> tuple[dict[str, Any] | None, str | None]:
     """Parse and validate a model's tool-call arguments. Returns (arguments, None), or
     (None, message) where the message is written to be sent back to the model as the result,
-    so it can correct itself."""
+    so it can correct itself. Linear-time regexes, bounded size, depth and time; still CPU
+    work, so async code runs it in a worker thread (``tool_loop.execute``)."""
     text = (arguments_text or "").strip()
     if len(text.encode("utf-8")) > MAX_ARGUMENTS_BYTES:
         return None, f"The arguments are too long (more than {MAX_ARGUMENTS_BYTES} bytes)."
@@ -188,12 +205,19 @@ def check_arguments(
     if not isinstance(schema, dict) or schema_error(schema):
         return None, "The tool's parameter schema is invalid, so its arguments cannot be checked."
     try:
-        validator = Draft202012Validator(schema, registry=_NO_REMOTE_REFS)
-        problem = best_match(validator.iter_errors(arguments))
-    except (Unresolvable, UnknownType):
+        validator = json_schema.validator_for(schema, _NO_REMOTE_REFS)
+        problem = json_schema.check_within(
+            json_schema.CHECK_SECONDS, lambda: best_match(validator.iter_errors(arguments))
+        )
+    except (Unresolvable, UnknownType, json_schema.PatternRefused):
         return None, "The tool's parameter schema is invalid, so its arguments cannot be checked."
     except RecursionError:
         return None, "The arguments are nested too deeply."
+    except json_schema.OutOfTime:
+        return None, (
+            f"The arguments could not be checked within {json_schema.CHECK_SECONDS:g} seconds "
+            "(the tool's schema is too complex for them)."
+        )
     if problem is not None:
         return None, (
             f"The arguments do not match the tool's schema: {problem.message} "

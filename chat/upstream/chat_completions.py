@@ -21,6 +21,7 @@ from .events import (
     ToolCallDelta,
     ToolCallDone,
     Usage,
+    text_or_none,
 )
 from .responses_api import MALFORMED_MESSAGE
 from .sse import SSEMessage
@@ -92,7 +93,7 @@ def parse_response(body: dict[str, Any]) -> list[Event]:
     if body.get("error") and not body.get("choices"):
         return [_error(body["error"])]
     response_id = body.get("id") if isinstance(body.get("id"), str) else None
-    events: list[Event] = [Started(response_id, body.get("model"))]
+    events: list[Event] = [Started(response_id, text_or_none(body.get("model")))]
     choice = _first_choice(body.get("choices")) or {}
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
     events.extend(_content_events(message))
@@ -148,7 +149,7 @@ class ChatStreamTranslator:
             return self._end()
         try:
             chunk = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past Python's stack
             return [Failed(MALFORMED_MESSAGE, "protocol")]
         if not isinstance(chunk, dict):
             return [Failed(MALFORMED_MESSAGE, "protocol")]
@@ -161,7 +162,7 @@ class ChatStreamTranslator:
         if not self._started:
             self._started = True
             self._response_id = chunk.get("id") if isinstance(chunk.get("id"), str) else None
-            events.append(Started(self._response_id, chunk.get("model")))
+            events.append(Started(self._response_id, text_or_none(chunk.get("model"))))
         if isinstance(chunk.get("usage"), dict):
             # Some gateways repeat running usage on every chunk; the last one reported wins.
             self._usage = Usage.from_payload(chunk["usage"])

@@ -86,7 +86,7 @@ def http_failure(status_code: int, body: bytes) -> Failed:
     code: str | None = None
     try:
         payload = json.loads(body.decode("utf-8", "replace")) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):
         payload = None
     if isinstance(payload, dict):
         error = payload.get("error", payload)
@@ -174,7 +174,7 @@ class GatewayClient:
             raise GatewayError.from_failed(http_failure(response.status_code, response.content))
         try:
             payload = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             payload = None
         items = payload.get("data") if isinstance(payload, dict) else payload
         if not isinstance(items, list):
@@ -241,7 +241,7 @@ class GatewayClient:
                     raw = await _read_capped(chunks, _JSON_BODY_LIMIT)
                 try:
                     events = parse_body(json.loads(raw))
-                except ValueError:
+                except (ValueError, RecursionError):
                     events = [Failed(responses_api.MALFORMED_MESSAGE, "protocol")]
                 for event in events:
                     if isinstance(event, Completed | Failed):

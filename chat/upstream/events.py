@@ -10,6 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def text_or_none(value: Any) -> str | None:
+    """A field of an upstream payload that should be a string; anything else is "not given"."""
+    return value if isinstance(value, str) else None
+
+
 @dataclass(frozen=True, slots=True)
 class Started:
     """The upstream accepted the request (Responses: ``response.created``)."""

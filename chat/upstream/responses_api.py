@@ -17,6 +17,7 @@ from .events import (
     ToolCallDelta,
     ToolCallDone,
     Usage,
+    text_or_none,
 )
 from .sse import SSEMessage
 
@@ -130,7 +131,7 @@ def parse_response(body: dict[str, Any]) -> list[Event]:
     if body.get("error") and not body.get("output"):
         message, code = _error_fields(body["error"], "The model failed to answer.")
         return [Failed(message, "upstream", code=code)]
-    events: list[Event] = [Started(body.get("id"), body.get("model"))]
+    events: list[Event] = [Started(text_or_none(body.get("id")), text_or_none(body.get("model")))]
     texts, reasoning, calls = _output_texts(body)
     if reasoning:
         events.append(ReasoningDelta("\n\n".join(reasoning)))
@@ -175,7 +176,7 @@ class ResponsesStreamTranslator:
             return []
         try:
             payload = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past Python's stack
             return [Failed(MALFORMED_MESSAGE, "protocol")]
         if not isinstance(payload, dict):
             return [Failed(MALFORMED_MESSAGE, "protocol")]
@@ -201,19 +202,28 @@ class ResponsesStreamTranslator:
         if self._started:
             return []
         self._started = True
-        return [Started(self._response_id, response.get("model"))]
+        return [Started(self._response_id, text_or_none(response.get("model")))]
+
+    @staticmethod
+    def _part_key(payload: dict[str, Any], index: Any) -> tuple[str | None, int | None]:
+        """Which text part an event belongs to; odd values (a list for an id) count as absent."""
+        item_id = payload.get("item_id")
+        return (
+            item_id if isinstance(item_id, str) else None,
+            index if isinstance(index, int) else None,
+        )
 
     def _text_delta(self, payload: dict[str, Any]) -> list[Event]:
         delta = payload.get("delta")
         if not isinstance(delta, str) or not delta:
             return []
         self._text_seen = True
-        self._text_parts_with_deltas.add((payload.get("item_id"), payload.get("content_index")))
+        self._text_parts_with_deltas.add(self._part_key(payload, payload.get("content_index")))
         return [TextDelta(delta)]
 
     def _text_done(self, payload: dict[str, Any]) -> list[Event]:
         # Some proxies send only the ".done" event with the whole text; relay it in that case.
-        key = (payload.get("item_id"), payload.get("content_index"))
+        key = self._part_key(payload, payload.get("content_index"))
         text = payload.get("text")
         if key in self._text_parts_with_deltas or not isinstance(text, str) or not text:
             return []
@@ -225,7 +235,9 @@ class ResponsesStreamTranslator:
         if not isinstance(delta, str) or not delta:
             return []
         # Summaries come in several parts; keep them apart as paragraphs instead of run together.
-        part = (payload.get("item_id"), payload.get("summary_index", payload.get("content_index")))
+        part = self._part_key(
+            payload, payload.get("summary_index", payload.get("content_index"))
+        )
         separator = "\n\n" if self._reasoning_part not in (None, part) else ""
         self._reasoning_part = part
         return [ReasoningDelta(separator + delta)]
