@@ -4,7 +4,7 @@
     .venv/bin/python bench/run.py --quick    # under a minute (CI runs this)
     .venv/bin/python bench/run.py --only page  # figure 8 alone (the long thread page)
 
-Starts, as separate processes on 127.0.0.1: the demo gateway (chat.upstream.demo, paced), the
+Starts, as separate processes on 127.0.0.1: the demo gateway (demo_gateway, paced), the
 app under Daphne with production-like settings (DEBUG off, its own SQLite file, the mounted demo
 gateway off, a provider pointing at the separate gateway), and the load generator
 (bench/loadgen.py: logs in, opens threads, streams over websockets like the browser; or reads
@@ -201,7 +201,7 @@ class Bench:
             [
                 PYTHON,
                 "-m",
-                "chat.upstream.demo",
+                "demo_gateway",
                 "--port",
                 str(gateway_port),
                 "--api-key",

@@ -41,7 +41,7 @@ def main() -> None:
     from django.utils import timezone
 
     from chat.models import Provider, Thread, Turn
-    from chat.upstream.demo import compose_answer
+    from demo_gateway import compose_answer
 
     User = get_user_model()
     password_hash = make_password(args.password)  # hashed once: hashing is slow on purpose

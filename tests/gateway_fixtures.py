@@ -21,7 +21,7 @@ import pytest
 DEMO_API_KEY = "demo-test-key"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 _START_TIMEOUT = 20.0
-_APP = "chat.upstream.demo:application"
+_APP = "demo_gateway.asgi:application"
 
 
 def daphne_command(port: int, app: str = "project.asgi:application") -> list[str]:
