@@ -562,3 +562,47 @@ def test_a_mistyped_setting_names_itself_when_the_server_starts(tmp_path):
     )
     assert result.returncode != 0
     assert "DEMO_GATEWAY_ENABLED='flase': use 1 or 0" in result.stderr
+
+
+def _settings_value(tmp_path, name: str, **extra: str) -> subprocess.CompletedProcess:
+    """Load the settings in a fresh process with ``extra`` in the environment; print ``name``."""
+    environment = _environment(tmp_path, **extra)
+    if "DJANGO_SECRET_KEY_FILE" in extra:
+        environment.pop("DJANGO_SECRET_KEY")
+    return subprocess.run(
+        [sys.executable, "-c", f"from django.conf import settings; print(settings.{name})"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_secret_key_can_come_from_a_mounted_file(tmp_path):
+    secret_file = tmp_path / "mounted-secret"
+    secret_file.write_text("a-key-from-a-docker-secret\n")
+    result = _settings_value(tmp_path, "SECRET_KEY", DJANGO_SECRET_KEY_FILE=str(secret_file))
+    assert result.stdout.strip() == "a-key-from-a-docker-secret", result.stderr
+    assert not (tmp_path / "secret_key").exists()  # no generated key next to the mounted one
+
+
+def test_a_missing_secret_file_names_the_variable(tmp_path):
+    missing = tmp_path / "nowhere"
+    result = _settings_value(tmp_path, "SECRET_KEY", DJANGO_SECRET_KEY_FILE=str(missing))
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY_FILE=" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("MODEL_LIST_CACHE_SECONDS", "5m", "expected a whole number"),
+        ("DJANGO_HSTS_SECONDS", "-5", "must be at least 0"),
+        ("STREAM_COALESCE_SECONDS", "40ms", "expected a number"),
+    ],
+)
+def test_a_mistyped_number_names_itself(tmp_path, variable, value, message):
+    result = _settings_value(tmp_path, variable, **{variable: value})
+    assert result.returncode != 0
+    assert f"{variable}={value!r}: {message}" in result.stderr
