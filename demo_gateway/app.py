@@ -29,7 +29,7 @@ from demo_gateway.conversation import (
     messages_from_chat,
     messages_from_input,
 )
-from demo_gateway.errors import Done, HTTPError, error_body, invalid_request
+from demo_gateway.errors import Done, HTTPError, error_body, invalid_request, missing_parameter
 from demo_gateway.plans import MODELS, Plan, make_plan
 from demo_gateway.tools import offered_tools, requested_tool_choice
 from demo_gateway.wire import (
@@ -167,15 +167,7 @@ class DemoGateway:
             history = self.memory[previous]
         new_messages = messages_from_input(body.get("input"))
         if new_messages is None and not (previous and "input" not in body):
-            raise HTTPError(
-                400,
-                error_body(
-                    "Missing required parameter: 'input'.",
-                    "invalid_request_error",
-                    "missing_required_parameter",
-                    "input",
-                ),
-            )
+            raise missing_parameter("input")
         check_responses_tool_outputs(history + (new_messages or []))
         tools = offered_tools(body, "responses")
         instructions = body.get("instructions")
@@ -213,14 +205,8 @@ class DemoGateway:
         model = _model(body)
         raw = body.get("messages")
         if not isinstance(raw, list) or not raw:
-            raise HTTPError(
-                400,
-                error_body(
-                    "'messages' must be a non-empty array.",
-                    "invalid_request_error",
-                    "invalid_value",
-                    "messages",
-                ),
+            raise invalid_request(
+                "'messages' must be a non-empty array.", "messages", "invalid_value"
             )
         messages = messages_from_chat(raw)
         tools = offered_tools(body, "chat")
@@ -340,15 +326,7 @@ class DemoGateway:
 def _model(body: dict[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise HTTPError(
-            400,
-            error_body(
-                "Missing required parameter: 'model'.",
-                "invalid_request_error",
-                "missing_required_parameter",
-                "model",
-            ),
-        )
+        raise missing_parameter("model")
     if model not in MODELS:
         raise HTTPError(
             404,

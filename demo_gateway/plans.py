@@ -51,6 +51,7 @@ class Choice:
     answer_chunks: list[str]
     calls: list[ToolCall]
     incomplete: bool = False
+    output_tokens: int = 0  # reasoning, answer and call arguments, one word per token
 
     @property
     def answer(self) -> str:
@@ -163,64 +164,76 @@ def make_plan(
     names = call_names(
         directives, tools, tool_choice, answered=bool(results), parallel=parallel_tool_calls
     )
-
-    if names:
-        reasoning_text = tool_reasoning(names, 0)
-    elif results:
-        reasoning_text = tool_reasoning([], len(results))
-    else:
-        reasoning_text = compose_reasoning(user_text, turn)
     reasoning_tokens: list[str] = []
     if directives.reasoning or model in REASONING_MODELS:
-        reasoning_tokens = tokens_of(reasoning_text)
+        reasoning_tokens = tokens_of(_reasoning_text(names, results, user_text, turn))
     text = (
         compose_tool_report(conversation, results) if results else compose_answer(user_text, turn)
     )
-
-    choices = []
-    output_tokens = 0
-    for number in range(1, n + 1):
-        calls = [ToolCall(name, tool_arguments(tools[name], directives)) for name in names]
-        answer_tokens: list[str] = []
-        if not calls:
-            answer_tokens = tokens_of(f"Choice {number} of {n}.\n\n{text}" if n > 1 else text)
-            if directives.chunks is not None:
-                wanted = directives.chunks * words_per_chunk
-                filler = filler_paragraphs(0)
-                while len(answer_tokens) < wanted:
-                    answer_tokens.append(next(filler))
-                del answer_tokens[wanted:]
-        # One word is one token. Like OpenAI, the limit covers reasoning and answer together.
-        incomplete = False
-        if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
-            room = max(0, max_tokens - len(reasoning_tokens))
-            if len(answer_tokens) > room:
-                del answer_tokens[room:]
-                incomplete = True
-        output_tokens += (
-            len(answer_tokens) + len(reasoning_tokens) + sum(call.tokens for call in calls)
+    choices = [
+        _plan_choice(
+            f"Choice {number} of {n}.\n\n{text}" if n > 1 else text,
+            calls=[ToolCall(name, tool_arguments(tools[name], directives)) for name in names],
+            reasoning_tokens=reasoning_tokens,
+            directives=directives,
+            max_tokens=max_tokens,
+            words_per_chunk=words_per_chunk,
         )
-        choices.append(
-            Choice(
-                reasoning_chunks=split_chunks(reasoning_tokens, words_per_chunk),
-                answer_chunks=split_chunks(answer_tokens, words_per_chunk),
-                calls=calls,
-                incomplete=incomplete,
-            )
-        )
-
+        for number in range(1, n + 1)
+    ]
     input_tokens = count_words(instructions) + sum(message_words(m) for m in conversation)
     usage = _usage(
         directives.usage or default_usage,
         input_tokens=max(1, input_tokens),
         cached=sum(message_words(m) for m in history),
-        output=output_tokens,
+        output=sum(choice.output_tokens for choice in choices),
         reasoning=len(reasoning_tokens) * n,
     )
     return Plan(
-        model=model,
-        directives=directives,
-        conversation=conversation,
-        choices=choices,
-        usage=usage,
+        model=model, directives=directives, conversation=conversation, choices=choices, usage=usage
+    )
+
+
+def _reasoning_text(names: list[str], results: list[Message], user_text: str, turn: int) -> str:
+    if names:
+        return tool_reasoning(names, 0)
+    if results:
+        return tool_reasoning([], len(results))
+    return compose_reasoning(user_text, turn)
+
+
+def _plan_choice(
+    text: str,
+    *,
+    calls: list[ToolCall],
+    reasoning_tokens: list[str],
+    directives: Directives,
+    max_tokens: Any,
+    words_per_chunk: int,
+) -> Choice:
+    """One choice: the tool calls, or ``text`` (padded to ``#chunks``, cut at ``max_tokens``)."""
+    answer_tokens: list[str] = []
+    if not calls:
+        answer_tokens = tokens_of(text)
+        if directives.chunks is not None:
+            wanted = directives.chunks * words_per_chunk
+            filler = filler_paragraphs(0)
+            while len(answer_tokens) < wanted:
+                answer_tokens.append(next(filler))
+            del answer_tokens[wanted:]
+    # One word is one token. Like OpenAI, the limit covers reasoning and answer together.
+    incomplete = False
+    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
+        room = max(0, max_tokens - len(reasoning_tokens))
+        if len(answer_tokens) > room:
+            del answer_tokens[room:]
+            incomplete = True
+    return Choice(
+        reasoning_chunks=split_chunks(reasoning_tokens, words_per_chunk),
+        answer_chunks=split_chunks(answer_tokens, words_per_chunk),
+        calls=calls,
+        incomplete=incomplete,
+        output_tokens=(
+            len(answer_tokens) + len(reasoning_tokens) + sum(call.tokens for call in calls)
+        ),
     )

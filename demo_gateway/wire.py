@@ -117,80 +117,97 @@ def output_items(plan: Plan) -> list[dict]:
 
 def responses_frames(plan: Plan, body: dict[str, Any]) -> Iterator[Frame]:
     """The Responses API event stream for ``plan``, event by event, as OpenAI sends it."""
-    sequence = 0
-
-    def event(type_: str, **fields: Any) -> Frame:
-        nonlocal sequence
-        sequence += 1
-        payload = {"type": type_, "sequence_number": sequence, **fields}
-        return Frame(
-            b"event: " + type_.encode() + b"\ndata: " + json_bytes(payload) + b"\n\n",
-            delta=type_.endswith(".delta"),
-        )
-
+    event = _EventWriter()
     yield event("response.created", response=response_object(plan, body, done=False, output=[]))
     yield event("response.in_progress", response=response_object(plan, body, done=False, output=[]))
     yield _KEEPALIVE
     output: list[dict] = []
     reasoning_item = _reasoning_item(plan)
     if reasoning_item is not None:
-        item_id, index = reasoning_item["id"], len(output)
-        yield event(
-            "response.output_item.added",
-            output_index=index,
-            item={**reasoning_item, "summary": []},
-        )
-        part = {"type": "summary_text", "text": ""}
-        where = {"item_id": item_id, "output_index": index, "summary_index": 0}
-        yield event("response.reasoning_summary_part.added", **where, part=part)
-        for piece in plan.reasoning_chunks:
-            yield event("response.reasoning_summary_text.delta", **where, delta=piece)
-        yield event("response.reasoning_summary_text.done", **where, text=plan.reasoning)
-        yield event(
-            "response.reasoning_summary_part.done", **where, part={**part, "text": plan.reasoning}
-        )
-        yield event("response.output_item.done", output_index=index, item=reasoning_item)
+        yield from _reasoning_events(plan, event, reasoning_item, index=len(output))
         output.append(reasoning_item)
-
     if plan.calls:
-        sent = 0
-        for call in plan.calls:
-            index = len(output)
-            yield event(
-                "response.output_item.added", output_index=index, item=_call_item(call, done=False)
-            )
-            where = {"item_id": call.item_id, "output_index": index}
-            for piece in call.pieces:
-                yield from _text_faults(plan, sent)
-                sent += 1
-                yield event("response.function_call_arguments.delta", **where, delta=piece)
-            yield event("response.function_call_arguments.done", **where, arguments=call.arguments)
-            yield event("response.output_item.done", output_index=index, item=_call_item(call))
-            output.append(_call_item(call))
-        yield from _text_faults(plan, sent)
+        yield from _call_events(plan, event, output)
     else:
         message_item = _message_item(plan)
-        item_id, index = message_item["id"], len(output)
-        yield event(
-            "response.output_item.added",
-            output_index=index,
-            item={**message_item, "status": "in_progress", "content": []},
-        )
-        where = {"item_id": item_id, "output_index": index, "content_index": 0}
-        part = {"type": "output_text", "text": "", "annotations": []}
-        yield event("response.content_part.added", **where, part=part)
-        for number, piece in enumerate(plan.answer_chunks):
-            yield from _text_faults(plan, number)
-            if number and number % _KEEPALIVE_EVERY == 0:
-                yield _KEEPALIVE
-            yield event("response.output_text.delta", **where, delta=piece, logprobs=[])
-        yield from _text_faults(plan, len(plan.answer_chunks))
-        yield event("response.output_text.done", **where, text=plan.answer, logprobs=[])
-        yield event("response.content_part.done", **where, part={**part, "text": plan.answer})
-        yield event("response.output_item.done", output_index=index, item=message_item)
+        yield from _message_events(plan, event, message_item, index=len(output))
         output.append(message_item)
     final = response_object(plan, body, done=True, output=output)
     yield event("response.incomplete" if plan.incomplete else "response.completed", response=final)
+
+
+class _EventWriter:
+    """Frames Responses events, numbering them (``sequence_number``) in the order they are sent."""
+
+    def __init__(self) -> None:
+        self.sequence = 0
+
+    def __call__(self, type_: str, **fields: Any) -> Frame:
+        self.sequence += 1
+        payload = {"type": type_, "sequence_number": self.sequence, **fields}
+        return Frame(
+            b"event: " + type_.encode() + b"\ndata: " + json_bytes(payload) + b"\n\n",
+            delta=type_.endswith(".delta"),
+        )
+
+
+def _reasoning_events(
+    plan: Plan, event: _EventWriter, reasoning_item: dict, *, index: int
+) -> Iterator[Frame]:
+    yield event(
+        "response.output_item.added", output_index=index, item={**reasoning_item, "summary": []}
+    )
+    part = {"type": "summary_text", "text": ""}
+    where = {"item_id": reasoning_item["id"], "output_index": index, "summary_index": 0}
+    yield event("response.reasoning_summary_part.added", **where, part=part)
+    for piece in plan.reasoning_chunks:
+        yield event("response.reasoning_summary_text.delta", **where, delta=piece)
+    yield event("response.reasoning_summary_text.done", **where, text=plan.reasoning)
+    yield event(
+        "response.reasoning_summary_part.done", **where, part={**part, "text": plan.reasoning}
+    )
+    yield event("response.output_item.done", output_index=index, item=reasoning_item)
+
+
+def _call_events(plan: Plan, event: _EventWriter, output: list[dict]) -> Iterator[Frame]:
+    """Every tool call of the plan, appended to ``output`` as it is done."""
+    sent = 0
+    for call in plan.calls:
+        index = len(output)
+        yield event(
+            "response.output_item.added", output_index=index, item=_call_item(call, done=False)
+        )
+        where = {"item_id": call.item_id, "output_index": index}
+        for piece in call.pieces:
+            yield from _text_faults(plan, sent)
+            sent += 1
+            yield event("response.function_call_arguments.delta", **where, delta=piece)
+        yield event("response.function_call_arguments.done", **where, arguments=call.arguments)
+        yield event("response.output_item.done", output_index=index, item=_call_item(call))
+        output.append(_call_item(call))
+    yield from _text_faults(plan, sent)
+
+
+def _message_events(
+    plan: Plan, event: _EventWriter, message_item: dict, *, index: int
+) -> Iterator[Frame]:
+    yield event(
+        "response.output_item.added",
+        output_index=index,
+        item={**message_item, "status": "in_progress", "content": []},
+    )
+    where = {"item_id": message_item["id"], "output_index": index, "content_index": 0}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    yield event("response.content_part.added", **where, part=part)
+    for number, piece in enumerate(plan.answer_chunks):
+        yield from _text_faults(plan, number)
+        if number and number % _KEEPALIVE_EVERY == 0:
+            yield _KEEPALIVE
+        yield event("response.output_text.delta", **where, delta=piece, logprobs=[])
+    yield from _text_faults(plan, len(plan.answer_chunks))
+    yield event("response.output_text.done", **where, text=plan.answer, logprobs=[])
+    yield event("response.content_part.done", **where, part={**part, "text": plan.answer})
+    yield event("response.output_item.done", output_index=index, item=message_item)
 
 
 def _chat_chunk(plan: Plan, choices: list[dict], *, usage: Any = ...) -> dict:
