@@ -32,9 +32,9 @@ def main() -> None:
     parser.add_argument("--password", required=True)
     args = parser.parse_args()
 
-    import django
+    from project.startup_files import setup_django
 
-    django.setup()
+    setup_django()  # the start-up step first: data directory, secret key
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password
     from django.db import transaction

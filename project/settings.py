@@ -7,12 +7,11 @@ channel layer and the built-in demo gateway. See README.md for the production va
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from project import private_files
+from project import private_files, startup_files
 from project.env import (
     env_bool,
     env_float,
@@ -22,30 +21,22 @@ from project.env import (
     env_str,
 )
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = startup_files.BASE_DIR
 
 
 # The data directory holds the database, the secret key and uploads: only this user may read
 # it (0700, files 0600, whatever the umask); chat.checks warns when an operator loosened that.
-DATA_DIR = Path(env_str("SWITCHBOARD_DATA_DIR") or BASE_DIR / "data")
-private_files.make_private_dir(DATA_DIR)
+# Nothing is written here: project/startup_files.py creates these files when a process starts.
+DATA_DIR = startup_files.data_dir()
 MEDIA_ROOT = DATA_DIR / "uploads"
 FILE_UPLOAD_PERMISSIONS = private_files.FILE_MODE
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = private_files.DIR_MODE
 
-
-def _persistent_secret_key() -> str:
-    """A random key kept in DATA_DIR, so sessions and encrypted API keys survive restarts."""
-    path = DATA_DIR / "secret_key"
-    if not path.exists():
-        return private_files.write_once(path, secrets.token_urlsafe(50)).strip()
-    return path.read_text().strip()
-
-
 DEBUG = env_bool("DJANGO_DEBUG", False)
 # The DEBUG error page masks passwords in every URL-valued setting (DATABASE_URL, REDIS_URL, …).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "chat.error_reports.CredentialsCleansingFilter"
-SECRET_KEY = env_secret("DJANGO_SECRET_KEY") or _persistent_secret_key()
+# Random and kept in DATA_DIR unless set, so sessions and encrypted API keys survive restarts.
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY") or startup_files.read_secret_key(DATA_DIR)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
@@ -126,9 +117,7 @@ if not DEBUG:
 
 def _sqlite_database(name: str | Path) -> dict:
     """SQLite, however it is configured (``DATABASE_URL=sqlite:///…`` or the default file)."""
-    if path := private_files.sqlite_file(name):
-        # Created here with mode 0600: SQLite gives its -wal and -shm files the same mode.
-        private_files.create_private_file(path)
+    # startup_files creates the file (mode 0600) before anything opens it.
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": name,
@@ -227,7 +216,6 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns at every start otherwise
 # Serve straight from static/ unless the deployment ran collectstatic and turned this off.
 WHITENOISE_USE_FINDERS = env_bool("STATIC_USE_FINDERS", True)
 
@@ -317,9 +305,7 @@ OIDC_ISSUER = env_str("OIDC_ISSUER")
 OIDC_CLIENT_ID = env_str("OIDC_CLIENT_ID")
 OIDC_CLIENT_SECRET = env_secret("OIDC_CLIENT_SECRET")
 OIDC_SCOPES = env_str("OIDC_SCOPES", "openid email profile")
-OIDC_BUTTON_LABEL = (
-    env_str("OIDC_BUTTON_LABEL", "Sign in with your organisation")
-)
+OIDC_BUTTON_LABEL = env_str("OIDC_BUTTON_LABEL", "Sign in with your organisation")
 OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups")
 OIDC_ADMIN_GROUPS = env_list("OIDC_ADMIN_GROUPS", [])
 OIDC_ALLOWED_GROUPS = env_list("OIDC_ALLOWED_GROUPS", [])
