@@ -237,6 +237,17 @@ class Bench:
         self._next_thread += n
         return chosen
 
+    def _spec(self, target: str) -> dict[str, Any]:
+        """What every load generator phase needs: where to go, as whom, which process to watch."""
+        return {
+            "target": target,
+            "app_url": self.app_url,
+            "gateway_url": self.gateway_url,
+            "api_key": API_KEY,
+            "sessions": self.sessions,
+            "pid": (self.app if target == "app" else self.gateway).pid,
+        }
+
     def loadgen(self, command: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
         self._check_alive()
         self._phase += 1
@@ -279,12 +290,7 @@ class Bench:
             seconds = c["stream_seconds"] if seconds is None else seconds
             chunks = max(10, round((seconds + ramp) * 1000 / delay))
         threads = self.threads(n + probes) if target == "app" else self._labels(n + probes)
-        spec = {
-            "target": target,
-            "app_url": self.app_url,
-            "gateway_url": self.gateway_url,
-            "api_key": API_KEY,
-            "sessions": self.sessions,
+        spec = self._spec(target) | {
             "threads": threads[:n],
             "probe_threads": threads[n:],
             "streams": n,
@@ -293,7 +299,6 @@ class Bench:
             "delay_ms": delay,
             "ramp_s": ramp,
             "open_pages": pages,
-            "pid": (self.app if target == "app" else self.gateway).pid,
         }
         budget = ramp + chunks * delay / 1000 * 4 + 60 + 5 * probes + n * 0.05 + 60
         result = self.loadgen("streams", spec, timeout=budget)
@@ -342,18 +347,12 @@ class Bench:
         delay = c["chunk_delay_ms"]
         chunks = round(c["stream_seconds"] * 1000 / delay)
         threads = self.threads(idle) if target == "app" else self._labels(idle + active)
-        spec = {
-            "target": target,
-            "app_url": self.app_url,
-            "gateway_url": self.gateway_url,
-            "api_key": API_KEY,
-            "sessions": self.sessions,
+        spec = self._spec(target) | {
             "threads": threads,
             "idle": idle,
             "active": active,
             "chunks": chunks,
             "delay_ms": delay,
-            "pid": (self.app if target == "app" else self.gateway).pid,
         }
         result = self.loadgen("memory", spec, timeout=chunks * delay / 1000 * 4 + idle * 0.1 + 180)
         self._refused(result["failures"])
@@ -385,6 +384,35 @@ def table(figures: list[Figure]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     notes = [f"  {f.name}: {f.note}" for f in figures if f.note and not f.error]
     return "\n".join([*lines, "", "notes:", *notes])
+
+
+def write_results(
+    out: Path,
+    mode: str,
+    stamp: str,
+    wall: float,
+    config: dict[str, Any],
+    bench: Bench,
+    figures: list[Figure],
+    fatal: str,
+) -> None:
+    """The run as JSON: figures, raw numbers, configuration, machine and commit."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    result = {
+        "mode": mode,
+        "started": stamp,
+        "wall_s": wall,
+        "commit": commit,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "config": config | {"coalesce_window_s": bench.window_s},
+        "fatal": fatal,
+        "figures": [f.__dict__ for f in figures],
+        "raw": bench.raw,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=str))
 
 
 def main() -> int:
@@ -433,23 +461,8 @@ def main() -> int:
     print()
     print(f"Switchboard benchmark ({mode}), {wall:.0f} s, {os.cpu_count()} CPUs")
     print(table(figures))
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    result = {
-        "mode": mode,
-        "started": stamp,
-        "wall_s": wall,
-        "commit": commit,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "config": config | {"coalesce_window_s": bench.window_s},
-        "fatal": fatal,
-        "figures": [f.__dict__ for f in figures],
-        "raw": bench.raw,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"{stamp}-{mode}.json"
-    out.write_text(json.dumps(result, indent=1, default=str))
+    write_results(out, mode, stamp, wall, config, bench, figures, fatal)
     print(f"\nresults: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     errors = [f for f in figures if f.error]
     if args.keep or fatal or errors:
