@@ -6,7 +6,6 @@ import contextlib
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,25 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the bench scripts run from bench/, and use the project's modules
+from devtools.launch import CHROMIUM as CHROMIUM  # noqa: E402  (re-exported)
+from devtools.launch import CHROMIUM_ARGS as CHROMIUM_ARGS  # noqa: E402
+from devtools.launch import daphne_command as daphne_command  # noqa: E402
+from devtools.launch import demo_gateway_command as demo_gateway_command  # noqa: E402
+from devtools.launch import free_port as free_port  # noqa: E402
+
 PYTHON = sys.executable
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PASSWORD = "bench-password-42"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:

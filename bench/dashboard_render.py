@@ -32,9 +32,9 @@ def setup_django(data_dir: str) -> None:
     os.environ["DJANGO_SECURE"] = "0"
     os.environ["DJANGO_DEBUG"] = "0"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
+    from project.startup_files import setup_django
 
-    django.setup()
+    setup_django()  # the start-up step first: data directory, secret key
     from django.core.management import call_command
     from django.test.utils import setup_test_environment
 

@@ -91,9 +91,9 @@ def measure_markdown(spec: dict) -> dict:
 
 def measure_queries(spec: dict) -> dict:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-    import django
+    from project.startup_files import setup_django
 
-    django.setup()
+    setup_django()  # the start-up step first: data directory, secret key
     from asgiref.sync import async_to_sync
     from channels.routing import URLRouter
     from channels.testing import WebsocketCommunicator

@@ -3,8 +3,9 @@
     .venv/bin/python bench/run.py            # full: a few minutes
     .venv/bin/python bench/run.py --quick    # under a minute (CI runs this)
     .venv/bin/python bench/run.py --only page  # figure 8 alone (the long thread page)
+    .venv/bin/python bench/run.py --quick --only 5,memory  # any figures: ids or scenario names
 
-Starts, as separate processes on 127.0.0.1: the demo gateway (chat.upstream.demo, paced), the
+Starts, as separate processes on 127.0.0.1: the demo gateway (demo_gateway, paced), the
 app under Daphne with production-like settings (DEBUG off, its own SQLite file, the mounted demo
 gateway off, a provider pointing at the separate gateway), and the load generator
 (bench/loadgen.py: logs in, opens threads, streams over websockets like the browser; or reads
@@ -28,7 +29,6 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +38,16 @@ from common import (
     PYTHON,
     ROOT,
     Process,
+    daphne_command,
+    demo_gateway_command,
     free_port,
     percentile,
     wait_http,
 )
+from figures import API_KEY, Figure, HarnessError, figure_list, measure, only_names, selected_ids
 
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
-API_KEY = "bench-gateway-key"
 
 # The two modes. Rates are per stream; a chunk is one SSE delta event from the gateway.
 FULL: dict[str, Any] = {
@@ -88,25 +90,6 @@ QUICK: dict[str, Any] = FULL | {
 }
 
 
-class HarnessError(Exception):
-    """The harness could not measure (a process died, a scenario failed to run)."""
-
-
-@dataclass
-class Figure:
-    id: str
-    name: str
-    unit: str
-    goal: str
-    value: Any = None  # through the app (or the measured case)
-    baseline: Any = None  # the same measurement without the app (or the reference case)
-    added: Any = None
-    met: bool | None = None
-    note: str = ""
-    detail: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-
-
 def pcts(values: list[float]) -> dict[str, float | None]:
     return {"p50": percentile(values, 50), "p99": percentile(values, 99), "n": len(values)}
 
@@ -123,13 +106,6 @@ def fmt(value: Any, unit: str = "") -> str:
     else:
         text = f"{value:,}" if isinstance(value, int) else str(value)
     return f"{text} {unit}".rstrip()
-
-
-def sub(a: dict | None, b: dict | None) -> dict | None:
-    """p50/p99 of a minus those of b (unpaired samples: a difference of percentiles)."""
-    if not a or not b or a.get("p50") is None or b.get("p50") is None:
-        return None
-    return {"p50": a["p50"] - b["p50"], "p99": a["p99"] - b["p99"]}
 
 
 class Bench:
@@ -198,31 +174,12 @@ class Bench:
         gateway_env["DEMO_RECORD_REQUESTS"] = "0"
         self.gateway = self._spawn(
             "demo gateway",
-            [
-                PYTHON,
-                "-m",
-                "chat.upstream.demo",
-                "--port",
-                str(gateway_port),
-                "--api-key",
-                API_KEY,
-                "--delay-ms",
-                str(config["chunk_delay_ms"]),
-            ],
+            demo_gateway_command(gateway_port, api_key=API_KEY, delay_ms=config["chunk_delay_ms"]),
             gateway_env,
         )
         self.app = self._spawn(
             "app (daphne)",
-            [
-                PYTHON,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(app_port),
-                "project.asgi:application",
-            ],
+            daphne_command(app_port),
             self.env,
         )
         auth = {"Authorization": f"Bearer {API_KEY}"}
@@ -280,6 +237,17 @@ class Bench:
         self._next_thread += n
         return chosen
 
+    def _spec(self, target: str) -> dict[str, Any]:
+        """What every load generator phase needs: where to go, as whom, which process to watch."""
+        return {
+            "target": target,
+            "app_url": self.app_url,
+            "gateway_url": self.gateway_url,
+            "api_key": API_KEY,
+            "sessions": self.sessions,
+            "pid": (self.app if target == "app" else self.gateway).pid,
+        }
+
     def loadgen(self, command: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
         self._check_alive()
         self._phase += 1
@@ -322,12 +290,7 @@ class Bench:
             seconds = c["stream_seconds"] if seconds is None else seconds
             chunks = max(10, round((seconds + ramp) * 1000 / delay))
         threads = self.threads(n + probes) if target == "app" else self._labels(n + probes)
-        spec = {
-            "target": target,
-            "app_url": self.app_url,
-            "gateway_url": self.gateway_url,
-            "api_key": API_KEY,
-            "sessions": self.sessions,
+        spec = self._spec(target) | {
             "threads": threads[:n],
             "probe_threads": threads[n:],
             "streams": n,
@@ -336,7 +299,6 @@ class Bench:
             "delay_ms": delay,
             "ramp_s": ramp,
             "open_pages": pages,
-            "pid": (self.app if target == "app" else self.gateway).pid,
         }
         budget = ramp + chunks * delay / 1000 * 4 + 60 + 5 * probes + n * 0.05 + 60
         result = self.loadgen("streams", spec, timeout=budget)
@@ -385,18 +347,12 @@ class Bench:
         delay = c["chunk_delay_ms"]
         chunks = round(c["stream_seconds"] * 1000 / delay)
         threads = self.threads(idle) if target == "app" else self._labels(idle + active)
-        spec = {
-            "target": target,
-            "app_url": self.app_url,
-            "gateway_url": self.gateway_url,
-            "api_key": API_KEY,
-            "sessions": self.sessions,
+        spec = self._spec(target) | {
             "threads": threads,
             "idle": idle,
             "active": active,
             "chunks": chunks,
             "delay_ms": delay,
-            "pid": (self.app if target == "app" else self.gateway).pid,
         }
         result = self.loadgen("memory", spec, timeout=chunks * delay / 1000 * 4 + idle * 0.1 + 180)
         self._refused(result["failures"])
@@ -405,317 +361,6 @@ class Bench:
     def inproc(self, command: str, spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
         out = self._run([PYTHON, str(BENCH / "inproc.py"), command, json.dumps(spec)], env, 300)
         return json.loads(out)
-
-
-# -- the figures ---------------------------------------------------------------------------------
-
-
-def measure(bench: Bench, quick: bool, figures: list[Figure]) -> None:
-    c = bench.config
-    log = bench.log
-    low, high = c["levels"]
-    by_id = {f.id: f for f in figures}
-
-    def guarded(ids: list[str], fn: Callable[[], None]) -> None:
-        if not any(fid in by_id for fid in ids):
-            return  # not selected (--only)
-        try:
-            fn()
-        except Exception as exc:  # one broken scenario must not hide the other figures
-            text = f"{type(exc).__name__}: {exc}"
-            log(f"  ERROR in {', '.join(ids)}: {text}")
-            if not isinstance(exc, HarnessError):
-                log(traceback.format_exc())
-            for fid in ids:
-                by_id[fid].error = text.splitlines()[0][:200]
-            bench.raw.setdefault("errors", []).append({"figures": ids, "error": text})
-
-    def warm_up() -> None:
-        log("warm-up (not measured)")
-        bench.pair(c["warmup"], c["warmup"], chunks=10, pages=True)
-
-    guarded(["1a"], warm_up)
-
-    # #7 first: Python rarely returns memory to the OS, so growth is measured on a fresh process.
-    def memory() -> None:
-        log(f"#7 memory: {c['idle_sockets']} idle connections, then {c['active_streams']} streams")
-        app, direct = bench.memory("app"), bench.memory("direct")
-        bench.raw["memory"] = {"app": app, "direct": direct}
-        for target, r in (("app", app), ("direct", direct)):
-            r["idle_kb_each"] = (r["rss_idle_kb"] - r["rss_base_kb"]) / r["idle"]
-            if "rss_active_kb" in r:
-                r["active_kb_each"] = (r["rss_active_kb"] - r["rss_idle_kb"]) / r["active"]
-            log(f"  {target}: {json.dumps({k: v for k, v in r.items() if k != 'target'})}")
-        idle, active = by_id["7a"], by_id["7b"]
-        idle.value, idle.baseline = app["idle_kb_each"], direct["idle_kb_each"]
-        idle.added = idle.value - idle.baseline
-        idle.met = idle.value <= 50
-        idle.note = f"{app['idle']} websockets vs {direct['idle']} open SSE streams"
-        active.value, active.baseline = app.get("active_kb_each"), direct.get("active_kb_each")
-        if active.value is not None and active.baseline is not None:
-            active.added = active.value - active.baseline
-        active.note = f"{app['active']} streams; {app['active_failed']} failed"
-
-    guarded(["7a", "7b"], memory)
-
-    def one_stream() -> None:
-        log(f"#1 time to first token, 1 stream ({c['probes']} turns one after another)")
-        app, direct = bench.pair(0, c["probes"], pages=True)
-        bench.raw["ttft_1"] = {"app": app, "direct": direct}
-        f = by_id["1a"]
-        f.value, f.baseline = app["ttft_probes"], direct["ttft_probes"]
-        f.added = sub(f.value, f.baseline)
-        f.met = f.added is not None and f.added["p50"] <= 10 and f.added["p99"] <= 50
-        f.note = f"{c['probes']} turns; failed {app['failed']}/{direct['failed']}"
-
-    guarded(["1a"], one_stream)
-
-    def ttft_under_load(n: int) -> None:
-        log(f"#1 time to first token while {n} streams run ({c['probes']} turns)")
-        # The background streams last until the probes are done: about 0.3 s per probe.
-        seconds = n * c["ramp_ms_per_stream"] / 1000 + 1.5 + 0.3 * c["probes"]
-        chunks = round(seconds * 1000 / c["chunk_delay_ms"])
-        app, direct = bench.pair(n, c["probes"], chunks=chunks)
-        bench.raw[f"ttft_{n}"] = {"app": app, "direct": direct}
-        f = by_id["1b"]
-        f.value, f.baseline = app["ttft_probes"], direct["ttft_probes"]
-        f.added = sub(f.value, f.baseline)
-        f.met = f.added is not None and f.added["p50"] <= 10 and f.added["p99"] <= 50
-        f.note = f"{c['probes']} turns one after another while {n} streams run" + (
-            "" if app["probes_in_steady_window"] else " (some after streams began ending)"
-        )
-
-    guarded(["1b"], lambda: ttft_under_load(low))
-
-    levels: dict[int, tuple[dict, dict]] = {}
-
-    def at_level(n: int, gap_id: str, cpu_id: str) -> None:
-        log(f"#2, #4 at {n} streams of {1000 // c['chunk_delay_ms']} chunks/s")
-        app, direct = bench.pair(n, 0, seconds=c["level_seconds"])
-        levels[n] = (app, direct)
-        bench.raw[f"streams_{n}"] = {"app": app, "direct": direct}
-        f = by_id[gap_id]
-        f.value, f.baseline = app["gap_excess"], direct["gap_excess"]
-        f.added = sub(f.value, f.baseline)
-        f.met = f.added is not None and f.added["p99"] <= 50
-        f.note = (
-            f"{f.value['n']:,} gaps in {app['steady_window_s']:.1f} s with all {n} running; "
-            f"failed {app['failed']}"
-        )
-        f = by_id[cpu_id]
-        f.value, f.baseline = app["cpu_us_per_chunk"], direct["cpu_us_per_chunk"]
-        if f.value is not None and f.baseline is not None:
-            f.added = f.value - f.baseline
-        f.met = f.value is not None and f.value <= 50
-        f.note = f"{app['cpu_s']:.1f} s CPU / {app['chunks_relayed']:,} chunks; baseline = gateway"
-
-    guarded(["2a", "4a"], lambda: at_level(low, "2a", "4a"))
-    guarded(["2b", "4b"], lambda: at_level(high, "2b", "4b"))
-
-    def capacity() -> None:
-        f = by_id["3"]
-        tried: dict[int, dict[str, Any]] = {}
-
-        def verdict(n: int, app: dict, direct: dict) -> dict[str, Any]:
-            added = sub(app["gap_excess"], direct["gap_excess"])
-            ok = added is not None and added["p99"] < 100 and app["failed"] == 0
-            base_ok = direct["gap_excess"]["p99"] is not None and direct["failed"] == 0
-            base_ok = base_ok and direct["gap_excess"]["p99"] < 100
-            return {"app_ok": ok, "direct_ok": base_ok, "added_p99": added and added["p99"]}
-
-        for n, (app, direct) in levels.items():
-            tried[n] = verdict(n, app, direct)
-        started = time.monotonic()
-        for n in sorted(set(c["search"]) - set(levels)):
-            if time.monotonic() - started > c["search_budget_s"]:
-                log(f"#3 search: time budget spent before {n} streams")
-                break
-            below = [v for m, v in tried.items() if m < n]
-            if any(not v["app_ok"] for v in below):
-                break
-            log(f"#3 search: {n} streams")
-            app, direct = bench.pair(n, 0, seconds=c["level_seconds"])
-            tried[n] = verdict(n, app, direct)
-            bench.raw[f"streams_{n}"] = {"app": app, "direct": direct}
-            if not tried[n]["direct_ok"]:
-                log(f"#3 search: the baseline itself misses at {n} streams: stopping")
-                break
-
-        def largest(key: str) -> int:
-            best = 0
-            for n in sorted(tried):
-                if not tried[n][key]:
-                    break
-                best = n
-            return best
-
-        f.value, f.baseline = largest("app_ok"), largest("direct_ok")
-        f.added = None
-        f.met = f.value >= 1000
-        f.detail = {str(n): v for n, v in sorted(tried.items())}
-        levels_text = ", ".join(
-            f"{n}:{'ok' if v['app_ok'] else 'miss'}" for n, v in sorted(tried.items())
-        )
-        f.note = ("levels of #2 only, no search; " if quick else "") + levels_text
-        if any(not v["direct_ok"] for v in tried.values()):
-            f.note += " (the baseline misses too: load generator/gateway limit on this machine)"
-        elif tried and all(v["app_ok"] for v in tried.values()):
-            f.note += " (every level tried passed: a lower bound)"
-
-    guarded(["3"], capacity)
-
-    def pages() -> None:
-        import httpx
-
-        log(f"#8 page of {c['page_turns']} turns: server time")
-        cookies = bench.page_session
-        times: dict[str, list[float]] = {}
-        with httpx.Client(base_url=bench.app_url, cookies=cookies, trust_env=False) as http:
-            for label in ("short", "long"):
-                path = f"/t/{bench.seed['pages'][label]}/"
-                http.get(path).raise_for_status()  # warm
-                times[label] = []
-                for _ in range(c["page_repeats"]):
-                    t = time.perf_counter()
-                    response = http.get(path)
-                    times[label].append((time.perf_counter() - t) * 1000)
-                    response.raise_for_status()
-                bench.raw.setdefault("page", {})[f"{label}_bytes"] = len(response.content)
-        f = by_id["8a"]
-        f.value, f.baseline = percentile(times["long"], 50), percentile(times["short"], 50)
-        f.added = f.value - f.baseline
-        f.met = f.value <= 150
-        f.note = (
-            f"median of {c['page_repeats']}; {bench.raw['page']['long_bytes'] / 1e6:.1f} MB HTML"
-        )
-        bench.raw["page"]["server_ms"] = times
-
-    guarded(["8a"], pages)
-
-    def browser_figures() -> None:
-        import browser
-
-        which = ", ".join(f"#{fid.rstrip('b')}" for fid in ("8b", "9") if fid in by_id)
-        log(f"{which} in Chromium (Playwright)")
-        chrome = browser.Browser(bench.app_url, bench.page_session)
-        try:
-            pages = bench.seed["pages"]
-            if "8b" in by_id:
-                # The short page first: it also warms the context's cache of static files.
-                short = chrome.time_to_shown(
-                    f"/t/{pages['short']}/", c["browser_repeats"], warm=True
-                )
-                long = chrome.time_to_shown(f"/t/{pages['long']}/", c["browser_repeats"])
-                bench.raw["browser_page"] = {"long": long, "short": short}
-                f = by_id["8b"]
-                f.value, f.baseline = long["shown_ms"], short["shown_ms"]
-                f.added = f.value - f.baseline
-                f.met = f.value <= 1000
-                f.note = (
-                    f"{long['turns']} turns shown; longest task {long['longest_task_ms']:.0f} ms"
-                )
-            if "9" not in by_id:
-                return
-
-            results = {}
-            for label, kb in (
-                ("stream_small", c["answer_kb_baseline"]),
-                ("stream", c["answer_kb"]),
-            ):
-                message = f"stream a long answer #chunks={browser.chunks_for(kb)} #delay=0"
-                results[label] = chrome.stream_long_tasks(f"/t/{pages[label]}/", message, 300)
-                log(f"  {kb} KB answer: {json.dumps(results[label])}")
-            bench.raw["browser_stream"] = results
-            big, small = results["stream"], results["stream_small"]
-            f = by_id["9"]
-            f.value, f.baseline = big["longest_task_ms"], small["longest_task_ms"]
-            f.added = f.value - f.baseline
-            f.met = big["long_tasks"] == 0 and big["status"] == "completed"
-            f.note = (
-                f"{big['long_tasks']} tasks > 50 ms ({big['long_task_total_ms']:.0f} ms) over "
-                f"{big['answer_chars'] / 1024:.0f} KB in {big['seconds']:.1f} s; baseline "
-                f"{c['answer_kb_baseline']} KB answer"
-            )
-        finally:
-            chrome.close()
-
-    guarded(["8b", "9"], browser_figures)
-
-    def queries() -> None:
-        log("#5 database queries per turn (in-process, over a websocket)")
-        env = bench.app_env(bench.workdir / "queries")
-        small, large = c["query_chunks"]
-        r = bench.inproc(
-            "queries",
-            {"gateway": bench.gateway_url, "api_key": API_KEY, "chunks": [small, large]},
-            env,
-        )
-        bench.raw["queries"] = r
-        f = by_id["5"]
-        f.value, f.baseline = r[str(large)]["queries"], r[str(small)]["queries"]
-        f.added = f.value - f.baseline
-        f.met = f.added == 0  # a constant; its size is in the table
-        f.note = f"{large:,} chunks: {r[str(large)]['by_kind']}"
-
-    guarded(["5"], queries)
-
-    def markdown() -> None:
-        small, large = c["markdown_kb"]
-        log(f"#6 streaming markdown render, {small} KB vs {large} KB (in-process)")
-        runs = [
-            bench.inproc("markdown", {"sizes_kb": [2, small, large]}, os.environ.copy())
-            for _ in range(c["markdown_repeats"])
-        ]
-        best = {kb: min(r[str(kb)]["seconds"] for r in runs) for kb in (small, large)}
-        bench.raw["markdown"] = runs
-        f = by_id["6"]
-        f.value = best[large] / best[small]
-        f.baseline = best[small] * 1000
-        f.added = None
-        f.met = f.value <= 12
-        last = runs[-1][str(large)]
-        f.note = (
-            f"{large} KB: {best[large] * 1000:.0f} ms over {last['flushes']:,} flushes "
-            f"({best[large] / last['flushes'] * 1e6:.0f} µs each, longest "
-            f"{last['longest_flush_ms']:.1f} ms); baseline = {small} KB ms"
-        )
-
-    guarded(["6"], markdown)
-
-
-def figure_list(config: dict[str, Any]) -> list[Figure]:
-    low, high = config["levels"]
-    rate = 1000 // config["chunk_delay_ms"]
-    ttft_goal = "added p50 ≤ 10, p99 ≤ 50 ms"
-    return [
-        Figure("1a", "#1 time to first token, 1 stream", "ms", ttft_goal),
-        Figure("1b", f"#1 time to first token, {low} streams", "ms", ttft_goal),
-        Figure(
-            "2a", f"#2 inter-chunk delay beyond window, {low}x{rate}/s", "ms", "added p99 ≤ 50 ms"
-        ),
-        Figure(
-            "2b", f"#2 inter-chunk delay beyond window, {high}x{rate}/s", "ms", "added p99 ≤ 50 ms"
-        ),
-        Figure("3", "#3 max streams with added p99 < 100 ms", "streams", "≥ 1,000"),
-        Figure("4a", f"#4 CPU per relayed chunk, {low} streams", "µs", "≤ 50 µs"),
-        Figure("4b", f"#4 CPU per relayed chunk, {high} streams", "µs", "≤ 50 µs"),
-        Figure("5", "#5 DB queries per turn, 10,000 vs 100 chunks", "queries", "same constant"),
-        Figure("6", "#6 markdown render time 100 KB / 10 KB", "x", "≤ 12x"),
-        Figure("7a", "#7 RSS per idle websocket", "KB", "≤ 50 KB"),
-        Figure("7b", "#7 RSS per active stream", "KB", "(report)"),
-        Figure("8a", f"#8 server time, page of {config['page_turns']} turns", "ms", "≤ 150 ms"),
-        Figure("8b", f"#8 browser time to shown, {config['page_turns']} turns", "ms", "≤ 1,000 ms"),
-        Figure(
-            "9",
-            f"#9 longest main-thread task, {config['answer_kb']} KB stream",
-            "ms",
-            "none > 50 ms",
-        ),
-    ]
-
-
-# --only NAME: the figures measured (every other scenario, the warm-up included, is skipped).
-ONLY: dict[str, set[str]] = {"page": {"8a", "8b"}}
 
 
 def table(figures: list[Figure]) -> str:
@@ -741,6 +386,35 @@ def table(figures: list[Figure]) -> str:
     return "\n".join([*lines, "", "notes:", *notes])
 
 
+def write_results(
+    out: Path,
+    mode: str,
+    stamp: str,
+    wall: float,
+    config: dict[str, Any],
+    bench: Bench,
+    figures: list[Figure],
+    fatal: str,
+) -> None:
+    """The run as JSON: figures, raw numbers, configuration, machine and commit."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    result = {
+        "mode": mode,
+        "started": stamp,
+        "wall_s": wall,
+        "commit": commit,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "config": config | {"coalesce_window_s": bench.window_s},
+        "fatal": fatal,
+        "figures": [f.__dict__ for f in figures],
+        "raw": bench.raw,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=str))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Switchboard's benchmark (see bench/README.md).")
     parser.add_argument("--quick", action="store_true", help="small version, under a minute")
@@ -748,8 +422,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument(
         "--only",
-        choices=sorted(ONLY),
-        help="measure only these figures (page: #8, the long thread's server and browser time)",
+        metavar="NAME[,NAME]",
+        help="measure only these figures: ids, scenario names or page (#8's two figures); "
+        f"one of {', '.join(only_names())}",
     )
     args = parser.parse_args()
 
@@ -766,7 +441,8 @@ def main() -> int:
 
     figures = figure_list(config)
     if args.only:
-        figures = [f for f in figures if f.id in ONLY[args.only]]
+        chosen = selected_ids(args.only)
+        figures = [f for f in figures if f.id in chosen]
     bench = Bench(config, workdir, log)
     fatal = ""
     log(f"{mode} benchmark; work dir {workdir}")
@@ -785,23 +461,8 @@ def main() -> int:
     print()
     print(f"Switchboard benchmark ({mode}), {wall:.0f} s, {os.cpu_count()} CPUs")
     print(table(figures))
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    result = {
-        "mode": mode,
-        "started": stamp,
-        "wall_s": wall,
-        "commit": commit,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "config": config | {"coalesce_window_s": bench.window_s},
-        "fatal": fatal,
-        "figures": [f.__dict__ for f in figures],
-        "raw": bench.raw,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"{stamp}-{mode}.json"
-    out.write_text(json.dumps(result, indent=1, default=str))
+    write_results(out, mode, stamp, wall, config, bench, figures, fatal)
     print(f"\nresults: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     errors = [f for f in figures if f.error]
     if args.keep or fatal or errors:

@@ -32,16 +32,16 @@ def main() -> None:
     parser.add_argument("--password", required=True)
     args = parser.parse_args()
 
-    import django
+    from project.startup_files import setup_django
 
-    django.setup()
+    setup_django()  # the start-up step first: data directory, secret key
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password
     from django.db import transaction
     from django.utils import timezone
 
     from chat.models import Provider, Thread, Turn
-    from chat.upstream.demo import compose_answer
+    from demo_gateway import compose_answer
 
     User = get_user_model()
     password_hash = make_password(args.password)  # hashed once: hashing is slow on purpose

@@ -15,7 +15,6 @@ from django.conf import settings
 
 from chat.site_origin import allowed_host, parse_origin, request_scheme, scope_headers
 from chat.startup import demo_gateway_key
-from chat.upstream.demo import make_app
 
 PREFIX = "/demo/"
 
@@ -64,6 +63,9 @@ def with_demo_gateway(django_application):
     """Django's ASGI app, plus the demo gateway under ``/demo/`` when it is enabled."""
     if not settings.DEMO_GATEWAY_ENABLED:
         return django_application
+    # Imported here, so that a deployment without the demo gateway never loads it.
+    from demo_gateway import make_app
+
     demo_application = guarded(
         make_app(api_key=demo_gateway_key(), chunk_delay=settings.DEMO_CHUNK_DELAY)
     )

@@ -5,7 +5,10 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from project.startup_files import prepare
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+prepare()  # the data directory, secret key and SQLite file, before Django opens them
 django_application = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)

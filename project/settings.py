@@ -7,79 +7,36 @@ channel layer and the built-in demo gateway. See README.md for the production va
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from project import private_files
+from project import private_files, startup_files
+from project.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+)
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-TRUE_WORDS = {"1", "true", "yes", "on"}
-FALSE_WORDS = {"0", "false", "no", "off"}
-
-
-def env_bool(name: str, default: bool) -> bool:
-    """``1/true/yes/on`` or ``0/false/no/off``; anything else is a typo and stops the start."""
-    value = os.environ.get(name, "").strip().lower()
-    if not value:
-        return default
-    if value in TRUE_WORDS:
-        return True
-    if value in FALSE_WORDS:
-        return False
-    raise ImproperlyConfigured(
-        f"{name}={os.environ[name]!r}: use 1 or 0 (true/false, yes/no, on/off)."
-    )
-
-
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
-    """A whole number; a typo (or one below ``minimum``) stops the start with the variable named."""
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={value!r}: expected a whole number.") from None
-    if minimum is not None and number < minimum:
-        raise ImproperlyConfigured(f"{name}={value!r}: must be at least {minimum}.")
-    return number
-
-
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name, "")
-    return float(value) if value.strip() else default
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    value = os.environ.get(name, "")
-    return [item.strip() for item in value.split(",") if item.strip()] or default
+BASE_DIR = startup_files.BASE_DIR
 
 
 # The data directory holds the database, the secret key and uploads: only this user may read
 # it (0700, files 0600, whatever the umask); chat.checks warns when an operator loosened that.
-DATA_DIR = Path(os.environ.get("SWITCHBOARD_DATA_DIR", BASE_DIR / "data"))
-private_files.make_private_dir(DATA_DIR)
+# Nothing is written here: project/startup_files.py creates these files when a process starts.
+DATA_DIR = startup_files.data_dir()
 MEDIA_ROOT = DATA_DIR / "uploads"
 FILE_UPLOAD_PERMISSIONS = private_files.FILE_MODE
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = private_files.DIR_MODE
 
-
-def _persistent_secret_key() -> str:
-    """A random key kept in DATA_DIR, so sessions and encrypted API keys survive restarts."""
-    path = DATA_DIR / "secret_key"
-    if not path.exists():
-        return private_files.write_once(path, secrets.token_urlsafe(50)).strip()
-    return path.read_text().strip()
-
-
 DEBUG = env_bool("DJANGO_DEBUG", False)
 # The DEBUG error page masks passwords in every URL-valued setting (DATABASE_URL, REDIS_URL, …).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "chat.error_reports.CredentialsCleansingFilter"
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or _persistent_secret_key()
+# Random and kept in DATA_DIR unless set, so sessions and encrypted API keys survive restarts.
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY") or startup_files.read_secret_key(DATA_DIR)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
@@ -162,9 +119,7 @@ if not DEBUG:
 
 def _sqlite_database(name: str | Path) -> dict:
     """SQLite, however it is configured (``DATABASE_URL=sqlite:///…`` or the default file)."""
-    if path := private_files.sqlite_file(name):
-        # Created here with mode 0600: SQLite gives its -wal and -shm files the same mode.
-        private_files.create_private_file(path)
+    # startup_files creates the file (mode 0600) before anything opens it.
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": name,
@@ -203,19 +158,19 @@ def _database_from_url(url: str) -> dict:
     return config
 
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
+DATABASE_URL = env_str("DATABASE_URL")
 DATABASES = {
     "default": _database_from_url(DATABASE_URL)
     if DATABASE_URL
-    else _sqlite_database(os.environ.get("SQLITE_PATH") or DATA_DIR / "db.sqlite3")
+    else _sqlite_database(env_str("SQLITE_PATH") or DATA_DIR / "db.sqlite3")
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # One process: the in-memory channel layer and cache. Several processes (REDIS_URL): both in
 # Redis, so group messages reach every worker's sockets and login-throttling counts are shared.
 # The prefix keeps installations (or test runs) sharing one Redis apart.
-REDIS_URL = os.environ.get("REDIS_URL", "").strip()
-CHANNEL_LAYER_PREFIX = os.environ.get("CHANNEL_LAYER_PREFIX", "").strip() or "switchboard"
+REDIS_URL = env_str("REDIS_URL")
+CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "switchboard")
 # While Redis is unreachable (a restart), a channel-layer send waits this long for it to come
 # back before giving up (chat/channel_layer.py); receiving waits as long as it takes.
 CHANNEL_LAYER_RETRY_SECONDS = env_float("CHANNEL_LAYER_RETRY_SECONDS", 10.0)
@@ -262,14 +217,13 @@ LOGIN_REDIRECT_URL = "chat:home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns at every start otherwise
+STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
 # Serve straight from static/ unless the deployment ran collectstatic and turned this off.
 WHITENOISE_USE_FINDERS = env_bool("STATIC_USE_FINDERS", True)
 
@@ -280,7 +234,7 @@ CSRF_COOKIE_SECURE = SECURE
 SECURE_SSL_REDIRECT = SECURE
 # A proxy's health check talks plain HTTP on loopback.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
-SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", 31536000 if SECURE else 0))
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000 if SECURE else 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", SECURE)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -305,16 +259,16 @@ CONTENT_SECURITY_POLICY = {
 
 # Upstream gateway. With no OPENAI_BASE_URL, the built-in demo gateway (mounted by project.asgi
 # under /demo/) is the default provider, so the app is usable offline.
-PORT = int(os.environ.get("PORT", "8000"))
-OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "").strip()
-OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "").strip()
+PORT = env_int("PORT", 8000)
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
+OPENAI_API_KEY = env_str("OPENAI_API_KEY")
 # On by default only when no real gateway is configured; served behind the host checks.
 DEMO_GATEWAY_ENABLED = env_bool("DEMO_GATEWAY_ENABLED", not OPENAI_BASE_URL)
-DEMO_GATEWAY_URL = os.environ.get("DEMO_GATEWAY_URL", f"http://127.0.0.1:{PORT}/demo/v1")
+DEMO_GATEWAY_URL = env_str("DEMO_GATEWAY_URL", f"http://127.0.0.1:{PORT}/demo/v1")
 UPSTREAM_CONNECT_TIMEOUT = env_float("UPSTREAM_CONNECT_TIMEOUT", 5.0)
 UPSTREAM_READ_TIMEOUT = env_float("UPSTREAM_READ_TIMEOUT", 60.0)
 UPSTREAM_TOTAL_TIMEOUT = env_float("UPSTREAM_TOTAL_TIMEOUT", 600.0)
-MODEL_LIST_CACHE_SECONDS = int(os.environ.get("MODEL_LIST_CACHE_SECONDS", "300"))
+MODEL_LIST_CACHE_SECONDS = env_int("MODEL_LIST_CACHE_SECONDS", 300)
 
 # Keys that encrypt provider API keys at rest; the first encrypts, all decrypt (rotation).
 ENCRYPTION_KEYS = env_list("SWITCHBOARD_ENCRYPTION_KEYS", [])
@@ -334,17 +288,17 @@ TURN_FINISH_RETRY_SECONDS = env_float("TURN_FINISH_RETRY_SECONDS", 60.0)
 # On SIGTERM a worker lets its running answers finish for this long, then stores them as
 # interrupted (chat/shutdown.py). systemd's TimeoutStopSec must be longer.
 SHUTDOWN_GRACE_SECONDS = env_float("SHUTDOWN_GRACE_SECONDS", 20.0)
-MAX_MESSAGE_CHARS = int(os.environ.get("MAX_MESSAGE_CHARS", "32000"))
+MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 32000)
 # A thread page shows this many of the newest turns; "Show earlier messages" loads more.
-HISTORY_PAGE_TURNS = max(1, int(os.environ.get("HISTORY_PAGE_TURNS", "40")))
+HISTORY_PAGE_TURNS = max(1, env_int("HISTORY_PAGE_TURNS", 40))
 # Upstream requests one turn may make while the model keeps calling tools.
-TOOL_MAX_STEPS = int(os.environ.get("TOOL_MAX_STEPS", "8"))
+TOOL_MAX_STEPS = env_int("TOOL_MAX_STEPS", 8)
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
 }
 DEMO_CHUNK_DELAY = env_float("DEMO_CHUNK_DELAY_MS", 20.0) / 1000
@@ -353,24 +307,16 @@ DEMO_CHUNK_DELAY = env_float("DEMO_CHUNK_DELAY_MS", 20.0) / 1000
 # overrides it), and login throttling: failed logins allowed per username and per client IP
 # within the window before further tries are refused. Behind a reverse proxy, name the header
 # that carries the client's address (its last entry is used), e.g. X-Real-IP.
-RATE_LIMIT_PER_MINUTE = int(os.environ.get("RATE_LIMIT_PER_MINUTE", "20"))
-LOGIN_FAILURES_PER_USERNAME = int(os.environ.get("LOGIN_FAILURES_PER_USERNAME", "5"))
-LOGIN_FAILURES_PER_IP = int(os.environ.get("LOGIN_FAILURES_PER_IP", "20"))
-LOGIN_FAILURE_WINDOW_SECONDS = int(os.environ.get("LOGIN_FAILURE_WINDOW_SECONDS", "900"))
-LOGIN_CLIENT_IP_HEADER = os.environ.get("LOGIN_CLIENT_IP_HEADER", "").strip()
+RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 20)
+LOGIN_FAILURES_PER_USERNAME = env_int("LOGIN_FAILURES_PER_USERNAME", 5)
+LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", 20)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
+LOGIN_CLIENT_IP_HEADER = env_str("LOGIN_CLIENT_IP_HEADER")
 # Shown before estimated costs (model prices are entered in this currency).
-COST_CURRENCY = os.environ.get("COST_CURRENCY", "$")
+COST_CURRENCY = env_str("COST_CURRENCY", "$")
 
 
 # -- sign-in for an organisation (README "Sign-in"): OpenID Connect, LDAP, a trusted proxy header.
-
-
-def env_secret(name: str) -> str:
-    """``NAME``, or the content of the file named by ``NAME_FILE`` (a mounted secret)."""
-    path = os.environ.get(name + "_FILE", "").strip()
-    if path:
-        return Path(path).read_text().strip()
-    return os.environ.get(name, "").strip()
 
 
 def _group_team_map() -> dict[str, str]:
@@ -379,28 +325,26 @@ def _group_team_map() -> dict[str, str]:
     from chat.signin.config import parse_group_team_map
 
     try:
-        return parse_group_team_map(os.environ.get("GROUP_TEAM_MAP", ""))
+        return parse_group_team_map(env_str("GROUP_TEAM_MAP", ""))
     except ValueError as error:
         raise ImproperlyConfigured(str(error)) from error
 
 
 LOCAL_LOGIN = env_bool("LOCAL_LOGIN", True)
-OIDC_ISSUER = os.environ.get("OIDC_ISSUER", "").strip()
-OIDC_CLIENT_ID = os.environ.get("OIDC_CLIENT_ID", "").strip()
+OIDC_ISSUER = env_str("OIDC_ISSUER")
+OIDC_CLIENT_ID = env_str("OIDC_CLIENT_ID")
 OIDC_CLIENT_SECRET = env_secret("OIDC_CLIENT_SECRET")
-OIDC_SCOPES = os.environ.get("OIDC_SCOPES", "").strip() or "openid email profile"
-OIDC_BUTTON_LABEL = (
-    os.environ.get("OIDC_BUTTON_LABEL", "").strip() or "Sign in with your organisation"
-)
-OIDC_GROUPS_CLAIM = os.environ.get("OIDC_GROUPS_CLAIM", "").strip() or "groups"
+OIDC_SCOPES = env_str("OIDC_SCOPES", "openid email profile")
+OIDC_BUTTON_LABEL = env_str("OIDC_BUTTON_LABEL", "Sign in with your organisation")
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups")
 OIDC_ADMIN_GROUPS = env_list("OIDC_ADMIN_GROUPS", [])
 OIDC_ALLOWED_GROUPS = env_list("OIDC_ALLOWED_GROUPS", [])
 
-LDAP_SERVER_URI = os.environ.get("LDAP_SERVER_URI", "").strip()
+LDAP_SERVER_URI = env_str("LDAP_SERVER_URI")
 LDAP_ADMIN_GROUPS = env_list("LDAP_ADMIN_GROUPS", [])
 
-TRUSTED_USER_HEADER = os.environ.get("TRUSTED_USER_HEADER", "").strip()
-TRUSTED_GROUPS_HEADER = os.environ.get("TRUSTED_GROUPS_HEADER", "").strip()
+TRUSTED_USER_HEADER = env_str("TRUSTED_USER_HEADER")
+TRUSTED_GROUPS_HEADER = env_str("TRUSTED_GROUPS_HEADER")
 TRUSTED_PROXY_IPS = env_list("TRUSTED_PROXY_IPS", [])
 TRUSTED_ADMIN_GROUPS = env_list("TRUSTED_ADMIN_GROUPS", [])
 
@@ -426,12 +370,12 @@ if LDAP_SERVER_URI:
     globals().update(
         auth_ldap_settings(
             server_uri=LDAP_SERVER_URI,
-            bind_dn=os.environ.get("LDAP_BIND_DN", "").strip(),
+            bind_dn=env_str("LDAP_BIND_DN"),
             bind_password=env_secret("LDAP_BIND_PASSWORD"),
-            user_search_base=os.environ.get("LDAP_USER_SEARCH_BASE", "").strip(),
-            user_filter=os.environ.get("LDAP_USER_FILTER", "").strip() or "(uid=%(user)s)",
-            group_search_base=os.environ.get("LDAP_GROUP_SEARCH_BASE", "").strip(),
-            group_type=os.environ.get("LDAP_GROUP_TYPE", "").strip() or "groupOfNames",
+            user_search_base=env_str("LDAP_USER_SEARCH_BASE"),
+            user_filter=env_str("LDAP_USER_FILTER", "(uid=%(user)s)"),
+            group_search_base=env_str("LDAP_GROUP_SEARCH_BASE"),
+            group_type=env_str("LDAP_GROUP_TYPE", "groupOfNames"),
             start_tls=env_bool("LDAP_START_TLS", False),
         )
     )

@@ -6,9 +6,7 @@ Enable with ``pytest_plugins = ["tests.gateway_fixtures"]`` in the top-level con
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -18,22 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
+# Also imported from here by the other fixture modules.
+from devtools.launch import DEMO_GATEWAY_APP, daphne_command, free_port
+
 DEMO_API_KEY = "demo-test-key"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 _START_TIMEOUT = 20.0
-_APP = "chat.upstream.demo:application"
-
-
-def daphne_command(port: int, app: str = "project.asgi:application") -> list[str]:
-    """The command line of a Daphne process serving ``app`` on 127.0.0.1:``port``."""
-    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (also handy as a "connection refused" target)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +41,7 @@ def demo_gateway_url() -> Iterator[str]:
     }
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            daphne_command(port, _APP),
+            daphne_command(port, DEMO_GATEWAY_APP),
             cwd=_REPO_ROOT,
             env=env,
             stdout=log,

@@ -12,19 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway_fixtures import daphne_command, free_port
+from devtools.launch import CHROMIUM, CHROMIUM_ARGS, daphne_command, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = ROOT / "test-artifacts"
 
 

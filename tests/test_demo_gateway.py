@@ -10,7 +10,6 @@ import pytest
 
 from chat.upstream import chat_completions, responses_api
 from chat.upstream.client import CUT_MESSAGE, ClientPool, GatewayClient, GatewayError, Timeouts
-from chat.upstream.demo import make_app
 from chat.upstream.events import (
     Completed,
     Failed,
@@ -19,6 +18,7 @@ from chat.upstream.events import (
     TextDelta,
     Usage,
 )
+from demo_gateway import make_app
 from tests.gateway_fixtures import free_port
 
 

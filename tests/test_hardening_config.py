@@ -255,8 +255,8 @@ _FILE_MODES = """
 import json, os, stat
 from pathlib import Path
 from django.conf import settings
-import django
-django.setup()
+from project.startup_files import setup_django
+setup_django()
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection
@@ -479,6 +479,13 @@ def test_sqlite_from_database_url_gets_the_same_options(tmp_path):
     assert from_url["OPTIONS"]["timeout"] == 20
     assert from_url["CONN_MAX_AGE"] is None
     assert from_url["TEST"]["NAME"].startswith(f"{tmp_path}/test-db-")
+    subprocess.run(  # the start-up step of every entry point makes that file private too
+        [sys.executable, "-c", "from project.startup_files import prepare; prepare()"],
+        cwd=ROOT,
+        env=_environment(tmp_path, DATABASE_URL=url),
+        check=True,
+        timeout=60,
+    )
     assert stat.S_IMODE(os.stat(from_url["NAME"]).st_mode) == 0o600
 
 
@@ -562,3 +569,110 @@ def test_a_mistyped_setting_names_itself_when_the_server_starts(tmp_path):
     )
     assert result.returncode != 0
     assert "DEMO_GATEWAY_ENABLED='flase': use 1 or 0" in result.stderr
+
+
+def _settings_value(tmp_path, name: str, **extra: str) -> subprocess.CompletedProcess:
+    """Load the settings in a fresh process with ``extra`` in the environment; print ``name``."""
+    environment = _environment(tmp_path, **extra)
+    if "DJANGO_SECRET_KEY_FILE" in extra:
+        environment.pop("DJANGO_SECRET_KEY")
+    return subprocess.run(
+        [sys.executable, "-c", f"from django.conf import settings; print(settings.{name})"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_secret_key_can_come_from_a_mounted_file(tmp_path):
+    secret_file = tmp_path / "mounted-secret"
+    secret_file.write_text("a-key-from-a-docker-secret\n")
+    result = _settings_value(tmp_path, "SECRET_KEY", DJANGO_SECRET_KEY_FILE=str(secret_file))
+    assert result.stdout.strip() == "a-key-from-a-docker-secret", result.stderr
+    assert not (tmp_path / "secret_key").exists()  # no generated key next to the mounted one
+
+
+def test_a_missing_secret_file_names_the_variable(tmp_path):
+    missing = tmp_path / "nowhere"
+    result = _settings_value(tmp_path, "SECRET_KEY", DJANGO_SECRET_KEY_FILE=str(missing))
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY_FILE=" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("MODEL_LIST_CACHE_SECONDS", "5m", "expected a whole number"),
+        ("DJANGO_HSTS_SECONDS", "-5", "must be at least 0"),
+        ("STREAM_COALESCE_SECONDS", "40ms", "expected a number"),
+    ],
+)
+def test_a_mistyped_number_names_itself(tmp_path, variable, value, message):
+    result = _settings_value(tmp_path, variable, **{variable: value})
+    assert result.returncode != 0
+    assert f"{variable}={value!r}: {message}" in result.stderr
+
+
+# -- no files written at import time: a start-up step makes the data directory and the key ---------
+
+
+def _without_secret_key(data_dir: Path, **extra: str) -> dict[str, str]:
+    environment = _environment(data_dir, **extra)
+    environment.pop("DJANGO_SECRET_KEY")
+    return environment
+
+
+def test_importing_the_settings_writes_nothing(tmp_path):
+    data = tmp_path / "data"
+    static = tmp_path / "static"
+    result = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.DATABASES)"],
+        cwd=ROOT,
+        env=_environment(data, STATIC_ROOT=str(static)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not data.exists()
+    assert not static.exists()
+
+
+def test_settings_without_a_kept_key_say_how_to_get_one(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.SECRET_KEY)"],
+        cwd=ROOT,
+        env=_without_secret_key(tmp_path / "data"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
+    assert "manage.py" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_the_kept_secret_key_is_made_once_and_shared_by_every_process(tmp_path):
+    data = tmp_path / "data"
+    show_key = "from django.conf import settings; print(settings.SECRET_KEY)"
+
+    def key_seen_by_a_new_process() -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", show_key],
+            cwd=ROOT,
+            env=_without_secret_key(data),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip().splitlines()[-1]  # after shell's "objects imported" line
+
+    first, second = key_seen_by_a_new_process(), key_seen_by_a_new_process()
+    assert len(first) >= 50
+    assert first == second == (data / "secret_key").read_text().strip()
+    assert stat.S_IMODE((data / "secret_key").stat().st_mode) == 0o600
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700

@@ -1,0 +1,239 @@
+"""One planned answer: every choice's text, reasoning, tool calls and usage, decided up front."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from demo_gateway.answers import (
+    compose_answer,
+    compose_reasoning,
+    compose_tool_report,
+    filler_paragraphs,
+    split_chunks,
+    tokens_of,
+    tool_reasoning,
+)
+from demo_gateway.conversation import Message, count_words, message_words, text_of
+from demo_gateway.directives import Directives, parse_directives
+from demo_gateway.tools import call_names, tool_arguments
+
+MODELS = ("demo-chat", "demo-reasoner", "gpt-5.4", "gpt-5.4-mini")
+REASONING_MODELS = frozenset({"demo-reasoner"})
+_ARGUMENT_PIECES = 4  # a tool call's arguments stream in about this many pieces
+
+
+@dataclass(slots=True)
+class ToolCall:
+    name: str
+    arguments: str
+    call_id: str = field(default_factory=lambda: f"call_{uuid.uuid4().hex[:24]}")
+    item_id: str = field(default_factory=lambda: f"fc_{uuid.uuid4().hex}")
+
+    @property
+    def pieces(self) -> list[str]:
+        """The arguments in the pieces they stream in."""
+        size = max(1, -(-len(self.arguments) // _ARGUMENT_PIECES))
+        return [self.arguments[i : i + size] for i in range(0, len(self.arguments), size)]
+
+    @property
+    def tokens(self) -> int:
+        return 1 + len(self.pieces)  # one for the name, one per streamed piece
+
+
+@dataclass(slots=True)
+class Choice:
+    """One answer: reasoning, then either text or tool calls."""
+
+    reasoning_chunks: list[str]
+    answer_chunks: list[str]
+    calls: list[ToolCall]
+    incomplete: bool = False
+    output_tokens: int = 0  # reasoning, answer and call arguments, one word per token
+
+    @property
+    def answer(self) -> str:
+        return "".join(self.answer_chunks)
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self.reasoning_chunks)
+
+    @property
+    def finish_reason(self) -> str:
+        if self.calls:
+            return "tool_calls"
+        return "length" if self.incomplete else "stop"
+
+    def as_message(self) -> Message:
+        """This answer as a conversation message, to remember it."""
+        message: Message = {"role": "assistant", "content": self.answer}
+        if self.calls:
+            message["tool_calls"] = [
+                {"call_id": c.call_id, "name": c.name, "arguments": c.arguments} for c in self.calls
+            ]
+        return message
+
+
+@dataclass(slots=True)
+class Plan:
+    """Everything about one response, decided before the first byte is sent. The Responses API
+    has one choice; Chat Completions has ``n``."""
+
+    model: str
+    directives: Directives
+    conversation: list[Message]
+    choices: list[Choice]
+    usage: dict[str, Any]
+    id: str = ""
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def first(self) -> Choice:
+        return self.choices[0]
+
+    @property
+    def answer_chunks(self) -> list[str]:
+        return self.first.answer_chunks
+
+    @property
+    def reasoning_chunks(self) -> list[str]:
+        return self.first.reasoning_chunks
+
+    @property
+    def calls(self) -> list[ToolCall]:
+        return self.first.calls
+
+    @property
+    def incomplete(self) -> bool:
+        return self.first.incomplete
+
+    @property
+    def answer(self) -> str:
+        return self.first.answer
+
+    @property
+    def reasoning(self) -> str:
+        return self.first.reasoning
+
+
+def _usage(schema: str, *, input_tokens: int, cached: int, output: int, reasoning: int) -> dict:
+    total = input_tokens + output
+    if schema == "chat":
+        return {
+            "prompt_tokens": input_tokens,
+            "completion_tokens": output,
+            "total_tokens": total,
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0},
+        }
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": output,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": total,
+    }
+
+
+def make_plan(
+    *,
+    model: str,
+    history: list[Message],
+    new_messages: list[Message],
+    instructions: str,
+    max_tokens: Any,
+    default_usage: str,
+    words_per_chunk: int,
+    tools: dict[str, dict[str, Any]] | None = None,
+    tool_choice: tuple[str, str] = ("auto", ""),
+    parallel_tool_calls: bool = True,
+    n: int = 1,
+) -> Plan:
+    conversation = history + new_messages
+    user_positions = [i for i, m in enumerate(conversation) if m.get("role") == "user"]
+    last_user = user_positions[-1] if user_positions else -1
+    directives, user_text = parse_directives(
+        text_of(conversation[last_user]["content"]) if user_positions else ""
+    )
+    turn = len(user_positions)
+    results = [m for m in conversation[last_user + 1 :] if m.get("role") == "tool"]
+    tools = tools or {}
+    names = call_names(
+        directives, tools, tool_choice, answered=bool(results), parallel=parallel_tool_calls
+    )
+    reasoning_tokens: list[str] = []
+    if directives.reasoning or model in REASONING_MODELS:
+        reasoning_tokens = tokens_of(_reasoning_text(names, results, user_text, turn))
+    text = (
+        compose_tool_report(conversation, results) if results else compose_answer(user_text, turn)
+    )
+    choices = [
+        _plan_choice(
+            f"Choice {number} of {n}.\n\n{text}" if n > 1 else text,
+            calls=[ToolCall(name, tool_arguments(tools[name], directives)) for name in names],
+            reasoning_tokens=reasoning_tokens,
+            directives=directives,
+            max_tokens=max_tokens,
+            words_per_chunk=words_per_chunk,
+        )
+        for number in range(1, n + 1)
+    ]
+    input_tokens = count_words(instructions) + sum(message_words(m) for m in conversation)
+    usage = _usage(
+        directives.usage or default_usage,
+        input_tokens=max(1, input_tokens),
+        cached=sum(message_words(m) for m in history),
+        output=sum(choice.output_tokens for choice in choices),
+        reasoning=len(reasoning_tokens) * n,
+    )
+    return Plan(
+        model=model, directives=directives, conversation=conversation, choices=choices, usage=usage
+    )
+
+
+def _reasoning_text(names: list[str], results: list[Message], user_text: str, turn: int) -> str:
+    if names:
+        return tool_reasoning(names, 0)
+    if results:
+        return tool_reasoning([], len(results))
+    return compose_reasoning(user_text, turn)
+
+
+def _plan_choice(
+    text: str,
+    *,
+    calls: list[ToolCall],
+    reasoning_tokens: list[str],
+    directives: Directives,
+    max_tokens: Any,
+    words_per_chunk: int,
+) -> Choice:
+    """One choice: the tool calls, or ``text`` (padded to ``#chunks``, cut at ``max_tokens``)."""
+    answer_tokens: list[str] = []
+    if not calls:
+        answer_tokens = tokens_of(text)
+        if directives.chunks is not None:
+            wanted = directives.chunks * words_per_chunk
+            filler = filler_paragraphs(0)
+            while len(answer_tokens) < wanted:
+                answer_tokens.append(next(filler))
+            del answer_tokens[wanted:]
+    # One word is one token. Like OpenAI, the limit covers reasoning and answer together.
+    incomplete = False
+    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
+        room = max(0, max_tokens - len(reasoning_tokens))
+        if len(answer_tokens) > room:
+            del answer_tokens[room:]
+            incomplete = True
+    return Choice(
+        reasoning_chunks=split_chunks(reasoning_tokens, words_per_chunk),
+        answer_chunks=split_chunks(answer_tokens, words_per_chunk),
+        calls=calls,
+        incomplete=incomplete,
+        output_tokens=(
+            len(answer_tokens) + len(reasoning_tokens) + sum(call.tokens for call in calls)
+        ),
+    )
