@@ -59,7 +59,9 @@ services:
 # multi-process ones (their -m replaces the default "not multiprocess").
 SCALEOUT_TESTS ?= tests/test_consumer.py tests/test_generation.py tests/test_deploy.py \
 	tests/test_sharing.py tests/test_search.py tests/test_history_paging.py tests/test_quotas.py \
-	tests/test_usage.py tests/test_hardening_config.py tests/test_multiprocess.py tests/test_faults.py
+	tests/test_usage.py tests/test_hardening_config.py tests/test_multiprocess.py tests/test_faults.py \
+	tests/test_worker_faults.py tests/test_turn_mirror.py tests/test_channel_layer.py \
+	tests/test_session_binding.py
 test-scaleout: install-dev
 	@urls=$$(bash .ci/services.sh) && eval "$$urls" && \
 		$(VENV)/bin/pytest -m "not browser" $(SCALEOUT_TESTS) $(PYTEST_ARGS)
