@@ -8,7 +8,10 @@ policy needs no ``'unsafe-inline'`` and no nonce.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from csp.middleware import CSPMiddleware, PolicyParts
+from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponseBase
 
@@ -27,6 +30,7 @@ class SiteCSPMiddleware(CSPMiddleware):
         additions = {
             "img-src": image_policy.current().csp_sources,
             "connect-src": websocket_origins(request),
+            "form-action": sign_in_provider_origins(),
         }
         update = dict(parts.update or {})
         for directive, sources in additions.items():
@@ -43,3 +47,12 @@ def websocket_origins(request: HttpRequest) -> list[str]:
     except DisallowedHost:
         return []  # the response is the refusal; no page will open a socket
     return [f"{'wss' if request.is_secure() else 'ws'}://{host}"]
+
+
+def sign_in_provider_origins() -> list[str]:
+    """The OpenID provider's origin: logging out is a form POST answered with a redirect to the
+    provider's end-session page, and ``form-action`` also governs where that redirect may go."""
+    if not settings.OIDC_ISSUER:
+        return []
+    issuer = urlsplit(settings.OIDC_ISSUER)
+    return [f"{issuer.scheme}://{issuer.netloc}"]

@@ -29,6 +29,7 @@ def test_a_bad_group_team_map_stops_the_start_with_a_clear_error(tmp_path):
             "SWITCHBOARD_DATA_DIR": str(tmp_path),
             "STATIC_ROOT": str(tmp_path / "static"),
             "GROUP_TEAM_MAP": "research;x=Y",
+            "DJANGO_SECRET_KEY": "a-test-key-that-is-long-enough-for-django-0123456789",
         },
         capture_output=True,
         text=True,

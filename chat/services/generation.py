@@ -880,7 +880,14 @@ async def finish_running_turns(grace: float, store_within: float) -> tuple[int, 
     """Shutting down: let this process's turns run for up to ``grace`` seconds, then interrupt
     the rest (stored with their text, "the server restarted"), waiting up to ``store_within``
     seconds for that. Returns (finished, interrupted)."""
-    runners = {runner.task: runner for runner in list(_running.values()) if runner.task}
+    loop = asyncio.get_running_loop()
+    # Only tasks of this loop: the registry may still name runners of a loop that has ended
+    # (a test's), which cannot be awaited from here.
+    runners = {
+        runner.task: runner
+        for runner in list(_running.values())
+        if runner.task and runner.task.get_loop() is loop and not runner.task.done()
+    }
     if not runners:
         return 0, 0
     _, left = await asyncio.wait(runners, timeout=grace)
