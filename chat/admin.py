@@ -14,7 +14,6 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
 
-from chat.auth_views import ThrottledAdminAuthenticationForm
 from chat.models import (
     AuditLogEntry,
     ExternalIdentity,
@@ -29,6 +28,7 @@ from chat.models import (
     UserQuota,
 )
 from chat.services import audit, parameters, providers, session_binding
+from chat.views.login import ThrottledAdminAuthenticationForm
 
 User = get_user_model()
 
