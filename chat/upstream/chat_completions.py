@@ -64,7 +64,7 @@ def _message(message: Message) -> dict[str, Any]:
     return {"role": message.role, "content": message.text}
 
 
-def _tool(tool: ToolSpec) -> dict[str, Any]:
+def tool_body(tool: ToolSpec) -> dict[str, Any]:
     """A function tool as ``/v1/chat/completions`` wants it (nested under "function")."""
     function: dict[str, Any] = {"name": tool.name}
     if tool.description:
@@ -124,7 +124,7 @@ def encode(request: Request) -> dict[str, Any]:
             {"type": "function", "function": {"name": forced}} if forced else choice
         )
     if request.tools:
-        fields["tools"] = [_tool(tool) for tool in request.tools]
+        fields["tools"] = [tool_body(tool) for tool in request.tools]
     return build_request(request.model, messages, params=fields)
 
 

@@ -73,7 +73,7 @@ def _message(message: Message) -> dict[str, Any]:
     return {"role": message.role, "content": message.text}
 
 
-def _tool(tool: ToolSpec) -> dict[str, Any]:
+def tool_body(tool: ToolSpec) -> dict[str, Any]:
     """A function tool as ``/v1/responses`` wants it (flat)."""
     encoded: dict[str, Any] = {"type": "function", "name": tool.name}
     if tool.description:  # an empty description says nothing; leave it out
@@ -131,7 +131,7 @@ def encode(request: Request) -> dict[str, Any]:
         forced = request.parameters.forced_function()
         fields["tool_choice"] = {"type": "function", "name": forced} if forced else choice
     if request.tools:
-        fields["tools"] = [_tool(tool) for tool in request.tools]
+        fields["tools"] = [tool_body(tool) for tool in request.tools]
     return build_request(request.model, input, previous_response_id=previous, params=fields)
 
 
