@@ -8,9 +8,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from chat.upstream import chat_completions, responses_api
-from chat.upstream.request import ToolSpec
-
 from chat.services.tools import (
     BUILTINS,
     MAX_SCHEMA_BYTES,
@@ -19,6 +16,8 @@ from chat.services.tools import (
     run_builtin,
     validate_definition,
 )
+from chat.upstream import chat_completions, responses_api
+from chat.upstream.request import ToolSpec
 
 
 def responses_tool(name: str, description: str, parameters: dict) -> dict:
