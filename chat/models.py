@@ -280,13 +280,11 @@ class Turn(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.IN_PROGRESS)
     error = models.TextField(blank=True, default="")
     response_id = models.CharField(max_length=200, blank=True, default="")
-    api = models.CharField(
-        max_length=20, choices=Api.choices(), default=Api.RESPONSES.value
-    )
+    api = models.CharField(max_length=20, choices=Api.choices(), default=Api.RESPONSES.value)
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=200, blank=True)
     params = models.JSONField(default=dict, blank=True)
-    # Tool calls of this turn, in order: {call_id, name, arguments, result, status, step}.
+    # Tool calls of this turn, in order: chat.services.tool_loop.ToolCallRecord dicts.
     tool_calls = models.JSONField(default=list, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
@@ -314,6 +312,19 @@ class Turn(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    # Flags for templates, which would otherwise compare status strings.
+    @property
+    def is_generating(self) -> bool:
+        return self.status == self.Status.IN_PROGRESS
+
+    @property
+    def has_failed(self) -> bool:
+        return self.status == self.Status.FAILED
+
+    @property
+    def was_stopped(self) -> bool:
+        return self.status == self.Status.CANCELLED
 
     @property
     def can_retry(self) -> bool:

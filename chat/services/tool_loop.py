@@ -25,6 +25,20 @@ class ToolCallStatus(StrEnum):
     AWAITING = "awaiting"
     REJECTED = "rejected"
 
+    @property
+    def label(self) -> str:
+        """What a tool card says about the call."""
+        return _STATUS_LABELS[self]
+
+
+_STATUS_LABELS = {
+    ToolCallStatus.STREAMING: "calling…",
+    ToolCallStatus.DONE: "done",
+    ToolCallStatus.ERROR: "error",
+    ToolCallStatus.AWAITING: "waiting for your answer",
+    ToolCallStatus.REJECTED: "rejected",
+}
+
 
 class ToolCallRecord(TypedDict):
     """One call the model made, as ``Turn.tool_calls`` stores it (JSON)."""
