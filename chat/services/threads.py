@@ -16,8 +16,8 @@ from chat.services.refusals import TurnRejected
 from chat.upstream.request import Api
 
 
-class PresetNameTaken(Exception):
-    """Another preset of the user has that name."""
+class PresetRefused(Exception):
+    """A preset that cannot be saved under that name; the text is shown to the user."""
 
 
 def create_thread(
@@ -74,6 +74,9 @@ def save_settings(
 
 def save_preset(user: AbstractBaseUser, thread: Thread, name: str) -> Preset:
     """Save (or overwrite) the user's preset ``name`` from the thread's current settings."""
+    name = name.strip()[:100]
+    if not name:
+        raise PresetRefused("Give the preset a name.")
     try:
         with transaction.atomic():
             preset, _ = Preset.objects.update_or_create(
@@ -88,5 +91,5 @@ def save_preset(user: AbstractBaseUser, thread: Thread, name: str) -> Preset:
             )
             preset.tools.set(thread.tools.all())
     except IntegrityError as exc:
-        raise PresetNameTaken(name) from exc
+        raise PresetRefused("That name is taken.") from exc
     return preset

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import request as neutral
 from .events import (
     Completed,
     Event,
@@ -22,15 +23,6 @@ from .events import (
     ToolCallDone,
     Usage,
     text_or_none,
-)
-from .request import (
-    Message,
-    Parameters,
-    Request,
-    ToolResult,
-    ToolSpec,
-    common_fields,
-    tool_choice_for,
 )
 from .responses_api import MALFORMED_MESSAGE
 from .sse import SSEMessage
@@ -60,11 +52,11 @@ def build_request(
 # -- encoding a neutral Request ------------------------------------------------------------------
 
 
-def _message(message: Message) -> dict[str, Any]:
+def _message(message: neutral.Message) -> dict[str, Any]:
     return {"role": message.role, "content": message.text}
 
 
-def tool_body(tool: ToolSpec) -> dict[str, Any]:
+def tool_body(tool: neutral.ToolSpec) -> dict[str, Any]:
     """A function tool as ``/v1/chat/completions`` wants it (nested under "function")."""
     function: dict[str, Any] = {"name": tool.name}
     if tool.description:
@@ -73,7 +65,7 @@ def tool_body(tool: ToolSpec) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def _tool_step(step: list[ToolResult]) -> list[dict[str, Any]]:
+def _tool_step(step: list[neutral.ToolResult]) -> list[dict[str, Any]]:
     """One step of the tool loop as messages: the assistant's calls, then each result."""
     calls = [
         {
@@ -91,7 +83,7 @@ def _tool_step(step: list[ToolResult]) -> list[dict[str, Any]]:
     return messages
 
 
-def _parameter_fields(params: Parameters) -> dict[str, Any]:
+def _parameter_fields(params: neutral.Parameters) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if params.max_output_tokens is not None:
         legacy = params.max_tokens_field == "max_tokens"
@@ -107,7 +99,7 @@ def _parameter_fields(params: Parameters) -> dict[str, Any]:
     return fields
 
 
-def encode(request: Request) -> dict[str, Any]:
+def encode(request: neutral.Request) -> dict[str, Any]:
     """The body of a ``/v1/chat/completions`` request: the whole conversation every time (the
     instructions as the system message), then every tool step so far."""
     messages: list[dict[str, Any]] = []
@@ -116,8 +108,8 @@ def encode(request: Request) -> dict[str, Any]:
     messages += [_message(m) for m in request.history]
     for step in request.tool_steps:
         messages += _tool_step(step)
-    fields = common_fields(request) | _parameter_fields(request.parameters)
-    choice = tool_choice_for(request)
+    fields = neutral.common_fields(request) | _parameter_fields(request.parameters)
+    choice = neutral.tool_choice_for(request)
     if choice is not None:
         forced = request.parameters.forced_function()
         fields["tool_choice"] = (

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import request as neutral
 from .events import (
     Completed,
     Event,
@@ -18,15 +19,6 @@ from .events import (
     ToolCallDone,
     Usage,
     text_or_none,
-)
-from .request import (
-    Message,
-    Parameters,
-    Request,
-    ToolResult,
-    ToolSpec,
-    common_fields,
-    tool_choice_for,
 )
 from .sse import SSEMessage
 
@@ -69,11 +61,11 @@ def build_request(
 # -- encoding a neutral Request ------------------------------------------------------------------
 
 
-def _message(message: Message) -> dict[str, Any]:
+def _message(message: neutral.Message) -> dict[str, Any]:
     return {"role": message.role, "content": message.text}
 
 
-def tool_body(tool: ToolSpec) -> dict[str, Any]:
+def tool_body(tool: neutral.ToolSpec) -> dict[str, Any]:
     """A function tool as ``/v1/responses`` wants it (flat)."""
     encoded: dict[str, Any] = {"type": "function", "name": tool.name}
     if tool.description:  # an empty description says nothing; leave it out
@@ -82,12 +74,12 @@ def tool_body(tool: ToolSpec) -> dict[str, Any]:
     return encoded
 
 
-def _tool_output(result: ToolResult) -> dict[str, Any]:
+def _tool_output(result: neutral.ToolResult) -> dict[str, Any]:
     """Hands a result back (the call itself is in the response ``previous_response_id`` names)."""
     return {"type": "function_call_output", "call_id": result.call_id, "output": result.output}
 
 
-def _parameter_fields(params: Parameters) -> dict[str, Any]:
+def _parameter_fields(params: neutral.Parameters) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if params.max_output_tokens is not None:
         fields["max_output_tokens"] = params.max_output_tokens
@@ -114,7 +106,7 @@ def _parameter_fields(params: Parameters) -> dict[str, Any]:
     return fields
 
 
-def encode(request: Request) -> dict[str, Any]:
+def encode(request: neutral.Request) -> dict[str, Any]:
     """The body of a ``/v1/responses`` request: with tool results, only the last step's
     outputs after the response that asked for them; continuing a stored response, only the
     new message; otherwise the whole conversation."""
@@ -125,8 +117,8 @@ def encode(request: Request) -> dict[str, Any]:
         input = request.history[-1].text
     else:
         input = [_message(m) for m in request.history]
-    fields = common_fields(request) | _parameter_fields(request.parameters)
-    choice = tool_choice_for(request)
+    fields = neutral.common_fields(request) | _parameter_fields(request.parameters)
+    choice = neutral.tool_choice_for(request)
     if choice is not None:
         forced = request.parameters.forced_function()
         fields["tool_choice"] = {"type": "function", "name": forced} if forced else choice

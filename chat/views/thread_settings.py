@@ -89,26 +89,13 @@ def thread_settings(request: HttpRequest, thread_id: int) -> HttpResponse:
 @require_POST
 def save_preset(request: HttpRequest, thread_id: int) -> HttpResponse:
     thread = owned_thread_or_404(request, thread_id)
-    name = request.POST.get("preset_name", "").strip()[:100]
     values = parameters.form_values(thread.params)
-    if not name:
-        return _panel(
-            request,
-            thread,
-            api=_api_of("", thread),
-            values=values,
-            errors={"preset_name": "Give the preset a name."},
-        )
     try:
-        threads.save_preset(request.user, thread, name)
-    except threads.PresetNameTaken:
-        return _panel(
-            request,
-            thread,
-            api=_api_of("", thread),
-            values=values,
-            errors={"preset_name": "That name is taken."},
-        )
+        preset = threads.save_preset(request.user, thread, request.POST.get("preset_name", ""))
+    except threads.PresetRefused as exc:
+        errors, notice = {"preset_name": str(exc)}, ""
+    else:
+        errors, notice = {}, f"Saved as preset “{preset.name}”."
     return _panel(
-        request, thread, api=_api_of("", thread), values=values, notice=f"Saved as preset “{name}”."
+        request, thread, api=_api_of("", thread), values=values, errors=errors, notice=notice
     )
