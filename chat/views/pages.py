@@ -22,7 +22,7 @@ from chat.views.htmx_request import HtmxHttpRequest
 from chat.views.thread_access import thread_or_404
 
 
-async def model_context(
+async def _model_context(
     request: HtmxHttpRequest, selected: str = "", *, refresh: bool = False
 ) -> dict:
     groups = await providers.all_models(refresh=refresh)
@@ -39,7 +39,7 @@ async def _new_chat_page(request: HtmxHttpRequest, *, refused: str = "") -> Http
     typed and chosen still in the form."""
     user = await request.auser()
     draft = request.POST if refused else {}
-    context = await model_context(request, draft.get("model", ""))
+    context = await _model_context(request, draft.get("model", ""))
     context |= await sync_to_async(conversation.sidebar_lists)(user)
     context |= {
         "thread": None,
@@ -100,7 +100,7 @@ async def thread_page(request: HtmxHttpRequest, thread_id: int) -> HttpResponse:
     context = await sync_to_async(load)()
     thread = context["thread"]
     selected = f"{thread.provider_id}:{thread.model}" if thread.provider_id else ""
-    context |= await model_context(request, selected)
+    context |= await _model_context(request, selected)
     context["busy"] = any(not t["turn"].is_finished for t in context["turns"])
     return await sync_to_async(render)(request, "chat/thread.html", context)
 
@@ -123,5 +123,5 @@ def earlier_turns(request: HtmxHttpRequest, thread_id: int) -> HttpResponse:
 
 @require_POST
 async def refresh_models(request: HtmxHttpRequest) -> HttpResponse:
-    context = await model_context(request, request.POST.get("model", ""), refresh=True)
+    context = await _model_context(request, request.POST.get("model", ""), refresh=True)
     return await sync_to_async(render)(request, "chat/thread.html#model-picker", context)
