@@ -69,12 +69,12 @@ class ToolSpec(request.ToolSpec):
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tool-calls")
 
 
-def outcome(call: ToolCallRecord, offered: dict[str, ToolSpec]) -> tuple[str, str]:
+def outcome(name: str, arguments_text: str, offered: dict[str, ToolSpec]) -> tuple[str, str]:
     """What becomes of one call: (status, result). Runs in a worker thread."""
-    spec = offered.get(call["name"])
+    spec = offered.get(name)
     if spec is None:
-        return ToolCallStatus.ERROR, f"Error: there is no tool named {call['name']!r}."
-    arguments, problem = tools.check_arguments(spec.parameters, call["arguments"])
+        return ToolCallStatus.ERROR, f"Error: there is no tool named {name!r}."
+    arguments, problem = tools.check_arguments(spec.parameters, arguments_text)
     if problem is not None:
         # Bad arguments go back to the model as the result, so it can correct itself.
         return ToolCallStatus.ERROR, problem
@@ -92,7 +92,7 @@ async def execute(calls: list[ToolCallRecord], offered: dict[str, ToolSpec]) -> 
     pending = [(call["name"], call["arguments"]) for call in calls]
     outcomes = await loop.run_in_executor(
         _POOL,
-        lambda: [outcome({"name": name, "arguments": text}, offered) for name, text in pending],
+        lambda: [outcome(name, text, offered) for name, text in pending],
     )
     for call, (status, result) in zip(calls, outcomes, strict=True):
         call["status"], call["result"] = status, result
