@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import secrets
-
 from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
@@ -14,7 +12,6 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
 
-from chat.auth_views import ThrottledAdminAuthenticationForm
 from chat.models import (
     AuditLogEntry,
     ExternalIdentity,
@@ -28,7 +25,8 @@ from chat.models import (
     UsageRecord,
     UserQuota,
 )
-from chat.services import audit, parameters, providers, session_binding
+from chat.services import accounts, audit, parameters, providers, session_binding
+from chat.views.login import ThrottledAdminAuthenticationForm
 
 User = get_user_model()
 
@@ -444,33 +442,19 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
 
     @admin.action(description="Deactivate selected users (they can no longer log in)")
     def deactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
-        users = list(queryset.exclude(pk=request.user.pk).filter(is_active=True))
-        for user in users:
-            audit.record(request.user, user, "changed", "active", "True", "False")
-        queryset.filter(pk__in=[u.pk for u in users]).update(is_active=False)
-        # A bulk update sends no post_save: close their open sockets here.
-        session_binding.check_sockets_after_commit(u.pk for u in users)
-        self.message_user(request, f"Deactivated {len(users)} user(s).", messages.SUCCESS)
+        count = accounts.deactivate(request.user, queryset)
+        self.message_user(request, f"Deactivated {count} user(s).", messages.SUCCESS)
 
     @admin.action(description="Reactivate selected users")
     def reactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
-        users = list(queryset.filter(is_active=False))
-        for user in users:
-            audit.record(request.user, user, "changed", "active", "False", "True")
-        queryset.filter(pk__in=[u.pk for u in users]).update(is_active=True)
-        self.message_user(request, f"Reactivated {len(users)} user(s).", messages.SUCCESS)
+        count = accounts.reactivate(request.user, queryset)
+        self.message_user(request, f"Reactivated {count} user(s).", messages.SUCCESS)
 
     @admin.action(description="Reset passwords (show a temporary password once)")
     def reset_passwords(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
         """New random passwords, shown on this page only (never stored in a message cookie);
         the users' sessions end because their password changed."""
-        issued = []
-        for user in queryset.order_by("username"):
-            password = secrets.token_urlsafe(12)
-            user.set_password(password)
-            user.save(update_fields=["password"])
-            audit.record(request.user, user, "changed", "password", "", audit.SECRET)
-            issued.append((user, password))
+        issued = accounts.reset_passwords(request.user, queryset)
         context = {
             **self.admin_site.each_context(request),
             "title": "Temporary passwords",

@@ -9,19 +9,20 @@ from django.urls import reverse
 from django.utils.timezone import now as timezone_now
 
 from chat import crypto
+from chat.upstream.request import Api
 
 
 class Provider(models.Model):
     """An OpenAI-compatible gateway. Its API key is stored encrypted and never rendered."""
 
-    class Api(models.TextChoices):
-        RESPONSES = "responses", "Responses (/v1/responses)"
-        CHAT = "chat", "Chat Completions (/v1/chat/completions)"
+    Api = Api  # the one enum of the API choice (chat.upstream.request)
 
     name = models.CharField(max_length=100, unique=True)
     base_url = models.URLField(max_length=500, help_text="Up to and including /v1.")
     api_key_encrypted = models.TextField(blank=True, default="", editable=False)
-    default_api = models.CharField(max_length=20, choices=Api.choices, default=Api.RESPONSES)
+    default_api = models.CharField(
+        max_length=20, choices=Api.choices(), default=Api.RESPONSES.value
+    )
     enabled = models.BooleanField(default=True)
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -134,7 +135,7 @@ class Preset(models.Model):
     name = models.CharField(max_length=100)
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=200, blank=True)
-    api = models.CharField(max_length=20, choices=Provider.Api.choices, blank=True)
+    api = models.CharField(max_length=20, choices=Api.choices(), blank=True)
     params = models.JSONField(default=dict, blank=True)
     tools = models.ManyToManyField(ToolDefinition, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -180,7 +181,7 @@ class Thread(models.Model):
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=200, blank=True)
     # Empty: the provider's default API.
-    api = models.CharField(max_length=20, choices=Provider.Api.choices, blank=True)
+    api = models.CharField(max_length=20, choices=Api.choices(), blank=True)
     # Request parameters the user set (only these are sent upstream); see services/parameters.py.
     params = models.JSONField(default=dict, blank=True)
     tools = models.ManyToManyField(ToolDefinition, blank=True, related_name="threads")
@@ -279,13 +280,11 @@ class Turn(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.IN_PROGRESS)
     error = models.TextField(blank=True, default="")
     response_id = models.CharField(max_length=200, blank=True, default="")
-    api = models.CharField(
-        max_length=20, choices=Provider.Api.choices, default=Provider.Api.RESPONSES
-    )
+    api = models.CharField(max_length=20, choices=Api.choices(), default=Api.RESPONSES.value)
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=200, blank=True)
     params = models.JSONField(default=dict, blank=True)
-    # Tool calls of this turn, in order: {call_id, name, arguments, result, status, step}.
+    # Tool calls of this turn, in order: chat.services.tool_loop.ToolCallRecord dicts.
     tool_calls = models.JSONField(default=list, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
@@ -313,6 +312,19 @@ class Turn(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    # Flags for templates, which would otherwise compare status strings.
+    @property
+    def is_generating(self) -> bool:
+        return self.status == self.Status.IN_PROGRESS
+
+    @property
+    def has_failed(self) -> bool:
+        return self.status == self.Status.FAILED
+
+    @property
+    def was_stopped(self) -> bool:
+        return self.status == self.Status.CANCELLED
 
     @property
     def can_retry(self) -> bool:
