@@ -23,8 +23,9 @@ from chat import export, fragments
 from chat.forms import AccountCreationForm, RenameThreadForm
 from chat.models import Preset, Provider, SiteSettings, Thread
 from chat.request_ids import parse_id
-from chat.services import access, conversation, generation, providers
+from chat.services import access, conversation, providers
 from chat.services import search as thread_search
+from chat.services.turns import launch, registry
 from chat.signin.backends import ACCOUNT_BACKEND
 
 
@@ -169,7 +170,7 @@ async def new_thread(request: HttpRequest) -> HttpResponse:
         return thread
 
     try:
-        turn = await generation.start_new_thread(user, create, text)
+        turn = await launch.start_new_thread(user, create, text)
     except conversation.TurnRejected as exc:
         # Nothing was created; the page keeps the message so it can be sent again.
         if request.htmx:
@@ -187,7 +188,7 @@ async def thread_page(request: HttpRequest, thread_id: int) -> HttpResponse:
 
     def load() -> dict:
         thread = _thread_or_404(request, thread_id)
-        page = fragments.path_page(thread, generation.running_snapshots())
+        page = fragments.path_page(thread, registry.running_snapshots())
         return {"thread": thread, **page, **_sidebars(user)}
 
     context = await sync_to_async(load)()
@@ -205,7 +206,7 @@ def earlier_turns(request: HttpRequest, thread_id: int) -> HttpResponse:
     thread = _thread_or_404(request, thread_id)
     before = parse_id(request.GET.get("before", ""))
     page = (
-        fragments.path_page(thread, generation.running_snapshots(), before)
+        fragments.path_page(thread, registry.running_snapshots(), before)
         if before is not None
         else None
     )
