@@ -204,9 +204,9 @@ async def test_a_resumed_turn_is_redrawn_live_before_its_first_delta(
     the announcement."""
     publish = registry.publish_update
 
-    async def slow_publish(turn_id: int, kind: str = "turn.updated") -> None:
+    async def slow_publish(turn_id: int, *, finished: bool = False) -> None:
         await asyncio.sleep(0.2)
-        await publish(turn_id, kind)
+        await publish(turn_id, finished=finished)
 
     monkeypatch.setattr(registry, "publish_update", slow_publish)
     ws = socket(thread.pk, ORIGIN, await cookie_of(user))

@@ -46,7 +46,7 @@ def dead_turn(make_thread, user):
 
 
 async def _reap(turn: Turn) -> Turn:
-    await database_sync_to_async(registry.mark_interrupted_turns)(20)
+    await database_sync_to_async(registry.mark_interrupted_turns)(older_than=20)
     return await Turn.objects.aget(pk=turn.pk)
 
 
