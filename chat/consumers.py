@@ -1,4 +1,6 @@
-"""The thread websocket: authorize, join the thread's group, forward. No product logic here.
+"""The thread websocket: authorize, join the thread's group, forward. No product logic here:
+actions go to ``chat.services.turns.launch``/``registry``; the live-turn messages, and what this
+socket holds of each running answer, are defined in ``chat.live``.
 
 A socket may be on another worker than the turn it shows: live state then comes from the
 runner over the channel layer (``turn.snapshot`` replies), never from this process's memory.
@@ -284,17 +286,17 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     # -- the login session ----------------------------------------------------------------------
 
-    async def session_ended(self, message: dict) -> None:
+    async def session_ended(self, message: live.SessionEnded) -> None:
         """That session logged out (on any worker): its sockets close at once."""
         if message["session"] == self.session_tag and not self.ended:
             await self._end_session(message["reason"])
 
-    async def session_check(self, message: dict) -> None:
+    async def session_check(self, message: live.SessionCheck) -> None:
         """The user's password or active flag may have changed: is this session still valid?"""
         if not self.ended:
             await self._check_session()
 
-    async def session_renewed(self, message: dict) -> None:
+    async def session_renewed(self, message: live.SessionRenewed) -> None:
         """This browser changed its password: its session lives on under a new key, which the
         socket learns by reconnecting (the page sends what it shows; nothing is lost)."""
         if message["session"] == self.session_tag and not self.ended:
@@ -328,7 +330,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             # A turn started meanwhile: redraw the path.
             await self.path_changed(live.PathChanged(type="path.changed"))
         else:
-            for turn_id in set(self.offsets.known) - set(running):
+            for turn_id in self.offsets.live_turns() - set(running):
                 await self.turn_finished(live.TurnFinished(type="turn.finished", turn_id=turn_id))
             for turn_id in running:
                 await self._show_live(turn_id, render_stored=False)

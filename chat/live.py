@@ -13,7 +13,7 @@ Who sends what, to the thread's group (``thread_group``) unless said otherwise:
 - the turn services: ``turn.updated``, ``turn.finished`` (a paused turn stopped, a dead one
   reaped), ``turn.stop`` to a runner channel;
 - sockets: ``path.changed``, ``presence.join``/``leave`` and ``presence.here`` to one socket;
-- sharing: ``access.changed``. (Session messages go to the user's group: ``session_binding``.)
+- sharing: ``access.changed``; ``session_binding``: ``session.*`` to the user's group.
 """
 
 from __future__ import annotations
@@ -139,6 +139,29 @@ class SnapshotRequest(TypedDict):
     reply_to: str
 
 
+class SessionEnded(TypedDict):
+    """To the user's group (``session_binding.user_group``): that session logged out."""
+
+    type: Literal["session.ended"]
+    session: str
+    reason: str
+
+
+class SessionCheck(TypedDict):
+    """To the user's group: the password or active flag may have changed; re-check."""
+
+    type: Literal["session.check"]
+
+
+class SessionRenewed(TypedDict):
+    """To the user's group: that session lives on under a new key; reconnect."""
+
+    type: Literal["session.renewed"]
+    session: str
+
+
+SessionMessage = SessionEnded | SessionCheck | SessionRenewed
+
 GroupMessage = (
     TurnCreated
     | TurnDelta
@@ -160,6 +183,11 @@ async def publish(thread_id: int, message: GroupMessage, *, layer: Any = None) -
 async def send(channel: str, message: DirectMessage, *, layer: Any = None) -> None:
     """To one socket or one runner."""
     await (layer or get_channel_layer()).send(channel, message)
+
+
+async def publish_to_user(group: str, message: SessionMessage) -> None:
+    """To every socket of one user (``session_binding.user_group``), on every worker."""
+    await get_channel_layer().group_send(group, message)
 
 
 # -- what the runner publishes -------------------------------------------------------------------
@@ -323,6 +351,10 @@ class SocketOffsets:
 
     def awaiting_snapshot(self, turn_id: int) -> None:
         self.pending.add(turn_id)
+
+    def live_turns(self) -> set[int]:
+        """The running answers this socket shows."""
+        return set(self.known)
 
     def tracks(self, turn_id: int) -> bool:
         return turn_id in self.known or turn_id in self.pending

@@ -40,17 +40,7 @@ from chat.services import tool_loop, turn_mirror
 from chat.services.providers import client_for
 from chat.services.turns import registry, store
 from chat.services.turns.planning import TurnPlan
-from chat.upstream.events import (
-    Completed,
-    Event,
-    Failed,
-    ReasoningDelta,
-    Started,
-    TextDelta,
-    ToolCallDelta,
-    ToolCallDone,
-    Usage,
-)
+from chat.upstream import events
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +66,7 @@ class StreamState:
     tools_changed: bool = False
     response_id: str = ""
     model: str = ""
-    usage: Usage = field(default_factory=Usage)
+    usage: events.Usage = field(default_factory=events.Usage)
     status: str = Turn.Status.IN_PROGRESS
     error: str = ""
     first_token_at: float | None = None
@@ -85,10 +75,10 @@ class StreamState:
     def has_output(self) -> bool:
         return bool(self.text or self.reasoning or self.tool_calls)
 
-    def add_usage(self, step: Usage) -> None:
+    def add_usage(self, step: events.Usage) -> None:
         """Tool-loop steps each report usage; the turn's is their sum."""
         total = self.usage
-        self.usage = Usage(
+        self.usage = events.Usage(
             total.input_tokens + step.input_tokens,
             total.output_tokens + step.output_tokens,
             total.total_tokens + step.total_tokens,
@@ -112,7 +102,7 @@ class StreamState:
             response_id=turn.response_id,
             model=turn.model,
             tool_calls=list(turn.tool_calls),
-            usage=Usage(
+            usage=events.Usage(
                 turn.input_tokens,
                 turn.output_tokens,
                 turn.total_tokens,
@@ -253,41 +243,41 @@ class TurnRunner:
 
     async def _stream_step(
         self, api: str, body: dict, started: float, step: int
-    ) -> tuple[Failed | None, list[dict[str, Any]]]:
+    ) -> tuple[events.Failed | None, list[dict[str, Any]]]:
         """Stream one upstream request; returns its failure, if any, and the calls it made."""
         client = client_for(self.plan.provider)
         stream = (
             client.stream_chat(body) if api == Provider.Api.CHAT else client.stream_responses(body)
         )
         calls: dict[int, dict[str, Any]] = {}
-        async with contextlib.aclosing(stream) as events:
-            async for event in events:
-                if isinstance(event, Failed):
+        async with contextlib.aclosing(stream) as upstream:
+            async for event in upstream:
+                if isinstance(event, events.Failed):
                     return event, []
-                if isinstance(event, ToolCallDelta | ToolCallDone):
+                if isinstance(event, events.ToolCallDelta | events.ToolCallDone):
                     self._apply_tool_event(event, calls, step)
                 else:
                     self._apply(event)
         return None, list(calls.values())
 
-    def _apply(self, event: Event) -> None:
+    def _apply(self, event: events.Event) -> None:
         state = self.state
-        if isinstance(event, TextDelta | ReasoningDelta):
+        if isinstance(event, events.TextDelta | events.ReasoningDelta):
             if state.first_token_at is None:
                 state.first_token_at = time.monotonic()
-            if isinstance(event, TextDelta):
+            if isinstance(event, events.TextDelta):
                 state.text.append(event.text)
                 state.answer.append(event.text)
             else:
                 state.reasoning.append(event.text)
                 state.thoughts.append(event.text)
             self._dirty.set()
-        elif isinstance(event, Started):
+        elif isinstance(event, events.Started):
             state.response_id = event.response_id or state.response_id
             state.model = event.model or state.model
-        elif isinstance(event, Usage):
+        elif isinstance(event, events.Usage):
             state.add_usage(event)
-        elif isinstance(event, Completed):
+        elif isinstance(event, events.Completed):
             state.response_id = event.response_id or state.response_id
             state.status = (
                 Turn.Status.INCOMPLETE if event.status == "incomplete" else Turn.Status.COMPLETED
@@ -296,7 +286,10 @@ class TurnRunner:
                 state.error = f"The answer stopped early ({event.reason.replace('_', ' ')})."
 
     def _apply_tool_event(
-        self, event: ToolCallDelta | ToolCallDone, calls: dict[int, dict[str, Any]], step: int
+        self,
+        event: events.ToolCallDelta | events.ToolCallDone,
+        calls: dict[int, dict[str, Any]],
+        step: int,
     ) -> None:
         call = calls.get(event.index)
         if call is None:
@@ -312,7 +305,7 @@ class TurnRunner:
             self.state.tool_calls.append(call)
             if self.state.first_token_at is None:
                 self.state.first_token_at = time.monotonic()
-        if isinstance(event, ToolCallDone):
+        if isinstance(event, events.ToolCallDone):
             call.update(call_id=event.call_id, name=event.name, arguments=event.arguments)
         else:
             call["call_id"] = event.call_id or call["call_id"]
