@@ -15,7 +15,6 @@ from chat.upstream.request import Api
 class Provider(models.Model):
     """An OpenAI-compatible gateway. Its API key is stored encrypted and never rendered."""
 
-    Api = Api  # the one enum of the API choice (chat.upstream.request)
 
     name = models.CharField(max_length=100, unique=True)
     base_url = models.URLField(max_length=500, help_text="Up to and including /v1.")

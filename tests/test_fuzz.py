@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat.consumers import parse_resume
+from chat.live import parse_resume
 from chat.services import parameters, tools
 from chat.upstream import events as ev
 from chat.upstream.chat_completions import ChatStreamTranslator

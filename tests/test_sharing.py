@@ -10,7 +10,8 @@ from asgiref.sync import sync_to_async
 from django.urls import reverse
 
 from chat.models import Access, Team, Thread, ThreadShare, Turn
-from chat.services import generation, permissions
+from chat.services import permissions
+from chat.services.turns import registry
 from tests.ws import ORIGIN, finished, receive_until, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,7 +56,7 @@ def member(make_user, thread, team, owner):
 
 
 async def finish(turn_id: int) -> Turn:
-    await generation.wait_for(turn_id)
+    await registry.wait_for(turn_id)
     return await Turn.objects.aget(pk=turn_id)
 
 

@@ -8,16 +8,8 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 
 from chat.models import Provider, Thread, Turn
-
-# Thread permissions live in chat.services.permissions and refusals in chat.services.refusals;
-# these names stay reachable here for the turn code that calls them through this module.
-from chat.services.permissions import (  # noqa: F401
-    can_write,
-    shared_with,
-    thread_for,
-    writable_thread_for,
-)
-from chat.services.refusals import ReadOnly, TurnRejected  # noqa: F401
+from chat.services.permissions import shared_with
+from chat.services.refusals import TurnRejected
 from chat.upstream.request import Api, Message
 
 TITLE_LENGTH = 60

@@ -28,7 +28,7 @@ _TOKEN_FIELDS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_to
 
 
 def check_allowed(user, provider, model: str) -> dict:
-    """Raise ``conversation.TurnRejected`` with a clear message when ``user`` may not send now
+    """Raise ``refusals.TurnRejected`` with a clear message when ``user`` may not send now
     (model turned off, rate limit or quota). Runs inside the transaction that creates the turn.
     Returns the model's default parameters (read along with its switch)."""
     return quotas.check(user, provider, model)

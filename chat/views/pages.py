@@ -15,8 +15,9 @@ from django_htmx.http import HttpResponseClientRedirect
 from chat import fragments
 from chat.models import Preset
 from chat.request_ids import parse_id
-from chat.services import conversation, generation, providers, threads
+from chat.services import conversation, providers, threads
 from chat.services.refusals import TurnRejected
+from chat.services.turns import launch, registry
 from chat.upstream.request import Api
 from chat.views.htmx_request import HtmxHttpRequest
 from chat.views.thread_access import thread_or_404
@@ -76,7 +77,7 @@ async def new_thread(request: HtmxHttpRequest) -> HttpResponse:
     )
 
     try:
-        turn = await generation.start_new_thread(user, create, text)
+        turn = await launch.start_new_thread(user, create, text)
     except TurnRejected as exc:
         # Nothing was created; the page keeps the message so it can be sent again.
         if request.htmx:
@@ -94,7 +95,7 @@ async def thread_page(request: HtmxHttpRequest, thread_id: int) -> HttpResponse:
 
     def load() -> dict:
         thread = thread_or_404(request, thread_id)
-        page = fragments.path_page(thread, generation.running_snapshots())
+        page = fragments.path_page(thread, registry.running_snapshots())
         return {"thread": thread, **page, **conversation.sidebar_lists(user)}
 
     context = await sync_to_async(load)()
@@ -112,7 +113,7 @@ def earlier_turns(request: HtmxHttpRequest, thread_id: int) -> HttpResponse:
     thread = thread_or_404(request, thread_id)
     before = parse_id(request.GET.get("before", ""))
     page = (
-        fragments.path_page(thread, generation.running_snapshots(), before)
+        fragments.path_page(thread, registry.running_snapshots(), before)
         if before is not None
         else None
     )
