@@ -18,11 +18,11 @@ from channels.db import aclose_old_connections, database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import fragments, ws_actions
+from chat import fragments, metrics, ws_actions
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.models import Turn
 from chat.request_ids import parse_count, parse_id
-from chat.services import conversation, generation, session_binding, turn_mirror
+from chat.services import announcements, conversation, generation, session_binding, turn_mirror
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,9 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(
             session_binding.user_group(self.user_id), self.channel_name
         )
+        await announcements.join(self.channel_layer, self.channel_name)
         await self.accept()
+        metrics.socket_opened(self)
         generation.ensure_reaper()
         await self._catch_up(thread.current_turn_id, parse_resume(self.scope["query_string"]))
         await self.channel_layer.group_send(
@@ -113,11 +115,13 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         )
 
     async def disconnect(self, code: int) -> None:
+        metrics.socket_closed(self)
         if hasattr(self, "group"):
             with contextlib.suppress(ChannelLayerUnavailable):  # Redis down: nothing to tell
                 await self._leave()
 
     async def _leave(self) -> None:
+        await announcements.leave(self.channel_layer, self.channel_name)
         await self.channel_layer.group_discard(
             session_binding.user_group(self.user_id), self.channel_name
         )
@@ -378,6 +382,13 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_send(
             self.group,
             {"type": "presence.join", "channel": self.channel_name, "user": self.username},
+        )
+
+    async def announcements_changed(self, message: dict) -> None:
+        """Staff saved or removed a banner: show this user's current ones."""
+        user = self.scope["user"]
+        await self.send(
+            await database_sync_to_async(announcements.render_for)(user, swap_oob=True)
         )
 
     # -- presence ---------------------------------------------------------------------------

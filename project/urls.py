@@ -5,7 +5,8 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from chat import health, lockout_views, staff_views, views
+import chat.request_ids  # noqa: F401 (registers the <id:…> converter)
+from chat import account_views, health, lockout_views, metrics, staff_views, views
 from chat.auth_views import ThrottledLoginView
 from chat.services.session_binding import keeps_this_session
 from chat.signin import views as signin_views
@@ -39,5 +40,14 @@ urlpatterns = [
     path("accounts/oidc/callback/", signin_views.oidc_callback, name="oidc-callback"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("usage/", staff_views.my_usage, name="my-usage"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("account/", account_views.account_page, name="account"),
+    path("account/data.zip", account_views.download_my_data, name="download-my-data"),
+    path("account/delete/", account_views.delete_my_account, name="delete-my-account"),
+    path(
+        "announcements/<id:announcement_id>/dismiss/",
+        account_views.dismiss_announcement,
+        name="dismiss-announcement",
+    ),
     path("", include("chat.urls")),
 ]

@@ -44,7 +44,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from chat import fragments, image_policy
+from chat import fragments, image_policy, log_context, metrics
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.markdown import StreamingMarkdown, render_tail
 from chat.models import Provider, Thread, Turn
@@ -251,6 +251,7 @@ class TurnRunner:
     # -- the run ------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        log_context.bind(turn_id=self.turn_id, user_id=self.plan.turn.author_id)
         started = time.monotonic()
         helpers = [
             asyncio.create_task(self._flush_loop()),
@@ -278,6 +279,7 @@ class TurnRunner:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             await self._finish(time.monotonic() - started, started)
+            metrics.turn_finished(self.plan.provider, self.state, started, resumed=self.resuming)
             _running.pop(self.turn_id, None)
 
     async def _consume(self, started: float) -> None:
@@ -292,6 +294,7 @@ class TurnRunner:
             self.state.status = Turn.Status.IN_PROGRESS
             failure, calls = await self._stream_step(api, body, started, steps + 1)
             if failure is not None:
+                metrics.upstream_failed(self.plan.provider, failure)
                 if (
                     failure.unknown_previous_response
                     and not retried_with_history

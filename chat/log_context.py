@@ -1,0 +1,83 @@
+"""Structured logs (``LOG_FORMAT=json``): one JSON object per line with the time, level, logger,
+message and, where known, the request id, turn id and user id of what was being done.
+
+Those ids live in context variables: ``RequestContextMiddleware`` sets the request id and user
+id for each HTTP request, the turn runner binds its turn and user (``bind``). Log calls pass
+only ids and counts as arguments, never message text or keys, so lines carry no user content.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import logging
+import uuid
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+_FIELDS = ("request_id", "turn_id", "user_id")
+_context: dict[str, contextvars.ContextVar] = {
+    name: contextvars.ContextVar(name, default=None) for name in _FIELDS
+}
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def bind(**values) -> None:
+    """Set ids for everything logged from here on in this context (a task, a request)."""
+    for name, value in values.items():
+        _context[name].set(value)
+
+
+def current() -> dict[str, object]:
+    return {name: var.get() for name, var in _context.items() if var.get() is not None}
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"time", "level", "logger", "message", …ids, "exception"?}`` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **current(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def _request_id(given: str) -> str:
+    """A proxy's id when it is a plain token (letters, digits, dashes: nothing to forge log
+    lines with), else a new one."""
+    if 0 < len(given) <= 64 and given.isascii() and given.replace("-", "").isalnum():
+        return given
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Give each request an id (the ``X-Request-ID`` a proxy sent, if it looks like one, else a
+    new one; echoed in the response) and bind it and the user's id for its log lines."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = _request_id(request.headers.get(REQUEST_ID_HEADER, ""))
+        user = getattr(request, "user", None)
+        tokens = [
+            _context["request_id"].set(request_id),
+            _context["user_id"].set(user.pk if user and user.is_authenticated else None),
+        ]
+        try:
+            response = self.get_response(request)
+        finally:
+            for token in tokens:
+                token.var.reset(token)
+        response[REQUEST_ID_HEADER] = request_id
+        return response
