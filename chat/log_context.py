@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from chat.middleware import EXEMPT_PATHS
+
 _FIELDS = ("request_id", "turn_id", "user_id")
 _context: dict[str, contextvars.ContextVar] = {
     name: contextvars.ContextVar(name, default=None) for name in _FIELDS
@@ -69,15 +71,16 @@ class RequestContextMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request_id = _request_id(request.headers.get(REQUEST_ID_HEADER, ""))
-        user = getattr(request, "user", None)
-        tokens = [
-            _context["request_id"].set(request_id),
-            _context["user_id"].set(user.pk if user and user.is_authenticated else None),
-        ]
-        try:
-            response = self.get_response(request)
-        finally:
-            for token in tokens:
-                token.var.reset(token)
+        # Health checks and metrics answer without touching the session (nor the database).
+        user = None if request.path in EXEMPT_PATHS else getattr(request, "user", None)
+        # Not reset when the response is returned: Django logs a 4xx/5xx response after the
+        # middleware chain (``django.request``), and that line belongs to this request too.
+        # Each ASGI request runs in a context of its own; the next request sets its own ids.
+        bind(
+            request_id=request_id,
+            turn_id=None,
+            user_id=user.pk if user and user.is_authenticated else None,
+        )
+        response = self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
         return response
