@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.utils import timezone
 
 PG_DUMP = 'pg_dump --format=custom --no-owner --no-privileges --file={path} "$DATABASE_URL"'
@@ -101,7 +101,12 @@ def running_turns_recently_alive() -> int:
     from chat.models import Turn
 
     recent = timezone.now() - dt.timedelta(seconds=settings.TURN_STALE_SECONDS)
-    return Turn.objects.filter(status=Turn.Status.IN_PROGRESS, heartbeat_at__gte=recent).count()
+    try:
+        return Turn.objects.filter(
+            status=Turn.Status.IN_PROGRESS, heartbeat_at__gte=recent
+        ).count()
+    except DatabaseError:  # a new, empty database (restoring onto a fresh install)
+        return 0
 
 
 def restore(path: str | Path) -> Path:
@@ -120,8 +125,7 @@ def restore(path: str | Path) -> Path:
     connections["default"].close()
     stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
     kept = target.with_name(f"{target.name}.before-restore-{stamp}")
-    if target.exists():
-        _copy(target, kept)
+    _copy(target, kept)  # sqlite3 creates an empty file if there was none
     restored = sqlite3.connect(source)
     live = sqlite3.connect(target, timeout=30)
     try:

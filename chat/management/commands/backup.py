@@ -21,3 +21,7 @@ class Command(BaseCommand):
         except backup.BackupError as error:
             raise CommandError(str(error)) from None
         self.stdout.write(f"Backed up to {written} ({written.stat().st_size} bytes).")
+        self.stdout.write(
+            "Provider API keys in it are encrypted with SWITCHBOARD_ENCRYPTION_KEYS (else the "
+            "secret key): keep those too, apart from the backup, to restore it."
+        )
