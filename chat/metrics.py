@@ -16,6 +16,7 @@ The hooks elsewhere are one call each: ``socket_opened`` / ``socket_closed`` (co
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import ipaddress
 import os
@@ -78,6 +79,11 @@ UPLOADS = Counter(
     "switchboard_uploads", "Files uploaded (there are no uploads yet).", registry=None
 )
 IN_PROCESS = (WEBSOCKETS, TIME_TO_FIRST_TOKEN, TURN_DURATION, UPSTREAM_ERRORS, UPLOADS)
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # A worker that exits takes its open sockets with it: drop its live gauge files (its
+    # counters and histograms stay, summed into the totals).
+    atexit.register(multiprocess.mark_process_dead, os.getpid())
 
 LOGIN_FAILED_ACTION = "login failed"  # chat.services.access.record_login_failure's audit entry
 

@@ -53,7 +53,7 @@ def alice_data(user, other_user, make_thread, provider):
     first = make_thread(user, title="Holiday plans")
     _turn(first, user, "Where to go in May?", "Lisbon is lovely in May.")
     second = make_thread(user, title="Maths")
-    _turn(second, user, "What is 6 × 7?", "**42**")
+    _turn(second, user, "What is 6 * 7?", "**42**")
     theirs = make_thread(other_user, title="Mallory's own")
     _turn(theirs, other_user, "secret question", "secret answer")
     ThreadShare.objects.create(thread=theirs, user=user, access="collaborate")
@@ -88,7 +88,7 @@ def test_download_contains_every_own_chat_as_json_and_markdown_and_the_usage_csv
     assert [(t["user"], t["answer"]) for t in data["turns"]] == [
         ("Where to go in May?", "Lisbon is lovely in May.")
     ]
-    assert "What is 6 × 7?" in archive.read(f"chats/{second.pk}-maths.md").decode()
+    assert "What is 6 * 7?" in archive.read(f"chats/{second.pk}-maths.md").decode()
     # Only her own chats: the one shared with her is someone else's data.
     assert not any("secret" in archive.read(name).decode() for name in names)
     rows = list(csv.reader(io.StringIO(archive.read("usage.csv").decode())))

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from chat.models import Announcement
 from chat.services import announcements
+from tests.test_csp import inline_code
 from tests.ws import ORIGIN, receive_until, socket
 
 
@@ -31,6 +32,7 @@ def test_current_banners_show_on_every_page_until_dismissed(client, user, other_
         assert "Maintenance &lt;b&gt;tonight&lt;/b&gt;" in page, url
         assert "Later news" not in page and "Old news" not in page
     assert 'class="announcement announcement-warning" role="alert"' in _page(client)
+    assert inline_code(_page(client)) == []  # the strict CSP allows the banner as it is
 
     response = client.post(
         reverse("dismiss-announcement", args=[shown.pk]), headers={"hx-request": "true"}

@@ -97,6 +97,19 @@ async def test_backup_while_streaming_restores_into_a_fresh_app_with_finished_tu
         statuses = dict(copy.execute("SELECT id, status FROM chat_turn").fetchall())
     assert statuses[streaming.pk] == "in_progress"  # as of its last checkpoint
 
+    page, exported = await asyncio.to_thread(_restore_and_read, target, tmp_path, thread.pk)
+    for turn in finished:
+        assert turn.user_text in page
+    by_question = {t["user"]: t for t in exported["turns"]}
+    for turn in finished:
+        stored = by_question[turn.user_text]
+        assert (stored["answer"], stored["status"]) == (turn.output_text, "completed")
+        assert stored["usage"]["total_tokens"] == turn.total_tokens
+
+
+def _restore_and_read(target: Path, tmp_path: Path, thread_id: int) -> tuple[str, dict]:
+    """Restore ``target`` into a fresh install, start it, and read the thread as its owner:
+    the page and its JSON export."""
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     restored = _manage(fresh, "restore", str(target), "--noinput")
@@ -105,11 +118,12 @@ async def test_backup_while_streaming_restores_into_a_fresh_app_with_finished_tu
     migrated = _manage(fresh, "migrate", "--noinput", "-v0")
     assert migrated.returncode == 0, migrated.stderr
     port = free_port()
+    log = tmp_path / "daphne.log"
     server = subprocess.Popen(
         daphne_command(port),
         cwd=ROOT,
         env=_env(fresh, port),
-        stdout=(tmp_path / "daphne.log").open("w"),
+        stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -120,18 +134,11 @@ async def test_backup_while_streaming_restores_into_a_fresh_app_with_finished_tu
                 httpx.get(url + "/healthz", timeout=0.5)
                 break
             except httpx.TransportError:
-                await asyncio.sleep(0.1)
+                time.sleep(0.1)
         browser = _login(url, "alice", "correct horse 42")
-        page = browser.get(f"/t/{thread.pk}/")
-        assert page.status_code == 200, (tmp_path / "daphne.log").read_text()[-3000:]
-        for turn in finished:
-            assert turn.user_text in page.text
-        exported = browser.get(f"/t/{thread.pk}/export.json").json()
-        by_question = {t["user"]: t for t in exported["turns"]}
-        for turn in finished:
-            stored = by_question[turn.user_text]
-            assert (stored["answer"], stored["status"]) == (turn.output_text, "completed")
-            assert stored["usage"]["total_tokens"] == turn.total_tokens
+        page = browser.get(f"/t/{thread_id}/")
+        assert page.status_code == 200, log.read_text()[-3000:]
+        return page.text, browser.get(f"/t/{thread_id}/export.json").json()
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -3,12 +3,18 @@ figures that match what happened (a known number of turns, failures, logins, soc
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from asgiref.sync import sync_to_async
 from django.db.models import Sum
 from django.test import AsyncClient, Client
 from prometheus_client.parser import text_string_to_metric_families
 
+from chat import metrics
 from chat.models import Turn
 from chat.services import generation
 from tests.ws import ORIGIN, socket
@@ -125,3 +131,54 @@ def test_off_until_configured_and_never_a_login_redirect(settings, client: Clien
     response = client.get("/metrics")
     assert response.status_code == 403
     assert b"METRICS_TOKEN" in response.content
+
+
+WORKER = """
+import sys, django
+django.setup()
+from types import SimpleNamespace
+from chat import metrics
+sockets = [SimpleNamespace() for _ in range({sockets})]
+for sock in sockets:
+    metrics.socket_opened(sock)
+metrics.upstream_failed(SimpleNamespace(name="Demo"), SimpleNamespace(status_code=502, kind="http"))
+print("ready", flush=True)
+sys.stdin.read()  # until the test lets it exit
+"""
+
+
+def test_several_workers_are_summed_in_multiprocess_mode(tmp_path, monkeypatch, db):
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    env = os.environ | {
+        "PROMETHEUS_MULTIPROC_DIR": str(directory),
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DJANGO_SECRET_KEY": "x" * 50,
+        "SWITCHBOARD_DATA_DIR": str(tmp_path),
+    }
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER.format(sockets=count)],
+            cwd=Path(__file__).resolve().parent.parent,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for count in (2, 3)
+    ]
+    try:
+        for worker in workers:
+            assert worker.stdout.readline().strip() == "ready"
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
+        live = parse(metrics.render().decode())
+        assert value(live, "switchboard_websockets_active") == 5
+        assert value(live, "switchboard_upstream_errors_total", provider="Demo", status="502") == 2
+        assert value(live, "switchboard_turns", status="completed") == 0  # from the database
+    finally:
+        for worker in workers:
+            worker.communicate("", timeout=30)
+    ended = parse(metrics.render().decode())
+    # The workers are gone, with their sockets; what they counted stays.
+    assert value(ended, "switchboard_websockets_active") == 0
+    assert value(ended, "switchboard_upstream_errors_total", provider="Demo", status="502") == 2
