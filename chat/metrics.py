@@ -177,7 +177,8 @@ def multiprocess_dir() -> str:
 def registry() -> CollectorRegistry:
     """What one scrape reports: every worker's in-process figures (multiprocess mode) or this
     process's (a single worker), and the database's."""
-    scrape = CollectorRegistry(auto_describe=True)
+    # No auto_describe: it would run the database collector once more just to learn its names.
+    scrape = CollectorRegistry()
     if multiprocess_dir():
         multiprocess.MultiProcessCollector(scrape)
     else:

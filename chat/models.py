@@ -442,6 +442,12 @@ class UsageRecord(models.Model):
             models.Index(fields=["user", "created_at", *_USAGE_SUMS], name="usage_user_time"),
             models.Index(fields=["provider", "created_at"], name="usage_provider_time"),
             models.Index(fields=["model", "created_at"], name="usage_model_time"),
+            # /metrics sums tokens per provider and model at every scrape: an index scan in
+            # group order, without a temporary sort of 100,000 rows.
+            models.Index(
+                fields=["provider_name", "model", "input_tokens", "output_tokens"],
+                name="usage_model_tokens",
+            ),
         ]
 
     def __str__(self) -> str:
