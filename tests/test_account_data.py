@@ -134,3 +134,23 @@ def test_delete_removes_account_chats_and_shares_and_keeps_usage_anonymised(
     assert entry.actor_name == "alice" and "2 usage records kept anonymised" in entry.new_value
     # Signed out: the next page asks to log in.
     assert logged_in_client.get(reverse("account")).status_code == 302
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_deleting_the_account_closes_its_open_pages(user, make_thread, cookie_of):
+    from asgiref.sync import sync_to_async
+
+    from chat.services import account_data
+    from tests.ws import ORIGIN, socket
+
+    thread = await sync_to_async(make_thread)(user)
+    ws = socket(thread.pk, ORIGIN, await cookie_of(user))
+    assert (await ws.connect())[0]
+    await sync_to_async(account_data.delete_account)(user)
+    while True:
+        output = await ws.receive_output(timeout=5)
+        if output["type"] == "websocket.close":
+            break
+    # Closed for good (the 4400s: the page does not reconnect): its chat is gone (4403) or
+    # its session's user (4401), whichever is noticed first.
+    assert output["code"] in (4401, 4403)
