@@ -8,6 +8,8 @@ A user's "Dismiss" is stored, so it holds on every page and device.
 
 from __future__ import annotations
 
+import logging
+
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
@@ -15,7 +17,10 @@ from django.db.models import Q, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from chat.channel_layer import ChannelLayerUnavailable
 from chat.models import Announcement
+
+log = logging.getLogger(__name__)
 
 GROUP = "announcements"
 CHANGED = "announcements.changed"  # the consumer's handler: ``announcements_changed``
@@ -55,7 +60,10 @@ def render_for(user, *, request=None, swap_oob: bool = False) -> str:
 
 
 def broadcast() -> None:
-    async_to_sync(get_channel_layer().group_send)(GROUP, {"type": CHANGED})
+    try:
+        async_to_sync(get_channel_layer().group_send)(GROUP, {"type": CHANGED})
+    except ChannelLayerUnavailable:  # saved all the same: pages show it at their next load
+        log.warning("could not tell open pages about an announcement change (Redis down)")
 
 
 def broadcast_after_commit() -> None:
