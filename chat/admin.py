@@ -13,6 +13,7 @@ from django.shortcuts import render
 from django.urls import path, reverse
 
 from chat.models import (
+    Announcement,
     AuditLogEntry,
     ExternalIdentity,
     ModelSetting,
@@ -25,7 +26,7 @@ from chat.models import (
     UsageRecord,
     UserQuota,
 )
-from chat.services import accounts, audit, parameters, providers, session_binding
+from chat.services import accounts, announcements, audit, parameters, providers, session_binding
 from chat.views.login import ThrottledAdminAuthenticationForm
 
 User = get_user_model()
@@ -251,6 +252,10 @@ class SiteSettingsAdmin(AuditedAdmin):
             },
         ),
         ("Images in messages", {"fields": ("image_hosts",)}),
+        (
+            "Retention (manage.py purge_expired; empty: keep everything)",
+            {"fields": ("chat_retention_days", "usage_detail_days")},
+        ),
     )
 
     def has_add_permission(self, request) -> bool:
@@ -517,3 +522,23 @@ class UsageRecordAdmin(ReadOnlyAdmin):
     search_fields = ("model", "user__username")
     date_hierarchy = "created_at"
     show_full_result_count = False
+
+
+@admin.register(Announcement)
+class AnnouncementAdmin(AuditedAdmin):
+    """Saving or deleting a banner shows the change on every open page at once."""
+
+    list_display = ("message", "level", "starts_at", "ends_at", "created_at")
+    fields = ("message", "level", "starts_at", "ends_at")
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        announcements.broadcast_after_commit()
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        announcements.broadcast_after_commit()
+
+    def delete_queryset(self, request, queryset: QuerySet) -> None:
+        super().delete_queryset(request, queryset)
+        announcements.broadcast_after_commit()

@@ -19,11 +19,18 @@ from channels.db import aclose_old_connections, database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import fragments, live, ws_actions
+from chat import fragments, live, metrics, ws_actions
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.models import Turn
 from chat.request_ids import parse_id
-from chat.services import conversation, permissions, refusals, session_binding, turn_mirror
+from chat.services import (
+    announcements,
+    conversation,
+    permissions,
+    refusals,
+    session_binding,
+    turn_mirror,
+)
 from chat.services.turns import launch, registry
 
 log = logging.getLogger(__name__)
@@ -82,17 +89,21 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(
             session_binding.user_group(self.user_id), self.channel_name
         )
+        await announcements.join(self.channel_layer, self.channel_name)
         await self.accept()
+        metrics.socket_opened(self)
         registry.ensure_reaper()
         await self._catch_up(thread.current_turn_id, live.parse_resume(self.scope["query_string"]))
         await self._announce_presence()
 
     async def disconnect(self, code: int) -> None:
+        metrics.socket_closed(self)
         if hasattr(self, "group"):
             with contextlib.suppress(ChannelLayerUnavailable):  # Redis down: nothing to tell
                 await self._leave()
 
     async def _leave(self) -> None:
+        await announcements.leave(self.channel_layer, self.channel_name)
         await self.channel_layer.group_discard(
             session_binding.user_group(self.user_id), self.channel_name
         )
@@ -336,6 +347,13 @@ class ThreadConsumer(AsyncWebsocketConsumer):
                 await self._show_live(turn_id, render_stored=False)
         self.viewers = {self.channel_name: self.username}
         await self._announce_presence()
+
+    async def announcements_changed(self, message: dict) -> None:
+        """Staff saved or removed a banner: show this user's current ones."""
+        user = self.scope["user"]
+        await self.send(
+            await database_sync_to_async(announcements.render_for)(user, swap_oob=True)
+        )
 
     # -- presence ---------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils.timezone import now as timezone_now
@@ -76,6 +77,24 @@ class SiteSettings(models.Model):
         "images.example.com, *.cdn.example.com or images.example.com:8443). Images from any "
         "other host show a “Load image from …” link instead, so a model cannot make readers' "
         "browsers contact a server of its choosing.",
+    )
+    # Retention (manage.py purge_expired): empty keeps everything, the default.
+    chat_retention_days = models.PositiveIntegerField(
+        "delete chats not touched for (days)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="A chat nobody wrote in or changed for this many days is deleted with its "
+        "shares. Empty: chats are kept for ever.",
+    )
+    usage_detail_days = models.PositiveIntegerField(
+        "keep usage records in detail for (days)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Older usage records are rolled up into one record per day, user and model: "
+        "the dashboard and quotas count the same totals, the per-turn detail is gone. "
+        "Empty: every record is kept.",
     )
 
     class Meta:
@@ -391,6 +410,7 @@ _USAGE_SUMS = [
     "reasoning_tokens",
     "total_tokens",
     "cost",
+    "requests",
 ]
 
 
@@ -419,6 +439,10 @@ class UsageRecord(models.Model):
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     # True when the gateway reported no usage (a stopped stream) and the tokens are estimated.
     estimated = models.BooleanField(default=False)
+    # How many upstream exchanges this record stands for: 1, or more for a daily roll-up of
+    # records older than the retention's detail period (``rolled_up``).
+    requests = models.PositiveIntegerField(default=1)
+    rolled_up = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -429,6 +453,12 @@ class UsageRecord(models.Model):
             models.Index(fields=["user", "created_at", *_USAGE_SUMS], name="usage_user_time"),
             models.Index(fields=["provider", "created_at"], name="usage_provider_time"),
             models.Index(fields=["model", "created_at"], name="usage_model_time"),
+            # /metrics sums tokens per provider and model at every scrape: an index scan in
+            # group order, without a temporary sort of 100,000 rows.
+            models.Index(
+                fields=["provider_name", "model", "input_tokens", "output_tokens"],
+                name="usage_model_tokens",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -530,3 +560,32 @@ class ExternalIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.subject} ({self.issuer})"
+
+
+class Announcement(models.Model):
+    """A banner staff post for every signed-in user (live over the sockets, and on each page)."""
+
+    class Level(models.TextChoices):
+        INFO = "info", "Information"
+        WARNING = "warning", "Warning"
+
+    message = models.TextField(max_length=1000)
+    level = models.CharField(max_length=10, choices=Level.choices, default=Level.INFO)
+    starts_at = models.DateTimeField(
+        null=True, blank=True, help_text="Empty: shown from when it is saved."
+    )
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="Empty: shown until removed.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    dismissed_by = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.message[:80]
+
+    def clean(self) -> None:
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValidationError({"ends_at": "The end must come after the start."})

@@ -5,10 +5,11 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from chat import health
+import chat.request_ids  # noqa: F401 (registers the <id:…> converter)
+from chat import health, metrics
 from chat.services.session_binding import keeps_this_session
 from chat.signin import views as signin_views
-from chat.views import accounts, lockouts, staff
+from chat.views import account_data, accounts, lockouts, staff
 from chat.views.login import ThrottledLoginView
 
 urlpatterns = [
@@ -40,5 +41,14 @@ urlpatterns = [
     path("accounts/oidc/callback/", signin_views.oidc_callback, name="oidc-callback"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("usage/", staff.my_usage, name="my-usage"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("account/", account_data.account_page, name="account"),
+    path("account/data.zip", account_data.download_my_data, name="download-my-data"),
+    path("account/delete/", account_data.delete_my_account, name="delete-my-account"),
+    path(
+        "announcements/<id:announcement_id>/dismiss/",
+        account_data.dismiss_announcement,
+        name="dismiss-announcement",
+    ),
     path("", include("chat.urls")),
 ]

@@ -32,7 +32,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from chat import image_policy, live
+from chat import image_policy, live, log_context, metrics
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.markdown import StreamingMarkdown, render_tail
 from chat.models import Turn
@@ -171,6 +171,7 @@ class TurnRunner:
     # -- the run ------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        log_context.bind(turn_id=self.turn_id, user_id=self.plan.turn.author_id)
         started = time.monotonic()
         helpers = [
             asyncio.create_task(self._flush_loop()),
@@ -198,6 +199,7 @@ class TurnRunner:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             await self._finish(time.monotonic() - started, started)
+            metrics.turn_finished(self.plan.provider, self.state, started, resumed=self.resuming)
             registry.forget(self.turn_id)
 
     async def _consume(self, started: float) -> None:
@@ -212,6 +214,7 @@ class TurnRunner:
             self.state.status = Turn.Status.IN_PROGRESS
             failure, calls = await self._stream_step(api, body, started, steps + 1)
             if failure is not None:
+                metrics.upstream_failed(self.plan.provider, failure)
                 if (
                     failure.unknown_previous_response
                     and not retried_with_history
