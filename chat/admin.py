@@ -14,6 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
 
+from chat import governance_views
 from chat.auth_views import ThrottledAdminAuthenticationForm
 from chat.models import (
     AuditLogEntry,
@@ -28,7 +29,7 @@ from chat.models import (
     UsageRecord,
     UserQuota,
 )
-from chat.services import audit, parameters, providers, session_binding
+from chat.services import audit, parameters, providers, roles, session_binding
 
 User = get_user_model()
 
@@ -110,7 +111,10 @@ class ProviderAdmin(AuditedAdmin):
         "api_key_masked",
         "api_key",
         "clear_api_key",
+        "allowed_teams",
+        "allowed_users",
     )
+    filter_horizontal = ("allowed_teams", "allowed_users")
 
     @admin.display(description="API key")
     def api_key_masked(self, obj: Provider) -> str:
@@ -132,6 +136,11 @@ class ProviderAdmin(AuditedAdmin):
 
     def get_urls(self):
         return [
+            path(
+                "test-unsaved/",
+                self.admin_site.admin_view(governance_views.test_unsaved_provider),
+                name="chat_provider_test_unsaved",
+            ),
             path(
                 "<path:object_id>/test-connection/",
                 self.admin_site.admin_view(self.test_connection_view),
@@ -229,7 +238,10 @@ class ModelSettingAdmin(AuditedAdmin):
         "display_name",
         ("price_input", "price_cached_input", "price_output"),
         "default_params",
+        "allowed_teams",
+        "allowed_users",
     )
+    filter_horizontal = ("allowed_teams", "allowed_users")
     search_fields = ("model", "display_name")
     list_select_related = ("provider",)
 
@@ -253,6 +265,7 @@ class SiteSettingsAdmin(AuditedAdmin):
             },
         ),
         ("Images in messages", {"fields": ("image_hosts",)}),
+        ("Models", {"fields": ("default_model",)}),
     )
 
     def has_add_permission(self, request) -> bool:
@@ -266,6 +279,13 @@ class TeamAdmin(AuditedAdmin):
     list_display = ("name", "external_group", "member_count", "created_at")
     search_fields = ("name", "external_group", "members__username")
     filter_horizontal = ("members",)
+    fields = (
+        "name",
+        "external_group",
+        "members",
+        ("cost_budget_per_month", "token_budget_per_month"),
+        "default_model",
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(member_total=Count("members"))
@@ -309,7 +329,11 @@ class TurnAdmin(admin.ModelAdmin):
 # -- users and quotas ---------------------------------------------------------------------------
 
 
-ROLES = (("member", "Member"), ("admin", "Administrator (staff)"))
+ROLES = (
+    ("member", "Member"),
+    ("auditor", "Auditor (read-only usage dashboard, CSV and audit log)"),
+    ("admin", "Administrator (staff)"),
+)
 
 
 class RoleFormMixin(forms.Form):
@@ -321,7 +345,7 @@ class RoleFormMixin(forms.Form):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk:
-            self.fields["role"].initial = "admin" if self.instance.is_staff else "member"
+            self.fields["role"].initial = role_of(self.instance)
 
     def clean(self):
         cleaned = super().clean()
@@ -335,11 +359,25 @@ class RoleFormMixin(forms.Form):
 
     def save(self, commit: bool = True):
         user = super().save(commit=False)
-        user.is_staff = user.is_superuser = self.cleaned_data.get("role") == "admin"
+        role = self.cleaned_data.get("role")
+        user.is_staff = user.is_superuser = role == "admin"
+        save_m2m = self.save_m2m
+
+        def save_m2m_and_groups() -> None:
+            save_m2m()
+            roles.set_auditor(user, role == "auditor")
+
+        self.save_m2m = save_m2m_and_groups
         if commit:
             user.save()
             self.save_m2m()
         return user
+
+
+def role_of(user) -> str:
+    if user.is_staff:
+        return "admin"
+    return "auditor" if roles.is_auditor(user) else "member"
 
 
 class UserRoleChangeForm(RoleFormMixin, UserChangeForm):
@@ -359,7 +397,8 @@ class UserQuotaInline(admin.StackedInline):
     fields = (
         ("tokens_per_day", "tokens_per_month"),
         ("cost_per_month", "requests_per_minute"),
-        "exempt",
+        ("unlimited_rate", "exempt"),
+        "billing_team",
     )
 
 
@@ -421,7 +460,7 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
 
     @admin.display(description="Role", ordering="is_staff")
     def role(self, obj) -> str:
-        return "Administrator" if obj.is_staff else "Member"
+        return dict(ROLES)[role_of(obj)].split(" (")[0]
 
     @admin.display(description="Signs in with")
     def origin(self, obj) -> str:

@@ -32,9 +32,7 @@ class Provider(models.Model):
         help_text="Only members of these teams (and the users below) may use this provider. "
         "Leave both empty: everyone.",
     )
-    allowed_users = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, blank=True, related_name="+"
-    )
+    allowed_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -411,9 +409,7 @@ class ModelSetting(models.Model):
         help_text="Only members of these teams (and the users below) may use this model. "
         "Leave both empty: everyone (who may use the provider).",
     )
-    allowed_users = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, blank=True, related_name="+"
-    )
+    allowed_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
 
     class Meta:
         ordering = ["provider__name", "model"]

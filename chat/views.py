@@ -23,7 +23,7 @@ from chat import export, fragments
 from chat.forms import AccountCreationForm, RenameThreadForm
 from chat.models import Preset, Provider, SiteSettings, Thread
 from chat.request_ids import parse_id
-from chat.services import access, conversation, generation, providers
+from chat.services import access, conversation, generation, model_access, model_choice, providers
 from chat.services import search as thread_search
 from chat.signin.backends import ACCOUNT_BACKEND
 
@@ -67,9 +67,10 @@ async def _model_context(
     groups = await providers.all_models(refresh=refresh)
     if not selected:
         selected = request.session.get("last_model", "")
-    available = [f"{g.provider_id}:{m}" for g in groups for m in g.models]
-    if selected not in available and available:
-        selected = available[0]
+    # Only the models the user may use; a new member starts on their team's default model.
+    groups, selected = await sync_to_async(model_choice.picker)(
+        await request.auser(), groups, selected
+    )
     return {"model_groups": groups, "selected_model": selected}
 
 
@@ -188,7 +189,8 @@ async def thread_page(request: HttpRequest, thread_id: int) -> HttpResponse:
     def load() -> dict:
         thread = _thread_or_404(request, thread_id)
         page = fragments.path_page(thread, generation.running_snapshots())
-        return {"thread": thread, **page, **_sidebars(user)}
+        refused = model_access.refusal_for_thread(user, thread)  # a collaborator's, say
+        return {"thread": thread, **page, **_sidebars(user), "model_refused": refused}
 
     context = await sync_to_async(load)()
     thread = context["thread"]
@@ -220,6 +222,9 @@ def set_model(request: HttpRequest, thread_id: int) -> HttpResponse:
     provider, model = _parse_model_choice(request.POST.get("model", ""))
     if provider is None:
         return HttpResponse(fragments.error_notice("That model is not available."), status=422)
+    if not model_access.may_use_model(request.user, provider, model):
+        # 200: htmx swaps the notice in (the picker only offers allowed models anyway).
+        return HttpResponse(fragments.error_notice(model_access.refusal(model)))
     thread.provider, thread.model = provider, model
     thread.save(update_fields=["provider", "model", "updated_at"])
     request.session["last_model"] = request.POST["model"]

@@ -84,6 +84,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "chat.context_processors.site",
+                "chat.context_processors.budget",
                 "chat.signin.views.login_options",
             ],
             "loaders": [

@@ -29,106 +29,179 @@ def create_auditors(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0008_external_identity'),
-        ('auth', '0012_alter_user_first_name_max_length'),
-        ('contenttypes', '0002_remove_content_type_name'),
+        ("chat", "0008_external_identity"),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("contenttypes", "0002_remove_content_type_name"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BudgetAlert',
+            name="BudgetAlert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('month', models.DateField(help_text='First day of the month.')),
-                ('metric', models.CharField(max_length=10)),
-                ('threshold', models.PositiveSmallIntegerField()),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('delivered_at', models.DateTimeField(blank=True, null=True)),
-                ('error', models.TextField(blank=True, default='')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("month", models.DateField(help_text="First day of the month.")),
+                ("metric", models.CharField(max_length=10)),
+                ("threshold", models.PositiveSmallIntegerField()),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("delivered_at", models.DateTimeField(blank=True, null=True)),
+                ("error", models.TextField(blank=True, default="")),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.AlterModelOptions(
-            name='userquota',
-            options={'permissions': [('view_usage_dashboard', 'Can view the usage dashboard and its CSV')], 'verbose_name': 'quota'},
+            name="userquota",
+            options={
+                "permissions": [
+                    ("view_usage_dashboard", "Can view the usage dashboard and its CSV")
+                ],
+                "verbose_name": "quota",
+            },
         ),
         migrations.AddField(
-            model_name='modelsetting',
-            name='allowed_teams',
-            field=models.ManyToManyField(blank=True, help_text='Only members of these teams (and the users below) may use this model. Leave both empty: everyone (who may use the provider).', related_name='+', to='chat.team'),
+            model_name="modelsetting",
+            name="allowed_teams",
+            field=models.ManyToManyField(
+                blank=True,
+                help_text="Only members of these teams (and the users below) may use this model. Leave both empty: everyone (who may use the provider).",
+                related_name="+",
+                to="chat.team",
+            ),
         ),
         migrations.AddField(
-            model_name='modelsetting',
-            name='allowed_users',
-            field=models.ManyToManyField(blank=True, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="modelsetting",
+            name="allowed_users",
+            field=models.ManyToManyField(blank=True, related_name="+", to=settings.AUTH_USER_MODEL),
         ),
         migrations.AddField(
-            model_name='provider',
-            name='allowed_teams',
-            field=models.ManyToManyField(blank=True, help_text='Only members of these teams (and the users below) may use this provider. Leave both empty: everyone.', related_name='+', to='chat.team'),
+            model_name="provider",
+            name="allowed_teams",
+            field=models.ManyToManyField(
+                blank=True,
+                help_text="Only members of these teams (and the users below) may use this provider. Leave both empty: everyone.",
+                related_name="+",
+                to="chat.team",
+            ),
         ),
         migrations.AddField(
-            model_name='provider',
-            name='allowed_users',
-            field=models.ManyToManyField(blank=True, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="provider",
+            name="allowed_users",
+            field=models.ManyToManyField(blank=True, related_name="+", to=settings.AUTH_USER_MODEL),
         ),
         migrations.AddField(
-            model_name='sitesettings',
-            name='default_model',
-            field=models.ForeignKey(blank=True, help_text="The model a new member starts on (a team's default model comes first). Empty: the first model in the list.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='chat.modelsetting'),
+            model_name="sitesettings",
+            name="default_model",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The model a new member starts on (a team's default model comes first). Empty: the first model in the list.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="chat.modelsetting",
+            ),
         ),
         migrations.AddField(
-            model_name='team',
-            name='cost_budget_per_month',
-            field=models.DecimalField(blank=True, decimal_places=2, help_text='Estimated from the model prices. Empty: no limit. 0: nothing may be spent.', max_digits=12, null=True, verbose_name='cost budget per month'),
+            model_name="team",
+            name="cost_budget_per_month",
+            field=models.DecimalField(
+                blank=True,
+                decimal_places=2,
+                help_text="Estimated from the model prices. Empty: no limit. 0: nothing may be spent.",
+                max_digits=12,
+                null=True,
+                verbose_name="cost budget per month",
+            ),
         ),
         migrations.AddField(
-            model_name='team',
-            name='default_model',
-            field=models.ForeignKey(blank=True, help_text="The model this team's members start on. Empty: the organisation's default.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='chat.modelsetting'),
+            model_name="team",
+            name="default_model",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The model this team's members start on. Empty: the organisation's default.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="chat.modelsetting",
+            ),
         ),
         migrations.AddField(
-            model_name='team',
-            name='token_budget_per_month',
-            field=models.PositiveBigIntegerField(blank=True, help_text='Empty: no limit. 0: no tokens at all.', null=True, verbose_name='token budget per month'),
+            model_name="team",
+            name="token_budget_per_month",
+            field=models.PositiveBigIntegerField(
+                blank=True,
+                help_text="Empty: no limit. 0: no tokens at all.",
+                null=True,
+                verbose_name="token budget per month",
+            ),
         ),
         migrations.AddField(
-            model_name='usagerecord',
-            name='team',
-            field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='chat.team'),
+            model_name="usagerecord",
+            name="team",
+            field=models.ForeignKey(
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="chat.team",
+            ),
         ),
         migrations.AddField(
-            model_name='userquota',
-            name='billing_team',
-            field=models.ForeignKey(blank=True, help_text="The team whose budget pays for this user's usage. Empty: the first team they joined.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='chat.team'),
+            model_name="userquota",
+            name="billing_team",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The team whose budget pays for this user's usage. Empty: the first team they joined.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="chat.team",
+            ),
         ),
         migrations.AddField(
-            model_name='userquota',
-            name='unlimited_rate',
-            field=models.BooleanField(default=False, help_text='Send as many messages a minute as they like.', verbose_name='no rate limit'),
+            model_name="userquota",
+            name="unlimited_rate",
+            field=models.BooleanField(
+                default=False,
+                help_text="Send as many messages a minute as they like.",
+                verbose_name="no rate limit",
+            ),
         ),
         migrations.AlterField(
-            model_name='userquota',
-            name='requests_per_minute',
-            field=models.PositiveIntegerField(blank=True, help_text="Messages a minute. Empty: the server's RATE_LIMIT_PER_MINUTE. 0: no messages at all.", null=True),
+            model_name="userquota",
+            name="requests_per_minute",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Messages a minute. Empty: the server's RATE_LIMIT_PER_MINUTE. 0: no messages at all.",
+                null=True,
+            ),
         ),
         migrations.AddIndex(
-            model_name='usagerecord',
-            index=models.Index(fields=['team', 'created_at', 'total_tokens', 'cost'], name='usage_team_time'),
+            model_name="usagerecord",
+            index=models.Index(
+                fields=["team", "created_at", "total_tokens", "cost"], name="usage_team_time"
+            ),
         ),
         migrations.AddField(
-            model_name='budgetalert',
-            name='team',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='budget_alerts', to='chat.team'),
+            model_name="budgetalert",
+            name="team",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="budget_alerts",
+                to="chat.team",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='budgetalert',
-            constraint=models.UniqueConstraint(fields=('team', 'month', 'metric', 'threshold'), name='unique_budget_alert'),
+            model_name="budgetalert",
+            constraint=models.UniqueConstraint(
+                fields=("team", "month", "metric", "threshold"), name="unique_budget_alert"
+            ),
         ),
         migrations.RunPython(rate_limit_zero_to_blank, rate_limit_blank_to_zero),
         migrations.RunPython(create_auditors, migrations.RunPython.noop),

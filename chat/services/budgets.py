@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import httpx
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import IntegrityError, close_old_connections, connection, models, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -269,3 +269,82 @@ def after_usage(record: UsageRecord) -> None:
     )
     if team is not None:
         note_thresholds(team_lines(*team))
+
+
+# -- the staff views: every team's budgets, and spend month by month ----------------------------
+
+HISTORY_MONTHS = 12
+
+
+@dataclass(frozen=True)
+class TeamOverview:
+    team_id: int
+    name: str
+    lines: list[BudgetLine]
+    # (first day of the month, cost, tokens), newest first, for the last HISTORY_MONTHS months.
+    months: list[tuple[dt.date, Decimal, int]]
+    cost_budget: Decimal | None
+    token_budget: int | None
+
+    @property
+    def warned(self) -> list[BudgetLine]:
+        return [line for line in self.lines if line.percent >= warning_percent()]
+
+
+def _month_starts(now: dt.datetime | None = None) -> list[dt.datetime]:
+    _, month = quotas.period_starts(now)
+    starts = [month]
+    for _ in range(HISTORY_MONTHS - 1):
+        previous = timezone.localtime(starts[-1] - dt.timedelta(days=1))
+        starts.append(previous.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
+    return starts
+
+
+def team_overview(now: dt.datetime | None = None) -> list[TeamOverview]:
+    """Every team: this month's budgets and the last months' spend (one query per month range,
+    summed per team; the (team, created_at) index holds every column read)."""
+    starts = _month_starts(now)
+    teams = list(
+        Team.objects.order_by("name").values_list(
+            "id", "name", "cost_budget_per_month", "token_budget_per_month"
+        )
+    )
+    history: dict[int, list[tuple[dt.date, Decimal, int]]] = {team[0]: [] for team in teams}
+    end = None
+    for start in starts:
+        records = UsageRecord.objects.filter(team_id__isnull=False, created_at__gte=start)
+        if end is not None:
+            records = records.filter(created_at__lt=end)
+        sums = {
+            row["team_id"]: row
+            for row in records.order_by()
+            .values("team_id")
+            .annotate(cost=Sum("cost"), tokens=Sum("total_tokens"))
+        }
+        for team_id, months in history.items():
+            row = sums.get(team_id, {})
+            months.append((start.date(), row.get("cost") or Decimal(0), row.get("tokens") or 0))
+        end = start
+    overview = []
+    for team_id, name, cost_budget, token_budget in teams:
+        months = history[team_id]
+        _, resets = quotas.next_resets(now)
+        lines = []
+        if cost_budget is not None:
+            lines.append(BudgetLine(team_id, name, "cost", cost_budget, months[0][1], resets))
+        if token_budget is not None:
+            lines.append(BudgetLine(team_id, name, "tokens", token_budget, months[0][2], resets))
+        overview.append(TeamOverview(team_id, name, lines, months, cost_budget, token_budget))
+    return overview
+
+
+def warned_lines(now: dt.datetime | None = None) -> list[BudgetLine]:
+    """Budgets of every team at or past the warning threshold this month (the dashboard)."""
+    teams = Team.objects.filter(
+        models.Q(cost_budget_per_month__isnull=False)
+        | models.Q(token_budget_per_month__isnull=False)
+    ).values_list("id", "name", "cost_budget_per_month", "token_budget_per_month")
+    lines = []
+    for team in teams:
+        lines += team_lines(*team, now=now)
+    return [line for line in lines if line.percent >= warning_percent()]

@@ -111,6 +111,13 @@ def require_model(user, provider: Provider | int, model: str) -> None:
         raise ModelNotAllowed(refusal(model))
 
 
+def refusal_for_thread(user, thread) -> str:
+    """Why ``user`` cannot send in ``thread`` because of its model (empty: they can)."""
+    if thread.provider_id is None or not thread.model:
+        return ""
+    return "" if may_use_model(user, thread.provider_id, thread.model) else refusal(thread.model)
+
+
 def filter_models(user, groups: list) -> list:
     """The model picker's groups (``providers.ProviderModels``) without what ``user`` may not
     use; a provider the user may not use at all disappears."""
