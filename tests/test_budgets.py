@@ -180,7 +180,8 @@ def test_members_see_the_banner_and_staff_the_dashboard(
     assert "budget-banner" not in client.get("/").content.decode()
     spend(user, 850)
     html = client.get("/").content.decode()
-    assert "Team budget: Research has used 85 % of its monthly token budget: 150 tokens left" in html
+    banner = "Team budget: Research has used 85 % of its monthly token budget: 150 tokens left"
+    assert banner in html
     client.force_login(other_user)  # not in the team
     assert "budget-banner" not in client.get("/").content.decode()
     client.force_login(staff)

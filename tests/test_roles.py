@@ -1,4 +1,4 @@
-"""Roles × pages: members, auditors and staff on every staff page, admin changelist and admin
+"""Roles by pages: members, auditors and staff on every staff page, admin changelist and admin
 action. Auditors read the usage dashboard, its CSV, the team budgets and the audit log, and
 nothing else: no keys, users or settings."""
 
@@ -111,7 +111,8 @@ def test_admin_actions_are_refused_to_members_and_auditors(
 
 def test_admin_actions_work_for_staff(staff_client, make_user):
     target = make_user("target")
-    staff_client.post("/admin/auth/user/", {"action": "deactivate", "_selected_action": [target.pk]})
+    action = {"action": "deactivate", "_selected_action": [target.pk]}
+    staff_client.post("/admin/auth/user/", action)
     target.refresh_from_db()
     assert not target.is_active
 
