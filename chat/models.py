@@ -611,3 +611,22 @@ class BudgetAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.team} {self.metric} {self.threshold}% {self.month:%Y-%m}"
+
+
+class TeamSpend(models.Model):
+    """What a team's members spent in one month, kept as running totals as usage is recorded,
+    so the budget check before every turn reads one row instead of summing the records."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="spend")
+    month = models.DateField(help_text="First day of the month.")
+    tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=16, decimal_places=6, default=0)
+
+    class Meta:
+        ordering = ["-month", "team"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "month"], name="unique_team_spend_month")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team} {self.month:%Y-%m}: {self.tokens} tokens, {self.cost}"

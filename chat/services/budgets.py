@@ -17,11 +17,11 @@ from decimal import Decimal
 
 import httpx
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, connection, models, transaction
-from django.db.models import Sum
+from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from chat.models import BudgetAlert, Team, UsageRecord, UserQuota
+from chat.models import BudgetAlert, Team, TeamSpend, UsageRecord, UserQuota
 from chat.services import quotas  # module, not names: quotas.check calls back into here
 from chat.services.conversation import TurnRejected
 
@@ -94,22 +94,30 @@ _TEAM_SQL: str | None = None
 
 
 def _team_sql() -> str:
-    """The user's billing team and its budgets, in one statement."""
+    """The user's billing team, its budgets and this month's spend, in one statement."""
     team = Team._meta.db_table
     quota = UserQuota._meta.db_table
     members = Team.members.through._meta.db_table
+    spend = TeamSpend._meta.db_table
     return (
-        f"SELECT t.id, t.name, t.cost_budget_per_month, t.token_budget_per_month FROM {team} t "
+        f"SELECT t.id, t.name, t.cost_budget_per_month, t.token_budget_per_month, "
+        f"s.cost, s.tokens FROM {team} t "
+        f"LEFT JOIN {spend} s ON s.team_id = t.id AND s.month = %s "
         f"WHERE t.id = COALESCE((SELECT billing_team_id FROM {quota} WHERE user_id = %s), "
         f"(SELECT team_id FROM {members} WHERE user_id = %s ORDER BY id LIMIT 1))"
     )
 
 
-def _billing_team_row(user_id: int) -> tuple | None:
+def month_of(moment: dt.datetime | None = None) -> dt.date:
+    """The first day of ``moment``'s month in the site's time zone."""
+    return quotas.period_starts(moment)[1].date()
+
+
+def _billing_team_row(user_id: int, now: dt.datetime | None = None) -> tuple | None:
     global _TEAM_SQL
     _TEAM_SQL = _TEAM_SQL or _team_sql()
     with connection.cursor() as cursor:
-        cursor.execute(_TEAM_SQL, [user_id, user_id])
+        cursor.execute(_TEAM_SQL, [month_of(now), user_id, user_id])
         return cursor.fetchone()
 
 
@@ -120,37 +128,40 @@ def billing_team_id(user_id: int | None) -> int | None:
     return row[0] if row else None
 
 
-def _decimal(value) -> Decimal | None:
-    # SQLite hands raw SQL decimals back as floats or strings.
-    return None if value is None else Decimal(str(value)).quantize(Decimal("0.01"))
+def _decimal(value, places: str = "0.01") -> Decimal | None:
+    # SQLite hands raw SQL decimals back as numbers.
+    return None if value is None else Decimal(str(value)).quantize(Decimal(places))
 
 
 def team_lines(
-    team_id: int, name: str, cost_limit, token_limit, now: dt.datetime | None = None
+    team_id: int,
+    name: str,
+    cost_limit,
+    token_limit,
+    cost_spent=None,
+    tokens_spent=None,
+    now: dt.datetime | None = None,
 ) -> list[BudgetLine]:
-    """The team's budgets this month with what its members spent (one query)."""
+    """The team's budgets with what its members spent this month."""
     cost_limit = _decimal(cost_limit)
-    if cost_limit is None and token_limit is None:
-        return []
-    _, month = quotas.period_starts(now)
-    _, resets = quotas.next_resets(now)
-    spent = UsageRecord.objects.filter(team_id=team_id, created_at__gte=month).aggregate(
-        tokens=Sum("total_tokens"), cost=Sum("cost")
-    )
     lines = []
+    _, resets = quotas.next_resets(now)
     if cost_limit is not None:
-        used = spent["cost"] or Decimal(0)
+        used = _decimal(cost_spent or 0, "0.000001")
         lines.append(BudgetLine(team_id, name, "cost", cost_limit, used, resets))
     if token_limit is not None:
-        used = spent["tokens"] or 0
-        lines.append(BudgetLine(team_id, name, "tokens", int(token_limit), used, resets))
+        lines.append(
+            BudgetLine(team_id, name, "tokens", int(token_limit), int(tokens_spent or 0), resets)
+        )
     return lines
 
 
 def lines_for(user, now: dt.datetime | None = None) -> list[BudgetLine]:
     """The budgets of ``user``'s billing team this month (empty: no team or no budget)."""
-    row = _billing_team_row(user.pk)
-    return team_lines(*row, now=now) if row else []
+    row = _billing_team_row(user.pk, now)
+    if row is None or (row[2] is None and row[3] is None):
+        return []
+    return team_lines(*row, now=now)
 
 
 def warning_percent() -> int:
@@ -258,17 +269,34 @@ def record_usage_team(record: UsageRecord) -> None:
         record.team_id = billing_team_id(record.user_id)
 
 
+def add_spend(team_id: int, month: dt.date, tokens: int, cost: Decimal) -> None:
+    """Add to the team's running totals for ``month`` (row created on first use)."""
+    rows = TeamSpend.objects.filter(team_id=team_id, month=month)
+    if rows.update(tokens=F("tokens") + tokens, cost=F("cost") + cost):
+        return
+    try:
+        with transaction.atomic():
+            TeamSpend.objects.create(team_id=team_id, month=month, tokens=tokens, cost=cost)
+    except IntegrityError:  # another worker created it meanwhile
+        rows.update(tokens=F("tokens") + tokens, cost=F("cost") + cost)
+
+
 def after_usage(record: UsageRecord) -> None:
-    """A usage record was written: its team may have reached a threshold."""
+    """A usage record was written: add it to its team's month, which may reach a threshold."""
     if record.team_id is None:
         return
+    month = month_of(record.created_at)
+    add_spend(record.team_id, month, record.total_tokens, record.cost)
     team = (
         Team.objects.filter(pk=record.team_id)
         .values_list("id", "name", "cost_budget_per_month", "token_budget_per_month")
         .first()
     )
-    if team is not None:
-        note_thresholds(team_lines(*team))
+    spend = TeamSpend.objects.filter(team_id=record.team_id, month=month).values_list(
+        "cost", "tokens"
+    )
+    if team is not None and month == month_of():
+        note_thresholds(team_lines(*team, *(spend.first() or (0, 0))))
 
 
 # -- the staff views: every team's budgets, and spend month by month ----------------------------
@@ -291,60 +319,38 @@ class TeamOverview:
         return [line for line in self.lines if line.percent >= warning_percent()]
 
 
-def _month_starts(now: dt.datetime | None = None) -> list[dt.datetime]:
-    _, month = quotas.period_starts(now)
-    starts = [month]
+def _months(now: dt.datetime | None = None) -> list[dt.date]:
+    month = month_of(now)
+    months = [month]
     for _ in range(HISTORY_MONTHS - 1):
-        previous = timezone.localtime(starts[-1] - dt.timedelta(days=1))
-        starts.append(previous.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
-    return starts
+        months.append((months[-1] - dt.timedelta(days=1)).replace(day=1))
+    return months
 
 
 def team_overview(now: dt.datetime | None = None) -> list[TeamOverview]:
-    """Every team: this month's budgets and the last months' spend (one query per month range,
-    summed per team; the (team, created_at) index holds every column read)."""
-    starts = _month_starts(now)
-    teams = list(
-        Team.objects.order_by("name").values_list(
-            "id", "name", "cost_budget_per_month", "token_budget_per_month"
+    """Every team: this month's budgets and the last months' spend (two queries)."""
+    months = _months(now)
+    spend = {
+        (row.team_id, row.month): row
+        for row in TeamSpend.objects.filter(month__gte=months[-1]).only(
+            "team_id", "month", "tokens", "cost"
         )
-    )
-    history: dict[int, list[tuple[dt.date, Decimal, int]]] = {team[0]: [] for team in teams}
-    end = None
-    for start in starts:
-        records = UsageRecord.objects.filter(team_id__isnull=False, created_at__gte=start)
-        if end is not None:
-            records = records.filter(created_at__lt=end)
-        sums = {
-            row["team_id"]: row
-            for row in records.order_by()
-            .values("team_id")
-            .annotate(cost=Sum("cost"), tokens=Sum("total_tokens"))
-        }
-        for team_id, months in history.items():
-            row = sums.get(team_id, {})
-            months.append((start.date(), row.get("cost") or Decimal(0), row.get("tokens") or 0))
-        end = start
+    }
     overview = []
-    for team_id, name, cost_budget, token_budget in teams:
-        months = history[team_id]
-        _, resets = quotas.next_resets(now)
-        lines = []
-        if cost_budget is not None:
-            lines.append(BudgetLine(team_id, name, "cost", cost_budget, months[0][1], resets))
-        if token_budget is not None:
-            lines.append(BudgetLine(team_id, name, "tokens", token_budget, months[0][2], resets))
-        overview.append(TeamOverview(team_id, name, lines, months, cost_budget, token_budget))
+    for team_id, name, cost_budget, token_budget in Team.objects.order_by("name").values_list(
+        "id", "name", "cost_budget_per_month", "token_budget_per_month"
+    ):
+        history = []
+        for month in months:
+            row = spend.get((team_id, month))
+            history.append((month, row.cost if row else Decimal(0), row.tokens if row else 0))
+        lines = team_lines(
+            team_id, name, cost_budget, token_budget, history[0][1], history[0][2], now=now
+        )
+        overview.append(TeamOverview(team_id, name, lines, history, cost_budget, token_budget))
     return overview
 
 
 def warned_lines(now: dt.datetime | None = None) -> list[BudgetLine]:
     """Budgets of every team at or past the warning threshold this month (the dashboard)."""
-    teams = Team.objects.filter(
-        models.Q(cost_budget_per_month__isnull=False)
-        | models.Q(token_budget_per_month__isnull=False)
-    ).values_list("id", "name", "cost_budget_per_month", "token_budget_per_month")
-    lines = []
-    for team in teams:
-        lines += team_lines(*team, now=now)
-    return [line for line in lines if line.percent >= warning_percent()]
+    return [line for team in team_overview(now) for line in team.warned]
