@@ -18,6 +18,7 @@ from chat import governance_views
 from chat.auth_views import ThrottledAdminAuthenticationForm
 from chat.models import (
     AuditLogEntry,
+    BudgetAlert,
     ExternalIdentity,
     ModelSetting,
     Provider,
@@ -550,6 +551,16 @@ class AuditLogEntryAdmin(ReadOnlyAdmin):
     list_filter = ("object_type", "action")
     search_fields = ("actor_name", "object_repr", "field")
     date_hierarchy = "at"
+
+
+@admin.register(BudgetAlert)
+class BudgetAlertAdmin(ReadOnlyAdmin):
+    """Team budget thresholds reached, one per team, budget, threshold and month, with the
+    webhook's outcome (chat/services/budgets.py)."""
+
+    list_display = ("created_at", "team", "month", "metric", "threshold", "delivered_at", "error")
+    list_filter = ("metric", "threshold")
+    list_select_related = ("team",)
 
 
 @admin.register(UsageRecord)

@@ -106,6 +106,10 @@ PAGES = [
     "/admin/auth/user/add/",
     "/admin/chat/team/add/",
     "/admin/chat/auditlogentry/",
+    "/admin/usage/teams/",
+    "/admin/audit-log/",
+    "/admin/chat/provider/add/",
+    "/admin/chat/budgetalert/",
 ]
 
 
