@@ -134,3 +134,17 @@ def test_a_collaborator_without_access_is_told_instead_of_sending(
     assert 'class="read-only-note model-refused"' in html and REFUSED in html
     client.force_login(user)  # the owner, in the team, sees no such note
     assert "model-refused" not in client.get(thread.get_absolute_url()).content.decode()
+
+
+def test_a_preset_on_a_forbidden_model_is_refused_too(client, other_user, gpt_for_research):
+    from chat.models import Preset
+
+    provider = gpt_for_research.provider
+    preset = Preset.objects.create(owner=other_user, name="Old", provider=provider, model="gpt-5.4")
+    client.force_login(other_user)
+    response = client.post(
+        "/threads/new/",
+        {"model": f"{provider.pk}:demo-chat", "preset": preset.pk, "message": "hi"},
+    )
+    assert REFUSED in response.content.decode()
+    assert not Thread.objects.exists()

@@ -223,3 +223,10 @@ def test_the_check_hands_back_the_models_default_parameters(user, provider):
     UserQuota.objects.create(user=user, tokens_per_day=0)
     with pytest.raises(TurnRejected, match="daily quota is 0 tokens"):
         quotas.check(user, provider, "demo-chat")
+
+
+def test_the_usage_page_words_a_zero_rate_limit(client, user):
+    UserQuota.objects.create(user=user, requests_per_minute=0)
+    client.force_login(user)
+    html = client.get("/usage/").content.decode()
+    assert "none: ask an administrator" in html and "no limit" not in html.split("Messages a")[1]
