@@ -469,7 +469,7 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
         return ", ".join(kinds) or "Local password"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).prefetch_related("external_identities")
+        return super().get_queryset(request).prefetch_related("external_identities", "groups")
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
