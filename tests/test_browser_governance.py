@@ -75,3 +75,41 @@ def test_budget_banner_and_model_picker_by_team(live_app, browser_page: Page, tm
     assert "gpt-5.4" not in options and "demo-chat" in options
     page.screenshot(path=ARTIFACTS / "governance-no-team.png", full_page=True)
     assert problems == []
+
+
+def test_test_connection_before_saving_a_provider(live_app, browser_page: Page, tmp_path):
+    from tests.test_browser_admin import demo_key
+
+    set_up(tmp_path)
+    code = (
+        "from django.contrib.auth import get_user_model as g; "
+        f"g().objects.create_superuser('root', 'r@example.com', '{PASSWORD}')"
+    )
+    env = os.environ | {
+        "SWITCHBOARD_DATA_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True
+    )
+    page = browser_page
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    log_in(page, live_app, "root")
+    page.goto(live_app + "/admin/chat/provider/add/")
+    page.get_by_label("Name").fill("Team gateway")
+    page.get_by_label("Base url").fill(live_app + "/demo/v1")
+    page.get_by_label("Api key").fill("sk-wrong-key-0000")
+    button = page.get_by_role("button", name="Test connection")
+    result = page.locator("#test-unsaved-result")
+    button.click()
+    expect(result).to_contain_text("Connection failed: The gateway refused the API key (401)")
+    page.get_by_label("Api key").fill(demo_key(tmp_path))
+    button.click()
+    expect(result).to_contain_text("Connected: the gateway offers 4 models: demo-chat")
+    page.screenshot(path=ARTIFACTS / "governance-test-before-save.png", full_page=True)
+    # Nothing was saved: the provider list has only the built-in demo gateway.
+    page.goto(live_app + "/admin/chat/provider/")
+    expect(page.locator("#result_list")).not_to_contain_text("Team gateway")
+    assert problems == []
