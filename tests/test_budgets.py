@@ -189,3 +189,17 @@ def test_members_see_the_banner_and_staff_the_dashboard(
     assert "Research has used 85 %" in dashboard
     teams = client.get("/admin/usage/teams/").content.decode()
     assert "Research" in teams and 'value="850"' in teams and 'max="1000"' in teams
+
+
+def test_a_real_turn_is_billed_to_the_team_month(user, research, make_thread):
+    from chat.models import TeamSpend
+
+    turn = send(user, make_thread(user))
+    record = UsageRecord.objects.get(turn=turn)
+    assert record.team == research and record.total_tokens > 0
+    spend_row = TeamSpend.objects.get(team=research)
+    assert spend_row.month == timezone.localdate().replace(day=1)
+    assert spend_row.tokens == record.total_tokens
+    # The banner's figures come from it.
+    (line,) = budgets.lines_for(user)
+    assert line.used == record.total_tokens and line.limit == 1000
