@@ -15,6 +15,7 @@ from django.urls import path, reverse
 from chat.models import (
     Announcement,
     AuditLogEntry,
+    BudgetAlert,
     ExternalIdentity,
     ModelSetting,
     Provider,
@@ -26,7 +27,16 @@ from chat.models import (
     UsageRecord,
     UserQuota,
 )
-from chat.services import accounts, announcements, audit, parameters, providers, session_binding
+from chat.services import (
+    accounts,
+    announcements,
+    audit,
+    parameters,
+    providers,
+    roles,
+    session_binding,
+)
+from chat.views import governance as governance_views
 from chat.views.login import ThrottledAdminAuthenticationForm
 
 User = get_user_model()
@@ -109,7 +119,10 @@ class ProviderAdmin(AuditedAdmin):
         "api_key_masked",
         "api_key",
         "clear_api_key",
+        "allowed_teams",
+        "allowed_users",
     )
+    filter_horizontal = ("allowed_teams", "allowed_users")
 
     @admin.display(description="API key")
     def api_key_masked(self, obj: Provider) -> str:
@@ -131,6 +144,11 @@ class ProviderAdmin(AuditedAdmin):
 
     def get_urls(self):
         return [
+            path(
+                "test-unsaved/",
+                self.admin_site.admin_view(governance_views.test_unsaved_provider),
+                name="chat_provider_test_unsaved",
+            ),
             path(
                 "<path:object_id>/test-connection/",
                 self.admin_site.admin_view(self.test_connection_view),
@@ -228,7 +246,10 @@ class ModelSettingAdmin(AuditedAdmin):
         "display_name",
         ("price_input", "price_cached_input", "price_output"),
         "default_params",
+        "allowed_teams",
+        "allowed_users",
     )
+    filter_horizontal = ("allowed_teams", "allowed_users")
     search_fields = ("model", "display_name")
     list_select_related = ("provider",)
 
@@ -256,6 +277,7 @@ class SiteSettingsAdmin(AuditedAdmin):
             "Retention (manage.py purge_expired; empty: keep everything)",
             {"fields": ("chat_retention_days", "usage_detail_days")},
         ),
+        ("Models", {"fields": ("default_model",)}),
     )
 
     def has_add_permission(self, request) -> bool:
@@ -269,6 +291,13 @@ class TeamAdmin(AuditedAdmin):
     list_display = ("name", "external_group", "member_count", "created_at")
     search_fields = ("name", "external_group", "members__username")
     filter_horizontal = ("members",)
+    fields = (
+        "name",
+        "external_group",
+        "members",
+        ("cost_budget_per_month", "token_budget_per_month"),
+        "default_model",
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(member_total=Count("members"))
@@ -312,7 +341,11 @@ class TurnAdmin(admin.ModelAdmin):
 # -- users and quotas ---------------------------------------------------------------------------
 
 
-ROLES = (("member", "Member"), ("admin", "Administrator (staff)"))
+ROLES = (
+    ("member", "Member"),
+    ("auditor", "Auditor (read-only usage dashboard, CSV and audit log)"),
+    ("admin", "Administrator (staff)"),
+)
 
 
 class RoleFormMixin(forms.Form):
@@ -324,7 +357,7 @@ class RoleFormMixin(forms.Form):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk:
-            self.fields["role"].initial = "admin" if self.instance.is_staff else "member"
+            self.fields["role"].initial = role_of(self.instance)
 
     def clean(self):
         cleaned = super().clean()
@@ -338,11 +371,25 @@ class RoleFormMixin(forms.Form):
 
     def save(self, commit: bool = True):
         user = super().save(commit=False)
-        user.is_staff = user.is_superuser = self.cleaned_data.get("role") == "admin"
+        role = self.cleaned_data.get("role")
+        user.is_staff = user.is_superuser = role == "admin"
+        save_m2m = self.save_m2m
+
+        def save_m2m_and_groups() -> None:
+            save_m2m()
+            roles.set_auditor(user, role == "auditor")
+
+        self.save_m2m = save_m2m_and_groups
         if commit:
             user.save()
             self.save_m2m()
         return user
+
+
+def role_of(user) -> str:
+    if user.is_staff:
+        return "admin"
+    return "auditor" if roles.is_auditor(user) else "member"
 
 
 class UserRoleChangeForm(RoleFormMixin, UserChangeForm):
@@ -362,7 +409,8 @@ class UserQuotaInline(admin.StackedInline):
     fields = (
         ("tokens_per_day", "tokens_per_month"),
         ("cost_per_month", "requests_per_minute"),
-        "exempt",
+        ("unlimited_rate", "exempt"),
+        "billing_team",
     )
 
 
@@ -424,7 +472,7 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
 
     @admin.display(description="Role", ordering="is_staff")
     def role(self, obj) -> str:
-        return "Administrator" if obj.is_staff else "Member"
+        return dict(ROLES)[role_of(obj)].split(" (")[0]
 
     @admin.display(description="Signs in with")
     def origin(self, obj) -> str:
@@ -432,7 +480,7 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
         return ", ".join(kinds) or "Local password"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).prefetch_related("external_identities")
+        return super().get_queryset(request).prefetch_related("external_identities", "groups")
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
@@ -500,6 +548,16 @@ class AuditLogEntryAdmin(ReadOnlyAdmin):
     list_filter = ("object_type", "action")
     search_fields = ("actor_name", "object_repr", "field")
     date_hierarchy = "at"
+
+
+@admin.register(BudgetAlert)
+class BudgetAlertAdmin(ReadOnlyAdmin):
+    """Team budget thresholds reached, one per team, budget, threshold and month, with the
+    webhook's outcome (chat/services/budgets.py)."""
+
+    list_display = ("created_at", "team", "month", "metric", "threshold", "delivered_at", "error")
+    list_filter = ("metric", "threshold")
+    list_select_related = ("team",)
 
 
 @admin.register(UsageRecord)

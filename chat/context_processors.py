@@ -17,3 +17,11 @@ def announcements(request: HttpRequest) -> dict:
     if user is None or not user.is_authenticated:
         return {}
     return {"site_announcements": SimpleLazyObject(lambda: list(active_for(user)))}
+
+
+def budget(request: HttpRequest) -> dict:
+    """The team budget banner (chat/services/budgets.py): budgets of the user's billing team at
+    or past the warning threshold. Lazy: only pages that show the banner pay for the queries."""
+    from chat.services import budgets
+
+    return {"budget_banner": SimpleLazyObject(lambda: budgets.banner_lines(request.user))}

@@ -85,7 +85,7 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # counters and histograms stay, summed into the totals).
     atexit.register(multiprocess.mark_process_dead, os.getpid())
 
-LOGIN_FAILED_ACTION = "login failed"  # chat.services.login_throttle.record_login_failure's audit entry
+LOGIN_FAILED_ACTION = "login failed"  # login_throttle.record_login_failure's audit entry
 
 
 # -- hooks ---------------------------------------------------------------------------------------

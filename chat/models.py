@@ -25,6 +25,15 @@ class Provider(models.Model):
     )
     enabled = models.BooleanField(default=True)
     is_default = models.BooleanField(default=False)
+    # Model access (chat/services/model_access.py): both empty, everyone may use the provider.
+    allowed_teams = models.ManyToManyField(
+        "Team",
+        blank=True,
+        related_name="+",
+        help_text="Only members of these teams (and the users below) may use this provider. "
+        "Leave both empty: everyone.",
+    )
+    allowed_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -69,6 +78,15 @@ class SiteSettings(models.Model):
         "staff are exempt from quotas",
         default=False,
         help_text="Staff ignore token and cost quotas and the rate limit.",
+    )
+    default_model = models.ForeignKey(
+        "ModelSetting",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The model a new member starts on (a team's default model comes first). "
+        "Empty: the first model in the list.",
     )
     image_hosts = models.TextField(
         "allowed image hosts",
@@ -181,6 +199,29 @@ class Team(models.Model):
         default="",
         help_text="Organisation group whose members this team follows at every sign-in "
         "(OIDC, LDAP or proxy header). Empty: members are managed here by hand.",
+    )
+    # Monthly budgets (chat/services/budgets.py): spend of the members billed to this team.
+    cost_budget_per_month = models.DecimalField(
+        "cost budget per month",
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Estimated from the model prices. Empty: no limit. 0: nothing may be spent.",
+    )
+    token_budget_per_month = models.PositiveBigIntegerField(
+        "token budget per month",
+        null=True,
+        blank=True,
+        help_text="Empty: no limit. 0: no tokens at all.",
+    )
+    default_model = models.ForeignKey(
+        "ModelSetting",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The model this team's members start on. Empty: the organisation's default.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -391,6 +432,14 @@ class ModelSetting(models.Model):
         blank=True,
         help_text='Sent with every request unless the chat sets them, e.g. {"temperature": 0.2}.',
     )
+    allowed_teams = models.ManyToManyField(
+        Team,
+        blank=True,
+        related_name="+",
+        help_text="Only members of these teams (and the users below) may use this model. "
+        "Leave both empty: everyone (who may use the provider).",
+    )
+    allowed_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
 
     class Meta:
         ordering = ["provider__name", "model"]
@@ -427,6 +476,8 @@ class UsageRecord(models.Model):
     turn = models.ForeignKey(Turn, null=True, on_delete=models.SET_NULL, related_name="+")
     step = models.PositiveSmallIntegerField(default=0)
     provider = models.ForeignKey(Provider, null=True, on_delete=models.SET_NULL, related_name="+")
+    # The user's billing team when the record was written (its budget pays for it).
+    team = models.ForeignKey(Team, null=True, on_delete=models.SET_NULL, related_name="+")
     provider_name = models.CharField(max_length=100, blank=True)
     model = models.CharField(max_length=200, blank=True)
     api = models.CharField(max_length=20, blank=True)
@@ -459,6 +510,9 @@ class UsageRecord(models.Model):
                 fields=["provider_name", "model", "input_tokens", "output_tokens"],
                 name="usage_model_tokens",
             ),
+            models.Index(
+                fields=["team", "created_at", "total_tokens", "cost"], name="usage_team_time"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -488,14 +542,29 @@ class UserQuota(models.Model):
     requests_per_minute = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="Messages a minute. Empty: the server's RATE_LIMIT_PER_MINUTE. 0: no limit.",
+        help_text="Messages a minute. Empty: the server's RATE_LIMIT_PER_MINUTE. "
+        "0: no messages at all.",
+    )
+    unlimited_rate = models.BooleanField(
+        "no rate limit", default=False, help_text="Send as many messages a minute as they like."
     )
     exempt = models.BooleanField(
         "no limits", default=False, help_text="Ignore every quota and the rate limit."
     )
+    billing_team = models.ForeignKey(
+        Team,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The team whose budget pays for this user's usage. Empty: the first team "
+        "they joined.",
+    )
 
     class Meta:
         verbose_name = "quota"
+        # Auditors (chat/services/roles.py) read the usage dashboard without being staff.
+        permissions = [("view_usage_dashboard", "Can view the usage dashboard and its CSV")]
 
     def __str__(self) -> str:
         return f"Quota of {self.user}"
@@ -589,3 +658,45 @@ class Announcement(models.Model):
     def clean(self) -> None:
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValidationError({"ends_at": "The end must come after the start."})
+
+
+class BudgetAlert(models.Model):
+    """A team budget threshold crossed in one month: the webhook is called once per row."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="budget_alerts")
+    month = models.DateField(help_text="First day of the month.")
+    metric = models.CharField(max_length=10)  # "cost" or "tokens"
+    threshold = models.PositiveSmallIntegerField()  # percent
+    created_at = models.DateTimeField(default=timezone_now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "month", "metric", "threshold"], name="unique_budget_alert"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team} {self.metric} {self.threshold}% {self.month:%Y-%m}"
+
+
+class TeamSpend(models.Model):
+    """What a team's members spent in one month, kept as running totals as usage is recorded,
+    so the budget check before every turn reads one row instead of summing the records."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="spend")
+    month = models.DateField(help_text="First day of the month.")
+    tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=16, decimal_places=6, default=0)
+
+    class Meta:
+        ordering = ["-month", "team"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "month"], name="unique_team_spend_month")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team} {self.month:%Y-%m}: {self.tokens} tokens, {self.cost}"

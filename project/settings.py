@@ -87,6 +87,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "chat.context_processors.site",
                 "chat.context_processors.announcements",
+                "chat.context_processors.budget",
                 "chat.signin.views.login_options",
             ],
             "loaders": [
@@ -325,6 +326,12 @@ LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
 LOGIN_CLIENT_IP_HEADER = env_str("LOGIN_CLIENT_IP_HEADER")
 # Shown before estimated costs (model prices are entered in this currency).
 COST_CURRENCY = env_str("COST_CURRENCY", "$")
+# Team budgets (README "Access and money"): the share of a budget at which its team is warned
+# (banner, dashboard, webhook), and an optional Slack/Mattermost/Teams-style incoming webhook
+# called once per team, budget, threshold and month.
+BUDGET_WARNING_PERCENT = env_int("BUDGET_WARNING_PERCENT", 80, minimum=1)
+BUDGET_WEBHOOK_URL = env_str("BUDGET_WEBHOOK_URL")
+BUDGET_WEBHOOK_TIMEOUT = env_float("BUDGET_WEBHOOK_TIMEOUT", 10.0)
 
 # /metrics (chat/metrics.py): a bearer token and/or client addresses or networks allowed to
 # read it; with neither, it answers 403. Several workers: also PROMETHEUS_MULTIPROC_DIR.

@@ -85,7 +85,7 @@ def _model_turned_off(settings, user, provider) -> str:
     [
         (_empty, "Type a message first."),
         (_too_long, "That message is too long"),
-        (_over_quota, "You have used your daily quota"),
+        (_over_quota, "Your daily quota is 0 tokens, so you cannot send messages"),
         (_too_quick, "too quickly"),
         (_model_turned_off, "has been turned off by an administrator"),
     ],

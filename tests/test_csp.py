@@ -108,6 +108,10 @@ PAGES = [
     "/admin/chat/auditlogentry/",
     "/account/",
     "/admin/chat/announcement/add/",
+    "/admin/usage/teams/",
+    "/admin/audit-log/",
+    "/admin/chat/provider/add/",
+    "/admin/chat/budgetalert/",
 ]
 
 

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0008_external_identity'),
+        ('chat', '0009_governance'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -11,7 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
 from chat.models import Preset, Thread, ToolDefinition
-from chat.services import conversation, providers
+from chat.services import conversation, model_access, providers
 from chat.services.refusals import TurnRejected
 from chat.upstream.request import Api
 
@@ -47,14 +47,23 @@ def apply_preset(thread: Thread, preset: Preset) -> None:
     thread.tools.set(preset.tools.all())
 
 
-def choose_model(thread: Thread, model_choice: str) -> bool:
-    """Switch the thread to the picked ``"<provider id>:<model id>"``; False if not available."""
+class ModelRefused(Exception):
+    """The picked model cannot be used: ``unknown`` when it is not offered at all."""
+
+    def __init__(self, message: str, *, unknown: bool) -> None:
+        super().__init__(message)
+        self.unknown = unknown
+
+
+def choose_model(thread: Thread, model_choice: str, *, user) -> None:
+    """Switch the thread to the picked ``"<provider id>:<model id>"``, if ``user`` may use it."""
     provider, model = providers.parse_model_choice(model_choice)
     if provider is None:
-        return False
+        raise ModelRefused("That model is not available.", unknown=True)
+    if not model_access.may_use_model(user, provider, model):
+        raise ModelRefused(model_access.refusal(model), unknown=False)
     thread.provider, thread.model = provider, model
     thread.save(update_fields=["provider", "model", "updated_at"])
-    return True
 
 
 def rename(thread: Thread, title: str) -> None:

@@ -15,7 +15,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from chat import fragments
 from chat.models import Preset
 from chat.request_ids import parse_id
-from chat.services import conversation, providers, threads
+from chat.services import conversation, model_access, model_choice, providers, threads
 from chat.services.refusals import TurnRejected
 from chat.services.turns import launch, registry
 from chat.upstream.request import Api
@@ -29,9 +29,10 @@ async def _model_context(
     groups = await providers.all_models(refresh=refresh)
     if not selected:
         selected = request.session.get("last_model", "")
-    available = [f"{g.provider_id}:{m}" for g in groups for m in g.models]
-    if selected not in available and available:
-        selected = available[0]
+    # Only the models the user may use; a new member starts on their team's default model.
+    groups, selected = await sync_to_async(model_choice.picker)(
+        await request.auser(), groups, selected
+    )
     return {"model_groups": groups, "selected_model": selected}
 
 
@@ -96,7 +97,13 @@ async def thread_page(request: HtmxHttpRequest, thread_id: int) -> HttpResponse:
     def load() -> dict:
         thread = thread_or_404(request, thread_id)
         page = fragments.path_page(thread, registry.running_snapshots())
-        return {"thread": thread, **page, **conversation.sidebar_lists(user)}
+        refused = model_access.refusal_for_thread(user, thread)  # a collaborator's, say
+        return {
+            "thread": thread,
+            **page,
+            **conversation.sidebar_lists(user),
+            "model_refused": refused,
+        }
 
     context = await sync_to_async(load)()
     thread = context["thread"]

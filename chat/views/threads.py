@@ -22,8 +22,12 @@ from chat.views.thread_access import owned_thread_or_404, thread_or_404, writabl
 @require_POST
 def set_model(request: HtmxHttpRequest, thread_id: int) -> HttpResponse:
     thread = writable_thread_or_404(request, thread_id)
-    if not threads.choose_model(thread, request.POST.get("model", "")):
-        return HttpResponse(fragments.error_notice("That model is not available."), status=422)
+    try:
+        threads.choose_model(thread, request.POST.get("model", ""), user=request.user)
+    except threads.ModelRefused as refused:
+        # A model the user may not use: 200, so htmx swaps the notice in.
+        status = 422 if refused.unknown else 200
+        return HttpResponse(fragments.error_notice(str(refused)), status=status)
     request.session["last_model"] = request.POST["model"]
     return HttpResponse(fragments.error_notice(""))
 
