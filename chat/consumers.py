@@ -22,7 +22,7 @@ from chat import fragments, ws_actions
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.models import Turn
 from chat.request_ids import parse_count, parse_id
-from chat.services import conversation, generation, session_binding, turn_mirror
+from chat.services import conversation, generation, session_binding, titles, turn_mirror
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +290,12 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         html = message.get("html") or await self._render(
             fragments.finished_turn, message["turn_id"]
         )
+        if html:
+            await self.send(html)
+
+    async def thread_retitled(self, message: dict) -> None:
+        user = self.scope["user"]
+        html = await database_sync_to_async(titles.retitled_html)(user, self.thread_id)
         if html:
             await self.send(html)
 

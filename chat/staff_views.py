@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from chat.models import Provider, Turn, UsageRecord
-from chat.services import quotas, usage
+from chat.services import feedback, quotas, usage
 
 MAX_RANGE_DAYS = 3 * 366
 
@@ -114,6 +114,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "chart_data": report.chart_data(),
             "currency": settings.COST_CURRENCY,
             "query": request.GET.urlencode(),
+            **feedback.dashboard(request.user),  # 👍/👎 per model, the latest with links
         },
     )
 

@@ -1,7 +1,15 @@
 from django.urls import path, re_path
 
 import chat.request_ids  # noqa: F401 (registers the <id:…> converter)
-from chat import image_viewer, sharing_views, thread_settings, tool_library, views
+from chat import (
+    feedback_views,
+    image_viewer,
+    sharing_views,
+    sidebar_views,
+    thread_settings,
+    tool_library,
+    views,
+)
 
 app_name = "chat"
 
@@ -40,4 +48,21 @@ urlpatterns = [
     path("tools/<id:tool_id>/save/", tool_library.update_tool, name="tool-update"),
     path("tools/<id:tool_id>/delete/", tool_library.delete_tool, name="tool-delete"),
     path("tools/builtin/<str:key>/", tool_library.add_builtin, name="tool-builtin"),
+    # The sidebar: paging, each chat's menu, folders, the archive (chat/sidebar_views.py).
+    path("sidebar/more/", sidebar_views.more_chats, name="sidebar-more"),
+    path("t/<id:thread_id>/pin/", sidebar_views.pin, name="pin"),
+    path("t/<id:thread_id>/archive/", sidebar_views.archive, name="archive"),
+    path("t/<id:thread_id>/move/", sidebar_views.move, name="move"),
+    path("t/<id:thread_id>/retitle/", sidebar_views.rename, name="retitle"),
+    path("t/<id:thread_id>/remove/", sidebar_views.delete, name="remove"),
+    path("folders/new/", sidebar_views.create_folder, name="folder-create"),
+    path("folders/<id:folder_id>/rename/", sidebar_views.rename_folder, name="folder-rename"),
+    path("folders/<id:folder_id>/delete/", sidebar_views.delete_folder, name="folder-delete"),
+    path("archived/", sidebar_views.archived, name="archived"),
+    # Feedback on answers (chat/feedback_views.py).
+    path(
+        "t/<id:thread_id>/turns/<id:turn_id>/feedback/",
+        feedback_views.give_feedback,
+        name="feedback",
+    ),
 ]

@@ -23,7 +23,7 @@ from chat import export, fragments
 from chat.forms import AccountCreationForm, RenameThreadForm
 from chat.models import Preset, Provider, SiteSettings, Thread
 from chat.request_ids import parse_id
-from chat.services import access, conversation, generation, providers
+from chat.services import access, conversation, feedback, generation, providers
 from chat.services import search as thread_search
 from chat.signin.backends import ACCOUNT_BACKEND
 
@@ -188,6 +188,7 @@ async def thread_page(request: HttpRequest, thread_id: int) -> HttpResponse:
     def load() -> dict:
         thread = _thread_or_404(request, thread_id)
         page = fragments.path_page(thread, generation.running_snapshots())
+        feedback.attach(user, page["turns"])  # the viewer's 👍/👎 under each answer
         return {"thread": thread, **page, **_sidebars(user)}
 
     context = await sync_to_async(load)()
@@ -211,6 +212,7 @@ def earlier_turns(request: HttpRequest, thread_id: int) -> HttpResponse:
     )
     if page is None:
         raise Http404("No such message.")
+    feedback.attach(request.user, page["turns"])  # the viewer's 👍/👎 under each answer
     return render(request, "chat/thread.html#history-page", page)
 
 
@@ -238,7 +240,8 @@ def rename_thread(request: HttpRequest, thread_id: int) -> HttpResponse:
     form = RenameThreadForm(request.POST)
     if form.is_valid():
         thread.title = form.cleaned_data["title"]
-        thread.save(update_fields=["title", "updated_at"])
+        thread.title_source = Thread.TitleSource.USER  # a model title never replaces it
+        thread.save(update_fields=["title", "title_source", "updated_at"])
     return render(
         request,
         "chat/thread.html#thread-title",

@@ -5,7 +5,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from chat import health, lockout_views, staff_views, views
+from chat import feedback_views, health, lockout_views, staff_views, views
 from chat.auth_views import ThrottledLoginView
 from chat.services.session_binding import keeps_this_session
 from chat.signin import views as signin_views
@@ -19,6 +19,7 @@ urlpatterns = [
     ),
     path("admin/usage/", staff_views.dashboard, name="staff-usage"),
     path("admin/usage/export.csv", staff_views.usage_csv, name="staff-usage-csv"),
+    path("admin/usage/feedback.csv", feedback_views.feedback_csv, name="staff-feedback-csv"),
     path("admin/lockouts/", lockout_views.lockouts, name="admin-lockouts"),
     # Password changes end the user's other sessions' sockets and keep this session's.
     path(

@@ -51,16 +51,11 @@ def shared_with(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Thread]:
     return Thread.objects.filter(pk__in=_shares_of(user).values("thread_id")).exclude(owner=user)
 
 
-def sidebar_lists(user: AbstractBaseUser) -> dict[str, list[Thread]]:
-    """The sidebar's lists: the user's own chats, and those shared with them (apart)."""
-    return {
-        "threads": list(Thread.objects.filter(owner=user).only("pk", "title", "updated_at")[:200]),
-        "shared_threads": list(
-            shared_with(user)
-            .select_related("owner")
-            .only("pk", "title", "updated_at", "owner__username")[:200]
-        ),
-    }
+def sidebar_lists(user: AbstractBaseUser) -> dict:
+    """The sidebar's lists: pinned, folders, dated pages, and chats shared with the user."""
+    from chat.services.sidebar import sidebar_context
+
+    return sidebar_context(user)
 
 
 def access_level(user: AbstractBaseUser | AnonymousUser, thread: Thread) -> str | None:

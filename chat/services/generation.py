@@ -48,7 +48,7 @@ from chat import fragments, image_policy
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.markdown import StreamingMarkdown, render_tail
 from chat.models import Provider, Thread, Turn
-from chat.services import conversation, parameters, tool_loop, turn_mirror, usage
+from chat.services import conversation, parameters, titles, tool_loop, turn_mirror, usage
 from chat.services.providers import client_for, default_provider
 from chat.services.upstream_request import RequestPlan
 from chat.upstream.events import (
@@ -524,6 +524,7 @@ class TurnRunner:
         if html:
             message["html"] = html  # every socket shows this; none reads the turn again
         await self._tell_viewers(message)
+        titles.schedule_after(self.plan.turn)  # a first answer: a model titles the chat
 
     async def _tell_viewers(self, message: dict) -> None:
         try:

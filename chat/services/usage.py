@@ -378,6 +378,7 @@ CSV_COLUMNS = (
     "total_tokens",
     "cost",
     "estimated",
+    "kind",
 )
 
 
@@ -413,6 +414,7 @@ def csv_lines(filters: UsageFilters) -> Iterator[str]:
             "total_tokens",
             "cost",
             "estimated",
+            "kind",
         )
     )
     for row in rows.iterator(chunk_size=2000):
