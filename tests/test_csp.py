@@ -95,6 +95,7 @@ PAGES = [
     "/t/{thread}/earlier/?before={turn}",
     "/tools/",
     "/search/?q=policies",
+    "/archived/",
     "/usage/",
     "/accounts/password_change/",
     "/accounts/password_change/done/",
