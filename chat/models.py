@@ -242,6 +242,12 @@ class Thread(models.Model):
                 fields=["owner", "archived_at", "folder", "pinned_at", "-updated_at", "-id"],
                 name="thread_sidebar_page",
             ),
+            # Pinned chats, found without scanning the others.
+            models.Index(
+                fields=["owner", "-pinned_at"],
+                condition=models.Q(pinned_at__isnull=False),
+                name="thread_pinned",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -582,9 +588,7 @@ class Feedback(models.Model):
         DOWN = "down", "👎"
 
     turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="feedback")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
-    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     rating = models.CharField(max_length=4, choices=Rating.choices)
     comment = models.TextField(blank=True, default="", max_length=2000)
     # The turn's model at the time (the dashboard groups by it; turns keep theirs too).

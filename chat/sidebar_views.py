@@ -67,7 +67,8 @@ def _flag(request: HttpRequest, name: str) -> bool:
 def more_chats(request: HttpRequest) -> HttpResponse:
     """The next page of a list (the dated one, a folder's, or the archive), swapped in place of
     the sentinel that asked for it when it scrolled into view."""
-    if "folder" in request.GET:
+    folder_scope = "folder" in request.GET
+    if folder_scope:
         folder = _folder(request, parse_id(request.GET["folder"]))
         chats, grouped, scope = sidebar.folder_chats(folder), False, f"folder={folder.pk}"
     elif request.GET.get("archived") == "1":
@@ -86,11 +87,28 @@ def more_chats(request: HttpRequest) -> HttpResponse:
     context = {
         "page": page,
         "thread": _current_thread(request),
-        "folder_choices": list(Folder.objects.filter(owner=request.user)),
         "scope": scope,
         "archive_view": scope == "archived=1",
+        "empty_note": "Empty: move chats here with their menu, or drag them."
+        if folder_scope
+        else "",
     }
     return render(request, "chat/sidebar.html#rows", context)
+
+
+@require_GET
+def chat_menu(request: HttpRequest, thread_id: int) -> HttpResponse:
+    """A chat's menu (pin, rename, move to, archive or restore, delete), loaded when its "⋯"
+    opens; without JavaScript, the same forms on a page of their own."""
+    context = {
+        "t": _thread(request, thread_id),
+        "folder_choices": list(Folder.objects.filter(owner=request.user)),
+        "archive_view": request.GET.get("archived") == "1",
+    }
+    if request.htmx:
+        return render(request, "chat/sidebar.html#menu", context)
+    context |= {"thread": None, **sidebar.sidebar_context(request.user)}
+    return render(request, "chat/chat_menu.html", context)
 
 
 @require_POST

@@ -50,6 +50,7 @@ urlpatterns = [
     path("tools/builtin/<str:key>/", tool_library.add_builtin, name="tool-builtin"),
     # The sidebar: paging, each chat's menu, folders, the archive (chat/sidebar_views.py).
     path("sidebar/more/", sidebar_views.more_chats, name="sidebar-more"),
+    path("t/<id:thread_id>/menu/", sidebar_views.chat_menu, name="chat-menu"),
     path("t/<id:thread_id>/pin/", sidebar_views.pin, name="pin"),
     path("t/<id:thread_id>/archive/", sidebar_views.archive, name="archive"),
     path("t/<id:thread_id>/move/", sidebar_views.move, name="move"),

@@ -96,6 +96,7 @@ PAGES = [
     "/tools/",
     "/search/?q=policies",
     "/archived/",
+    "/t/{thread}/menu/",
     "/usage/",
     "/accounts/password_change/",
     "/accounts/password_change/done/",

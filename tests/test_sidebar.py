@@ -120,7 +120,10 @@ def test_folders_create_rename_move_and_delete_keep_the_chats(logged_in, user):
         reverse("chat:move", args=[thread.pk]), {"folder": folder.pk}, HTTP_HX_REQUEST="true"
     ).content.decode()
     in_folder = html.split(f'data-folder="{folder.pk}"')[1].split("</details>")[0]
-    assert ">Trip plans</a>" in in_folder
+    assert '<span class="muted folder-count">1</span>' in in_folder
+    assert "Trip plans" not in html.split('id="thread-list"')[1]  # left the dated list
+    opened = logged_in.get("/sidebar/more/", {"folder": folder.pk}).content.decode()
+    assert ">Trip plans</a>" in opened  # what the folder shows when opened
     html = logged_in.post(
         reverse("chat:folder-create"), {"name": "travel"}, HTTP_HX_REQUEST="true"
     ).content.decode()

@@ -9,7 +9,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
 from chat.models import Folder, Thread
@@ -51,6 +52,15 @@ class Page:
     # Where the next page starts ("" when this was the last page).
     next_cursor: str = ""
     last_group: str = ""
+
+
+def with_urls(threads: list[Thread]) -> list[Thread]:
+    """Set ``sidebar_url`` on each chat: one ``reverse`` for the whole list instead of one per
+    chat (reversing was most of the cost of a long sidebar)."""
+    base = reverse("chat:thread", args=[1]).removesuffix("1/")
+    for thread in threads:
+        thread.sidebar_url = f"{base}{thread.pk}/"
+    return threads
 
 
 def encode_cursor(thread: Thread) -> str:
@@ -100,7 +110,7 @@ def page_of(
     if cursor:
         when, pk = decode_cursor(cursor)
         ordered = ordered.filter(Q(updated_at__lt=when) | Q(updated_at=when, pk__lt=pk))
-    found = list(ordered[: PAGE_SIZE + 1])
+    found = with_urls(list(ordered[: PAGE_SIZE + 1]))
     more = len(found) > PAGE_SIZE
     found = found[:PAGE_SIZE]
     today = today or timezone.localdate()
@@ -117,33 +127,31 @@ def page_of(
     return page
 
 
-@dataclass
-class FolderView:
-    folder: Folder
-    page: Page
-
-    @property
-    def scope(self) -> str:
-        """The query that pages this folder's list."""
-        return f"folder={self.folder.pk}"
-
-
 def sidebar_context(user: AbstractBaseUser) -> dict:
     """Everything the sidebar shows on a page load (first pages only)."""
     from chat.services.conversation import shared_with
 
-    folders = list(Folder.objects.filter(owner=user))
+    # Folders show their size; their chats load when opened (``more_chats``).
+    folders = Folder.objects.filter(owner=user).annotate(
+        chat_count=Count("threads", filter=Q(threads__archived_at=None, threads__pinned_at=None))
+    )
     return {
-        "pinned": list(
-            own_chats(user).filter(archived_at=None).exclude(pinned_at=None).order_by("-pinned_at")
+        "pinned": with_urls(
+            list(
+                own_chats(user)
+                .filter(archived_at=None)
+                .exclude(pinned_at=None)
+                .order_by("-pinned_at")
+            )
         ),
-        "folders": [FolderView(f, page_of(folder_chats(f), grouped=False)) for f in folders],
-        "folder_choices": folders,
+        "folders": list(folders),
         "chat_page": page_of(main_chats(user)),
-        "shared_threads": list(
-            shared_with(user)
-            .select_related("owner")
-            .only("pk", "title", "updated_at", "owner__username")[:SHARED_LIMIT]
+        "shared_threads": with_urls(
+            list(
+                shared_with(user)
+                .select_related("owner")
+                .only("pk", "title", "updated_at", "owner__username")[:SHARED_LIMIT]
+            )
         ),
         "has_archived": archived_chats(user).exists(),
     }
