@@ -45,9 +45,9 @@
     });
   });
 
-  // A title written by a model arrives out of band, carrying the page's new title.
-  document.addEventListener("htmx:oobAfterSwap", function (event) {
-    var title = event.detail.target && event.detail.target.dataset && event.detail.target.dataset.pageTitle;
-    if (title) document.title = title;
+  // A title written by a model arrives over the socket, carrying the page's new title.
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var title = document.querySelector("#thread-title[data-page-title], #thread-title-text[data-page-title]");
+    if (title) document.title = title.dataset.pageTitle;
   });
 })();
