@@ -80,7 +80,7 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = ("name", "base_url", "default_api", "enabled", "is_default")
+        fields = ("name", "base_url", "default_api", "enabled", "is_default", "title_model")
 
     def save(self, commit: bool = True) -> Provider:
         provider = super().save(commit=False)
@@ -110,6 +110,7 @@ class ProviderAdmin(AuditedAdmin):
         "api_key_masked",
         "api_key",
         "clear_api_key",
+        "title_model",
     )
 
     @admin.display(description="API key")

@@ -17,7 +17,10 @@ PASSWORD = "a long passphrase 7"
 
 
 def make_account(data_dir, username: str) -> None:
-    code = f"from django.contrib.auth import get_user_model as g; g().objects.create_user('{username}', '', '{PASSWORD}')"
+    code = (
+        "from django.contrib.auth import get_user_model as g; "
+        f"g().objects.create_user('{username}', '', '{PASSWORD}')"
+    )
     env = os.environ | {
         "SWITCHBOARD_DATA_DIR": str(data_dir),
         "DJANGO_SETTINGS_MODULE": "project.settings",
@@ -42,8 +45,10 @@ def test_titles_sidebar_and_feedback(live_app, browser_page: Page, tmp_path):
     errors: list[str] = []
     page.on(
         "console",
-        lambda message: message.type == "error"
-        and errors.append(f"{page.url}: {message.text} {message.location}"),
+        lambda message: (
+            message.type == "error"
+            and errors.append(f"{page.url}: {message.text} {message.location}")
+        ),
     )
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.expose_function("reportViolation", lambda text: errors.append("csp: " + text))

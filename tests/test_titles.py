@@ -144,3 +144,22 @@ def test_answers_are_cleaned_into_titles():
     )
     assert titles.clean_title("  \n ") == ""
     assert titles.text_to_title("hi #delay=50 there #reasoning") == "hi there"
+
+
+def test_staff_set_the_title_model_in_the_admin(staff_client, provider):
+    url = f"/admin/chat/provider/{provider.pk}/change/"
+    form = staff_client.get(url).content.decode()
+    assert 'name="title_model"' in form
+    staff_client.post(
+        url,
+        {
+            "name": provider.name,
+            "base_url": provider.base_url,
+            "default_api": provider.default_api,
+            "enabled": "on",
+            "is_default": "on",
+            "title_model": "gpt-5.4-mini",
+        },
+    )
+    provider.refresh_from_db()
+    assert provider.title_model == "gpt-5.4-mini"
