@@ -86,6 +86,7 @@ def test_titles_sidebar_and_feedback(live_app, browser_page: Page, tmp_path):
     page.get_by_role("button", name="Create folder").click()
     menu = chat_menu(page, title)
     menu.get_by_label("Move to").select_option(label="Travel")
+    page.screenshot(path=ARTIFACTS / "organise-chat-menu.png")
     menu.get_by_role("button", name="Move").click()
     folder = page.locator("#sidebar-lists .folder", has_text="Travel")
     expect(folder.locator(".folder-count")).to_have_text("1")
@@ -106,9 +107,15 @@ def test_titles_sidebar_and_feedback(live_app, browser_page: Page, tmp_path):
     expect(page.locator("#archived-list")).not_to_contain_text(title)
     expect(page.locator(".folder-count")).to_have_text("1")  # back in its folder
 
+    # Dragged out of the folder onto the chat list (the menu does the same without a mouse).
+    folder = page.locator("#sidebar-lists .folder", has_text="Travel")
+    folder.locator("summary.folder-name").click()
+    folder.locator(".chat-item", has_text=title).drag_to(page.locator("#thread-list"))
+    expect(page.locator(".folder-count")).to_have_text("0")
+    expect(page.locator("#thread-list")).to_contain_text(title)
+
     # 👍 with a comment on the answer, still there after a reload.
-    page.locator("#sidebar-lists .folder summary.folder-name").click()
-    page.locator("#sidebar-lists .chat-item a", has_text=title).click()
+    page.locator("#thread-list .chat-item a", has_text=title).click()
     page.get_by_role("button", name="Good answer").click()
     expect(page.get_by_role("button", name="Good answer")).to_have_attribute("aria-pressed", "true")
     page.get_by_label("What made this answer good? (optional)").fill("Clear day-by-day plan.")
