@@ -61,7 +61,7 @@ def test_titles_sidebar_and_feedback(live_app, browser_page: Page, tmp_path):
     # The first answer; then a model's title replaces the first line, live.
     page.get_by_label("Model", exact=True).select_option(label="demo-chat")
     page.get_by_label("Message", exact=True).fill(
-        "plan a hiking trip to the alps in june #chunks=30 #delay=40"
+        "plan a hiking trip to the alps in june #chunks=60 #delay=40"
     )
     page.get_by_label("Message", exact=True).press("Enter")
     page.wait_for_url("**/t/*/")
