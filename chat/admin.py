@@ -89,7 +89,7 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = ("name", "base_url", "default_api", "enabled", "is_default")
+        fields = ("name", "base_url", "default_api", "enabled", "is_default", "title_model")
 
     def save(self, commit: bool = True) -> Provider:
         provider = super().save(commit=False)
@@ -121,6 +121,7 @@ class ProviderAdmin(AuditedAdmin):
         "clear_api_key",
         "allowed_teams",
         "allowed_users",
+        "title_model",
     )
     filter_horizontal = ("allowed_teams", "allowed_users")
 

@@ -29,6 +29,7 @@ from chat.services import (
     permissions,
     refusals,
     session_binding,
+    titles,
     turn_mirror,
 )
 from chat.services.turns import launch, registry
@@ -260,6 +261,12 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         html = message.get("html") or await self._render(
             fragments.finished_turn, message["turn_id"]
         )
+        if html:
+            await self.send(html)
+
+    async def thread_retitled(self, message: dict) -> None:
+        user = self.scope["user"]
+        html = await database_sync_to_async(titles.retitled_html)(user, self.thread_id)
         if html:
             await self.send(html)
 

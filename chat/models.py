@@ -34,6 +34,14 @@ class Provider(models.Model):
         "Leave both empty: everyone.",
     )
     allowed_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    title_model = models.CharField(
+        "title model",
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="Writes chat titles after the first answer. Empty: the smallest model listed "
+        "(one whose id ends in -mini or -nano), else the chat's own model.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -232,11 +240,45 @@ class Team(models.Model):
         return self.name
 
 
+class Folder(models.Model):
+    """A user's folder of their own chats in the sidebar (deleting it keeps its chats)."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="folders"
+    )
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="unique_folder_name_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Thread(models.Model):
+    class TitleSource(models.TextChoices):
+        MESSAGE = "message", "First line of the first message"
+        MODEL = "model", "Written by a model"
+        USER = "user", "Set by the user"
+
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="threads"
     )
     title = models.CharField(max_length=200, default="New chat")
+    # Who wrote the title: a model title replaces only the first-line one, never the user's.
+    title_source = models.CharField(
+        max_length=20, choices=TitleSource.choices, default=TitleSource.MESSAGE
+    )
+    # The owner's organisation of their sidebar (shared chats are organised by their owner only).
+    pinned_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    folder = models.ForeignKey(
+        Folder, null=True, blank=True, on_delete=models.SET_NULL, related_name="threads"
+    )
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=200, blank=True)
     # Empty: the provider's default API.
@@ -253,7 +295,20 @@ class Thread(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
-        indexes = [models.Index(fields=["owner", "-updated_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-updated_at"]),
+            # The sidebar's pages: a user's unarchived chats, newest first, pk as tie-break.
+            models.Index(
+                fields=["owner", "archived_at", "folder", "pinned_at", "-updated_at", "-id"],
+                name="thread_sidebar_page",
+            ),
+            # Pinned chats, found without scanning the others.
+            models.Index(
+                fields=["owner", "-pinned_at"],
+                condition=models.Q(pinned_at__isnull=False),
+                name="thread_pinned",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.title
@@ -494,6 +549,10 @@ class UsageRecord(models.Model):
     # records older than the retention's detail period (``rolled_up``).
     requests = models.PositiveIntegerField(default=1)
     rolled_up = models.BooleanField(default=False)
+    # What the request was for: a turn's answer, or a chat title written by a model.
+    kind = models.CharField(
+        max_length=20, choices=[("turn", "Answer"), ("title", "Title")], default="turn"
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -700,3 +759,29 @@ class TeamSpend(models.Model):
 
     def __str__(self) -> str:
         return f"{self.team} {self.month:%Y-%m}: {self.tokens} tokens, {self.cost}"
+class Feedback(models.Model):
+    """A user's 👍 or 👎 on one answer, with an optional comment (one per user per turn)."""
+
+    class Rating(models.TextChoices):
+        UP = "up", "👍"
+        DOWN = "down", "👎"
+
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    rating = models.CharField(max_length=4, choices=Rating.choices)
+    comment = models.TextField(blank=True, default="", max_length=2000)
+    # The turn's model at the time (the dashboard groups by it; turns keep theirs too).
+    model = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "feedback"
+        ordering = ["-updated_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["turn", "user"], name="one_feedback_per_user_turn")
+        ]
+        indexes = [models.Index(fields=["model", "rating"], name="feedback_model_rating")]
+
+    def __str__(self) -> str:
+        return f"{self.get_rating_display()} on turn {self.turn_id} by {self.user_id}"

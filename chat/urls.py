@@ -1,7 +1,17 @@
 from django.urls import path, re_path
 
 import chat.request_ids  # noqa: F401 (registers the <id:…> converter)
-from chat.views import image_viewer, pages, search, sharing, thread_settings, threads, tool_library
+from chat.views import (
+    feedback,
+    image_viewer,
+    pages,
+    search,
+    sharing,
+    sidebar,
+    thread_settings,
+    threads,
+    tool_library,
+)
 
 app_name = "chat"
 
@@ -40,4 +50,22 @@ urlpatterns = [
     path("tools/<id:tool_id>/save/", tool_library.update_tool, name="tool-update"),
     path("tools/<id:tool_id>/delete/", tool_library.delete_tool, name="tool-delete"),
     path("tools/builtin/<str:key>/", tool_library.add_builtin, name="tool-builtin"),
+    # The sidebar: paging, each chat's menu, folders, the archive (chat/sidebar.py).
+    path("sidebar/more/", sidebar.more_chats, name="sidebar-more"),
+    path("t/<id:thread_id>/menu/", sidebar.chat_menu, name="chat-menu"),
+    path("t/<id:thread_id>/pin/", sidebar.pin, name="pin"),
+    path("t/<id:thread_id>/archive/", sidebar.archive, name="archive"),
+    path("t/<id:thread_id>/move/", sidebar.move, name="move"),
+    path("t/<id:thread_id>/retitle/", sidebar.rename, name="retitle"),
+    path("t/<id:thread_id>/remove/", sidebar.delete, name="remove"),
+    path("folders/new/", sidebar.create_folder, name="folder-create"),
+    path("folders/<id:folder_id>/rename/", sidebar.rename_folder, name="folder-rename"),
+    path("folders/<id:folder_id>/delete/", sidebar.delete_folder, name="folder-delete"),
+    path("archived/", sidebar.archived, name="archived"),
+    # Feedback on answers (chat/feedback.py).
+    path(
+        "t/<id:thread_id>/turns/<id:turn_id>/feedback/",
+        feedback.give_feedback,
+        name="feedback",
+    ),
 ]

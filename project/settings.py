@@ -293,6 +293,8 @@ TURN_FINISH_RETRY_SECONDS = env_float("TURN_FINISH_RETRY_SECONDS", 60.0)
 # interrupted (chat/shutdown.py). systemd's TimeoutStopSec must be longer.
 SHUTDOWN_GRACE_SECONDS = env_float("SHUTDOWN_GRACE_SECONDS", 20.0)
 MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 32000)
+# After a chat's first answer, a small model writes its title (see chat/services/titles.py).
+AUTO_TITLES = env_bool("AUTO_TITLES", True)
 # A thread page shows this many of the newest turns; "Show earlier messages" loads more.
 HISTORY_PAGE_TURNS = max(1, env_int("HISTORY_PAGE_TURNS", 40))
 # Upstream requests one turn may make while the model keeps calling tools.

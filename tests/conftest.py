@@ -82,6 +82,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
 def _test_settings(settings):
     settings.STREAM_COALESCE_SECONDS = 0.01
     settings.DEMO_GATEWAY_ENABLED = False
+    settings.AUTO_TITLES = False  # on in tests/test_titles.py (a background request otherwise)
     settings.SECURE_SSL_REDIRECT = False
     _clear_cache()
     image_policy.forget()  # a previous test's allowed image hosts were rolled back

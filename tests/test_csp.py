@@ -95,6 +95,8 @@ PAGES = [
     "/t/{thread}/earlier/?before={turn}",
     "/tools/",
     "/search/?q=policies",
+    "/archived/",
+    "/t/{thread}/menu/",
     "/usage/",
     "/accounts/password_change/",
     "/accounts/password_change/done/",

@@ -136,3 +136,33 @@ def test_0009_governance_keeps_quotas_and_turns_rate_limit_zero_into_no_limit(mi
     old = migrate([("chat", "0008_external_identity")])
     fast = old.get_model("chat", "UserQuota").objects.get(user__username="fast")
     assert fast.requests_per_minute == 0
+def test_0011_organise_titles_feedback_keeps_chats_and_usage(migrate):
+    old = migrate([("chat", "0008_external_identity")])
+    User = old.get_model("auth", "User")
+    Provider = old.get_model("chat", "Provider")
+    Thread = old.get_model("chat", "Thread")
+    Turn = old.get_model("chat", "Turn")
+    UsageRecord = old.get_model("chat", "UsageRecord")
+    ann = User.objects.create(username="ann", password="!")
+    gateway = Provider.objects.create(name="Gateway", base_url="http://gw/v1")
+    thread = Thread.objects.create(owner=ann, title="Renamed long ago", provider=gateway)
+    turn = Turn.objects.create(thread=thread, author=ann, user_text="hi", output_text="hello")
+    UsageRecord.objects.create(user=ann, thread=thread, turn=turn, model="m", total_tokens=7)
+    new = migrate([("chat", "0011_organise_titles_feedback")])
+    thread = new.get_model("chat", "Thread").objects.get(pk=thread.pk)
+    assert (thread.title, thread.owner_id, thread.provider_id) == (
+        "Renamed long ago",
+        ann.pk,
+        gateway.pk,
+    )
+    assert thread.title_source == "message"  # has turns already: never titled by a model
+    assert (thread.pinned_at, thread.archived_at, thread.folder_id) == (None, None, None)
+    assert new.get_model("chat", "Turn").objects.get(pk=turn.pk).output_text == "hello"
+    record = new.get_model("chat", "UsageRecord").objects.get()
+    assert (record.kind, record.total_tokens, record.turn_id) == ("turn", 7, turn.pk)
+    assert new.get_model("chat", "Provider").objects.get(pk=gateway.pk).title_model == ""
+    Folder = new.get_model("chat", "Folder")
+    Feedback = new.get_model("chat", "Feedback")
+    folder = Folder.objects.create(owner_id=ann.pk, name="Work")
+    Feedback.objects.create(turn_id=turn.pk, user_id=ann.pk, rating="up", model="m")
+    assert Feedback.objects.count() == 1 and folder.threads.count() == 0

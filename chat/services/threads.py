@@ -68,7 +68,8 @@ def choose_model(thread: Thread, model_choice: str, *, user) -> None:
 
 def rename(thread: Thread, title: str) -> None:
     thread.title = title
-    thread.save(update_fields=["title", "updated_at"])
+    thread.title_source = Thread.TitleSource.USER  # a model title never replaces it
+    thread.save(update_fields=["title", "title_source", "updated_at"])
 
 
 def save_settings(

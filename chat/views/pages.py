@@ -15,7 +15,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from chat import fragments
 from chat.models import Preset
 from chat.request_ids import parse_id
-from chat.services import conversation, model_access, model_choice, providers, threads
+from chat.services import conversation, feedback, model_access, model_choice, providers, threads
 from chat.services.refusals import TurnRejected
 from chat.services.turns import launch, registry
 from chat.upstream.request import Api
@@ -97,6 +97,7 @@ async def thread_page(request: HtmxHttpRequest, thread_id: int) -> HttpResponse:
     def load() -> dict:
         thread = thread_or_404(request, thread_id)
         page = fragments.path_page(thread, registry.running_snapshots())
+        feedback.attach(user, page["turns"])  # the viewer's 👍/👎 under each answer
         refused = model_access.refusal_for_thread(user, thread)  # a collaborator's, say
         return {
             "thread": thread,
@@ -126,6 +127,7 @@ def earlier_turns(request: HtmxHttpRequest, thread_id: int) -> HttpResponse:
     )
     if page is None:
         raise Http404("No such message.")
+    feedback.attach(request.user, page["turns"])  # the viewer's 👍/👎 under each answer
     return render(request, "chat/thread.html#history-page", page)
 
 

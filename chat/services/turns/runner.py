@@ -36,7 +36,7 @@ from chat import image_policy, live, log_context, metrics
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.markdown import StreamingMarkdown, render_tail
 from chat.models import Turn
-from chat.services import tool_loop, turn_mirror
+from chat.services import titles, tool_loop, turn_mirror
 from chat.services.providers import client_for
 from chat.services.turns import registry, store
 from chat.services.turns.planning import TurnPlan
@@ -430,6 +430,7 @@ class TurnRunner:
             await live.publish(self.thread_id, message, layer=self._channel_layer)
         except ChannelLayerUnavailable:  # they fetch the stored turn when Redis is back
             log.warning("could not tell turn %s's viewers it ended", self.turn_id)
+        titles.schedule_after(self.plan.turn)  # a first answer: a model titles the chat
 
     def _store_end(self, fields: dict) -> live.TurnFinished:
         """Store the end of the turn; the message telling its viewers, with the finished turn
