@@ -11,7 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from chat.models import Preset, Provider, Thread, ToolDefinition
 from chat.request_ids import parse_id
-from chat.services import parameters
+from chat.services import parameters, prompts
 from chat.views import _writable_thread_or_404
 
 
@@ -47,6 +47,7 @@ def _panel(
         "tools": tools,
         "selected_tools": selected_tools,
         "presets": Preset.objects.filter(owner=request.user),
+        "prompts": prompts.usable_prompts(request.user),
         "notice": notice,
     }
     return render(request, "chat/settings.html#panel", context)
@@ -115,6 +116,7 @@ def save_preset(request: HttpRequest, thread_id: int) -> HttpResponse:
                     "model": thread.model,
                     "api": thread.api,
                     "params": thread.params,
+                    "start_prompt": prompts.start_prompt(request.user, request.POST),
                 },
             )
             preset.tools.set(thread.tools.all())

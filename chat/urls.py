@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 
 import chat.request_ids  # noqa: F401 (registers the <id:…> converter)
-from chat import image_viewer, sharing_views, thread_settings, tool_library, views
+from chat import image_viewer, prompt_library, sharing_views, thread_settings, tool_library, views
 
 app_name = "chat"
 
@@ -40,4 +40,11 @@ urlpatterns = [
     path("tools/<id:tool_id>/save/", tool_library.update_tool, name="tool-update"),
     path("tools/<id:tool_id>/delete/", tool_library.delete_tool, name="tool-delete"),
     path("tools/builtin/<str:key>/", tool_library.add_builtin, name="tool-builtin"),
+    path("prompts/", prompt_library.library, name="prompts"),
+    path("prompts/new/", prompt_library.save_prompt, name="prompt-create"),
+    path("prompts/menu/", prompt_library.menu, name="prompt-menu"),
+    path("prompts/<id:prompt_id>/", prompt_library.edit_prompt, name="prompt-edit"),
+    path("prompts/<id:prompt_id>/save/", prompt_library.save_prompt, name="prompt-update"),
+    path("prompts/<id:prompt_id>/delete/", prompt_library.delete_prompt, name="prompt-delete"),
+    path("prompts/<id:prompt_id>/use/", prompt_library.use_prompt, name="prompt-use"),
 ]

@@ -94,6 +94,7 @@ PAGES = [
     "/t/{thread}/sharing/",
     "/t/{thread}/earlier/?before={turn}",
     "/tools/",
+    "/prompts/",
     "/search/?q=policies",
     "/usage/",
     "/accounts/password_change/",

@@ -70,3 +70,29 @@ def test_0008_external_identity_keeps_teams_and_members(migrate):
         user_id=team.members.get(username="ann").pk, kind="oidc", issuer="https://idp", subject="1"
     )
     assert identity.groups == [] and identity.last_login_at is None
+
+
+def test_0012_prompts_share_links_keeps_presets_and_site_settings(migrate):
+    old = migrate([("chat", "0008_external_identity")])
+    User = old.get_model("auth", "User")
+    ann = User.objects.create(username="ann", password="!")
+    old.get_model("chat", "SiteSettings").objects.create(
+        pk=1, allow_signup=True, image_hosts="a.example"
+    )
+    old.get_model("chat", "Preset").objects.create(
+        owner=ann, name="Terse", model="demo-chat", params={"temperature": 0.2}
+    )
+    new = migrate([("chat", "0012_prompts_share_links")])
+    preset = new.get_model("chat", "Preset").objects.get(name="Terse")
+    assert (preset.owner.username, preset.model, preset.params) == (
+        "ann",
+        "demo-chat",
+        {"temperature": 0.2},
+    )
+    assert preset.start_prompt is None
+    site = new.get_model("chat", "SiteSettings").objects.get(pk=1)
+    assert (site.allow_signup, site.image_hosts) == (True, "a.example")
+    assert site.anonymous_share_links is False  # links stay for logged-in people until staff say so
+    prompt = new.get_model("chat", "Prompt").objects.create(owner_id=ann.pk, name="P", text="t")
+    preset.start_prompt = prompt
+    preset.save()
