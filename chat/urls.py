@@ -1,7 +1,15 @@
 from django.urls import path, re_path
 
 import chat.request_ids  # noqa: F401 (registers the <id:…> converter)
-from chat import image_viewer, prompt_library, sharing_views, thread_settings, tool_library, views
+from chat import (
+    image_viewer,
+    prompt_library,
+    share_link_views,
+    sharing_views,
+    thread_settings,
+    tool_library,
+    views,
+)
 
 app_name = "chat"
 
@@ -26,6 +34,14 @@ urlpatterns = [
         sharing_views.revoke_share,
         name="share-revoke",
     ),
+    path("t/<id:thread_id>/links/", share_link_views.links_panel, name="share-links"),
+    path(
+        "t/<id:thread_id>/links/<id:link_id>/revoke/",
+        share_link_views.revoke_link,
+        name="share-link-revoke",
+    ),
+    path("s/<str:token>/", share_link_views.shared_page, name="shared-link"),
+    path("s/<str:token>/continue/", share_link_views.continue_copy, name="shared-link-continue"),
     re_path(
         r"^t/(?P<thread_id>[0-9]{1,19})/export\.(?P<fmt>md|json)$",
         views.export_thread,

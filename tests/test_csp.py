@@ -95,6 +95,7 @@ PAGES = [
     "/t/{thread}/earlier/?before={turn}",
     "/tools/",
     "/prompts/",
+    "/t/{thread}/links/",
     "/search/?q=policies",
     "/usage/",
     "/accounts/password_change/",
