@@ -3,6 +3,7 @@ from django.urls import path, re_path
 import chat.request_ids  # noqa: F401 (registers the <id:…> converter)
 from chat import (
     image_viewer,
+    import_views,
     prompt_library,
     share_link_views,
     sharing_views,
@@ -56,6 +57,7 @@ urlpatterns = [
     path("tools/<id:tool_id>/save/", tool_library.update_tool, name="tool-update"),
     path("tools/<id:tool_id>/delete/", tool_library.delete_tool, name="tool-delete"),
     path("tools/builtin/<str:key>/", tool_library.add_builtin, name="tool-builtin"),
+    path("import/", import_views.import_chats, name="import"),
     path("prompts/", prompt_library.library, name="prompts"),
     path("prompts/new/", prompt_library.save_prompt, name="prompt-create"),
     path("prompts/menu/", prompt_library.menu, name="prompt-menu"),

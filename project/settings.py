@@ -293,6 +293,9 @@ MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 32000)
 HISTORY_PAGE_TURNS = max(1, env_int("HISTORY_PAGE_TURNS", 40))
 # Upstream requests one turn may make while the model keeps calling tools.
 TOOL_MAX_STEPS = env_int("TOOL_MAX_STEPS", 8)
+# Largest chat import accepted (a ChatGPT export, its zip, or Switchboard's JSON), in bytes;
+# for a zip, also the size of the conversations.json inside.
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -95,6 +95,7 @@ PAGES = [
     "/t/{thread}/earlier/?before={turn}",
     "/tools/",
     "/prompts/",
+    "/import/",
     "/t/{thread}/links/",
     "/search/?q=policies",
     "/usage/",

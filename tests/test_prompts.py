@@ -13,7 +13,10 @@ pytestmark = pytest.mark.django_db
 
 
 def test_variables_are_typed_and_asked_for_once():
-    text = "Write to {{who}} about {{topic}} in {{tone|choice:formal, casual}} by {{day|date}}; {{who}}."
+    text = (
+        "Write to {{who}} about {{topic}} in {{tone|choice:formal, casual}} by {{day|date}}; "
+        "{{who}}."
+    )
     found = prompts.variables_of(text)
     assert [(v.name, v.kind, v.options) for v in found] == [
         ("who", "text", []),
