@@ -22,7 +22,7 @@ from chat import fragments, ws_actions
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.models import Turn
 from chat.request_ids import parse_count, parse_id
-from chat.services import conversation, generation, session_binding, turn_mirror
+from chat.services import compare, conversation, generation, session_binding, turn_mirror
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,10 @@ class ThreadConsumer(AsyncWebsocketConsumer):
                 )
             elif action == "switch":
                 await self._switch(await self._own_turn_id(data))
+            elif action == "compare":
+                await compare.start_comparison(
+                    user, self.thread_id, str(data.get("message", "")), data.get("compare_models")
+                )
             else:
                 raise ValueError(action)
             await self.send(fragments.error_notice(""))

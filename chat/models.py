@@ -308,6 +308,9 @@ class Turn(models.Model):
     # are found by a stale heartbeat and marked interrupted).
     runner_channel = models.CharField(max_length=200, blank=True, default="")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Set on the sibling turns of one "compare models" send (chat/services/compare.py): the
+    # page shows them side by side while they are the end of the visible path.
+    compare_group = models.CharField(max_length=32, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -79,7 +79,7 @@ def test_a_chatgpt_export_keeps_branches_code_and_notes_images(user):
     )
     # It renders on the page, code highlighted.
     page = client_of(user).get(f"/t/{chart.pk}/").content.decode()
-    assert "The bars add up to" in page and '<pre' in page
+    assert "The bars add up to" in page and "<pre" in page
 
 
 def test_the_zip_of_a_chatgpt_export(user):

@@ -1,0 +1,118 @@
+"""Compare models side by side: one message sent to 2 or 3 models at once.
+
+Built on the turn tree: each model's answer is a sibling turn under the same parent, started as
+a regenerate would be, but with its own model, and all marked with one ``compare_group``. The
+thread allows one answer at a time; a comparison is the one exception, kept here: its turns are
+checked and created together in one transaction (so nothing else can start between them), then
+started together. The first becomes the visible path; "Continue with this answer" is the
+existing branch switch. The page shows the group's turns in columns while they end the path.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from chat.channel_layer import ChannelLayerUnavailable
+from chat.models import Provider, Turn
+from chat.services import conversation, generation, usage
+
+MIN_MODELS = 2
+MAX_MODELS = 3
+
+
+def parse_choices(values: object) -> list[tuple[int, str]]:
+    """``"<provider id>:<model>"`` values from the composer's compare picker, deduplicated in
+    order. Raises TurnRejected unless there are 2 or 3 of them."""
+    if values is None:
+        values = []
+    elif isinstance(values, str):
+        values = [values]
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise conversation.TurnRejected("That request was not understood.")
+    choices: list[tuple[int, str]] = []
+    for value in values:
+        provider_id, _, model = value.partition(":")
+        if not provider_id.isdigit() or not model or len(model) > 200:
+            raise conversation.TurnRejected("That model is not available.")
+        if (int(provider_id), model) not in choices:
+            choices.append((int(provider_id), model))
+    if not MIN_MODELS <= len(choices) <= MAX_MODELS:
+        raise conversation.TurnRejected(f"Choose {MIN_MODELS} or {MAX_MODELS} models to compare.")
+    return choices
+
+
+def _plan_comparison(
+    user, thread_id: int, text: str, choices: list[tuple[int, str]]
+) -> list[generation.TurnPlan]:
+    """Create one turn per model, siblings after the current turn, all or none."""
+    with transaction.atomic():
+        thread = conversation.writable_thread_for(user, thread_id)
+        if thread is None:
+            raise conversation.TurnRejected("This chat no longer exists.")
+        text = conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
+        tree = conversation.ThreadTree(thread)
+        if any(turn.status in Turn.ACTIVE for turn in tree.turns.values()):
+            raise conversation.TurnRejected("An answer is still being written. Stop it or wait.")
+        providers = Provider.objects.in_bulk({pk for pk, _ in choices})
+        path = tree.path(thread.current_turn_id) if thread.current_turn_id else []
+        group = uuid.uuid4().hex
+        plans = []
+        for provider_id, model in choices:
+            provider = providers.get(provider_id)
+            if provider is None or not provider.enabled:
+                raise conversation.TurnRejected("That model is not available.")
+            defaults = usage.check_allowed(user, provider, model)
+            turn = Turn.objects.create(
+                thread=thread,
+                parent=path[-1] if path else None,
+                author=user,
+                user_text=text,
+                api=conversation.api_for(thread, provider),
+                provider=provider,
+                model=model,
+                params={**defaults, **thread.params},
+                runner_channel=generation._new_runner_channel(),
+                heartbeat_at=timezone.now(),
+                compare_group=group,
+            )
+            tree.turns[turn.pk] = turn
+            tree.children.setdefault(turn.parent_id, []).append(turn)
+            request = generation._request_for(turn, thread, path, user)
+            plans.append(generation.TurnPlan(turn, provider, request, linear=False))
+        thread.current_turn = plans[0].turn
+        if not path:
+            thread.title = conversation.title_from(text)
+        thread.save(update_fields=["current_turn", "title", "updated_at"])
+        for plan in plans:
+            plan.siblings = tree.siblings(plan.turn)
+        return plans
+
+
+async def start_comparison(user, thread_id: int, text: str, models: object) -> list[Turn]:
+    """Send ``text`` to every model of ``models`` at once. Raises TurnRejected."""
+    generation._refuse_while_shutting_down()
+    choices = parse_choices(models)
+    plans = await database_sync_to_async(_plan_comparison)(user, thread_id, text, choices)
+    generation.ensure_reaper()
+    runners = [generation.TurnRunner(plan) for plan in plans]
+    for runner in runners:
+        generation._running[runner.plan.turn.pk] = runner
+        runner.announced.clear()  # nothing is published before the page has the columns
+        runner.start()
+    try:
+        # One redraw of the path for every socket: the columns, each with its running turn.
+        await get_channel_layer().group_send(
+            generation.thread_group(thread_id), {"type": "path.changed"}
+        )
+    except ChannelLayerUnavailable:  # the turns run; sockets catch up when Redis is back
+        pass
+    finally:
+        for runner in runners:
+            runner.announced.set()
+    return [plan.turn for plan in plans]
