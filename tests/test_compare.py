@@ -1,4 +1,4 @@
-"""Compare models side by side (issue 19): one message to 2–3 models at once, as sibling turns;
+"""Compare models side by side (issue 19): one message to 2 or 3 models at once, as sibling turns;
 the first continues the path; choosing another switches; the one-answer-at-a-time rule holds
 for everything else."""
 

@@ -232,7 +232,7 @@ def test_malformed_files_are_refused_and_nothing_is_created(user, content, messa
 def test_a_bad_conversation_after_a_good_one_imports_nothing(user):
     good = json.loads(FIXTURE.read_bytes())
     bad = {"title": "Broken", "mapping": {"r": {"message": None, "parent": None, "children": 7}}}
-    response = upload(user, "conversations.json", json.dumps(good + [bad]).encode())
+    response = upload(user, "conversations.json", json.dumps([*good, bad]).encode())
     assert "children are not a list" in response.content.decode()
     assert not Thread.objects.exists() and not Turn.objects.exists()
 
