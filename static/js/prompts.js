@@ -97,7 +97,8 @@
   function submitVariables(form) {
     var error = form.querySelector("[data-prompt-error]");
     return fetch(form.action, {
-      method: "POST", credentials: "same-origin", body: new FormData(form),
+      // URL-encoded: an empty multipart body (a prompt without variables) is a 400 in Django.
+      method: "POST", credentials: "same-origin", body: new URLSearchParams(new FormData(form)),
       headers: { "X-CSRFToken": csrfToken() }
     }).then(function (response) { return response.json(); }).then(function (data) {
       if (data.error) { error.textContent = data.error; return; }
