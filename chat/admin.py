@@ -253,6 +253,7 @@ class SiteSettingsAdmin(AuditedAdmin):
             },
         ),
         ("Images in messages", {"fields": ("image_hosts",)}),
+        ("Share links", {"fields": ("anonymous_share_links",)}),
     )
 
     def has_add_permission(self, request) -> bool:

@@ -134,3 +134,9 @@ def test_the_snapshot_page_passes_the_content_security_policy(user, other_user, 
 
     link = make_link(user, chat)
     assert_strict(client_of(other_user).get(f"/s/{link.token}/"))
+
+
+def test_staff_turn_on_anonymous_links_in_the_site_settings(staff_client):
+    SiteSettings.load()
+    page = staff_client.get("/admin/chat/sitesettings/1/change/").content.decode()
+    assert 'name="anonymous_share_links"' in page

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 
 from chat import export
 from chat.models import Provider, Thread, ToolDefinition, Turn
@@ -423,48 +423,80 @@ def _iso(value: Any) -> datetime.datetime | None:
 
 
 def save(user: AbstractBaseUser, threads: list[ThreadData]) -> list[Thread]:
-    """Create the threads and their turns, all or nothing."""
-    created = []
+    """Create the threads and their turns, all or nothing. Turns are inserted a tree level at a
+    time across all threads (a parent has its id before its children are inserted): a few dozen
+    bulk INSERTs for a whole export instead of one per message."""
     with transaction.atomic():
-        for data in threads:
-            thread = Thread.objects.create(
-                owner=user,
-                title=data.title,
-                model=data.model,
-                api=data.api,
-                params=data.params,
-            )
+        created = Thread.objects.bulk_create(
+            Thread(owner=user, title=d.title, model=d.model, api=d.api, params=d.params)
+            for d in threads
+        )
+        levels: list[list[tuple[int, TurnData]]] = []
+        for index, data in enumerate(threads):
+            depth: dict[str, int] = {}
+            for item in data.turns:  # parents first
+                level = depth[item.parent] + 1 if item.parent is not None else 0
+                depth[item.key] = level
+                if level == len(levels):
+                    levels.append([])
+                levels[level].append((index, item))
+        stored: dict[tuple[int, str], Turn] = {}
+        dated: list[Turn] = []
+        for level in levels:
+            turns = [_new_turn(user, created[i], stored, i, item) for i, item in level]
+            Turn.objects.bulk_create(turns, batch_size=500)
+            for (index, item), turn in zip(level, turns, strict=True):
+                stored[(index, item.key)] = turn
+                if item.created_at is not None:  # the original time (auto_now_add set now)
+                    turn.created_at = item.created_at
+                    dated.append(turn)
+        _restore_times(dated)
+        for index, (thread, data) in enumerate(zip(created, threads, strict=True)):
+            thread.current_turn = stored.get((index, data.current)) if data.current else None
+            thread.created_at = data.created_at or thread.created_at
             if data.tools:
                 thread.tools.set(ToolDefinition.objects.filter(owner=user, name__in=data.tools))
-            stored: dict[str, Turn] = {}
-            for item in data.turns:
-                stored[item.key] = Turn.objects.create(
-                    thread=thread,
-                    parent=stored.get(item.parent) if item.parent else None,
-                    author=user,
-                    user_text=item.user_text,
-                    output_text=item.output_text,
-                    reasoning_text=item.reasoning_text,
-                    status=item.status,
-                    error=item.error,
-                    model=item.model,
-                    api=item.api,
-                    params=item.params,
-                    tool_calls=item.tool_calls,
-                    finished_at=item.created_at,
-                    **item.usage,
-                )
-            # Keep the original times (auto_now_add set them to now).
-            dated = [(stored[i.key], i.created_at) for i in data.turns if i.created_at]
-            for turn, when in dated:
-                turn.created_at = when
-            Turn.objects.bulk_update([turn for turn, _ in dated], ["created_at"], batch_size=500)
-            thread.current_turn = stored.get(data.current) if data.current else None
-            thread.save(update_fields=["current_turn"])
-            if data.created_at:
-                Thread.objects.filter(pk=thread.pk).update(created_at=data.created_at)
-            created.append(thread)
+        Thread.objects.bulk_update(created, ["current_turn", "created_at"], batch_size=500)
     return created
+
+
+def _restore_times(turns: list[Turn]) -> None:
+    """Write back each turn's original ``created_at`` (``auto_now_add`` set it to now on insert):
+    one prepared UPDATE run for all rows; ``bulk_update``'s CASE expressions took seconds."""
+    if not turns:
+        return
+    table = connection.ops.quote_name(Turn._meta.db_table)
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET created_at = %s WHERE id = %s",
+            [(adapt(turn.created_at), turn.pk) for turn in turns],
+        )
+
+
+def _new_turn(
+    user: AbstractBaseUser,
+    thread: Thread,
+    stored: dict[tuple[int, str], Turn],
+    index: int,
+    item: TurnData,
+) -> Turn:
+    return Turn(
+        thread=thread,
+        parent=stored[(index, item.parent)] if item.parent is not None else None,
+        author=user,
+        user_text=item.user_text,
+        output_text=item.output_text,
+        reasoning_text=item.reasoning_text,
+        status=item.status,
+        error=item.error,
+        model=item.model,
+        api=item.api,
+        params=item.params,
+        tool_calls=item.tool_calls,
+        finished_at=item.created_at,
+        **item.usage,
+    )
 
 
 def import_upload(user: AbstractBaseUser, upload: IO[bytes], size: int) -> list[Thread]:
