@@ -4,6 +4,7 @@ models compared side by side, streaming at once, one chosen to continue."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -176,4 +177,46 @@ def test_three_models_stream_side_by_side_and_one_continues(live_app, browser_pa
     expect(turns.nth(1).locator(".turn-meta")).to_contain_text("gpt-5.4")
     expect(turns.nth(1).locator(".branch-position")).to_have_text("2/3")
     expect(turns.nth(2)).to_have_attribute("data-status", "completed")
+    assert errors == []
+
+
+def test_importing_a_chatgpt_export_with_upload_progress(live_app, browser_page: Page):
+    page = browser_page
+    errors = create_admin(page, live_app)
+    page.get_by_role("link", name="Import").click()
+    # Record what the progress bar does during the upload (htmx:xhr:progress).
+    page.evaluate(
+        """() => { window.progressSeen = [];
+        document.addEventListener("htmx:xhr:progress", () => {
+          const bar = document.getElementById("import-progress");
+          window.progressSeen.push(bar.hidden ? "hidden" : "shown"); }); }"""
+    )
+    fixture = Path(__file__).parent / "fixtures" / "chatgpt_conversations.json"
+    page.get_by_label("File").set_input_files(fixture)
+    page.get_by_role("button", name="Import").click()
+    result = page.locator("#import-result")
+    expect(result).to_contain_text("Imported 2 chats")
+    assert "shown" in page.evaluate("window.progressSeen")
+    expect(page.locator("#import-progress")).to_be_hidden()
+    page.screenshot(path=ARTIFACTS / "import-done.png", full_page=True, caret="initial")
+
+    result.get_by_role("link", name="Sorting dicts in Python").click()
+    turns = page.locator("#turns > article.turn")
+    expect(turns).to_have_count(2)
+    expect(turns.nth(0).locator(".branch-position")).to_have_text("1/2")
+    expect(turns.nth(1).locator(".branch-position")).to_have_text("2/2")
+    expect(turns.nth(1).locator("pre")).to_contain_text('sorted(people, key=lambda p: (-p["age"]')
+
+    # A broken file is refused with the reason; nothing is added.
+    page.get_by_role("link", name="Import").click()
+    page.get_by_label("File").set_input_files(
+        files=[{"name": "conversations.json", "mimeType": "application/json", "buffer": b"{oops"}]
+    )
+    page.get_by_role("button", name="Import").click()
+    expect(page.get_by_role("alert")).to_contain_text("This file is not JSON")
+    expect(page.get_by_role("navigation", name="Chats")).to_have_count(0)  # the import page
+    page.goto(live_app + "/")
+    chats = page.get_by_role("navigation", name="Chats")
+    expect(chats.get_by_role("link", name="Sorting dicts in Python")).to_have_count(1)
+    expect(chats.get_by_role("link", name="Chart from a photo")).to_have_count(1)
     assert errors == []
