@@ -47,11 +47,12 @@ def revoke_link(request: HttpRequest, thread_id: int, link_id: int) -> HttpRespo
 
 
 def _open_link(request: HttpRequest, token: str) -> ShareLink | HttpResponse:
+    # Who may open links is checked first: an anonymous visitor learns nothing about a token.
+    if not share_links.may_open(request.user):
+        return redirect_to_login(request.get_full_path())
     link = share_links.link_for(token)
     if link is None:
         raise Http404("This link does not exist or was revoked.")
-    if not share_links.may_open(request.user):
-        return redirect_to_login(request.get_full_path())
     return link
 
 

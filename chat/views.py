@@ -23,7 +23,7 @@ from chat import export, fragments
 from chat.forms import AccountCreationForm, RenameThreadForm
 from chat.models import Preset, Provider, SiteSettings, Thread
 from chat.request_ids import parse_id
-from chat.services import access, conversation, generation, providers
+from chat.services import access, compare, conversation, generation, providers
 from chat.services import search as thread_search
 from chat.signin.backends import ACCOUNT_BACKEND
 
@@ -169,7 +169,11 @@ async def new_thread(request: HttpRequest) -> HttpResponse:
         return thread
 
     try:
-        turn = await generation.start_new_thread(user, create, text)
+        models = request.POST.getlist("compare_models")  # chat/services/compare.py
+        if models:
+            turn = (await compare.start_new_comparison(user, create, text, models))[0]
+        else:
+            turn = await generation.start_new_thread(user, create, text)
     except conversation.TurnRejected as exc:
         # Nothing was created; the page keeps the message so it can be sent again.
         if request.htmx:

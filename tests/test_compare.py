@@ -147,3 +147,32 @@ async def test_the_socket_action_streams_columns_with_costs(user, thread, provid
     turns = [t async for t in Turn.objects.filter(thread=thread).order_by("pk")]
     for turn in turns:
         assert f'id="turn-{turn.pk}-answer"' in received
+
+
+async def test_a_new_chat_can_start_with_a_comparison(async_client, user, provider):
+    await async_client.aforce_login(user)
+    form = {
+        "model": f"{provider.pk}:demo-chat",
+        "message": "First, compared",
+        "compare_models": choices(provider, MODELS[1:]),
+    }
+    response = await async_client.post("/threads/new/", form)
+    thread = await Thread.objects.aget(owner=user)
+    assert response["Location"] == f"/t/{thread.pk}/"
+    turns = await finished_all([t async for t in Turn.objects.filter(thread=thread).order_by("pk")])
+    assert [t.model for t in turns] == list(MODELS[1:])
+    assert thread.title == "First, compared"
+    page = (await async_client.get(f"/t/{thread.pk}/")).content.decode()
+    assert 'aria-label="Comparing 2 models"' in page
+
+
+async def test_a_refused_new_comparison_creates_no_chat(async_client, user, provider):
+    await async_client.aforce_login(user)
+    form = {
+        "model": f"{provider.pk}:demo-chat",
+        "message": "Only one",
+        "compare_models": choices(provider, MODELS[:1]),
+    }
+    response = await async_client.post("/threads/new/", form)
+    assert "Choose 2 or 3 models to compare." in response.content.decode()
+    assert not await Thread.objects.filter(owner=user).aexists()

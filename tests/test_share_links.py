@@ -91,6 +91,11 @@ def test_a_revoked_link_is_a_404_for_everyone(user, other_user, chat):
     assert client_of(user).post(f"/t/{chat.pk}/links/{link.pk}/revoke/").status_code == 200
     assert client_of(other_user).get(f"/s/{link.token}/").status_code == 404
     assert Client().get(f"/s/{link.token}/").status_code == 404
+    site.anonymous_share_links = False
+    site.save()
+    # Without the setting, anonymous visitors are sent to log in for any token, so they
+    # cannot tell a revoked link from a live one.
+    assert Client().get(f"/s/{link.token}/").status_code == 302
     assert client_of(other_user).post(f"/s/{link.token}/continue/").status_code == 404
 
 

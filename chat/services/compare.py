@@ -11,6 +11,7 @@ existing branch switch. The page shows the group's turns in columns while they e
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -19,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.channel_layer import ChannelLayerUnavailable
-from chat.models import Provider, Turn
+from chat.models import Provider, Thread, Turn
 from chat.services import conversation, generation, usage
 
 MIN_MODELS = 2
@@ -99,6 +100,27 @@ async def start_comparison(user, thread_id: int, text: str, models: object) -> l
     generation._refuse_while_shutting_down()
     choices = parse_choices(models)
     plans = await database_sync_to_async(_plan_comparison)(user, thread_id, text, choices)
+    return await _start_together(thread_id, plans)
+
+
+async def start_new_comparison(
+    user, create_thread: Callable[[], Thread], text: str, models: object
+) -> list[Turn]:
+    """The first message of a new chat, compared: ``create_thread()`` and the turns in one
+    transaction (a refused comparison leaves no empty chat). Raises TurnRejected."""
+    generation._refuse_while_shutting_down()
+    choices = parse_choices(models)
+
+    def plan() -> list[generation.TurnPlan]:
+        with transaction.atomic():
+            thread = create_thread()
+            return _plan_comparison(user, thread.pk, text, choices)
+
+    plans = await database_sync_to_async(plan)()
+    return await _start_together(plans[0].turn.thread_id, plans)
+
+
+async def _start_together(thread_id: int, plans: list[generation.TurnPlan]) -> list[Turn]:
     generation.ensure_reaper()
     runners = [generation.TurnRunner(plan) for plan in plans]
     for runner in runners:
