@@ -82,7 +82,14 @@ def test_0012_prompts_share_links_keeps_presets_and_site_settings(migrate):
     old.get_model("chat", "Preset").objects.create(
         owner=ann, name="Terse", model="demo-chat", params={"temperature": 0.2}
     )
+    thread = old.get_model("chat", "Thread").objects.create(owner=ann, title="Old chat")
+    old.get_model("chat", "Turn").objects.create(
+        thread=thread, author=ann, user_text="hi", output_text="hello", status="completed"
+    )
     new = migrate([("chat", "0012_prompts_share_links")])
+    turn = new.get_model("chat", "Turn").objects.get()
+    assert (turn.thread.title, turn.user_text, turn.output_text) == ("Old chat", "hi", "hello")
+    assert turn.compare_group == ""  # an ordinary turn, not part of a comparison
     preset = new.get_model("chat", "Preset").objects.get(name="Terse")
     assert (preset.owner.username, preset.model, preset.params) == (
         "ann",
