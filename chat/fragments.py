@@ -72,7 +72,9 @@ def path_page(
     return {"turns": items, "earlier_url": earlier_url}
 
 
-def render_turn(turn: Turn, snapshot: dict | None = None, siblings: Siblings | None = None) -> str:
+def render_turn(
+    turn: Turn, snapshot: dict | None = None, siblings: Siblings | None = None
+) -> str:
     """One turn; ``siblings`` when the caller knows them (else one small query)."""
     return render_to_string(
         "chat/thread.html#turn", turn_context(turn, snapshot, siblings or siblings_of(turn))

@@ -77,7 +77,8 @@ def _situation(user, provider=None, model: str = "") -> dict:
     own = {f"own_{name}": F(f"quota__{name}") for name in (*_OWN_FIELDS, "exempt")}
     row = get_user_model().objects.filter(pk=user.pk).values("is_staff", **own).get()
     row.update(
-        _one(SiteSettings.objects.filter(pk=1).values(*_SITE_FIELDS)) or dict.fromkeys(_SITE_FIELDS)
+        _one(SiteSettings.objects.filter(pk=1).values(*_SITE_FIELDS))
+        or dict.fromkeys(_SITE_FIELDS)
     )
     if provider is not None:
         setting = _one(

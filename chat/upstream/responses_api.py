@@ -235,7 +235,9 @@ class ResponsesStreamTranslator:
         if not isinstance(delta, str) or not delta:
             return []
         # Summaries come in several parts; keep them apart as paragraphs instead of run together.
-        part = self._part_key(payload, payload.get("summary_index", payload.get("content_index")))
+        part = self._part_key(
+            payload, payload.get("summary_index", payload.get("content_index"))
+        )
         separator = "\n\n" if self._reasoning_part not in (None, part) else ""
         self._reasoning_part = part
         return [ReasoningDelta(separator + delta)]
