@@ -156,6 +156,8 @@ def test_three_models_stream_side_by_side_and_one_continues(live_app, browser_pa
     page.set_viewport_size({"width": 390, "height": 844})
     boxes = [columns.nth(i).bounding_box() for i in range(3)]
     assert boxes[0]["y"] < boxes[1]["y"] < boxes[2]["y"]
+    # The message box keeps the width of the screen; the picker goes under it.
+    assert page.get_by_label("Message", exact=True).bounding_box()["width"] > 300
     page.screenshot(path=ARTIFACTS / "compare-phone.png", full_page=True, caret="initial")
     page.set_viewport_size({"width": 1280, "height": 860})
     boxes = [columns.nth(i).bounding_box() for i in range(3)]
