@@ -279,6 +279,7 @@ class SiteSettingsAdmin(AuditedAdmin):
             {"fields": ("chat_retention_days", "usage_detail_days")},
         ),
         ("Models", {"fields": ("default_model",)}),
+        ("Share links", {"fields": ("anonymous_share_links",)}),
     )
 
     def has_add_permission(self, request) -> bool:

@@ -25,6 +25,7 @@ from chat.models import Turn
 from chat.request_ids import parse_id
 from chat.services import (
     announcements,
+    compare,
     conversation,
     permissions,
     refusals,
@@ -166,6 +167,10 @@ class ThreadConsumer(AsyncWebsocketConsumer):
                 )
             elif action == "switch":
                 await self._switch(await self._own_turn_id(data))
+            elif action == "compare":
+                await compare.start_comparison(
+                    user, self.thread_id, str(data.get("message", "")), data.get("compare_models")
+                )
             else:
                 raise ValueError(action)
             await self.send(fragments.error_notice(""))

@@ -122,6 +122,11 @@ class SiteSettings(models.Model):
         "the dashboard and quotas count the same totals, the per-turn detail is gone. "
         "Empty: every record is kept.",
     )
+    anonymous_share_links = models.BooleanField(
+        "share links open without logging in",
+        default=False,
+        help_text="Off: a chat's share link opens only for people logged in on this instance.",
+    )
 
     class Meta:
         verbose_name = verbose_name_plural = "site settings"
@@ -182,6 +187,10 @@ class Preset(models.Model):
     api = models.CharField(max_length=20, choices=Api.choices(), blank=True)
     params = models.JSONField(default=dict, blank=True)
     tools = models.ManyToManyField(ToolDefinition, blank=True)
+    # A chat started from this preset opens with this prompt in the composer.
+    start_prompt = models.ForeignKey(
+        "Prompt", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -412,6 +421,9 @@ class Turn(models.Model):
     # are found by a stale heartbeat and marked interrupted).
     runner_channel = models.CharField(max_length=200, blank=True, default="")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Set on the sibling turns of one "compare models" send (chat/services/compare.py): the
+    # page shows them side by side while they are the end of the visible path.
+    compare_group = models.CharField(max_length=32, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -785,3 +797,49 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_rating_display()} on turn {self.turn_id} by {self.user_id}"
+
+
+class Prompt(models.Model):
+    """A saved prompt; ``{{name}}``, ``{{name|date}}`` and ``{{name|choice:a,b}}`` in its text are
+    variables asked for when it is used (chat/services/prompts.py). Shared with one team of the
+    owner's, or personal."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="prompts"
+    )
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="prompts"
+    )
+    name = models.CharField(max_length=100)
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="unique_prompt_name_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ShareLink(models.Model):
+    """A read-only link to a snapshot of a thread: the path from its first turn to ``leaf``
+    (later turns never show). Revoking it deletes the row, so the link is a 404 after."""
+
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="share_links")
+    leaf = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="+")
+    token = models.CharField(max_length=64, unique=True)
+    title = models.CharField(max_length=200)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Link to {self.title}"

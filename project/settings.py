@@ -299,6 +299,9 @@ AUTO_TITLES = env_bool("AUTO_TITLES", True)
 HISTORY_PAGE_TURNS = max(1, env_int("HISTORY_PAGE_TURNS", 40))
 # Upstream requests one turn may make while the model keeps calling tools.
 TOOL_MAX_STEPS = env_int("TOOL_MAX_STEPS", 8)
+# Largest chat import accepted (a ChatGPT export, its zip, or Switchboard's JSON), in bytes;
+# for a zip, also the size of the conversations.json inside.
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
 
 # LOG_FORMAT=json: one JSON object per line, with request / turn / user ids (chat/log_context.py).
 LOG_FORMAT = env_str("LOG_FORMAT", "text").lower()

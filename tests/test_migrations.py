@@ -166,3 +166,34 @@ def test_0011_organise_titles_feedback_keeps_chats_and_usage(migrate):
     folder = Folder.objects.create(owner_id=ann.pk, name="Work")
     Feedback.objects.create(turn_id=turn.pk, user_id=ann.pk, rating="up", model="m")
     assert Feedback.objects.count() == 1 and folder.threads.count() == 0
+def test_0012_prompts_share_links_keeps_presets_and_site_settings(migrate):
+    old = migrate([("chat", "0008_external_identity")])
+    User = old.get_model("auth", "User")
+    ann = User.objects.create(username="ann", password="!")
+    old.get_model("chat", "SiteSettings").objects.create(
+        pk=1, allow_signup=True, image_hosts="a.example"
+    )
+    old.get_model("chat", "Preset").objects.create(
+        owner=ann, name="Terse", model="demo-chat", params={"temperature": 0.2}
+    )
+    thread = old.get_model("chat", "Thread").objects.create(owner=ann, title="Old chat")
+    old.get_model("chat", "Turn").objects.create(
+        thread=thread, author=ann, user_text="hi", output_text="hello", status="completed"
+    )
+    new = migrate([("chat", "0012_prompts_share_links")])
+    turn = new.get_model("chat", "Turn").objects.get()
+    assert (turn.thread.title, turn.user_text, turn.output_text) == ("Old chat", "hi", "hello")
+    assert turn.compare_group == ""  # an ordinary turn, not part of a comparison
+    preset = new.get_model("chat", "Preset").objects.get(name="Terse")
+    assert (preset.owner.username, preset.model, preset.params) == (
+        "ann",
+        "demo-chat",
+        {"temperature": 0.2},
+    )
+    assert preset.start_prompt is None
+    site = new.get_model("chat", "SiteSettings").objects.get(pk=1)
+    assert (site.allow_signup, site.image_hosts) == (True, "a.example")
+    assert site.anonymous_share_links is False  # links stay for logged-in people until staff say so
+    prompt = new.get_model("chat", "Prompt").objects.create(owner_id=ann.pk, name="P", text="t")
+    preset.start_prompt = prompt
+    preset.save()

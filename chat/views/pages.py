@@ -15,7 +15,15 @@ from django_htmx.http import HttpResponseClientRedirect
 from chat import fragments
 from chat.models import Preset
 from chat.request_ids import parse_id
-from chat.services import conversation, feedback, model_access, model_choice, providers, threads
+from chat.services import (
+    compare,
+    conversation,
+    feedback,
+    model_access,
+    model_choice,
+    providers,
+    threads,
+)
 from chat.services.refusals import TurnRejected
 from chat.services.turns import launch, registry
 from chat.upstream.request import Api
@@ -78,7 +86,11 @@ async def new_thread(request: HtmxHttpRequest) -> HttpResponse:
     )
 
     try:
-        turn = await launch.start_new_thread(user, create, text)
+        models = request.POST.getlist("compare_models")  # chat/services/compare.py
+        if models:
+            turn = (await compare.start_new_comparison(user, create, text, models))[0]
+        else:
+            turn = await launch.start_new_thread(user, create, text)
     except TurnRejected as exc:
         # Nothing was created; the page keeps the message so it can be sent again.
         if request.htmx:
