@@ -533,3 +533,5 @@ class UsageRecordAdmin(ReadOnlyAdmin):
     search_fields = ("model", "user__username")
     date_hierarchy = "created_at"
     show_full_result_count = False
+
+from chat import mcp_admin  # noqa: E402, F401  (registers the MCP server pages)

@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 
 import chat.request_ids  # noqa: F401 (registers the <id:…> converter)
-from chat import image_viewer, sharing_views, thread_settings, tool_library, views
+from chat import image_viewer, mcp_views, sharing_views, thread_settings, tool_library, views
 
 app_name = "chat"
 
@@ -40,4 +40,6 @@ urlpatterns = [
     path("tools/<id:tool_id>/save/", tool_library.update_tool, name="tool-update"),
     path("tools/<id:tool_id>/delete/", tool_library.delete_tool, name="tool-delete"),
     path("tools/builtin/<str:key>/", tool_library.add_builtin, name="tool-builtin"),
+    path("tools/mcp/<id:server_id>/refresh/", mcp_views.refresh_server, name="mcp-refresh"),
+    path("tools/mcp/tool/<id:tool_id>/add/", mcp_views.add_tool, name="mcp-add"),
 ]

@@ -49,6 +49,7 @@ from chat.channel_layer import ChannelLayerUnavailable
 from chat.markdown import StreamingMarkdown, render_tail
 from chat.models import Provider, Thread, Turn
 from chat.services import conversation, parameters, tool_loop, turn_mirror, usage
+from chat.services.mcp import calls as mcp_calls
 from chat.services.providers import client_for, default_provider
 from chat.services.upstream_request import RequestPlan
 from chat.upstream.events import (
@@ -283,6 +284,7 @@ class TurnRunner:
     async def _consume(self, started: float) -> None:
         request = self.plan.request
         if self.resuming:
+            await self._run_mcp_calls(tool_loop.last_step(self.state.tool_calls))  # approved
             api, body = request.after_tools(self.state.tool_calls, self.state.response_id)
         else:
             api, body = request.first()
@@ -310,7 +312,9 @@ class TurnRunner:
             if not calls:
                 return
             steps += 1
-            if not await tool_loop.execute(calls, request.tools):
+            if not await tool_loop.execute(calls, request.tools) and not (
+                await self._run_mcp_calls(calls)
+            ):
                 self.state.status = Turn.Status.AWAITING_TOOL
                 self.state.tools_changed = True
                 return
@@ -321,6 +325,22 @@ class TurnRunner:
                 self.state.error = f"Stopped after {steps} tool steps without a final answer."
                 return
             api, body = request.after_tools(self.state.tool_calls, self.state.response_id)
+
+    async def _run_mcp_calls(self, calls: list[dict[str, Any]]) -> bool:
+        """The step's MCP calls (chat/services/mcp/calls.py); True when none waits any more."""
+
+        def changed() -> None:
+            self.state.tools_changed = True
+            self._dirty.set()
+
+        return await mcp_calls.run_calls(
+            calls,
+            self.plan.request.tools,
+            api=self.plan.request.api,
+            user_id=self.plan.turn.author_id,
+            turn_id=self.turn_id,
+            changed=changed,
+        )
 
     async def _stream_step(
         self, api: str, body: dict, started: float, step: int
@@ -603,7 +623,7 @@ def _request_for(turn: Turn, thread: Thread, path: list[Turn], user) -> RequestP
         user_tag=parameters.user_identifier(user.pk, settings.SECRET_KEY),
         tools={
             tool.name: tool_loop.ToolSpec(
-                tool.name, tool.description, tool.parameters, tool.builtin
+                tool.name, tool.description, tool.parameters, tool.builtin, tool.mcp_tool_id
             )
             for tool in thread.tools.all()
         },
@@ -760,7 +780,8 @@ async def answer_tool_call(user, turn_id: int, call_id: str, result: str | None)
                 raise conversation.TurnRejected("This tool call was already answered.")
             if result is not None and len(result) > settings.MAX_MESSAGE_CHARS:
                 raise conversation.TurnRejected("That result is too long.")
-            tool_loop.answer(call, result)
+            if not mcp_calls.answer_approval(call, result):
+                tool_loop.answer(call, result)
             if any(c["status"] == "awaiting" for c in step):
                 turn.save(update_fields=["tool_calls"])
                 return None

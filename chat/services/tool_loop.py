@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat.services import tools
+from chat.services.mcp.results import responses_output as mcp_output
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class ToolSpec:
     description: str
     parameters: dict[str, Any]
     builtin: str = ""
+    mcp_tool: int | None = None  # an McpTool id: run by its MCP server (chat/services/mcp)
 
 
 # Checking a model's arguments against a schema, and running a built-in, is CPU work: it runs
@@ -80,7 +82,7 @@ def last_step(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def responses_outputs(calls: list[dict[str, Any]]) -> list[dict[str, str]]:
     """Responses API input items that hand the results back (with ``previous_response_id``)."""
     return [
-        {"type": "function_call_output", "call_id": call["call_id"], "output": call["result"]}
+        {"type": "function_call_output", "call_id": call["call_id"], "output": mcp_output(call)}
         for call in calls
     ]
 
