@@ -65,9 +65,9 @@ def build(name: str = "test-tools", token: str = "") -> MCPServer:
     def broken(reason: str) -> str:
         raise RuntimeError(f"broken on purpose: {reason}")
 
-    @server.tool(description="A long answer of this many characters.")
-    def long_text(size: int) -> str:
-        return "x" * size
+    @server.tool(description="A long answer (50,000 characters).")
+    def long_text() -> str:
+        return "x" * 50_000
 
     @server.tool(description="Answers only when the request carries the expected header token.")
     def secret(ctx: Context) -> str:

@@ -131,11 +131,9 @@ class Connection:
             async with Client(
                 self._transport(),
                 message_handler=self._on_message,
-                client_info=None,
                 cache=None,  # tools/list must always ask the server
             ) as client:
                 self._client = client
-                self._ready.set()
                 await self._listen(client)
         except asyncio.CancelledError:
             raise
@@ -147,34 +145,37 @@ class Connection:
             self._ready.set()
 
     async def _listen(self, client: Client) -> None:
-        """Wait until closed; on 2026 servers, also hear their tools/list_changed events (older
-        servers send them unasked, to ``_on_message``)."""
+        """Publish the session, then wait until closed. On 2026 servers, also hear their
+        tools/list_changed events: subscribed before any call goes out, so a call that changes
+        the list cannot beat the subscription (older servers send the events unasked, to
+        ``_on_message``)."""
         if self._on_tools_changed is None:
+            self._ready.set()
             await self._close.wait()
             return
         try:
             async with client.listen(tools_list_changed=True) as events:
+                self._ready.set()
                 waiter = asyncio.ensure_future(self._close.wait())
                 try:
                     async for _event in _until(events, waiter):
-                        await self._tools_changed()
+                        self._tools_changed()
                 finally:
                     waiter.cancel()
-        except ListenNotSupportedError:
+        except (ListenNotSupportedError, MCPError):
+            self._ready.set()
             await self._close.wait()
 
     async def _on_message(self, message: Any) -> None:
         root = getattr(message, "root", message)
         if getattr(root, "method", None) == "notifications/tools/list_changed":
-            await self._tools_changed()
+            self._tools_changed()
 
-    async def _tools_changed(self) -> None:
+    def _tools_changed(self) -> None:
         if self._on_tools_changed is None:
             return
         # Not awaited here: the refresh lists tools over this same session.
-        task = asyncio.create_task(self._on_tools_changed(self.config))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        _in_background(self._on_tools_changed(self.config))
 
     async def _stop_holder(self) -> None:
         holder, self._holder, self._client = self._holder, None, None
@@ -261,6 +262,20 @@ async def _owning(transport: Any, http: httpx2.AsyncClient) -> Any:
 
 _background: set[asyncio.Task] = set()
 
+
+def _in_background(work: Awaitable[None]) -> None:
+    """Run ``work`` without waiting for it; kept referenced until done, failures logged."""
+    task = asyncio.ensure_future(work)
+    _background.add(task)
+
+    def done(task: asyncio.Task) -> None:
+        _background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("MCP background work failed", exc_info=task.exception())
+
+    task.add_done_callback(done)
+
+
 # Per event loop (a worker has one; tests make many), per server: the open connections.
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, Connection]] = (
     weakref.WeakKeyDictionary()
@@ -276,9 +291,7 @@ def connection_for(
     if current is not None and current.config == config:
         return current
     if current is not None:
-        task = asyncio.create_task(current.close())
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        _in_background(current.close())
     pool[config.server_id] = connection = Connection(config, on_tools_changed)
     return connection
 
