@@ -87,17 +87,14 @@ def watched_page(browser_page: Page) -> Iterator[tuple[Page, list[str]]]:
     page.add_init_script(REPORT_VIOLATIONS)
     page.on(
         "console",
-        lambda message: (
-            message.type == "error"
-            and problems.append(f"console: {message.text} ({message.location['url']})")
-        ),
+        lambda message: message.type == "error"
+        and problems.append(f"console: {message.text} ({message.location['url']})"),
     )
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     page.on(
         "response",
-        lambda response: (
-            response.status >= 400 and problems.append(f"HTTP {response.status}: {response.url}")
-        ),
+        lambda response: response.status >= 400
+        and problems.append(f"HTTP {response.status}: {response.url}"),
     )
     yield page, problems
 

@@ -86,7 +86,9 @@ async def test_logout_closes_that_sessions_sockets_only(thread, user):
 
 
 @pytest.mark.parametrize("url", ["/accounts/password_change/", "/admin/password_change/"])
-async def test_own_password_change_ends_other_sessions_and_keeps_this_one(staff, make_thread, url):
+async def test_own_password_change_ends_other_sessions_and_keeps_this_one(
+    staff, make_thread, url
+):
     thread = await sync_to_async(make_thread)(staff)
     changing, elsewhere = await browser(staff), await browser(staff)
     changing_ws = await open_socket(thread.pk, changing)
@@ -240,7 +242,9 @@ async def test_access_changed_in_another_process_is_enforced_on_the_next_action(
     thread, user, make_user, changes_from_another_process, change
 ):
     member = await sync_to_async(make_user)("member")
-    share = await ThreadShare.objects.acreate(thread=thread, user=member, access=Access.COLLABORATE)
+    share = await ThreadShare.objects.acreate(
+        thread=thread, user=member, access=Access.COLLABORATE
+    )
     owner_ws = await open_socket(thread.pk, await browser(user))
     member_ws = await open_socket(thread.pk, await browser(member))
     await owner_ws.send_to(json.dumps({"message": "long one #chunks=200 #delay=10"}))
