@@ -106,6 +106,8 @@ PAGES = [
     "/admin/auth/user/add/",
     "/admin/chat/team/add/",
     "/admin/chat/auditlogentry/",
+    "/admin/chat/mcpserver/add/",
+    "/admin/chat/mcpcall/",
 ]
 
 
