@@ -416,3 +416,17 @@ async def test_the_list_changed_notification_refreshes_the_tools(
             raise AssertionError("the new tool was not listed")
     finally:
         stop(process)
+
+
+def test_an_mcp_tool_is_chosen_per_chat_and_kept_in_presets(client, user, thread, server):
+    [echo] = offer(user, thread, server, "echo")
+    thread.tools.clear()
+    client.force_login(user)
+    headers = {"HX-Request": "true"}
+    saved = client.post(
+        f"/t/{thread.pk}/settings/", {"api": thread.api, "tools": [echo.pk]}, headers=headers
+    )
+    assert "Settings saved." in saved.content.decode()
+    assert list(thread.tools.all()) == [echo]
+    client.post(f"/t/{thread.pk}/preset/", {"preset_name": "With echo"}, headers=headers)
+    assert list(user.presets.get(name="With echo").tools.all()) == [echo]
