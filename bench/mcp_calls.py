@@ -97,9 +97,11 @@ def _measure(gateway_url: str, mcp_url: str) -> dict:
     from django.contrib.auth import get_user_model
 
     from chat.models import McpServer, Provider, Thread, ToolDefinition, Turn
-    from chat.services import generation, tools
+    from chat.services import tools
     from chat.services.mcp import client as mcp_client
     from chat.services.mcp import registry
+    from chat.services.turns import launch
+    from chat.services.turns import registry as turn_registry
 
     user = get_user_model().objects.create_user("bench-mcp", password="unused-password-1")
     provider = Provider(name="Bench gateway", base_url=gateway_url, is_default=True)
@@ -124,8 +126,8 @@ def _measure(gateway_url: str, mcp_url: str) -> dict:
             thread = await Thread.objects.acreate(owner=user, provider=provider, model="demo-chat")
             await thread.tools.aset([tool])
             started = time.perf_counter()
-            turn = await generation.start_turn(user, thread.pk, f"#call={tool.name} #loop")
-            await generation.wait_for(turn.pk)
+            turn = await launch.start_turn(user, thread.pk, f"#call={tool.name} #loop")
+            await turn_registry.wait_for(turn.pk)
             timings.append((time.perf_counter() - started) * 1000)
             done = await Turn.objects.aget(pk=turn.pk)
             calls = [c for c in done.tool_calls if c["status"] == "done"]

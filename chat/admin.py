@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import secrets
-
 from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
@@ -14,8 +12,8 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
 
-from chat.auth_views import ThrottledAdminAuthenticationForm
 from chat.models import (
+    Announcement,
     AuditLogEntry,
     ExternalIdentity,
     ModelSetting,
@@ -28,7 +26,8 @@ from chat.models import (
     UsageRecord,
     UserQuota,
 )
-from chat.services import audit, parameters, providers, session_binding
+from chat.services import accounts, announcements, audit, parameters, providers, session_binding
+from chat.views.login import ThrottledAdminAuthenticationForm
 
 User = get_user_model()
 
@@ -253,6 +252,10 @@ class SiteSettingsAdmin(AuditedAdmin):
             },
         ),
         ("Images in messages", {"fields": ("image_hosts",)}),
+        (
+            "Retention (manage.py purge_expired; empty: keep everything)",
+            {"fields": ("chat_retention_days", "usage_detail_days")},
+        ),
     )
 
     def has_add_permission(self, request) -> bool:
@@ -444,33 +447,19 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
 
     @admin.action(description="Deactivate selected users (they can no longer log in)")
     def deactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
-        users = list(queryset.exclude(pk=request.user.pk).filter(is_active=True))
-        for user in users:
-            audit.record(request.user, user, "changed", "active", "True", "False")
-        queryset.filter(pk__in=[u.pk for u in users]).update(is_active=False)
-        # A bulk update sends no post_save: close their open sockets here.
-        session_binding.check_sockets_after_commit(u.pk for u in users)
-        self.message_user(request, f"Deactivated {len(users)} user(s).", messages.SUCCESS)
+        count = accounts.deactivate(request.user, queryset)
+        self.message_user(request, f"Deactivated {count} user(s).", messages.SUCCESS)
 
     @admin.action(description="Reactivate selected users")
     def reactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
-        users = list(queryset.filter(is_active=False))
-        for user in users:
-            audit.record(request.user, user, "changed", "active", "False", "True")
-        queryset.filter(pk__in=[u.pk for u in users]).update(is_active=True)
-        self.message_user(request, f"Reactivated {len(users)} user(s).", messages.SUCCESS)
+        count = accounts.reactivate(request.user, queryset)
+        self.message_user(request, f"Reactivated {count} user(s).", messages.SUCCESS)
 
     @admin.action(description="Reset passwords (show a temporary password once)")
     def reset_passwords(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
         """New random passwords, shown on this page only (never stored in a message cookie);
         the users' sessions end because their password changed."""
-        issued = []
-        for user in queryset.order_by("username"):
-            password = secrets.token_urlsafe(12)
-            user.set_password(password)
-            user.save(update_fields=["password"])
-            audit.record(request.user, user, "changed", "password", "", audit.SECRET)
-            issued.append((user, password))
+        issued = accounts.reset_passwords(request.user, queryset)
         context = {
             **self.admin_site.each_context(request),
             "title": "Temporary passwords",
@@ -534,4 +523,23 @@ class UsageRecordAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
 
+
+@admin.register(Announcement)
+class AnnouncementAdmin(AuditedAdmin):
+    """Saving or deleting a banner shows the change on every open page at once."""
+
+    list_display = ("message", "level", "starts_at", "ends_at", "created_at")
+    fields = ("message", "level", "starts_at", "ends_at")
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        announcements.broadcast_after_commit()
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        announcements.broadcast_after_commit()
+
+    def delete_queryset(self, request, queryset: QuerySet) -> None:
+        super().delete_queryset(request, queryset)
+        announcements.broadcast_after_commit()
 from chat import mcp_admin  # noqa: E402, F401  (registers the MCP server pages)

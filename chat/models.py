@@ -6,24 +6,25 @@ import json
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils.timezone import now as timezone_now
 
 from chat import crypto
+from chat.upstream.request import Api
 
 
 class Provider(models.Model):
     """An OpenAI-compatible gateway. Its API key is stored encrypted and never rendered."""
 
-    class Api(models.TextChoices):
-        RESPONSES = "responses", "Responses (/v1/responses)"
-        CHAT = "chat", "Chat Completions (/v1/chat/completions)"
 
     name = models.CharField(max_length=100, unique=True)
     base_url = models.URLField(max_length=500, help_text="Up to and including /v1.")
     api_key_encrypted = models.TextField(blank=True, default="", editable=False)
-    default_api = models.CharField(max_length=20, choices=Api.choices, default=Api.RESPONSES)
+    default_api = models.CharField(
+        max_length=20, choices=Api.choices(), default=Api.RESPONSES.value
+    )
     enabled = models.BooleanField(default=True)
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -78,6 +79,24 @@ class SiteSettings(models.Model):
         "images.example.com, *.cdn.example.com or images.example.com:8443). Images from any "
         "other host show a “Load image from …” link instead, so a model cannot make readers' "
         "browsers contact a server of its choosing.",
+    )
+    # Retention (manage.py purge_expired): empty keeps everything, the default.
+    chat_retention_days = models.PositiveIntegerField(
+        "delete chats not touched for (days)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="A chat nobody wrote in or changed for this many days is deleted with its "
+        "shares. Empty: chats are kept for ever.",
+    )
+    usage_detail_days = models.PositiveIntegerField(
+        "keep usage records in detail for (days)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Older usage records are rolled up into one record per day, user and model: "
+        "the dashboard and quotas count the same totals, the per-turn detail is gone. "
+        "Empty: every record is kept.",
     )
 
     class Meta:
@@ -140,7 +159,7 @@ class Preset(models.Model):
     name = models.CharField(max_length=100)
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=200, blank=True)
-    api = models.CharField(max_length=20, choices=Provider.Api.choices, blank=True)
+    api = models.CharField(max_length=20, choices=Api.choices(), blank=True)
     params = models.JSONField(default=dict, blank=True)
     tools = models.ManyToManyField(ToolDefinition, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -186,7 +205,7 @@ class Thread(models.Model):
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=200, blank=True)
     # Empty: the provider's default API.
-    api = models.CharField(max_length=20, choices=Provider.Api.choices, blank=True)
+    api = models.CharField(max_length=20, choices=Api.choices(), blank=True)
     # Request parameters the user set (only these are sent upstream); see services/parameters.py.
     params = models.JSONField(default=dict, blank=True)
     tools = models.ManyToManyField(ToolDefinition, blank=True, related_name="threads")
@@ -285,13 +304,11 @@ class Turn(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.IN_PROGRESS)
     error = models.TextField(blank=True, default="")
     response_id = models.CharField(max_length=200, blank=True, default="")
-    api = models.CharField(
-        max_length=20, choices=Provider.Api.choices, default=Provider.Api.RESPONSES
-    )
+    api = models.CharField(max_length=20, choices=Api.choices(), default=Api.RESPONSES.value)
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=200, blank=True)
     params = models.JSONField(default=dict, blank=True)
-    # Tool calls of this turn, in order: {call_id, name, arguments, result, status, step}.
+    # Tool calls of this turn, in order: chat.services.tool_loop.ToolCallRecord dicts.
     tool_calls = models.JSONField(default=list, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
@@ -319,6 +336,19 @@ class Turn(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    # Flags for templates, which would otherwise compare status strings.
+    @property
+    def is_generating(self) -> bool:
+        return self.status == self.Status.IN_PROGRESS
+
+    @property
+    def has_failed(self) -> bool:
+        return self.status == self.Status.FAILED
+
+    @property
+    def was_stopped(self) -> bool:
+        return self.status == self.Status.CANCELLED
 
     @property
     def can_retry(self) -> bool:
@@ -386,6 +416,7 @@ _USAGE_SUMS = [
     "reasoning_tokens",
     "total_tokens",
     "cost",
+    "requests",
 ]
 
 
@@ -414,6 +445,10 @@ class UsageRecord(models.Model):
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     # True when the gateway reported no usage (a stopped stream) and the tokens are estimated.
     estimated = models.BooleanField(default=False)
+    # How many upstream exchanges this record stands for: 1, or more for a daily roll-up of
+    # records older than the retention's detail period (``rolled_up``).
+    requests = models.PositiveIntegerField(default=1)
+    rolled_up = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -424,6 +459,12 @@ class UsageRecord(models.Model):
             models.Index(fields=["user", "created_at", *_USAGE_SUMS], name="usage_user_time"),
             models.Index(fields=["provider", "created_at"], name="usage_provider_time"),
             models.Index(fields=["model", "created_at"], name="usage_model_time"),
+            # /metrics sums tokens per provider and model at every scrape: an index scan in
+            # group order, without a temporary sort of 100,000 rows.
+            models.Index(
+                fields=["provider_name", "model", "input_tokens", "output_tokens"],
+                name="usage_model_tokens",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -527,6 +568,33 @@ class ExternalIdentity(models.Model):
         return f"{self.get_kind_display()} {self.subject} ({self.issuer})"
 
 
+class Announcement(models.Model):
+    """A banner staff post for every signed-in user (live over the sockets, and on each page)."""
+
+    class Level(models.TextChoices):
+        INFO = "info", "Information"
+        WARNING = "warning", "Warning"
+
+    message = models.TextField(max_length=1000)
+    level = models.CharField(max_length=10, choices=Level.choices, default=Level.INFO)
+    starts_at = models.DateTimeField(
+        null=True, blank=True, help_text="Empty: shown from when it is saved."
+    )
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="Empty: shown until removed.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    dismissed_by = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.message[:80]
+
+    def clean(self) -> None:
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValidationError({"ends_at": "The end must come after the start."})
 # -- MCP servers (chat/services/mcp) --------------------------------------------------------------
 
 

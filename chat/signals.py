@@ -28,7 +28,7 @@ def thread_deleted(sender, instance: Thread, **kwargs) -> None:
 
 @receiver(pre_delete, sender=Thread)
 def thread_deleting(sender, instance: Thread, **kwargs) -> None:
-    from chat.services.generation import stop_runners_of_deleted_thread
+    from chat.services.turns.registry import stop_runners_of_deleted_thread
 
     stop_runners_of_deleted_thread(instance.pk)  # they record their usage, unlinked
 

@@ -106,6 +106,8 @@ PAGES = [
     "/admin/auth/user/add/",
     "/admin/chat/team/add/",
     "/admin/chat/auditlogentry/",
+    "/account/",
+    "/admin/chat/announcement/add/",
     "/admin/chat/mcpserver/add/",
     "/admin/chat/mcpcall/",
 ]

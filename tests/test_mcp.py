@@ -13,9 +13,10 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 
 from chat.models import McpCall, McpServer, McpTool, Team, ToolDefinition, Turn
-from chat.services import generation
 from chat.services.mcp import client as mcp_client
 from chat.services.mcp import registry
+from chat.services.turns import launch
+from chat.services.turns import registry as turn_registry
 from tests.mcp_fixtures import TOKEN, offer, start_server, stop
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,8 +47,8 @@ async def _close_connections():
 
 
 async def run(user, thread, text) -> Turn:
-    turn = await generation.start_turn(user, thread.pk, text)
-    await generation.wait_for(turn.pk)
+    turn = await launch.start_turn(user, thread.pk, text)
+    await turn_registry.wait_for(turn.pk)
     return await Turn.objects.aget(pk=turn.pk)
 
 
@@ -214,31 +215,29 @@ async def test_a_slow_server_does_not_hold_up_other_turns(
     waiting = await sync_to_async(make_thread)(user, title="waits")
     quick = await sync_to_async(make_thread)(user, title="quick")
     await sync_to_async(offer)(user, waiting, server, "slow")
-    slow_turn = await generation.start_turn(user, waiting.pk, "wait #call=slow")
+    slow_turn = await launch.start_turn(user, waiting.pk, "wait #call=slow")
     other = await run(user, quick, "hello")
     assert other.status == Turn.Status.COMPLETED
     # The slow call (2.5 s) is still running when the other turn is done.
     assert (await Turn.objects.aget(pk=slow_turn.pk)).status == Turn.Status.IN_PROGRESS
-    await generation.wait_for(slow_turn.pk)
+    await turn_registry.wait_for(slow_turn.pk)
 
 
 async def _until_running(turn_id: int) -> None:
     for _ in range(200):
-        snapshot = generation.running_snapshot(turn_id)
-        runner = generation._running.get(turn_id)
+        runner = turn_registry._running.get(turn_id)
         if runner and any(c.get("status") == "running" for c in runner.state.tool_calls):
             return
-        del snapshot
         await asyncio.sleep(0.02)
     raise AssertionError("the MCP call never started")
 
 
 async def test_stop_cancels_a_running_call(user, thread, server):
     await sync_to_async(offer)(user, thread, server, "slow", "echo")
-    turn = await generation.start_turn(user, thread.pk, "wait #call=slow")
+    turn = await launch.start_turn(user, thread.pk, "wait #call=slow")
     await _until_running(turn.pk)
-    assert await generation.stop_turn(turn.pk)
-    await asyncio.wait_for(generation.wait_for(turn.pk), 2)  # well before the 2.5 s call ends
+    assert await turn_registry.stop_turn(turn.pk)
+    await asyncio.wait_for(turn_registry.wait_for(turn.pk), 2)  # well before the 2.5 s call ends
     stopped = await Turn.objects.aget(pk=turn.pk)
     assert stopped.status == Turn.Status.CANCELLED
     [call] = stopped.tool_calls
@@ -264,8 +263,8 @@ async def test_an_approved_call_runs_after_the_user_approves(user, thread, caref
     [call] = turn.tool_calls
     assert call["status"] == "awaiting" and call["approval"] == "asked"
     assert await McpCall.objects.acount() == 0  # nothing ran before the approval
-    await generation.answer_tool_call(user, turn.pk, call["call_id"], "")
-    await generation.wait_for(turn.pk)
+    await launch.answer_tool_call(user, turn.pk, call["call_id"], "")
+    await turn_registry.wait_for(turn.pk)
     done = await Turn.objects.aget(pk=turn.pk)
     assert done.status == Turn.Status.COMPLETED
     assert done.tool_calls[0]["status"] == "done" and "echo: demo" in done.output_text
@@ -275,8 +274,8 @@ async def test_an_approved_call_runs_after_the_user_approves(user, thread, caref
 async def test_a_rejected_call_never_reaches_the_server(user, thread, careful):
     await sync_to_async(offer)(user, thread, careful, "echo")
     turn = await run(user, thread, "say #call=echo")
-    await generation.answer_tool_call(user, turn.pk, turn.tool_calls[0]["call_id"], None)
-    await generation.wait_for(turn.pk)
+    await launch.answer_tool_call(user, turn.pk, turn.tool_calls[0]["call_id"], None)
+    await turn_registry.wait_for(turn.pk)
     done = await Turn.objects.aget(pk=turn.pk)
     assert done.status == Turn.Status.COMPLETED
     assert done.tool_calls[0]["status"] == "rejected" and "did not approve" in done.output_text

@@ -72,8 +72,31 @@ def test_0008_external_identity_keeps_teams_and_members(migrate):
     assert identity.groups == [] and identity.last_login_at is None
 
 
-def test_0013_mcp_servers_keeps_tools_threads_and_presets(migrate):
+def test_0010_retention_announcements_keeps_usage_and_settings(migrate):
     old = migrate([("chat", "0008_external_identity")])
+    User = old.get_model("auth", "User")
+    ann = User.objects.create(username="ann", password="!")
+    old.get_model("chat", "SiteSettings").objects.create(pk=1, default_tokens_per_day=500)
+    UsageRecord = old.get_model("chat", "UsageRecord")
+    for tokens in (10, 20, 30):
+        UsageRecord.objects.create(
+            user_id=ann.pk, provider_name="Demo", model="demo-chat", total_tokens=tokens
+        )
+
+    new = migrate([("chat", "0010_retention_announcements")])
+    UsageRecord = new.get_model("chat", "UsageRecord")
+    assert sorted(UsageRecord.objects.values_list("total_tokens", flat=True)) == [10, 20, 30]
+    # Each existing record stands for one request, in detail.
+    assert set(UsageRecord.objects.values_list("requests", "rolled_up")) == {(1, False)}
+    site = new.get_model("chat", "SiteSettings").objects.get(pk=1)
+    assert site.default_tokens_per_day == 500
+    assert (site.chat_retention_days, site.usage_detail_days) == (None, None)  # keep all
+    Announcement = new.get_model("chat", "Announcement")
+    banner = Announcement.objects.create(message="Hello")
+    banner.dismissed_by.add(ann.pk)
+    assert banner.level == "info" and banner.dismissed_by.count() == 1
+def test_0013_mcp_servers_keeps_tools_threads_and_presets(migrate):
+    old = migrate([("chat", "0010_retention_announcements")])
     User = old.get_model("auth", "User")
     ToolDefinition = old.get_model("chat", "ToolDefinition")
     Thread = old.get_model("chat", "Thread")

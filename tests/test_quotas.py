@@ -8,8 +8,9 @@ from asgiref.sync import async_to_sync
 from django.utils import timezone
 
 from chat.models import ModelSetting, SiteSettings, Turn, UsageRecord, UserQuota
-from chat.services import generation, providers, quotas
-from chat.services.conversation import TurnRejected
+from chat.services import providers, quotas
+from chat.services.refusals import TurnRejected
+from chat.services.turns import launch, registry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,8 +22,8 @@ def thread(make_thread, user):
 
 def send(user, thread, text: str = "Hello") -> Turn:
     async def go() -> Turn:
-        turn = await generation.start_turn(user, thread.pk, text)
-        await generation.wait_for(turn.pk)
+        turn = await launch.start_turn(user, thread.pk, text)
+        await registry.wait_for(turn.pk)
         return await Turn.objects.aget(pk=turn.pk)
 
     return async_to_sync(go)()

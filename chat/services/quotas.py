@@ -16,7 +16,7 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from chat.models import ModelSetting, SiteSettings, Turn, UsageRecord
-from chat.services.conversation import TurnRejected
+from chat.services.refusals import TurnRejected
 
 RATE_WINDOW = dt.timedelta(minutes=1)
 

@@ -1,13 +1,11 @@
-"""An MCP tool result as the model receives it, per API. Pure functions (no Django): the
-tool loop's request encoding calls ``responses_output`` too."""
+"""An MCP tool result as the model receives it, per API. Pure functions (no Django); the
+images go to the Responses API as input parts (``chat.upstream.responses_api``)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-from collections.abc import Iterable
-from typing import Any
 
 from mcp.types import CallToolResult
 
@@ -71,14 +69,3 @@ def _image(mime: str, data: str, api: str, images: list[dict[str, str]]) -> str:
         return f"[The tool returned an image of {size} bytes: too large, left out.]"
     images.append({"mime": mime, "data": data})
     return f"[Image {len(images)} ({mime}) is attached.]"
-
-
-def responses_output(call: dict[str, Any]) -> str | list[dict[str, str]]:
-    """A ``function_call_output``'s output: the text, or text and images when there are any."""
-    images: Iterable[dict[str, str]] = call.get("images") or ()
-    if not images:
-        return call["result"]
-    return [{"type": "input_text", "text": call["result"]}] + [
-        {"type": "input_image", "image_url": f"data:{image['mime']};base64,{image['data']}"}
-        for image in images
-    ]

@@ -8,7 +8,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
 from chat.services.mcp import registry
-from chat.tool_library import _library
+from chat.views.tool_library import _library
 
 
 def _section(request: HttpRequest, **extra) -> HttpResponse:

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET
 
 from chat.models import Provider, Turn, UsageRecord
 from chat.services import quotas, usage
+from chat.upstream.request import Api
 
 MAX_RANGE_DAYS = 3 * 366
 
@@ -47,9 +48,7 @@ class UsageFilterForm(forms.Form):
         label="Provider", required=False, coerce=int, empty_value=None
     )
     model = forms.ChoiceField(label="Model", required=False)
-    api = forms.ChoiceField(
-        label="API", required=False, choices=[("", "Any"), *Provider.Api.choices]
-    )
+    api = forms.ChoiceField(label="API", required=False, choices=[("", "Any"), *Api.choices()])
     status = forms.ChoiceField(
         label="Status", required=False, choices=[("", "Any"), *Turn.Status.choices]
     )
