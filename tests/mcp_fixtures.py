@@ -19,9 +19,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "s3cret-token-value"
 
 
-def start_server(*args: str) -> tuple[subprocess.Popen, str]:
-    """``python -m tests.mcp_server`` on a free port; returns (process, URL) once it listens."""
-    port = free_port()
+def start_server(*args: str, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """``python -m tests.mcp_server`` on ``port`` (else a free one); returns (process, URL) once
+    it listens."""
+    port = port or free_port()
     transport = "sse" if "sse" in args else "streamable-http"
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.mcp_server", "--port", str(port), *args],

@@ -162,6 +162,26 @@ async def test_a_server_that_is_down_is_an_error_result(user, thread, make_mcp_s
     assert [r.status for r in await sync_to_async(audits)()] == ["unavailable"]
 
 
+async def test_the_pooled_connection_reopens_after_the_server_restarts(
+    user, thread, make_mcp_server
+):
+    process, url = start_server("--name", "restarting")
+    port = int(url.split(":")[2].split("/")[0])
+    server = await sync_to_async(make_mcp_server)(url, "restarting", connect_timeout=2)
+    await sync_to_async(offer)(user, thread, server, "echo")
+    try:
+        first = await run(user, thread, "one #call=echo")
+        assert first.tool_calls[-1]["result"] == "echo: demo"  # the session is now pooled
+        stop(process)
+        down = await run(user, thread, "two #call=echo")
+        assert down.tool_calls[-1]["status"] == "error"
+        process, _ = start_server("--name", "restarting", port=port)
+        back = await run(user, thread, "three #call=echo")
+        assert back.tool_calls[-1]["result"] == "echo: demo"
+    finally:
+        stop(process)
+
+
 async def test_a_tool_the_server_dropped_is_an_error_result(user, thread, server):
     await sync_to_async(offer)(user, thread, server, "echo")
     await McpTool.objects.filter(server=server, name="echo").aupdate(available=False)
