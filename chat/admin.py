@@ -602,3 +602,4 @@ class AnnouncementAdmin(AuditedAdmin):
     def delete_queryset(self, request, queryset: QuerySet) -> None:
         super().delete_queryset(request, queryset)
         announcements.broadcast_after_commit()
+from chat import mcp_admin  # noqa: E402, F401  (registers the MCP server pages)

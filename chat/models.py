@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
@@ -15,7 +17,6 @@ from chat.upstream.request import Api
 
 class Provider(models.Model):
     """An OpenAI-compatible gateway. Its API key is stored encrypted and never rendered."""
-
 
     name = models.CharField(max_length=100, unique=True)
     base_url = models.URLField(max_length=500, help_text="Up to and including /v1.")
@@ -162,6 +163,10 @@ class ToolDefinition(models.Model):
     description = models.TextField(blank=True)
     parameters = models.JSONField(default=dict)
     builtin = models.CharField(max_length=20, choices=Builtin.choices, blank=True, default="")
+    # Set for a tool of an MCP server (chat/services/mcp): run by that server, schema read-only.
+    mcp_tool = models.ForeignKey(
+        "McpTool", null=True, blank=True, on_delete=models.CASCADE, related_name="library_entries"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -771,6 +776,8 @@ class TeamSpend(models.Model):
 
     def __str__(self) -> str:
         return f"{self.team} {self.month:%Y-%m}: {self.tokens} tokens, {self.cost}"
+
+
 class Feedback(models.Model):
     """A user's 👍 or 👎 on one answer, with an optional comment (one per user per turn)."""
 
@@ -843,3 +850,112 @@ class ShareLink(models.Model):
 
     def __str__(self) -> str:
         return f"Link to {self.title}"
+
+
+# -- MCP servers (chat/services/mcp) --------------------------------------------------------------
+
+
+class McpServer(models.Model):
+    """A Model Context Protocol server whose tools the model may call; Switchboard runs them."""
+
+    class Transport(models.TextChoices):
+        STREAMABLE_HTTP = "streamable_http", "Streamable HTTP"
+        SSE = "sse", "HTTP+SSE (older servers)"
+
+    name = models.CharField(max_length=100, unique=True)
+    url = models.URLField(
+        max_length=500, help_text="The server's endpoint, e.g. https://mcp.example/mcp"
+    )
+    transport = models.CharField(
+        max_length=20, choices=Transport.choices, default=Transport.STREAMABLE_HTTP
+    )
+    # JSON object of HTTP headers (e.g. Authorization), encrypted like provider keys; write-only.
+    headers_encrypted = models.TextField(blank=True, default="", editable=False)
+    teams = models.ManyToManyField(
+        Team,
+        blank=True,
+        related_name="mcp_servers",
+        help_text="Who may use its tools. None chosen: everyone.",
+    )
+    connect_timeout = models.FloatField(
+        default=10.0, help_text="Seconds to connect and list tools."
+    )
+    call_timeout = models.FloatField(default=60.0, help_text="Seconds one tool call may take.")
+    requires_approval = models.BooleanField(
+        default=False, help_text="The user approves each call in its card before it runs."
+    )
+    enabled = models.BooleanField(default=True)
+    tools_refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, default="", editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "MCP server"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        for field in ("connect_timeout", "call_timeout"):
+            value = getattr(self, field)
+            if value is None or not 0.1 <= value <= 3600:
+                raise ValidationError({field: "Between 0.1 and 3600 seconds."})
+
+    @property
+    def headers(self) -> dict[str, str]:
+        text = crypto.decrypt(self.headers_encrypted)
+        return json.loads(text) if text else {}
+
+    def set_headers(self, headers: dict[str, str]) -> None:
+        self.headers_encrypted = crypto.encrypt(json.dumps(headers)) if headers else ""
+
+
+class McpTool(models.Model):
+    """A tool as the server last listed it. Kept (``available`` False) when the server drops it,
+    so the chats that offer it get a clear error instead of a silently missing tool."""
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="tools")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    input_schema = models.JSONField(default=dict)
+    available = models.BooleanField(default=True)
+    problem = models.TextField(
+        blank=True, default="", help_text="Why it cannot be offered to a model, if it cannot."
+    )
+
+    class Meta:
+        ordering = ["server__name", "name"]
+        verbose_name = "MCP tool"
+        constraints = [
+            models.UniqueConstraint(fields=["server", "name"], name="unique_mcp_tool_per_server")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server.name}: {self.name}"
+
+
+class McpCall(models.Model):
+    """The audit of one MCP tool call. The arguments only when ``MCP_AUDIT_ARGUMENTS`` is on."""
+
+    created_at = models.DateTimeField(default=timezone_now, db_index=True)
+    server = models.ForeignKey(
+        McpServer, null=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    server_name = models.CharField(max_length=100)
+    tool_name = models.CharField(max_length=200)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    turn = models.ForeignKey(Turn, null=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=20)
+    duration_ms = models.PositiveIntegerField(default=0)
+    detail = models.TextField(blank=True, default="")
+    arguments = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "MCP call"
+
+    def __str__(self) -> str:
+        return f"{self.server_name}.{self.tool_name} ({self.status})"

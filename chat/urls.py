@@ -15,6 +15,7 @@ from chat.views import (
     threads,
     tool_library,
 )
+from chat.views import mcp as mcp_views
 
 app_name = "chat"
 
@@ -87,4 +88,6 @@ urlpatterns = [
     path("prompts/<id:prompt_id>/save/", prompts.save_prompt, name="prompt-update"),
     path("prompts/<id:prompt_id>/delete/", prompts.delete_prompt, name="prompt-delete"),
     path("prompts/<id:prompt_id>/use/", prompts.use_prompt, name="prompt-use"),
+    path("tools/mcp/<id:server_id>/refresh/", mcp_views.refresh_server, name="mcp-refresh"),
+    path("tools/mcp/tool/<id:tool_id>/add/", mcp_views.add_tool, name="mcp-add"),
 ]

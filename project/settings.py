@@ -417,3 +417,8 @@ if LDAP_SERVER_URI:
     )
     # The directory first: a local password never shadows the directory's for its people.
     AUTHENTICATION_BACKENDS.insert(0, "chat.signin.ldap.SwitchboardLDAPBackend")
+
+# MCP servers (chat/services/mcp): what a tool result may weigh, and whether the audit keeps
+# the arguments of each call (off: they may hold what a user typed).
+MCP_RESULT_MAX_CHARS = env_int("MCP_RESULT_MAX_CHARS", 20_000, minimum=1000)
+MCP_AUDIT_ARGUMENTS = env_bool("MCP_AUDIT_ARGUMENTS", False)

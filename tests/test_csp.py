@@ -117,6 +117,8 @@ PAGES = [
     "/admin/audit-log/",
     "/admin/chat/provider/add/",
     "/admin/chat/budgetalert/",
+    "/admin/chat/mcpserver/add/",
+    "/admin/chat/mcpcall/",
 ]
 
 

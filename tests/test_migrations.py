@@ -197,3 +197,38 @@ def test_0012_prompts_share_links_keeps_presets_and_site_settings(migrate):
     prompt = new.get_model("chat", "Prompt").objects.create(owner_id=ann.pk, name="P", text="t")
     preset.start_prompt = prompt
     preset.save()
+def test_0013_mcp_servers_keeps_tools_threads_and_presets(migrate):
+    old = migrate([("chat", "0010_retention_announcements")])
+    User = old.get_model("auth", "User")
+    ToolDefinition = old.get_model("chat", "ToolDefinition")
+    Thread = old.get_model("chat", "Thread")
+    Preset = old.get_model("chat", "Preset")
+    ann = User.objects.create(username="ann", password="!")
+    weather = ToolDefinition.objects.create(
+        owner=ann, name="get_weather", description="Weather", parameters={"type": "object"}
+    )
+    calculator = ToolDefinition.objects.create(
+        owner=ann, name="calculator", parameters={"type": "object"}, builtin="calculator"
+    )
+    thread = Thread.objects.create(owner=ann, title="Plans")
+    thread.tools.set([weather, calculator])
+    preset = Preset.objects.create(owner=ann, name="Daily")
+    preset.tools.set([weather])
+
+    new = migrate([("chat", "0013_mcp_servers")])
+    tools = new.get_model("chat", "ToolDefinition").objects.order_by("name")
+    assert [(t.name, t.builtin, t.mcp_tool_id) for t in tools] == [
+        ("calculator", "calculator", None),
+        ("get_weather", "", None),
+    ]
+    thread = new.get_model("chat", "Thread").objects.get(title="Plans")
+    assert sorted(thread.tools.values_list("name", flat=True)) == ["calculator", "get_weather"]
+    preset = new.get_model("chat", "Preset").objects.get(name="Daily")
+    assert list(preset.tools.values_list("name", flat=True)) == ["get_weather"]
+    server = new.get_model("chat", "McpServer").objects.create(name="Wiki", url="https://w/mcp")
+    assert (server.transport, server.requires_approval, server.enabled) == (
+        "streamable_http",
+        False,
+        True,
+    )
+    assert (server.connect_timeout, server.call_timeout, server.headers_encrypted) == (10, 60, "")

@@ -37,6 +37,7 @@ from chat.channel_layer import ChannelLayerUnavailable
 from chat.markdown import StreamingMarkdown, render_tail
 from chat.models import Turn
 from chat.services import titles, tool_loop, turn_mirror
+from chat.services.mcp import calls as mcp_calls
 from chat.services.providers import client_for
 from chat.services.turns import registry, store
 from chat.services.turns.planning import TurnPlan
@@ -205,6 +206,7 @@ class TurnRunner:
     async def _consume(self, started: float) -> None:
         request = self.plan.request
         if self.resuming:
+            await self._run_mcp_calls(tool_loop.last_step(self.state.tool_calls))  # approved
             api, body = request.after_tools(self.state.tool_calls, self.state.response_id)
         else:
             api, body = request.first()
@@ -233,7 +235,9 @@ class TurnRunner:
             if not calls:
                 return
             steps += 1
-            if not await tool_loop.execute(calls, request.tools):
+            if not await tool_loop.execute(calls, request.tools) and not (
+                await self._run_mcp_calls(calls)
+            ):
                 self.state.status = Turn.Status.AWAITING_TOOL
                 self.state.tools_changed = True
                 return
@@ -244,6 +248,22 @@ class TurnRunner:
                 self.state.error = f"Stopped after {steps} tool steps without a final answer."
                 return
             api, body = request.after_tools(self.state.tool_calls, self.state.response_id)
+
+    async def _run_mcp_calls(self, calls: list[dict[str, Any]]) -> bool:
+        """The step's MCP calls (chat/services/mcp/calls.py); True when none waits any more."""
+
+        def changed() -> None:
+            self.state.tools_changed = True
+            self._dirty.set()
+
+        return await mcp_calls.run_calls(
+            calls,
+            self.plan.request.tools,
+            api=self.plan.request.api,
+            user_id=self.plan.turn.author_id,
+            turn_id=self.turn_id,
+            changed=changed,
+        )
 
     async def _stream_step(
         self, api: str, body: dict, started: float, step: int
