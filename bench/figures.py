@@ -2,7 +2,9 @@
 
 Each ``Scenario`` names the figures it fills; ``run.py --only NAME`` (a scenario name or a figure
 id, comma-separated) measures just those, and a scenario runs when one of its figures is
-selected. The warm-up runs before any streaming figure. See bench/README.md for each figure.
+selected. The warm-up runs before any streaming figure. A scenario with a ``script`` (#10 to #14)
+runs that standalone bench script's ``measure()`` in a process of its own and needs neither the app
+nor the gateway that run.py starts for the others. See bench/README.md for each figure.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class Scenario:
     figures: tuple[str, ...]  # the figures it fills (the warm-up: those it prepares)
     measure: Callable[[Run], None]
     preparation: bool = False  # its failure marks only the first selected figure
+    script: str = ""  # a standalone bench/<script>.py, run in its own process: no app needed
 
 
 def warm_up(run: Run) -> None:
@@ -339,7 +342,87 @@ def markdown(run: Run) -> None:
     )
 
 
-# In the order they run (#7 first, on fresh processes).
+def _script(run: Run, module: str) -> dict[str, Any]:
+    kwargs = run.c["scripts"][module]
+    run.log(f"  bench/{module}.py measure({', '.join(f'{k}={v}' for k, v in kwargs.items())})")
+    result = run.bench.script(module, kwargs)
+    run.bench.raw[module] = result
+    run.log(f"  {json.dumps(result)}")
+    return result
+
+
+def _p50_p99(row: dict[str, Any]) -> dict[str, Any]:
+    return {"p50": row["p50_ms"], "p99": row["p99_ms"]}
+
+
+def governance(run: Run) -> None:
+    run.log("#10 turn-start checks with team budgets on vs off (bench/governance.py)")
+    r = _script(run, "governance")
+    f = run.by_id["10"]
+    # In µs: the figures are fractions of a millisecond.
+    f.value, f.baseline = r["budgets_on"]["median_ms"] * 1000, r["budgets_off"]["median_ms"] * 1000
+    f.added = f.value - f.baseline
+    # The whole check's medians are noisy on a busy machine: the added work timed alone too.
+    f.met = max(f.added / 1000, r["new_checks_on_ms"]) <= r["goal_ms"]
+    f.note = (
+        f"medians of {run.c['scripts']['governance']['repeat']:,} interleaved checks, "
+        f"{r['records']:,} usage records; p95 on {r['budgets_on']['p95_ms']:.3f} / off "
+        f"{r['budgets_off']['p95_ms']:.3f} ms; per-user check only "
+        f"{r['per_user_only']['median_ms']:.3f} ms; access + budget checks alone "
+        f"{r['new_checks_on_ms']:.3f} ms"
+    )
+
+
+def metrics_scrape(run: Run) -> None:
+    run.log("#11 /metrics scrape time (bench/metrics_scrape.py)")
+    r = _script(run, "metrics_scrape")
+    f = run.by_id["11"]
+    f.value = _p50_p99(r)
+    f.met = r["p99_ms"] < 100
+    f.note = f"{r['scrapes']} scrapes through the test client, {r['bytes']:,} bytes each"
+
+
+def sidebar(run: Run) -> None:
+    run.log("#12 sidebar render with many chats (bench/sidebar.py)")
+    r = _script(run, "sidebar")
+    for fid, key, what in (
+        ("12a", "sidebar", "first page rendered (queries + template)"),
+        ("12b", "more", "whole request through the test client"),
+    ):
+        if f := run.by_id.get(fid):
+            f.value = _p50_p99(r[key])
+            f.met = r[key]["p99_ms"] < r["goal_ms"]
+            repeat = run.c["scripts"]["sidebar"]["repeat"]
+            f.note = f"{repeat} renders, {what}; {r['rows_rendered']} rows drawn"
+
+
+def chat_import(run: Run) -> None:
+    run.log("#13 import of a ChatGPT export (bench/chat_import.py)")
+    r = _script(run, "chat_import")
+    f = run.by_id["13"]
+    f.value = r["import_seconds"]
+    f.note = (
+        f"{r['file_mb']} MB, {r['conversations']} conversations, {r['turns']:,} turns: "
+        f"{r['turns_per_second']:,} turns/s; median of "
+        f"{run.c['scripts']['chat_import']['repeat']}, each into an empty database"
+    )
+    f.detail = {"turns_per_second": r["turns_per_second"], "file_mb": r["file_mb"]}
+
+
+def mcp_calls(run: Run) -> None:
+    run.log("#14 MCP tool calls in a turn vs direct SDK calls (bench/mcp_calls.py)")
+    r = _script(run, "mcp_calls")
+    f = run.by_id["14"]
+    f.value, f.baseline = r["mcp_call_in_turn_ms"], r["direct_sdk_call_ms"]
+    f.added = r["added_per_call_ms"]
+    f.note = (
+        f"median turn with 5 MCP calls {r['turn_with_5_mcp_calls_ms']:.1f} ms vs 5 built-in "
+        f"calculator calls {r['turn_with_5_builtin_calls_ms']:.1f} ms, difference ÷ 5; "
+        "baseline = one call_tool on an open SDK session"
+    )
+
+
+# In the order they run (#7 first, on fresh processes; the standalone scripts last).
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("warm-up", STREAMING, warm_up, preparation=True),
     Scenario("memory", ("7a", "7b"), memory),
@@ -352,6 +435,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("browser", ("8b", "9"), browser_figures),
     Scenario("queries", ("5",), queries),
     Scenario("markdown", ("6",), markdown),
+    Scenario("governance", ("10",), governance, script="governance"),
+    Scenario("metrics", ("11",), metrics_scrape, script="metrics_scrape"),
+    Scenario("sidebar", ("12a", "12b"), sidebar, script="sidebar"),
+    Scenario("import", ("13",), chat_import, script="chat_import"),
+    Scenario("mcp", ("14",), mcp_calls, script="mcp_calls"),
 )
 # --only names beyond the scenarios' own: groups of figures.
 ALIASES: dict[str, tuple[str, ...]] = {"page": ("8a", "8b")}
@@ -363,6 +451,8 @@ def figure_list(config: dict[str, Any]) -> list[Figure]:
     ttft_goal = "added p50 ≤ 10, p99 ≤ 50 ms"
     gap_goal = "added p99 ≤ 50 ms"
     turns = config["page_turns"]
+    scripts = config["scripts"]
+    metrics, chats, export = scripts["metrics_scrape"], scripts["sidebar"], scripts["chat_import"]
     return [
         Figure("1a", "#1 time to first token, 1 stream", "ms", ttft_goal),
         Figure("1b", f"#1 time to first token, {low} streams", "ms", ttft_goal),
@@ -383,7 +473,41 @@ def figure_list(config: dict[str, Any]) -> list[Figure]:
             "ms",
             "none > 50 ms",
         ),
+        Figure(
+            "10",
+            f"#10 turn-start checks, budgets on ({scripts['governance']['records']:,} records)",
+            "µs",
+            "added ≤ 1,000 µs (1 ms)",
+        ),
+        Figure(
+            "11",
+            f"#11 /metrics scrape, {metrics['turns']:,} turns + {metrics['records']:,} records",
+            "ms",
+            "p99 < 100 ms",
+        ),
+        Figure("12a", f"#12 sidebar first render, {chats['chats']:,} chats", "ms", "p99 < 100 ms"),
+        Figure("12b", f"#12 sidebar next page, {chats['chats']:,} chats", "ms", "p99 < 100 ms"),
+        Figure(
+            "13",
+            f"#13 ChatGPT export import, {export['conversations']} chats of "
+            f"{export['exchanges']} exchanges",
+            "s",
+            "(report)",
+        ),
+        Figure("14", "#14 MCP tool call inside a turn (5 per turn)", "ms", "(report)"),
     ]
+
+
+def left_out(config: dict[str, Any]) -> set[str]:
+    """Figures a run that names none leaves out in this mode (``scripts_skipped``)."""
+    skipped = config["scripts_skipped"]
+    return {fid for s in SCENARIOS if s.script in skipped and s.script for fid in s.figures}
+
+
+def needs_app(figures: list[Figure]) -> bool:
+    """Whether any of these figures needs the processes run.py starts (not only scripts)."""
+    ids = {f.id for f in figures}
+    return any(not s.script and ids & set(s.figures) for s in SCENARIOS if not s.preparation)
 
 
 def only_names() -> list[str]:

@@ -95,26 +95,36 @@ def measure_queries(spec: dict) -> dict:
 
     setup_django()  # the start-up step first: data directory, secret key
     from asgiref.sync import async_to_sync
-    from channels.routing import URLRouter
     from channels.testing import WebsocketCommunicator
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection
+    from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
     from chat.models import Provider, Thread, Turn
-    from chat.routing import websocket_urlpatterns
+    from chat.routing import websocket_application
 
     call_command("migrate", verbosity=0, interactive=False)
     user = get_user_model().objects.create_user("queries", password="unused-password-1")
     provider = Provider(name="Bench gateway", base_url=spec["gateway"], is_default=True)
     provider.set_api_key(spec["api_key"])
     provider.save()
-    application = URLRouter(websocket_urlpatterns)
+    # The socket is bound to a login session (chat.services.session_binding): log in as a
+    # browser does, and open the socket with its cookie, Host and Origin.
+    browser = Client()
+    browser.force_login(user)
+    cookie = settings.SESSION_COOKIE_NAME
+    headers = [
+        (b"cookie", f"{cookie}={browser.cookies[cookie].value}".encode()),
+        (b"host", b"127.0.0.1"),
+        (b"origin", b"http://127.0.0.1"),
+    ]
 
     async def turn_over_websocket(thread: Thread, chunks: int) -> tuple[str, int]:
-        communicator = WebsocketCommunicator(application, f"/ws/threads/{thread.pk}/")
-        communicator.scope["user"] = user
+        path = f"/ws/threads/{thread.pk}/"
+        communicator = WebsocketCommunicator(websocket_application, path, headers=headers)
         connected, _ = await communicator.connect(timeout=10)
         if not connected:
             raise RuntimeError("the websocket was refused")

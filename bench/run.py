@@ -9,7 +9,9 @@ Starts, as separate processes on 127.0.0.1: the demo gateway (demo_gateway, pace
 app under Daphne with production-like settings (DEBUG off, its own SQLite file, the mounted demo
 gateway off, a provider pointing at the separate gateway), and the load generator
 (bench/loadgen.py: logs in, opens threads, streams over websockets like the browser; or reads
-the gateway's SSE directly: the baseline). Prints a table and writes bench/results/*.json.
+the gateway's SSE directly: the baseline); then the standalone scripts (#10 to #14, each
+``measure()`` in its own process on its own throwaway database). Prints a table and writes
+bench/results/*.json.
 Exits non-zero only when the harness itself breaks, never because a goal is missed.
 See bench/README.md for what each figure means exactly.
 """
@@ -44,7 +46,17 @@ from common import (
     percentile,
     wait_http,
 )
-from figures import API_KEY, Figure, HarnessError, figure_list, measure, only_names, selected_ids
+from figures import (
+    API_KEY,
+    Figure,
+    HarnessError,
+    figure_list,
+    left_out,
+    measure,
+    needs_app,
+    only_names,
+    selected_ids,
+)
 
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
@@ -71,6 +83,15 @@ FULL: dict[str, Any] = {
     "markdown_kb": [10, 100],
     "markdown_repeats": 3,
     "query_chunks": [100, 10_000],
+    # The standalone scripts (#10 to #14): measure()'s arguments, each run in its own process.
+    "scripts": {
+        "governance": {"records": 20_000, "repeat": 2000},
+        "metrics_scrape": {"turns": 10_000, "records": 100_000, "repeat": 50},
+        "sidebar": {"chats": 10_000, "repeat": 200},
+        "chat_import": {"conversations": 300, "exchanges": 30, "repeat": 3},
+        "mcp_calls": {},  # no sizes: 5 turns of 5 calls, 25 direct calls
+    },
+    "scripts_skipped": [],  # left out of a run that names no figures (--only runs them)
 }
 QUICK: dict[str, Any] = FULL | {
     "users": 2,
@@ -87,6 +108,17 @@ QUICK: dict[str, Any] = FULL | {
     "page_repeats": 3,
     "browser_repeats": 1,
     "markdown_repeats": 1,
+    # Smaller sizes: each script still builds and migrates its own database (about 3 s).
+    "scripts": FULL["scripts"]
+    | {
+        "governance": {"records": 2000, "repeat": 200},
+        "metrics_scrape": {"turns": 1000, "records": 10_000, "repeat": 10},
+        "sidebar": {"chats": 1000, "repeat": 20},
+        "chat_import": {"conversations": 30, "exchanges": 30, "repeat": 1},
+    },
+    # Left out to keep quick mode short (about 5 s each, mostly migrations; mcp_calls has no
+    # smaller size): --quick --only metrics,import,mcp runs them, at the sizes above.
+    "scripts_skipped": ["metrics_scrape", "chat_import", "mcp_calls"],
 }
 
 
@@ -209,12 +241,23 @@ class Bench:
         self.processes.append(process)
         return process
 
-    def _run(self, argv: list[str], env: dict[str, str], timeout: float) -> str:
-        done = subprocess.run(
-            argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
+    def _run(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        timeout: float,
+        cwd: Path = ROOT,
+        label: str = "",
+    ) -> str:
+        label = label or " ".join(argv[:3])
+        try:
+            done = subprocess.run(
+                argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise HarnessError(f"{label} ran over {timeout:.0f} s") from exc
         if done.returncode != 0:
-            raise HarnessError(f"{' '.join(argv[:3])} failed:\n{done.stderr[-3000:]}")
+            raise HarnessError(f"{label} failed:\n{done.stderr[-3000:]}")
         return done.stdout
 
     def _check_alive(self) -> None:
@@ -362,6 +405,21 @@ class Bench:
         out = self._run([PYTHON, str(BENCH / "inproc.py"), command, json.dumps(spec)], env, 300)
         return json.loads(out)
 
+    def script(self, module: str, kwargs: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
+        """``bench/<module>.py``'s ``measure(**kwargs)`` in a process of its own (each script sets
+        Django up on a throwaway SQLite database of its own), its dict back as JSON."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "DEMO_"))}
+        for name in ("DATABASE_URL", "REDIS_URL", "SQLITE_PATH", "DJANGO_SETTINGS_MODULE"):
+            env.pop(name, None)
+        env |= {"LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
+        code = (
+            "import importlib, json, sys; m = importlib.import_module(sys.argv[1]); "
+            "print(); print(json.dumps(m.measure(**json.loads(sys.argv[2]))))"
+        )
+        argv = [PYTHON, "-c", code, module, json.dumps(kwargs)]
+        out = self._run(argv, env, timeout, cwd=BENCH, label=f"bench/{module}.py measure()")
+        return json.loads(out.strip().splitlines()[-1])
+
 
 def table(figures: list[Figure]) -> str:
     rows = [("figure", "value", "baseline", "added", "goal", "met?")]
@@ -443,11 +501,14 @@ def main() -> int:
     if args.only:
         chosen = selected_ids(args.only)
         figures = [f for f in figures if f.id in chosen]
+    else:
+        figures = [f for f in figures if f.id not in left_out(config)]
     bench = Bench(config, workdir, log)
     fatal = ""
     log(f"{mode} benchmark; work dir {workdir}")
     try:
-        bench.start()
+        if needs_app(figures):  # the standalone scripts (#10 to #14) start what they need
+            bench.start()
         measure(bench, args.quick, figures)
     except Exception as exc:
         fatal = f"{type(exc).__name__}: {exc}"
