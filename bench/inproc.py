@@ -91,6 +91,9 @@ def measure_markdown(spec: dict) -> dict:
 
 def measure_queries(spec: dict) -> dict:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    # A first answer starts a background title request, whose queries would land in the count
+    # of whichever turn is being measured: #5 counts a turn's own queries.
+    os.environ["AUTO_TITLES"] = "0"
     from project.startup_files import setup_django
 
     setup_django()  # the start-up step first: data directory, secret key
