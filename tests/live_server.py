@@ -25,9 +25,14 @@ def live_app_port() -> int:
 
 
 @pytest.fixture
-def live_app(tmp_path, live_app_port) -> Iterator[str]:
+def live_app(request, tmp_path, live_app_port) -> Iterator[str]:
+    """The app under Daphne on its own data directory. Model-written titles are off (their
+    background request would add a usage record at an unpredictable moment) unless a test
+    asks for them with ``@pytest.mark.live_env(AUTO_TITLES="1")``."""
     port = live_app_port
+    marker = request.node.get_closest_marker("live_env")
     env = os.environ | {
+        "AUTO_TITLES": "0",
         "DJANGO_SETTINGS_MODULE": "project.settings",
         "SWITCHBOARD_DATA_DIR": str(tmp_path),
         "PORT": str(port),
@@ -35,6 +40,7 @@ def live_app(tmp_path, live_app_port) -> Iterator[str]:
         "DEMO_CHUNK_DELAY_MS": "15",
         "SHUTDOWN_GRACE_SECONDS": "2",  # a turn still running at the end delays the stop
     }
+    env |= marker.kwargs if marker else {}
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
     )

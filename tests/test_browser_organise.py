@@ -39,6 +39,7 @@ def chat_menu(page: Page, title: str):
     return body
 
 
+@pytest.mark.live_env(AUTO_TITLES="1")
 def test_titles_sidebar_and_feedback(live_app, browser_page: Page, tmp_path):
     make_account(tmp_path, "alice")
     page = browser_page
