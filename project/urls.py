@@ -12,6 +12,7 @@ from chat.signin import views as signin_views
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
+    path("api/v1/", include("chat.api.urls")),  # the OpenAI-compatible API (Bearer keys)
     # Browsers ask for /favicon.ico on pages without an icon link (the admin's, the image page).
     path(
         "favicon.ico",

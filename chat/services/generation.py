@@ -48,8 +48,8 @@ from chat import fragments, image_policy
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.markdown import StreamingMarkdown, render_tail
 from chat.models import Provider, Thread, Turn
-from chat.services import conversation, parameters, tool_loop, turn_mirror, usage
-from chat.services.providers import client_for, default_provider
+from chat.services import conversation, fallbacks, parameters, tool_loop, turn_mirror, usage
+from chat.services.providers import default_provider
 from chat.services.upstream_request import RequestPlan
 from chat.upstream.events import (
     Completed,
@@ -326,10 +326,8 @@ class TurnRunner:
         self, api: str, body: dict, started: float, step: int
     ) -> tuple[Failed | None, list[dict[str, Any]]]:
         """Stream one upstream request; returns its failure, if any, and the calls it made."""
-        client = client_for(self.plan.provider)
-        stream = (
-            client.stream_chat(body) if api == Provider.Api.CHAT else client.stream_responses(body)
-        )
+        # The model's fallback chain: another model when this one fails before answering.
+        stream = fallbacks.stream_events(self.plan.provider, api, body)
         calls: dict[int, dict[str, Any]] = {}
         async with contextlib.aclosing(stream) as events:
             async for event in events:
