@@ -6,6 +6,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from chat import health, lockout_views, staff_views, views
+from chat.api import pages as api_pages
 from chat.auth_views import ThrottledLoginView
 from chat.services.session_binding import keeps_this_session
 from chat.signin import views as signin_views
@@ -40,5 +41,7 @@ urlpatterns = [
     path("accounts/oidc/callback/", signin_views.oidc_callback, name="oidc-callback"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("usage/", staff_views.my_usage, name="my-usage"),
+    path("account/api-keys/", api_pages.api_keys, name="api-keys"),
+    path("account/api-keys/<int:key_id>/revoke/", api_pages.revoke_api_key, name="api-key-revoke"),
     path("", include("chat.urls")),
 ]
