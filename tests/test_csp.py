@@ -106,6 +106,9 @@ PAGES = [
     "/admin/auth/user/add/",
     "/admin/chat/team/add/",
     "/admin/chat/auditlogentry/",
+    "/account/api-keys/",
+    "/admin/chat/apikey/",
+    "/admin/chat/apiaccess/",
 ]
 
 
