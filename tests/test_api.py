@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.api_site import CLIENT_IP_HEADER, KEY_FAILURES_PER_IP, ApiSite, api_site  # noqa: F401
+from tests.api_site import CLIENT_IP_HEADER, KEY_FAILURES_PER_IP, ApiSite
 
 
 def client(site: ApiSite, key: str, **headers: str) -> openai.OpenAI:
