@@ -70,3 +70,31 @@ def test_0008_external_identity_keeps_teams_and_members(migrate):
         user_id=team.members.get(username="ann").pk, kind="oidc", issuer="https://idp", subject="1"
     )
     assert identity.groups == [] and identity.last_login_at is None
+
+
+def test_0014_api_keys_keeps_usage_settings_and_model_settings(migrate):
+    old = migrate([("chat", "0008_external_identity")])
+    User = old.get_model("auth", "User")
+    Provider = old.get_model("chat", "Provider")
+    ann = User.objects.create(username="ann", password="!")
+    provider = Provider.objects.create(name="Gateway", base_url="http://gw/v1")
+    old.get_model("chat", "ModelSetting").objects.create(
+        provider=provider, model="gpt-5.4", display_name="Big", default_params={"seed": 1}
+    )
+    old.get_model("chat", "UsageRecord").objects.create(
+        user=ann, provider=provider, model="gpt-5.4", api="chat", total_tokens=42
+    )
+    old.get_model("chat", "SiteSettings").objects.create(pk=1, image_hosts="img.example")
+
+    new = migrate([("chat", "0014_api_keys")])
+    setting = new.get_model("chat", "ModelSetting").objects.get(model="gpt-5.4")
+    assert (setting.display_name, setting.default_params) == ("Big", {"seed": 1})
+    assert setting.fallback_models == []  # no fallbacks until staff set them
+    record = new.get_model("chat", "UsageRecord").objects.get()
+    assert (record.total_tokens, record.source, record.api_key_id) == (42, "chat", None)
+    site = new.get_model("chat", "SiteSettings").objects.get(pk=1)
+    assert site.image_hosts == "img.example" and site.api_enabled is True
+    key = new.get_model("chat", "ApiKey").objects.create(
+        user_id=ann.pk, name="k", prefix="sb-abc", key_hash="0" * 64
+    )
+    assert key.allowed_models == [] and key.revoked_at is None
