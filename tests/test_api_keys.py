@@ -132,3 +132,16 @@ def test_valid_parameters_pass():
         "text": {"format": {"type": "json_schema", "schema": {"type": "object"}}},
     }
     validation.check_parameters(body, "responses")  # no error
+
+
+def test_api_calls_count_in_the_rate_limit_of_chats(user, provider):
+    from chat.models import UsageRecord, UserQuota
+    from chat.services import quotas
+    from chat.services.conversation import TurnRejected
+
+    UserQuota.objects.create(user=user, requests_per_minute=2)
+    quotas.check(user, provider, "demo-chat")  # nothing sent yet
+    for _ in range(2):
+        UsageRecord.objects.create(user=user, model="demo-chat", source="api")
+    with pytest.raises(TurnRejected, match="2 a minute"):
+        quotas.check(user, provider, "demo-chat")

@@ -201,6 +201,14 @@ def _upstream_error(status: int, raw: bytes, retry_after: str | None) -> ApiErro
     )
 
 
+async def _more(call: Call, loaded: bool, position: int) -> bool:
+    """Is there a next model after ``position``? The fallback chain is read at the first
+    failure only, so calls whose model answers cost no query for it."""
+    if not loaded:
+        call.chain = await fallback_chain(call.caller, call.chain[0])
+    return position + 1 < len(call.chain)
+
+
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:
     parts, size = [], 0
     async for chunk in response.aiter_raw():
@@ -219,8 +227,11 @@ async def open_upstream(
     stream = bool(body.get("stream"))
     cap = settings.API_RETRY_AFTER_CAP_SECONDS
     last_error: ApiError | None = None
-    for position, route in enumerate(call.chain):
-        more = position + 1 < len(call.chain)
+    chain_loaded = False
+    position = -1
+    while position + 1 < len(call.chain):
+        position += 1
+        route = call.chain[position]
         client = providers.client_for(route.provider)
         attempt = {**body, "model": route.model}
         inner = contextlib.AsyncExitStack()
@@ -235,7 +246,8 @@ async def open_upstream(
                 f"Could not reach the gateway ({type(exc).__name__}).",
                 code="upstream_unreachable",
             )
-            if more:
+            if await _more(call, chain_loaded, position):
+                chain_loaded = True
                 continue
             raise last_error from None
         except httpx.TimeoutException:
@@ -258,7 +270,10 @@ async def open_upstream(
             retry_after = response.headers.get("retry-after")
             await inner.aclose()
             last_error = _upstream_error(response.status_code, raw, retry_after)
-            if more and fallbacks.retryable_status(response.status_code):
+            if fallbacks.retryable_status(response.status_code) and await _more(
+                call, chain_loaded, position
+            ):
+                chain_loaded = True
                 wait = fallbacks.retry_after_seconds(retry_after, cap)
                 if wait:
                     await asyncio.sleep(wait)

@@ -99,7 +99,6 @@ async def _generate(request: HttpRequest, api: str) -> HttpResponse:
     except ApiError as error:
         await sync_to_async(relay.audit_call)(caller, route.model, f"refused ({error.status})")
         raise
-    call.chain = await relay.fallback_chain(caller, route)
     sent, strip_usage = relay.upstream_body(body, api, defaults)
     stack = contextlib.AsyncExitStack()
     try:

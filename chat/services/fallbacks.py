@@ -54,26 +54,28 @@ async def chain_for(provider_id: int, model: str) -> list[str]:
 async def stream_events(provider: Provider, api: str, body: dict[str, Any]) -> AsyncIterator[Event]:
     """The chat's upstream stream with the model's fallback chain: a retryable failure that
     arrives before any other event moves on to the next model; the ``Started`` event of the
-    answering request names the model that answered."""
-    chain = await chain_for(provider.pk, body.get("model", ""))
+    answering request names the model that answered. The chain is read only after a failure,
+    so a turn whose model answers costs no query for it."""
     client = client_for(provider)
-    for position, model in enumerate(chain):
+    chain: list[str] | None = None
+    position, model = 0, body.get("model", "")
+    while True:
         attempt = {**body, "model": model}
         stream = (
             client.stream_chat(attempt)
             if api == Provider.Api.CHAT
-            else (client.stream_responses(attempt))
+            else client.stream_responses(attempt)
         )
         answered = False
+        retry = False
         async with contextlib.aclosing(stream) as events:
             async for event in events:
-                if (
-                    isinstance(event, Failed)
-                    and not answered
-                    and position + 1 < len(chain)
-                    and retryable_failure(event)
-                ):
-                    break  # next model
+                if isinstance(event, Failed) and not answered and retryable_failure(event):
+                    if chain is None:
+                        chain = await chain_for(provider.pk, body.get("model", ""))
+                    if position + 1 < len(chain):
+                        retry = True
+                        break  # next model
                 if isinstance(event, Started):
                     event = Started(event.response_id, event.model or model)
                 elif not answered and position:
@@ -81,5 +83,7 @@ async def stream_events(provider: Provider, api: str, body: dict[str, Any]) -> A
                     yield Started(None, model)
                 answered = True
                 yield event
-            else:
-                return
+        if not retry:
+            return
+        position += 1
+        model = chain[position]

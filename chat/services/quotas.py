@@ -199,10 +199,9 @@ def check(user, provider, model: str, now: dt.datetime | None = None) -> dict:
 
 def _recent_turns(user, since: dt.datetime) -> int:
     """Turns the user started after ``since`` (the rate limit's window), and API calls."""
-    return (
-        Turn.objects.filter(author=user, created_at__gt=since).count()
-        + UsageRecord.objects.filter(user=user, source="api", created_at__gt=since).count()
-    )
+    turns = Turn.objects.filter(author=user, created_at__gt=since).order_by().values("created_at")
+    calls = UsageRecord.objects.filter(user=user, source="api", created_at__gt=since).order_by()
+    return turns.union(calls.values("created_at"), all=True).count()  # one query
 
 
 def _request_times(user, since: dt.datetime) -> list[dt.datetime]:
