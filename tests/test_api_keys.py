@@ -145,3 +145,21 @@ def test_api_calls_count_in_the_rate_limit_of_chats(user, provider):
         UsageRecord.objects.create(user=user, model="demo-chat", source="api")
     with pytest.raises(TurnRejected, match="2 a minute"):
         quotas.check(user, provider, "demo-chat")
+
+
+def test_cors_only_for_the_configured_origins(client, user, settings):
+    from chat.api.keys import create_key
+
+    _, plaintext = create_key(user, "browser tool")
+    headers = {"Authorization": f"Bearer {plaintext}", "Origin": "https://tool.example"}
+    assert "Access-Control-Allow-Origin" not in client.get("/api/v1/models", headers=headers)
+    settings.API_CORS_ORIGINS = ["https://tool.example"]
+    preflight = client.options(
+        "/api/v1/chat/completions",
+        headers={"Origin": "https://tool.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.status_code == 204
+    assert preflight["Access-Control-Allow-Origin"] == "https://tool.example"
+    assert "Authorization" in preflight["Access-Control-Allow-Headers"]
+    other = client.options("/api/v1/models", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other
