@@ -168,11 +168,11 @@ class Processes:
                 }
             )  # JSON is YAML
         )
-        env = os.environ | {
+        # No DATABASE_URL at all: LiteLLM then runs without a database (an empty one is refused).
+        env = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"} | {
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no download at start
             "LITELLM_TELEMETRY": "False",
             "LITELLM_LOG": "ERROR",
-            "DATABASE_URL": "",
         }
         argv = [
             self.litellm,
@@ -235,17 +235,27 @@ async def _level(target: dict[str, Any], concurrency: int) -> dict[str, Any]:
     async with httpx.AsyncClient(limits=limits, timeout=120) as client:
         await _one_stream(client, target, -1)  # warm: connection, caches, model list
         ttfb: list[float] = []
+        errors: list[str] = []
         lines = 0
         cpu_before = _tree_cpu(target["pid"])
         for wave in range(WAVES[concurrency]):
             results = await asyncio.gather(
-                *(_one_stream(client, target, wave * concurrency + i) for i in range(concurrency))
+                *(_one_stream(client, target, wave * concurrency + i) for i in range(concurrency)),
+                return_exceptions=True,
             )
-            ttfb += [r[0] for r in results]
-            lines += sum(r[1] for r in results)
+            for result in results:
+                if isinstance(result, BaseException):
+                    errors.append(f"{type(result).__name__}: {result}"[:200])
+                else:
+                    ttfb.append(result[0])
+                    lines += result[1]
         cpu = _tree_cpu(target["pid"]) - cpu_before
+    if not ttfb:
+        raise RuntimeError(f"{target['url']}: every stream failed: {errors[:3]}")
     return {
         "streams": len(ttfb),
+        "failed": len(errors),
+        "first_errors": sorted(set(errors))[:3],
         "ttfb_p50_ms": _pct(ttfb, 0.5) * 1000,
         "ttfb_p99_ms": _pct(ttfb, 0.99) * 1000,
         "chunks": lines,
@@ -255,29 +265,32 @@ async def _level(target: dict[str, Any], concurrency: int) -> dict[str, Any]:
 
 def measure(litellm: str | None = None) -> dict[str, Any]:
     """{level: {target: figures}}, with ``added_*`` relative to the direct gateway."""
-    with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
-        processes = Processes(Path(tmp), litellm)
-        try:
-            processes.start()
-            results: dict[str, Any] = {}
-            for level in LEVELS:
-                row = {}
-                for name, target in processes.targets.items():
-                    row[name] = asyncio.run(_level(target, level))
-                for figures in row.values():
-                    figures["added_p50_ms"] = figures["ttfb_p50_ms"] - row["direct"]["ttfb_p50_ms"]
-                    figures["added_p99_ms"] = figures["ttfb_p99_ms"] - row["direct"]["ttfb_p99_ms"]
-                results[str(level)] = row
-            results["machine"] = {"cpus": os.cpu_count(), "load": os.getloadavg()}
-            return results
-        finally:
-            processes.stop()
+    # Kept after the run: the processes' logs are there when something failed.
+    tmp = tempfile.mkdtemp(prefix="bench-peers-")
+    print(f"logs in {tmp}", file=sys.stderr)
+    processes = Processes(Path(tmp), litellm)
+    try:
+        processes.start()
+        results: dict[str, Any] = {}
+        for level in LEVELS:
+            row = {}
+            for name, target in processes.targets.items():
+                row[name] = asyncio.run(_level(target, level))
+                print(f"{level} streams, {name}: {row[name]}", file=sys.stderr, flush=True)
+            for figures in row.values():
+                figures["added_p50_ms"] = figures["ttfb_p50_ms"] - row["direct"]["ttfb_p50_ms"]
+                figures["added_p99_ms"] = figures["ttfb_p99_ms"] - row["direct"]["ttfb_p99_ms"]
+            results[str(level)] = row
+        results["machine"] = {"cpus": os.cpu_count(), "load": os.getloadavg()}
+        return results
+    finally:
+        processes.stop()
 
 
 def table(results: dict[str, Any]) -> str:
     lines = [
-        "| streams | target | TTFB p50 | TTFB p99 | added p50 | added p99 | CPU/chunk |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| streams | target | TTFB p50 | TTFB p99 | added p50 | added p99 | CPU/chunk | failed |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for level in LEVELS:
         for name, f in results[str(level)].items():
@@ -285,7 +298,8 @@ def table(results: dict[str, Any]) -> str:
             cpu_text = "n/a" if cpu is None else f"{cpu:.0f} µs"
             lines.append(
                 f"| {level} | {name} | {f['ttfb_p50_ms']:.1f} ms | {f['ttfb_p99_ms']:.1f} ms | "
-                f"{f['added_p50_ms']:+.1f} ms | {f['added_p99_ms']:+.1f} ms | {cpu_text} |"
+                f"{f['added_p50_ms']:+.1f} ms | {f['added_p99_ms']:+.1f} ms | {cpu_text} | "
+                f"{f['failed']} |"
             )
     return "\n".join(lines)
 
@@ -296,7 +310,7 @@ def main() -> int:
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    litellm = None if args.no_litellm else args.litellm
+    litellm = None if args.no_litellm else str(Path(args.litellm).resolve())
     if litellm and not Path(litellm).exists():
         print(
             f"{litellm} not found: run `make bench-peers` (or pass --no-litellm)", file=sys.stderr
