@@ -42,6 +42,7 @@ def api_view(methods: tuple[str, ...]) -> Callable[[View], View]:
         @csrf_exempt
         @login_not_required
         async def handler(request: HttpRequest) -> HttpResponse:
+            request.get_host()  # ALLOWED_HOSTS (DisallowedHost: 400), as the site's pages
             if request.method == "OPTIONS":  # a browser's preflight: no key is sent with it
                 response = HttpResponse(status=204)
                 if request.headers.get("Origin") in settings.API_CORS_ORIGINS:
