@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import secrets
-
 from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
@@ -14,11 +12,12 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
 
-from chat.auth_views import ThrottledAdminAuthenticationForm
 from chat.models import (
+    Announcement,
     ApiAccess,
     ApiKey,
     AuditLogEntry,
+    BudgetAlert,
     ExternalIdentity,
     ModelSetting,
     Provider,
@@ -30,7 +29,17 @@ from chat.models import (
     UsageRecord,
     UserQuota,
 )
-from chat.services import audit, parameters, providers, session_binding
+from chat.services import (
+    accounts,
+    announcements,
+    audit,
+    parameters,
+    providers,
+    roles,
+    session_binding,
+)
+from chat.views import governance as governance_views
+from chat.views.login import ThrottledAdminAuthenticationForm
 
 User = get_user_model()
 
@@ -112,7 +121,10 @@ class ProviderAdmin(AuditedAdmin):
         "api_key_masked",
         "api_key",
         "clear_api_key",
+        "allowed_teams",
+        "allowed_users",
     )
+    filter_horizontal = ("allowed_teams", "allowed_users")
 
     @admin.display(description="API key")
     def api_key_masked(self, obj: Provider) -> str:
@@ -134,6 +146,11 @@ class ProviderAdmin(AuditedAdmin):
 
     def get_urls(self):
         return [
+            path(
+                "test-unsaved/",
+                self.admin_site.admin_view(governance_views.test_unsaved_provider),
+                name="chat_provider_test_unsaved",
+            ),
             path(
                 "<path:object_id>/test-connection/",
                 self.admin_site.admin_view(self.test_connection_view),
@@ -240,8 +257,11 @@ class ModelSettingAdmin(AuditedAdmin):
         "display_name",
         ("price_input", "price_cached_input", "price_output"),
         "default_params",
+        "allowed_teams",
+        "allowed_users",
         "fallback_models",
     )
+    filter_horizontal = ("allowed_teams", "allowed_users")
     search_fields = ("model", "display_name")
     list_select_related = ("provider",)
 
@@ -265,6 +285,11 @@ class SiteSettingsAdmin(AuditedAdmin):
             },
         ),
         ("Images in messages", {"fields": ("image_hosts",)}),
+        (
+            "Retention (manage.py purge_expired; empty: keep everything)",
+            {"fields": ("chat_retention_days", "usage_detail_days")},
+        ),
+        ("Models", {"fields": ("default_model",)}),
         ("API (/api/v1)", {"fields": ("api_enabled",)}),
     )
 
@@ -279,6 +304,13 @@ class TeamAdmin(AuditedAdmin):
     list_display = ("name", "external_group", "member_count", "created_at")
     search_fields = ("name", "external_group", "members__username")
     filter_horizontal = ("members",)
+    fields = (
+        "name",
+        "external_group",
+        "members",
+        ("cost_budget_per_month", "token_budget_per_month"),
+        "default_model",
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(member_total=Count("members"))
@@ -322,7 +354,11 @@ class TurnAdmin(admin.ModelAdmin):
 # -- users and quotas ---------------------------------------------------------------------------
 
 
-ROLES = (("member", "Member"), ("admin", "Administrator (staff)"))
+ROLES = (
+    ("member", "Member"),
+    ("auditor", "Auditor (read-only usage dashboard, CSV and audit log)"),
+    ("admin", "Administrator (staff)"),
+)
 
 
 class RoleFormMixin(forms.Form):
@@ -334,7 +370,7 @@ class RoleFormMixin(forms.Form):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk:
-            self.fields["role"].initial = "admin" if self.instance.is_staff else "member"
+            self.fields["role"].initial = role_of(self.instance)
 
     def clean(self):
         cleaned = super().clean()
@@ -348,11 +384,25 @@ class RoleFormMixin(forms.Form):
 
     def save(self, commit: bool = True):
         user = super().save(commit=False)
-        user.is_staff = user.is_superuser = self.cleaned_data.get("role") == "admin"
+        role = self.cleaned_data.get("role")
+        user.is_staff = user.is_superuser = role == "admin"
+        save_m2m = self.save_m2m
+
+        def save_m2m_and_groups() -> None:
+            save_m2m()
+            roles.set_auditor(user, role == "auditor")
+
+        self.save_m2m = save_m2m_and_groups
         if commit:
             user.save()
             self.save_m2m()
         return user
+
+
+def role_of(user) -> str:
+    if user.is_staff:
+        return "admin"
+    return "auditor" if roles.is_auditor(user) else "member"
 
 
 class UserRoleChangeForm(RoleFormMixin, UserChangeForm):
@@ -372,7 +422,8 @@ class UserQuotaInline(admin.StackedInline):
     fields = (
         ("tokens_per_day", "tokens_per_month"),
         ("cost_per_month", "requests_per_minute"),
-        "exempt",
+        ("unlimited_rate", "exempt"),
+        "billing_team",
     )
 
 
@@ -434,7 +485,7 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
 
     @admin.display(description="Role", ordering="is_staff")
     def role(self, obj) -> str:
-        return "Administrator" if obj.is_staff else "Member"
+        return dict(ROLES)[role_of(obj)].split(" (")[0]
 
     @admin.display(description="Signs in with")
     def origin(self, obj) -> str:
@@ -442,7 +493,7 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
         return ", ".join(kinds) or "Local password"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).prefetch_related("external_identities")
+        return super().get_queryset(request).prefetch_related("external_identities", "groups")
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
@@ -457,33 +508,19 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
 
     @admin.action(description="Deactivate selected users (they can no longer log in)")
     def deactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
-        users = list(queryset.exclude(pk=request.user.pk).filter(is_active=True))
-        for user in users:
-            audit.record(request.user, user, "changed", "active", "True", "False")
-        queryset.filter(pk__in=[u.pk for u in users]).update(is_active=False)
-        # A bulk update sends no post_save: close their open sockets here.
-        session_binding.check_sockets_after_commit(u.pk for u in users)
-        self.message_user(request, f"Deactivated {len(users)} user(s).", messages.SUCCESS)
+        count = accounts.deactivate(request.user, queryset)
+        self.message_user(request, f"Deactivated {count} user(s).", messages.SUCCESS)
 
     @admin.action(description="Reactivate selected users")
     def reactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
-        users = list(queryset.filter(is_active=False))
-        for user in users:
-            audit.record(request.user, user, "changed", "active", "False", "True")
-        queryset.filter(pk__in=[u.pk for u in users]).update(is_active=True)
-        self.message_user(request, f"Reactivated {len(users)} user(s).", messages.SUCCESS)
+        count = accounts.reactivate(request.user, queryset)
+        self.message_user(request, f"Reactivated {count} user(s).", messages.SUCCESS)
 
     @admin.action(description="Reset passwords (show a temporary password once)")
     def reset_passwords(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
         """New random passwords, shown on this page only (never stored in a message cookie);
         the users' sessions end because their password changed."""
-        issued = []
-        for user in queryset.order_by("username"):
-            password = secrets.token_urlsafe(12)
-            user.set_password(password)
-            user.save(update_fields=["password"])
-            audit.record(request.user, user, "changed", "password", "", audit.SECRET)
-            issued.append((user, password))
+        issued = accounts.reset_passwords(request.user, queryset)
         context = {
             **self.admin_site.each_context(request),
             "title": "Temporary passwords",
@@ -526,6 +563,16 @@ class AuditLogEntryAdmin(ReadOnlyAdmin):
     date_hierarchy = "at"
 
 
+@admin.register(BudgetAlert)
+class BudgetAlertAdmin(ReadOnlyAdmin):
+    """Team budget thresholds reached, one per team, budget, threshold and month, with the
+    webhook's outcome (chat/services/budgets.py)."""
+
+    list_display = ("created_at", "team", "month", "metric", "threshold", "delivered_at", "error")
+    list_filter = ("metric", "threshold")
+    list_select_related = ("team",)
+
+
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdmin):
     list_display = (
@@ -546,6 +593,26 @@ class UsageRecordAdmin(ReadOnlyAdmin):
     search_fields = ("model", "user__username")
     date_hierarchy = "created_at"
     show_full_result_count = False
+
+
+@admin.register(Announcement)
+class AnnouncementAdmin(AuditedAdmin):
+    """Saving or deleting a banner shows the change on every open page at once."""
+
+    list_display = ("message", "level", "starts_at", "ends_at", "created_at")
+    fields = ("message", "level", "starts_at", "ends_at")
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        announcements.broadcast_after_commit()
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        announcements.broadcast_after_commit()
+
+    def delete_queryset(self, request, queryset: QuerySet) -> None:
+        super().delete_queryset(request, queryset)
+        announcements.broadcast_after_commit()
 
 
 # -- the API: everyone's keys, per-user switch -------------------------------------------------

@@ -1,4 +1,6 @@
-"""The thread websocket: authorize, join the thread's group, forward. No product logic here.
+"""The thread websocket: authorize, join the thread's group, forward. No product logic here:
+actions go to ``chat.services.turns.launch``/``registry``; the live-turn messages, and what this
+socket holds of each running answer, are defined in ``chat.live``.
 
 A socket may be on another worker than the turn it shows: live state then comes from the
 runner over the channel layer (``turn.snapshot`` replies), never from this process's memory.
@@ -11,18 +13,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import aclose_old_connections, database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import fragments, ws_actions
+from chat import fragments, live, metrics, ws_actions
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.models import Turn
-from chat.request_ids import parse_count, parse_id
-from chat.services import conversation, generation, session_binding, turn_mirror
+from chat.request_ids import parse_id
+from chat.services import (
+    announcements,
+    conversation,
+    permissions,
+    refusals,
+    session_binding,
+    turn_mirror,
+)
+from chat.services.turns import launch, registry
 
 log = logging.getLogger(__name__)
 
@@ -31,27 +40,6 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 # The extension reconnects after this one (with the browser's current session cookie).
 CLOSE_RECONNECT = 1012
-# A page reports the live answers it holds; there are never more than a few.
-_MAX_RESUMED = 64
-
-
-def parse_resume(query_string: bytes) -> tuple[int | None, dict[int, tuple[int, int]]] | None:
-    """What a reconnecting browser already shows: ``leaf=<turn id>`` (the last turn on screen)
-    and ``resume=<turn>:<blocks>:<reasoning blocks>,…`` for each answer it was receiving.
-    None on a first connection (no ``leaf``)."""
-    query = parse_qs(query_string.decode("latin-1"))
-    if "leaf" not in query:
-        return None
-    leaf = query["leaf"][0]
-    offsets: dict[int, tuple[int, int]] = {}
-    for item in ",".join(query.get("resume", [])).split(",")[:_MAX_RESUMED]:
-        parts = item.split(":")
-        if len(parts) != 3:
-            continue
-        turn, blocks, reasoning = parse_id(parts[0]), parse_count(parts[1]), parse_count(parts[2])
-        if turn is not None and blocks is not None and reasoning is not None:
-            offsets[turn] = (blocks, reasoning)
-    return parse_id(leaf), offsets
 
 
 class ThreadConsumer(AsyncWebsocketConsumer):
@@ -80,7 +68,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.thread_id = int(self.scope["url_route"]["kwargs"]["thread_id"])
-        thread = await database_sync_to_async(conversation.thread_for)(user, self.thread_id)
+        thread = await database_sync_to_async(permissions.thread_for)(user, self.thread_id)
         if thread is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
@@ -91,44 +79,42 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         self.session_tag = session_binding.session_tag(self.session_key)
         # Set once this socket was told to close: later messages find it gone.
         self.ended = False
-        # How many finished blocks of each running turn this socket has shown.
-        self.known: dict[int, tuple[int, int]] = {}
-        # Turns whose live state was asked of their runner on another worker: their deltas
-        # are skipped until the snapshot (which contains them) arrives.
-        self.pending: set[int] = set()
+        # What this socket shows of each running answer.
+        self.offsets = live.SocketOffsets()
         # Who is viewing this thread: socket channel → username, on every worker.
         self.viewers: dict[str, str] = {self.channel_name: self.username}
-        self.group = generation.thread_group(self.thread_id)
+        self.group = live.thread_group(self.thread_id)
         # Join before taking snapshots: a delta published in between is then trimmed, not lost.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.channel_layer.group_add(
             session_binding.user_group(self.user_id), self.channel_name
         )
+        await announcements.join(self.channel_layer, self.channel_name)
         await self.accept()
-        generation.ensure_reaper()
-        await self._catch_up(thread.current_turn_id, parse_resume(self.scope["query_string"]))
-        await self.channel_layer.group_send(
-            self.group,
-            {"type": "presence.join", "channel": self.channel_name, "user": self.username},
-        )
+        metrics.socket_opened(self)
+        registry.ensure_reaper()
+        await self._catch_up(thread.current_turn_id, live.parse_resume(self.scope["query_string"]))
+        await self._announce_presence()
 
     async def disconnect(self, code: int) -> None:
+        metrics.socket_closed(self)
         if hasattr(self, "group"):
             with contextlib.suppress(ChannelLayerUnavailable):  # Redis down: nothing to tell
                 await self._leave()
 
     async def _leave(self) -> None:
+        await announcements.leave(self.channel_layer, self.channel_name)
         await self.channel_layer.group_discard(
             session_binding.user_group(self.user_id), self.channel_name
         )
         await self.channel_layer.group_discard(self.group, self.channel_name)
-        await self.channel_layer.group_send(
-            self.group, {"type": "presence.leave", "channel": self.channel_name}
+        await live.publish(
+            self.thread_id,
+            live.PresenceLeave(type="presence.leave", channel=self.channel_name),
+            layer=self.channel_layer,
         )
 
-    async def _catch_up(
-        self, current_turn_id: int | None, resume: tuple[int | None, dict] | None
-    ) -> None:
+    async def _catch_up(self, current_turn_id: int | None, resume: live.Resume | None) -> None:
         """Bring the page up to date: a first connection gets the running answers; a
         reconnection gets only what it missed, from the offsets it reports."""
         running = await self._running_turn_ids()
@@ -138,13 +124,13 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             return
         leaf, offsets = resume
         if leaf != current_turn_id:  # new turns or a branch switch while away
-            await self.path_changed({})
+            await self.path_changed(live.PathChanged(type="path.changed"))
             return
         for turn_id in set(offsets) - set(running):  # finished while away
-            await self.turn_finished({"turn_id": turn_id})
+            await self.turn_finished(live.TurnFinished(type="turn.finished", turn_id=turn_id))
         for turn_id in running:
             if turn_id in offsets:
-                self.known[turn_id] = offsets[turn_id]
+                self.offsets.shows(turn_id, offsets[turn_id])
             await self._show_live(turn_id, render_stored=turn_id not in offsets)
 
     # -- actions from the browser -----------------------------------------------------------
@@ -160,21 +146,21 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         user = self.scope["user"]
         action = data.get("action") or "send"
         try:
-            if not conversation.can_write(self.access):
-                raise conversation.ReadOnly()
+            if not permissions.can_write(self.access):
+                raise refusals.ReadOnly()
             if action == "send":
-                await generation.start_turn(user, self.thread_id, str(data.get("message", "")))
+                await launch.start_turn(user, self.thread_id, str(data.get("message", "")))
             elif action == "stop":
                 await self._stop(data.get("turn_id"))
             elif action in ("retry", "regenerate"):
-                await generation.branch_turn(user, await self._own_turn_id(data))
+                await launch.branch_turn(user, await self._own_turn_id(data))
             elif action == "edit":
-                await generation.branch_turn(
+                await launch.branch_turn(
                     user, await self._own_turn_id(data), str(data.get("message", ""))
                 )
             elif action in ("tool_result", "tool_reject"):
                 result = str(data.get("result", "")) if action == "tool_result" else None
-                await generation.answer_tool_call(
+                await launch.answer_tool_call(
                     user, await self._own_turn_id(data), str(data.get("call_id", "")), result
                 )
             elif action == "switch":
@@ -182,7 +168,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             else:
                 raise ValueError(action)
             await self.send(fragments.error_notice(""))
-        except conversation.TurnRejected as exc:
+        except refusals.TurnRejected as exc:
             await self.send(fragments.error_notice(str(exc)))
         except (TypeError, ValueError):
             await self.send(fragments.error_notice("That request was not understood."))
@@ -202,36 +188,38 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         """The turn named in a request, if it belongs to this socket's thread."""
         turn_id = parse_id(data.get("turn_id")) or 0
         if not await Turn.objects.filter(pk=turn_id, thread_id=self.thread_id).aexists():
-            raise conversation.TurnRejected("This message no longer exists.")
+            raise refusals.TurnRejected("This message no longer exists.")
         return turn_id
 
     async def _stop(self, turn_id: object) -> None:
         """Stop the named turn, or (the Stop button) whatever is generating in this thread."""
         turn_ids = [await self._own_turn_id({"turn_id": turn_id})] if turn_id else None
         for pk in turn_ids or await self._running_turn_ids(include_paused=True):
-            await generation.stop_turn(pk)
+            await registry.stop_turn(pk)
 
     async def _switch(self, turn_id: int) -> None:
         def switch() -> bool:
-            thread = conversation.writable_thread_for(self.scope["user"], self.thread_id)
+            thread = permissions.writable_thread_for(self.scope["user"], self.thread_id)
             return thread is not None and conversation.switch_branch(thread, turn_id)
 
         if not await database_sync_to_async(switch)():
-            raise conversation.TurnRejected("This message no longer exists.")
-        await self.channel_layer.group_send(self.group, {"type": "path.changed"})
+            raise refusals.TurnRejected("This message no longer exists.")
+        await live.publish(
+            self.thread_id, live.PathChanged(type="path.changed"), layer=self.channel_layer
+        )
 
     # -- group messages ---------------------------------------------------------------------
 
-    async def turn_created(self, message: dict) -> None:
+    async def turn_created(self, message: live.TurnCreated) -> None:
         turn_id = message["turn_id"]
         if message.get("html"):
             # Rendered once by the runner, before any of the turn's deltas was published.
-            self.known[turn_id] = (0, 0)
+            self.offsets.shows(turn_id, (0, 0))
             await self.send(message["html"])
             return
         # Running elsewhere, a just-created turn has no text yet: its deltas start at block 0.
-        snapshot = generation.running_snapshot(turn_id)
-        self._remember(snapshot)
+        snapshot = registry.running_snapshot(turn_id)
+        self.offsets.remember(snapshot)
         if message.get("linear", True):
             html = await self._render(lambda turn: fragments.appended_turn(turn, snapshot), turn_id)
         else:
@@ -239,52 +227,34 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         if html:
             await self.send(html)
 
-    async def turn_delta(self, message: dict) -> None:
-        turn_id = message["turn_id"]
-        if turn_id in self.pending:
+    async def turn_delta(self, message: live.TurnDelta) -> None:
+        if self.offsets.skips(message):
             return
-        known_blocks, known_reasoning = self.known.get(turn_id, (0, 0))
-        if message["start"] > known_blocks or message["reasoning_start"] > known_reasoning:
+        if self.offsets.has_gap(message):
             # A delta was dropped (slow socket): resend the whole answer so far instead.
-            self.known.pop(turn_id, None)
+            self.offsets.forget(message["turn_id"])
             await self._db_ready()
-            await self._show_live(turn_id, render_stored=False)
+            await self._show_live(message["turn_id"], render_stored=False)
             return
-        if (message["start"], message["reasoning_start"]) == (known_blocks, known_reasoning):
-            html = message["html"]  # built once by the runner for this, the usual case
-        else:
-            html = fragments.delta(message, known_blocks, known_reasoning)
-        await self.send(html)
-        self.known[turn_id] = (
-            message["start"] + len(message["blocks"]),
-            message["reasoning_start"] + len(message["reasoning_blocks"]),
-        )
+        await self.send(self.offsets.take_delta(message))
 
-    async def turn_updated(self, message: dict) -> None:
+    async def turn_updated(self, message: live.TurnUpdated) -> None:
         """Show a turn's current state (live when it is running, on any worker)."""
         await self._show_live(message["turn_id"])
 
-    async def turn_snapshot(self, snapshot: dict) -> None:
+    async def turn_snapshot(self, snapshot: live.Snapshot) -> None:
         """A running turn's whole answer so far: from this worker's runner, or another's reply.
         A browser that reported what it has gets only the rest."""
-        turn_id = snapshot["turn_id"]
-        self.pending.discard(turn_id)
-        known = self.known.get(turn_id)
-        self._remember(snapshot)
-        if (
-            known is not None
-            and known[0] <= len(snapshot["blocks"])
-            and known[1] <= len(snapshot["reasoning_blocks"])
-        ):
-            await self.send(fragments.delta(snapshot, *known))
-            return
-        html = await self._render(lambda turn: fragments.replaced_turn(turn, snapshot), turn_id)
+        html = self.offsets.take_snapshot(snapshot)
+        if html is None:
+            html = await self._render(
+                lambda turn: fragments.replaced_turn(turn, snapshot), snapshot["turn_id"]
+            )
         if html:
             await self.send(html)
 
-    async def turn_finished(self, message: dict) -> None:
-        self.known.pop(message["turn_id"], None)
-        self.pending.discard(message["turn_id"])
+    async def turn_finished(self, message: live.TurnFinished) -> None:
+        self.offsets.forget(message["turn_id"])
         # The runner renders the end of its turn once for every socket; a turn ended otherwise
         # (stopped while waiting for a tool, found dead) is rendered as stored.
         html = message.get("html") or await self._render(
@@ -293,16 +263,16 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         if html:
             await self.send(html)
 
-    async def path_changed(self, message: dict) -> None:
-        snapshots = generation.running_snapshots()
+    async def path_changed(self, message: live.PathChanged) -> None:
+        snapshots = registry.running_snapshots()
         for snapshot in snapshots.values():
-            self._remember(snapshot)
+            self.offsets.remember(snapshot)
         await self.send(await self._render_path(snapshots))
         for turn_id in await self._running_turn_ids():
             if turn_id not in snapshots:
                 await self._show_live(turn_id, render_stored=False)
 
-    async def access_changed(self, message: dict) -> None:
+    async def access_changed(self, message: live.AccessChanged) -> None:
         """A share was added, changed or revoked (or the thread deleted): re-check at once."""
         if not self.ended:
             await self._recheck_access()
@@ -311,7 +281,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         """Whether this user may still see the thread. No longer: the chat leaves the page, which
         says why, and the socket closes. Changed: the page's writing controls follow."""
         user = self.scope["user"]
-        thread = await database_sync_to_async(conversation.thread_for)(user, self.thread_id)
+        thread = await database_sync_to_async(permissions.thread_for)(user, self.thread_id)
         if thread is None:
             self.ended = True
             await self.channel_layer.group_discard(self.group, self.channel_name)
@@ -327,17 +297,17 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     # -- the login session ----------------------------------------------------------------------
 
-    async def session_ended(self, message: dict) -> None:
+    async def session_ended(self, message: live.SessionEnded) -> None:
         """That session logged out (on any worker): its sockets close at once."""
         if message["session"] == self.session_tag and not self.ended:
             await self._end_session(message["reason"])
 
-    async def session_check(self, message: dict) -> None:
+    async def session_check(self, message: live.SessionCheck) -> None:
         """The user's password or active flag may have changed: is this session still valid?"""
         if not self.ended:
             await self._check_session()
 
-    async def session_renewed(self, message: dict) -> None:
+    async def session_renewed(self, message: live.SessionRenewed) -> None:
         """This browser changed its password: its session lives on under a new key, which the
         socket learns by reconnecting (the page sends what it shows; nothing is lost)."""
         if message["session"] == self.session_tag and not self.ended:
@@ -367,37 +337,48 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         (from the blocks this page holds), answers that ended meanwhile as stored, and who is
         here."""
         running = await self._running_turn_ids()
-        if any(t not in self.known and t not in self.pending for t in running):
-            await self.path_changed({})  # a turn started meanwhile: redraw the path
+        if not all(self.offsets.tracks(t) for t in running):
+            # A turn started meanwhile: redraw the path.
+            await self.path_changed(live.PathChanged(type="path.changed"))
         else:
-            for turn_id in set(self.known) - set(running):
-                await self.turn_finished({"turn_id": turn_id})
+            for turn_id in self.offsets.live_turns() - set(running):
+                await self.turn_finished(live.TurnFinished(type="turn.finished", turn_id=turn_id))
             for turn_id in running:
                 await self._show_live(turn_id, render_stored=False)
         self.viewers = {self.channel_name: self.username}
-        await self.channel_layer.group_send(
-            self.group,
-            {"type": "presence.join", "channel": self.channel_name, "user": self.username},
+        await self._announce_presence()
+
+    async def announcements_changed(self, message: dict) -> None:
+        """Staff saved or removed a banner: show this user's current ones."""
+        user = self.scope["user"]
+        await self.send(
+            await database_sync_to_async(announcements.render_for)(user, swap_oob=True)
         )
 
     # -- presence ---------------------------------------------------------------------------
 
-    async def presence_join(self, message: dict) -> None:
+    async def _announce_presence(self) -> None:
+        message = live.PresenceJoin(
+            type="presence.join", channel=self.channel_name, user=self.username
+        )
+        await live.publish(self.thread_id, message, layer=self.channel_layer)
+
+    async def presence_join(self, message: live.PresenceJoin) -> None:
         channel = message["channel"]
         if channel != self.channel_name:
             self.viewers[channel] = message["user"]
             # Tell the newcomer we are here too (it joined after us, so it cannot know).
-            await self.channel_layer.send(
-                channel,
-                {"type": "presence.here", "channel": self.channel_name, "user": self.username},
+            here = live.PresenceJoin(
+                type="presence.here", channel=self.channel_name, user=self.username
             )
+            await live.send(channel, here, layer=self.channel_layer)
         await self.send(fragments.presence(self.viewers.values()))
 
-    async def presence_here(self, message: dict) -> None:
+    async def presence_here(self, message: live.PresenceJoin) -> None:
         self.viewers[message["channel"]] = message["user"]
         await self.send(fragments.presence(self.viewers.values()))
 
-    async def presence_leave(self, message: dict) -> None:
+    async def presence_leave(self, message: live.PresenceLeave) -> None:
         if self.viewers.pop(message["channel"], None) is not None:
             await self.send(fragments.presence(self.viewers.values()))
 
@@ -407,7 +388,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         """Show a turn as it is now. Running here: its snapshot. Running on another worker: the
         stored checkpoint at once (``render_stored``), then the runner's snapshot when it
         replies. Not running: as stored."""
-        snapshot = generation.running_snapshot(turn_id)
+        snapshot = registry.running_snapshot(turn_id)
         if snapshot is not None:
             await self.turn_snapshot(snapshot)
             return
@@ -418,15 +399,8 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             )
             if html:
                 await self.send(html)
-        if await generation.request_snapshot(turn_id, self.channel_name):
-            self.pending.add(turn_id)
-
-    def _remember(self, snapshot: dict | None) -> None:
-        if snapshot is not None:
-            self.known[snapshot["turn_id"]] = (
-                len(snapshot["blocks"]),
-                len(snapshot["reasoning_blocks"]),
-            )
+        if await registry.request_snapshot(turn_id, self.channel_name):
+            self.offsets.awaiting_snapshot(turn_id)
 
     @database_sync_to_async
     def _render(self, render, turn_id: int) -> str:
@@ -437,15 +411,15 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         return render(found[0]) if found else ""
 
     @database_sync_to_async
-    def _render_path(self, snapshots: dict[int, dict]) -> str:
-        thread = conversation.thread_for(self.scope["user"], self.thread_id)
+    def _render_path(self, snapshots: dict[int, live.Snapshot]) -> str:
+        thread = permissions.thread_for(self.scope["user"], self.thread_id)
         if thread is None:
             return fragments.error_notice("This chat no longer exists.")
         busy = thread.turns.filter(status__in=Turn.ACTIVE).exists()
         return fragments.turn_list(thread, snapshots) + fragments.composer_state(busy=busy)
 
     @database_sync_to_async
-    def _running_turn_ids(self, include_paused: bool = False) -> list[int]:
+    def _running_turn_ids(self, *, include_paused: bool = False) -> list[int]:
         statuses = Turn.ACTIVE if include_paused else [Turn.Status.IN_PROGRESS]
         return list(
             Turn.objects.filter(thread_id=self.thread_id, status__in=statuses).values_list(

@@ -10,7 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import mark_safe
 
 from chat.markdown import render_markdown
 from chat.models import Thread, Turn
@@ -21,10 +21,13 @@ def turn_context(
     turn: Turn, snapshot: dict | None = None, siblings: Siblings | None = None
 ) -> dict:
     """Template context of one turn; a running turn shows the live snapshot of its answer."""
-    offset = None
+    offset_html = ""
     if snapshot is not None:
-        # What the browser holds of a live answer; it reports this when its socket reconnects.
-        offset = (len(snapshot["blocks"]), len(snapshot["reasoning_blocks"]))
+        offset_html = mark_safe(
+            offset_marker(
+                turn.pk, len(snapshot["blocks"]), len(snapshot["reasoning_blocks"]), oob=False
+            )
+        )
         answer_html = mark_safe("".join(snapshot["blocks"]))
         tail_html = mark_safe(snapshot["tail"])
         reasoning_html = mark_safe(
@@ -46,7 +49,7 @@ def turn_context(
         "tail_html": tail_html,
         "reasoning_html": reasoning_html,
         "user_html": mark_safe(render_markdown(turn.user_text)),
-        "offset": offset,
+        "offset_html": offset_html,
     }
 
 
@@ -72,19 +75,24 @@ def path_page(
 
 
 def render_turn(
-    turn: Turn, snapshot: dict | None = None, siblings: Siblings | None = None
+    turn: Turn,
+    snapshot: dict | None = None,
+    siblings: Siblings | None = None,
+    *,
+    oob: bool = False,
 ) -> str:
-    """One turn; ``siblings`` when the caller knows them (else one small query)."""
-    return render_to_string(
-        "chat/thread.html#turn", turn_context(turn, snapshot, siblings or siblings_of(turn))
-    )
+    """One turn; ``siblings`` when the caller knows them (else one small query); ``oob``:
+    replacing the one on the page."""
+    context = turn_context(turn, snapshot, siblings or siblings_of(turn))
+    return render_to_string("chat/thread.html#turn", {**context, "oob": oob})
 
 
 def turn_list(thread: Thread, snapshots: dict[int, dict]) -> str:
     """The newest page of the visible path, replacing what is on screen (after a branch or a
     switch); earlier turns load on demand, as on the page."""
-    html = render_to_string("chat/thread.html#turn-list", path_page(thread, snapshots))
-    return html.replace('<section id="turns"', '<section hx-swap-oob="true" id="turns"', 1)
+    return render_to_string(
+        "chat/thread.html#turn-list", {**path_page(thread, snapshots), "oob": True}
+    )
 
 
 def tool_cards(turn_id: int, calls: list[dict], status: str = "") -> str:
@@ -108,8 +116,7 @@ def replaced_turn(
     announce: str = "",
     siblings: Siblings | None = None,
 ) -> str:
-    html = render_turn(turn, snapshot, siblings)
-    html = html.replace("<article ", '<article hx-swap-oob="true" ', 1)
+    html = render_turn(turn, snapshot, siblings, oob=True)
     html += composer_state(busy=not turn.is_finished)
     if announce:
         # Only the live region's text changes, so screen readers announce it once.
@@ -123,62 +130,15 @@ def finished_turn(turn: Turn, siblings: Siblings | None = None) -> str:
     return replaced_turn(turn, announce=announce, siblings=siblings)
 
 
-def delta(message: dict, known_blocks: int, known_reasoning: int) -> SafeString:
-    """The part of a coalesced delta this socket has not shown yet (blocks are never doubled).
-
-    Built with plain string joins (every piece is already safe HTML and the ids are integers):
-    this runs for every socket at every coalescing window. The runner builds it once per delta
-    for sockets that hold exactly the blocks before it (``shared_delta``)."""
-    turn_id = int(message["turn_id"])
-    parts = [
-        _new_blocks(f"turn-{turn_id}-answer", message["start"], message["blocks"], known_blocks),
-        f'<div id="turn-{turn_id}-tail" hx-swap-oob="innerHTML">{message["tail"]}</div>',
-    ]
-    if "tools_html" in message:
-        parts.append(
-            f'<div id="turn-{turn_id}-tools" hx-swap-oob="innerHTML">{message["tools_html"]}</div>'
-        )
-    if message["reasoning_blocks"] or message["reasoning_tail"]:
-        parts.append(
-            _new_blocks(
-                f"turn-{turn_id}-reasoning",
-                message["reasoning_start"],
-                message["reasoning_blocks"],
-                known_reasoning,
-            )
-        )
-        parts.append(
-            f'<div id="turn-{turn_id}-reasoning-tail" hx-swap-oob="innerHTML">'
-            f"{message['reasoning_tail']}</div>"
-        )
-    parts.append(
-        offset_marker(
-            turn_id,
-            message["start"] + len(message["blocks"]),
-            message["reasoning_start"] + len(message["reasoning_blocks"]),
-        )
-    )
-    return mark_safe("".join(parts))
-
-
-def shared_delta(message: dict) -> SafeString:
-    """The delta as sent to a socket holding exactly the blocks before it (the usual case):
-    built once by the runner and sent as is to every such socket."""
-    return delta(message, message["start"], message["reasoning_start"])
-
-
-def offset_marker(turn_id: int, blocks: int, reasoning_blocks: int) -> str:
+def offset_marker(turn_id: int, blocks: int, reasoning_blocks: int, *, oob: bool) -> str:
+    """What the browser holds of a live answer (finished blocks of the answer and of the
+    reasoning); it reports this when its socket reconnects (``chat.live.parse_resume``). The one
+    place it is rendered: in a turn (``oob=False``) and at the end of every delta."""
+    swap = ' hx-swap-oob="true"' if oob else ""
     return (
         f'<span id="turn-{int(turn_id)}-offset" hidden data-blocks="{int(blocks)}"'
-        f' data-reasoning="{int(reasoning_blocks)}" hx-swap-oob="true"></span>'
+        f' data-reasoning="{int(reasoning_blocks)}"{swap}></span>'
     )
-
-
-def _new_blocks(target: str, start: int, blocks: list[str], known: int) -> str:
-    fresh = blocks[known - start :] if start <= known else blocks
-    if not fresh:
-        return ""
-    return f'<div id="{target}" hx-swap-oob="beforeend">{"".join(fresh)}</div>'
 
 
 def composer_state(*, busy: bool) -> str:
@@ -195,14 +155,12 @@ def error_notice(message: str) -> str:
 def presence(usernames: Iterable[str]) -> str:
     """Who is viewing the thread now (each person once, however many tabs)."""
     viewers = sorted(set(usernames), key=str.lower)
-    html = render_to_string("chat/thread.html#presence", {"viewers": viewers})
-    return html.replace('<div id="presence"', '<div hx-swap-oob="true" id="presence"', 1)
+    return render_to_string("chat/thread.html#presence", {"viewers": viewers, "oob": True})
 
 
 def access_state(thread: Thread) -> str:
     """What this viewer may do, after a share changed (read-only hides the writing controls)."""
-    html = render_to_string("chat/thread.html#access-state", {"thread": thread})
-    return html.replace('<div id="access-state"', '<div hx-swap-oob="true" id="access-state"', 1)
+    return render_to_string("chat/thread.html#access-state", {"thread": thread, "oob": True})
 
 
 def thread_closed(user: AbstractBaseUser, thread_id: int) -> str:
@@ -213,7 +171,5 @@ def thread_closed(user: AbstractBaseUser, thread_id: int) -> str:
         reason = "This chat is no longer shared with you."
     else:
         reason = "This chat was deleted."
-    context = {"reason": reason, "thread": None, **sidebar_lists(user)}
-    html = render_to_string("chat/thread.html#thread-closed", context)
-    sidebar = '<div id="sidebar-lists">'
-    return html.replace(sidebar, '<div hx-swap-oob="true" id="sidebar-lists">', 1)
+    context = {"reason": reason, "thread": None, "oob": True, **sidebar_lists(user)}
+    return render_to_string("chat/thread.html#thread-closed", context)

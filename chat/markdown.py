@@ -185,7 +185,7 @@ def _guarded_image(tag: str, images: ImagePolicy) -> str:
 
 
 def _load_image_link(image: RemoteImage, alt: str) -> str:
-    """A link to our image viewer (``chat.image_viewer``), which ``app.js`` opens in place."""
+    """A link to our image viewer (``chat.views.image_viewer``), which ``app.js`` opens in place."""
     query = {"src": image.url, "alt": alt} if alt else {"src": image.url}
     href = f"{_viewer_path()}?{urlencode(query)}"
     text = f"Load image from {image.label}" + (f": {alt}" if alt else "")

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
-EXEMPT_PATHS = {"/healthz"}
+EXEMPT_PATHS = {"/healthz", "/metrics"}
 API_PREFIX = "/api/"
 
 

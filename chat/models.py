@@ -4,26 +4,36 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils.timezone import now as timezone_now
 
 from chat import crypto
+from chat.upstream.request import Api
 
 
 class Provider(models.Model):
     """An OpenAI-compatible gateway. Its API key is stored encrypted and never rendered."""
 
-    class Api(models.TextChoices):
-        RESPONSES = "responses", "Responses (/v1/responses)"
-        CHAT = "chat", "Chat Completions (/v1/chat/completions)"
 
     name = models.CharField(max_length=100, unique=True)
     base_url = models.URLField(max_length=500, help_text="Up to and including /v1.")
     api_key_encrypted = models.TextField(blank=True, default="", editable=False)
-    default_api = models.CharField(max_length=20, choices=Api.choices, default=Api.RESPONSES)
+    default_api = models.CharField(
+        max_length=20, choices=Api.choices(), default=Api.RESPONSES.value
+    )
     enabled = models.BooleanField(default=True)
     is_default = models.BooleanField(default=False)
+    # Model access (chat/services/model_access.py): both empty, everyone may use the provider.
+    allowed_teams = models.ManyToManyField(
+        "Team",
+        blank=True,
+        related_name="+",
+        help_text="Only members of these teams (and the users below) may use this provider. "
+        "Leave both empty: everyone.",
+    )
+    allowed_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -69,6 +79,15 @@ class SiteSettings(models.Model):
         default=False,
         help_text="Staff ignore token and cost quotas and the rate limit.",
     )
+    default_model = models.ForeignKey(
+        "ModelSetting",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The model a new member starts on (a team's default model comes first). "
+        "Empty: the first model in the list.",
+    )
     image_hosts = models.TextField(
         "allowed image hosts",
         blank=True,
@@ -76,6 +95,24 @@ class SiteSettings(models.Model):
         "images.example.com, *.cdn.example.com or images.example.com:8443). Images from any "
         "other host show a “Load image from …” link instead, so a model cannot make readers' "
         "browsers contact a server of its choosing.",
+    )
+    # Retention (manage.py purge_expired): empty keeps everything, the default.
+    chat_retention_days = models.PositiveIntegerField(
+        "delete chats not touched for (days)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="A chat nobody wrote in or changed for this many days is deleted with its "
+        "shares. Empty: chats are kept for ever.",
+    )
+    usage_detail_days = models.PositiveIntegerField(
+        "keep usage records in detail for (days)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Older usage records are rolled up into one record per day, user and model: "
+        "the dashboard and quotas count the same totals, the per-turn detail is gone. "
+        "Empty: every record is kept.",
     )
     api_enabled = models.BooleanField(
         "API enabled",
@@ -140,7 +177,7 @@ class Preset(models.Model):
     name = models.CharField(max_length=100)
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=200, blank=True)
-    api = models.CharField(max_length=20, choices=Provider.Api.choices, blank=True)
+    api = models.CharField(max_length=20, choices=Api.choices(), blank=True)
     params = models.JSONField(default=dict, blank=True)
     tools = models.ManyToManyField(ToolDefinition, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -169,6 +206,29 @@ class Team(models.Model):
         help_text="Organisation group whose members this team follows at every sign-in "
         "(OIDC, LDAP or proxy header). Empty: members are managed here by hand.",
     )
+    # Monthly budgets (chat/services/budgets.py): spend of the members billed to this team.
+    cost_budget_per_month = models.DecimalField(
+        "cost budget per month",
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Estimated from the model prices. Empty: no limit. 0: nothing may be spent.",
+    )
+    token_budget_per_month = models.PositiveBigIntegerField(
+        "token budget per month",
+        null=True,
+        blank=True,
+        help_text="Empty: no limit. 0: no tokens at all.",
+    )
+    default_model = models.ForeignKey(
+        "ModelSetting",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The model this team's members start on. Empty: the organisation's default.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -186,7 +246,7 @@ class Thread(models.Model):
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=200, blank=True)
     # Empty: the provider's default API.
-    api = models.CharField(max_length=20, choices=Provider.Api.choices, blank=True)
+    api = models.CharField(max_length=20, choices=Api.choices(), blank=True)
     # Request parameters the user set (only these are sent upstream); see services/parameters.py.
     params = models.JSONField(default=dict, blank=True)
     tools = models.ManyToManyField(ToolDefinition, blank=True, related_name="threads")
@@ -285,13 +345,11 @@ class Turn(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.IN_PROGRESS)
     error = models.TextField(blank=True, default="")
     response_id = models.CharField(max_length=200, blank=True, default="")
-    api = models.CharField(
-        max_length=20, choices=Provider.Api.choices, default=Provider.Api.RESPONSES
-    )
+    api = models.CharField(max_length=20, choices=Api.choices(), default=Api.RESPONSES.value)
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=200, blank=True)
     params = models.JSONField(default=dict, blank=True)
-    # Tool calls of this turn, in order: {call_id, name, arguments, result, status, step}.
+    # Tool calls of this turn, in order: chat.services.tool_loop.ToolCallRecord dicts.
     tool_calls = models.JSONField(default=list, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
@@ -319,6 +377,19 @@ class Turn(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    # Flags for templates, which would otherwise compare status strings.
+    @property
+    def is_generating(self) -> bool:
+        return self.status == self.Status.IN_PROGRESS
+
+    @property
+    def has_failed(self) -> bool:
+        return self.status == self.Status.FAILED
+
+    @property
+    def was_stopped(self) -> bool:
+        return self.status == self.Status.CANCELLED
 
     @property
     def can_retry(self) -> bool:
@@ -367,6 +438,14 @@ class ModelSetting(models.Model):
         blank=True,
         help_text='Sent with every request unless the chat sets them, e.g. {"temperature": 0.2}.',
     )
+    allowed_teams = models.ManyToManyField(
+        Team,
+        blank=True,
+        related_name="+",
+        help_text="Only members of these teams (and the users below) may use this model. "
+        "Leave both empty: everyone (who may use the provider).",
+    )
+    allowed_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
     fallback_models = models.JSONField(
         "fallback models",
         default=list,
@@ -393,6 +472,7 @@ _USAGE_SUMS = [
     "reasoning_tokens",
     "total_tokens",
     "cost",
+    "requests",
 ]
 
 
@@ -409,6 +489,8 @@ class UsageRecord(models.Model):
     turn = models.ForeignKey(Turn, null=True, on_delete=models.SET_NULL, related_name="+")
     step = models.PositiveSmallIntegerField(default=0)
     provider = models.ForeignKey(Provider, null=True, on_delete=models.SET_NULL, related_name="+")
+    # The user's billing team when the record was written (its budget pays for it).
+    team = models.ForeignKey(Team, null=True, on_delete=models.SET_NULL, related_name="+")
     provider_name = models.CharField(max_length=100, blank=True)
     model = models.CharField(max_length=200, blank=True)
     api = models.CharField(max_length=20, blank=True)
@@ -421,6 +503,10 @@ class UsageRecord(models.Model):
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     # True when the gateway reported no usage (a stopped stream) and the tokens are estimated.
     estimated = models.BooleanField(default=False)
+    # How many upstream exchanges this record stands for: 1, or more for a daily roll-up of
+    # records older than the retention's detail period (``rolled_up``).
+    requests = models.PositiveIntegerField(default=1)
+    rolled_up = models.BooleanField(default=False)
     # "chat" (a turn) or "api" (a call to /api/v1 with a personal key, ``api_key``).
     source = models.CharField(max_length=10, default="chat", db_index=True)
     api_key = models.ForeignKey(
@@ -436,6 +522,15 @@ class UsageRecord(models.Model):
             models.Index(fields=["user", "created_at", *_USAGE_SUMS], name="usage_user_time"),
             models.Index(fields=["provider", "created_at"], name="usage_provider_time"),
             models.Index(fields=["model", "created_at"], name="usage_model_time"),
+            # /metrics sums tokens per provider and model at every scrape: an index scan in
+            # group order, without a temporary sort of 100,000 rows.
+            models.Index(
+                fields=["provider_name", "model", "input_tokens", "output_tokens"],
+                name="usage_model_tokens",
+            ),
+            models.Index(
+                fields=["team", "created_at", "total_tokens", "cost"], name="usage_team_time"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -465,14 +560,29 @@ class UserQuota(models.Model):
     requests_per_minute = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="Messages a minute. Empty: the server's RATE_LIMIT_PER_MINUTE. 0: no limit.",
+        help_text="Messages a minute. Empty: the server's RATE_LIMIT_PER_MINUTE. "
+        "0: no messages at all.",
+    )
+    unlimited_rate = models.BooleanField(
+        "no rate limit", default=False, help_text="Send as many messages a minute as they like."
     )
     exempt = models.BooleanField(
         "no limits", default=False, help_text="Ignore every quota and the rate limit."
     )
+    billing_team = models.ForeignKey(
+        Team,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The team whose budget pays for this user's usage. Empty: the first team "
+        "they joined.",
+    )
 
     class Meta:
         verbose_name = "quota"
+        # Auditors (chat/services/roles.py) read the usage dashboard without being staff.
+        permissions = [("view_usage_dashboard", "Can view the usage dashboard and its CSV")]
 
     def __str__(self) -> str:
         return f"Quota of {self.user}"
@@ -537,6 +647,77 @@ class ExternalIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.subject} ({self.issuer})"
+
+
+class Announcement(models.Model):
+    """A banner staff post for every signed-in user (live over the sockets, and on each page)."""
+
+    class Level(models.TextChoices):
+        INFO = "info", "Information"
+        WARNING = "warning", "Warning"
+
+    message = models.TextField(max_length=1000)
+    level = models.CharField(max_length=10, choices=Level.choices, default=Level.INFO)
+    starts_at = models.DateTimeField(
+        null=True, blank=True, help_text="Empty: shown from when it is saved."
+    )
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="Empty: shown until removed.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    dismissed_by = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.message[:80]
+
+    def clean(self) -> None:
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValidationError({"ends_at": "The end must come after the start."})
+
+
+class BudgetAlert(models.Model):
+    """A team budget threshold crossed in one month: the webhook is called once per row."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="budget_alerts")
+    month = models.DateField(help_text="First day of the month.")
+    metric = models.CharField(max_length=10)  # "cost" or "tokens"
+    threshold = models.PositiveSmallIntegerField()  # percent
+    created_at = models.DateTimeField(default=timezone_now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "month", "metric", "threshold"], name="unique_budget_alert"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team} {self.metric} {self.threshold}% {self.month:%Y-%m}"
+
+
+class TeamSpend(models.Model):
+    """What a team's members spent in one month, kept as running totals as usage is recorded,
+    so the budget check before every turn reads one row instead of summing the records."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="spend")
+    month = models.DateField(help_text="First day of the month.")
+    tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=16, decimal_places=6, default=0)
+
+    class Meta:
+        ordering = ["-month", "team"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "month"], name="unique_team_spend_month")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team} {self.month:%Y-%m}: {self.tokens} tokens, {self.cost}"
 
 
 # -- the OpenAI-compatible API (chat/api/) ----------------------------------------------------

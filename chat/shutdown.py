@@ -77,11 +77,13 @@ def _close_websockets(reactor) -> None:
 
 async def drain(grace: float) -> None:
     """Stop taking turns, then finish or interrupt the running ones."""
-    from chat.services import generation
+    from chat.services.turns import registry
 
     started = time.monotonic()
-    generation.accepting_turns = False
-    finished, interrupted = await generation.finish_running_turns(grace, STORE_SECONDS)
+    registry.accepting_turns = False
+    finished, interrupted = await registry.finish_running_turns(
+        grace=grace, store_within=STORE_SECONDS
+    )
     log.warning(
         "shutting down: %d turn(s) finished, %d interrupted and stored, in %.1f s",
         finished,

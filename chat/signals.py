@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
-from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 from django.dispatch import receiver
 
 from chat import image_policy
-from chat.models import SiteSettings, Team, Thread, ThreadShare
-from chat.services import session_binding
+from chat.models import SiteSettings, Team, Thread, ThreadShare, UsageRecord
+from chat.services import budgets, session_binding
 from chat.services.sharing import announce_after_commit, threads_shared_with_teams
 
 
@@ -28,7 +28,7 @@ def thread_deleted(sender, instance: Thread, **kwargs) -> None:
 
 @receiver(pre_delete, sender=Thread)
 def thread_deleting(sender, instance: Thread, **kwargs) -> None:
-    from chat.services.generation import stop_runners_of_deleted_thread
+    from chat.services.turns.registry import stop_runners_of_deleted_thread
 
     stop_runners_of_deleted_thread(instance.pk)  # they record their usage, unlinked
 
@@ -65,3 +65,15 @@ def user_changed(sender, instance, update_fields=None, **kwargs) -> None:
     committed. Saves of other fields only (``last_login`` at each login) are left alone."""
     if update_fields is None or {"password", "is_active"} & set(update_fields):
         session_binding.check_sockets_after_commit([instance.pk])
+
+
+@receiver(pre_save, sender=UsageRecord)
+def usage_team(sender, instance: UsageRecord, **kwargs) -> None:
+    if instance._state.adding:
+        budgets.record_usage_team(instance)
+
+
+@receiver(post_save, sender=UsageRecord)
+def usage_recorded(sender, instance: UsageRecord, created: bool, **kwargs) -> None:
+    if created:
+        budgets.after_usage(instance)

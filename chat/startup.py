@@ -27,8 +27,8 @@ def warn_about_loose_file_modes() -> None:
 
 
 def on_server_start() -> None:
-    from chat.services.generation import mark_interrupted_turns
     from chat.services.providers import ensure_default_provider
+    from chat.services.turns.registry import mark_interrupted_turns
 
     warn_about_loose_file_modes()
     ensure_default_provider()

@@ -1,39 +1,39 @@
 from django.urls import path, re_path
 
 import chat.request_ids  # noqa: F401 (registers the <id:…> converter)
-from chat import image_viewer, sharing_views, thread_settings, tool_library, views
+from chat.views import image_viewer, pages, search, sharing, thread_settings, threads, tool_library
 
 app_name = "chat"
 
 urlpatterns = [
-    path("", views.home, name="home"),
-    path("threads/new/", views.new_thread, name="new-thread"),
-    path("t/<id:thread_id>/", views.thread_page, name="thread"),
-    path("t/<id:thread_id>/earlier/", views.earlier_turns, name="earlier"),
-    path("t/<id:thread_id>/model/", views.set_model, name="set-model"),
-    path("t/<id:thread_id>/rename/", views.rename_thread, name="rename"),
-    path("t/<id:thread_id>/delete/", views.delete_thread, name="delete"),
+    path("", pages.home, name="home"),
+    path("threads/new/", pages.new_thread, name="new-thread"),
+    path("t/<id:thread_id>/", pages.thread_page, name="thread"),
+    path("t/<id:thread_id>/earlier/", pages.earlier_turns, name="earlier"),
+    path("t/<id:thread_id>/model/", threads.set_model, name="set-model"),
+    path("t/<id:thread_id>/rename/", threads.rename_thread, name="rename"),
+    path("t/<id:thread_id>/delete/", threads.delete_thread, name="delete"),
     path("t/<id:thread_id>/settings/", thread_settings.thread_settings, name="settings"),
     path("t/<id:thread_id>/preset/", thread_settings.save_preset, name="save-preset"),
-    path("t/<id:thread_id>/sharing/", sharing_views.sharing_panel, name="sharing"),
+    path("t/<id:thread_id>/sharing/", sharing.sharing_panel, name="sharing"),
     path(
         "t/<id:thread_id>/sharing/<id:share_id>/",
-        sharing_views.change_share,
+        sharing.change_share,
         name="share-change",
     ),
     path(
         "t/<id:thread_id>/sharing/<id:share_id>/revoke/",
-        sharing_views.revoke_share,
+        sharing.revoke_share,
         name="share-revoke",
     ),
     re_path(
         r"^t/(?P<thread_id>[0-9]{1,19})/export\.(?P<fmt>md|json)$",
-        views.export_thread,
+        threads.export_thread,
         name="export",
     ),
-    path("search/", views.search, name="search"),
+    path("search/", search.search, name="search"),
     path("image/", image_viewer.remote_image_page, name="remote-image"),
-    path("models/refresh/", views.refresh_models, name="refresh-models"),
+    path("models/refresh/", pages.refresh_models, name="refresh-models"),
     path("tools/", tool_library.library, name="tools"),
     path("tools/new/", tool_library.create_tool, name="tool-create"),
     path("tools/<id:tool_id>/", tool_library.edit_tool, name="tool-edit"),

@@ -6,6 +6,7 @@ channel layer and the built-in demo gateway. See README.md for the production va
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -64,6 +65,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "chat.signin.header.TrustedHeaderMiddleware",  # a no-op unless TRUSTED_USER_HEADER is set
+    "chat.log_context.RequestContextMiddleware",  # request and user ids for log lines
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -84,6 +86,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "chat.context_processors.site",
+                "chat.context_processors.announcements",
+                "chat.context_processors.budget",
                 "chat.signin.views.login_options",
             ],
             "loaders": [
@@ -294,10 +298,18 @@ HISTORY_PAGE_TURNS = max(1, env_int("HISTORY_PAGE_TURNS", 40))
 # Upstream requests one turn may make while the model keeps calling tools.
 TOOL_MAX_STEPS = env_int("TOOL_MAX_STEPS", 8)
 
+# LOG_FORMAT=json: one JSON object per line, with request / turn / user ids (chat/log_context.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "text").lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json": {"()": "chat.log_context.JsonFormatter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"}
+        | ({"formatter": "json"} if LOG_FORMAT == "json" else {})
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
 }
@@ -314,6 +326,25 @@ LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
 LOGIN_CLIENT_IP_HEADER = env_str("LOGIN_CLIENT_IP_HEADER")
 # Shown before estimated costs (model prices are entered in this currency).
 COST_CURRENCY = env_str("COST_CURRENCY", "$")
+# Team budgets (README "Access and money"): the share of a budget at which its team is warned
+# (banner, dashboard, webhook), and an optional Slack/Mattermost/Teams-style incoming webhook
+# called once per team, budget, threshold and month.
+BUDGET_WARNING_PERCENT = env_int("BUDGET_WARNING_PERCENT", 80, minimum=1)
+BUDGET_WEBHOOK_URL = env_str("BUDGET_WEBHOOK_URL")
+BUDGET_WEBHOOK_TIMEOUT = env_float("BUDGET_WEBHOOK_TIMEOUT", 10.0)
+
+# /metrics (chat/metrics.py): a bearer token and/or client addresses or networks allowed to
+# read it; with neither, it answers 403. Several workers: also PROMETHEUS_MULTIPROC_DIR.
+METRICS_TOKEN = env_secret("METRICS_TOKEN")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [])
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_IPS: {_network!r} is not an IP address or network "
+            "(e.g. 10.0.0.5 or 10.0.0.0/24)."
+        ) from None
 
 
 # -- sign-in for an organisation (README "Sign-in"): OpenID Connect, LDAP, a trusted proxy header.

@@ -5,11 +5,13 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from chat import health, lockout_views, staff_views, views
+import chat.request_ids  # noqa: F401 (registers the <id:…> converter)
+from chat import health, metrics
 from chat.api import pages as api_pages
-from chat.auth_views import ThrottledLoginView
 from chat.services.session_binding import keeps_this_session
 from chat.signin import views as signin_views
+from chat.views import account_data, accounts, governance, lockouts, staff
+from chat.views.login import ThrottledLoginView
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -19,9 +21,11 @@ urlpatterns = [
         "favicon.ico",
         login_not_required(RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     ),
-    path("admin/usage/", staff_views.dashboard, name="staff-usage"),
-    path("admin/usage/export.csv", staff_views.usage_csv, name="staff-usage-csv"),
-    path("admin/lockouts/", lockout_views.lockouts, name="admin-lockouts"),
+    path("admin/usage/", staff.dashboard, name="staff-usage"),
+    path("admin/usage/export.csv", staff.usage_csv, name="staff-usage-csv"),
+    path("admin/usage/teams/", governance.team_budgets, name="staff-team-budgets"),
+    path("admin/audit-log/", governance.audit_log, name="staff-audit-log"),
+    path("admin/lockouts/", lockouts.lockouts, name="admin-lockouts"),
     # Password changes end the user's other sessions' sockets and keep this session's.
     path(
         "admin/password_change/",
@@ -33,14 +37,23 @@ urlpatterns = [
         name="password_change",
     ),
     path("admin/", admin.site.urls),
-    path("setup/", views.setup, name="setup"),
-    path("accounts/signup/", views.signup, name="signup"),
+    path("setup/", accounts.setup, name="setup"),
+    path("accounts/signup/", accounts.signup, name="signup"),
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", signin_views.SignOutView.as_view(), name="logout"),
     path("accounts/oidc/login/", signin_views.oidc_login, name="oidc-login"),
     path("accounts/oidc/callback/", signin_views.oidc_callback, name="oidc-callback"),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("usage/", staff_views.my_usage, name="my-usage"),
+    path("usage/", staff.my_usage, name="my-usage"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("account/", account_data.account_page, name="account"),
+    path("account/data.zip", account_data.download_my_data, name="download-my-data"),
+    path("account/delete/", account_data.delete_my_account, name="delete-my-account"),
+    path(
+        "announcements/<id:announcement_id>/dismiss/",
+        account_data.dismiss_announcement,
+        name="dismiss-announcement",
+    ),
     path("account/api-keys/", api_pages.api_keys, name="api-keys"),
     path("account/api-keys/<int:key_id>/revoke/", api_pages.revoke_api_key, name="api-key-revoke"),
     path("", include("chat.urls")),

@@ -163,3 +163,24 @@ def test_cors_only_for_the_configured_origins(client, user, settings):
     assert "Authorization" in preflight["Access-Control-Allow-Headers"]
     other = client.options("/api/v1/models", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in other
+
+
+@pytest.mark.django_db(transaction=True)
+def test_team_model_access_applies_to_the_api(client, user, provider):
+    from chat.api.keys import create_key
+    from chat.models import ModelSetting, Team
+
+    setting = ModelSetting.objects.create(provider=provider, model="gpt-5.4")
+    setting.allowed_teams.add(Team.objects.create(name="Research"))  # user is not a member
+    _, plaintext = create_key(user, "k")
+    headers = {"Authorization": f"Bearer {plaintext}"}
+    listed = [m["id"] for m in client.get("/api/v1/models", headers=headers).json()["data"]]
+    assert "gpt-5.4" not in listed and "gpt-5.4-mini" in listed
+    refused = client.post(
+        "/api/v1/responses",
+        {"model": "gpt-5.4", "input": "hi"},
+        content_type="application/json",
+        headers=headers,
+    )
+    assert refused.status_code == 403
+    assert refused.json()["error"]["param"] == "model"

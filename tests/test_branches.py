@@ -8,7 +8,8 @@ from channels.testing import WebsocketCommunicator
 
 from chat.models import Thread, Turn
 from chat.routing import websocket_application
-from chat.services import conversation, generation
+from chat.services import conversation, refusals
+from chat.services.turns import launch, registry
 from tests.ws import HOST
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -20,12 +21,12 @@ def thread(make_thread, user):
 
 
 async def finished(turn: Turn) -> Turn:
-    await generation.wait_for(turn.pk)
+    await registry.wait_for(turn.pk)
     return await Turn.objects.aget(pk=turn.pk)
 
 
 async def send(user, thread, text) -> Turn:
-    return await finished(await generation.start_turn(user, thread.pk, text))
+    return await finished(await launch.start_turn(user, thread.pk, text))
 
 
 async def path_texts(thread) -> list[str]:
@@ -37,7 +38,7 @@ async def path_texts(thread) -> list[str]:
 async def test_edit_makes_a_sibling_branch_and_shows_it(user, thread):
     first = await send(user, thread, "one")
     await send(user, thread, "two")
-    edited = await finished(await generation.branch_turn(user, first.pk, "one, edited"))
+    edited = await finished(await launch.branch_turn(user, first.pk, "one, edited"))
     assert edited.parent_id is None and edited.pk != first.pk
     assert await path_texts(thread) == ["one, edited"]
     # The old branch is kept: switching back shows it whole, down to its newest turn.
@@ -48,7 +49,7 @@ async def test_edit_makes_a_sibling_branch_and_shows_it(user, thread):
 
 async def test_regenerate_asks_the_same_message_again(user, thread):
     first = await send(user, thread, "again please")
-    second = await finished(await generation.branch_turn(user, first.pk))
+    second = await finished(await launch.branch_turn(user, first.pk))
     assert second.user_text == first.user_text and second.parent_id == first.parent_id
     tree = await conversation.sync_to_async_tree(await Thread.objects.aget(pk=thread.pk))
     siblings = tree.siblings(tree.turns[second.pk])
@@ -58,7 +59,7 @@ async def test_regenerate_asks_the_same_message_again(user, thread):
 async def test_follow_up_uses_the_response_id_of_the_branch_on_screen(user, thread, demo_requests):
     root = await send(user, thread, "root")
     a = await send(user, thread, "branch A")
-    b = await finished(await generation.branch_turn(user, a.pk, "branch B"))
+    b = await finished(await launch.branch_turn(user, a.pk, "branch B"))
     await send(user, thread, "after B")
     assert demo_requests()[-1]["previous_response_id"] == b.response_id
     await conversation.sync_to_async_switch(await Thread.objects.aget(pk=thread.pk), a.pk)
@@ -71,7 +72,7 @@ async def test_chat_completions_sends_the_branch_path_as_messages(user, thread, 
     thread.api = "chat"
     await thread.asave()
     a = await send(user, thread, "first")
-    await finished(await generation.branch_turn(user, a.pk, "first, edited"))
+    await finished(await launch.branch_turn(user, a.pk, "first, edited"))
     await send(user, thread, "second")
     messages = demo_requests()[-1]["messages"]
     assert [m["content"] for m in messages if m["role"] == "user"] == ["first, edited", "second"]
@@ -80,7 +81,7 @@ async def test_chat_completions_sends_the_branch_path_as_messages(user, thread, 
 
 async def test_switching_over_the_socket_rerenders_the_path_for_every_viewer(user, thread, client):
     first = await send(user, thread, "v1")
-    second = await finished(await generation.branch_turn(user, first.pk, "v2"))
+    second = await finished(await launch.branch_turn(user, first.pk, "v2"))
     await database_login(client, user)
     cookie = (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
     origin = (b"origin", b"http://127.0.0.1")
@@ -112,5 +113,5 @@ async def database_login(client, user):
 
 async def test_cannot_branch_from_another_users_turn(user, other_user, thread):
     mine = await send(user, thread, "private")
-    with pytest.raises(conversation.TurnRejected):
-        await generation.branch_turn(other_user, mine.pk, "hijack")
+    with pytest.raises(refusals.TurnRejected):
+        await launch.branch_turn(other_user, mine.pk, "hijack")

@@ -87,7 +87,7 @@ def test_staff_sets_up_a_gateway_and_a_quota_that_a_member_hits(
     page.get_by_label("Message", exact=True).fill("One more question")
     page.get_by_label("Message", exact=True).press("Enter")
     expect(page.locator("#composer-error")).to_contain_text(
-        "You have used your daily quota of 30 tokens"
+        "You have used all 30 tokens of your daily quota"
     )
     expect(page.locator("article.turn")).to_have_count(1)
     page.screenshot(path=ARTIFACTS / "member-quota-refused.png", full_page=True)

@@ -5,7 +5,7 @@ from asgiref.sync import sync_to_async
 from django.utils.html import escape
 
 from chat.models import ModelSetting, Provider, SiteSettings, Thread, Turn
-from chat.services import generation
+from chat.services.turns import registry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,7 +39,7 @@ async def test_first_message_creates_the_chat_and_answers_it(alice, user, provid
     thread = await Thread.objects.aget(owner=user)
     assert response.status_code == 302 and response["Location"] == f"/t/{thread.pk}/"
     turn = await Turn.objects.aget(thread=thread)
-    await generation.wait_for(turn.pk)
+    await registry.wait_for(turn.pk)
     html = (await alice.get(f"/t/{thread.pk}/")).content.decode()
     assert thread.title == "Plan a picnic"
     assert f'ws-connect="/ws/threads/{thread.pk}/"' in html
@@ -85,7 +85,7 @@ def _model_turned_off(settings, user, provider) -> str:
     [
         (_empty, "Type a message first."),
         (_too_long, "That message is too long"),
-        (_over_quota, "You have used your daily quota"),
+        (_over_quota, "Your daily quota is 0 tokens, so you cannot send messages"),
         (_too_quick, "too quickly"),
         (_model_turned_off, "has been turned off by an administrator"),
     ],
@@ -177,5 +177,5 @@ async def test_new_chat_form_chooses_the_api(alice, user, provider, demo_request
     )
     thread = await Thread.objects.aget(owner=user)
     assert thread.api == "chat"
-    await generation.wait_for((await Turn.objects.aget(thread=thread)).pk)
+    await registry.wait_for((await Turn.objects.aget(thread=thread)).pk)
     assert demo_requests()[-1]["messages"][-1]["content"] == "via chat #chunks=5"

@@ -6,9 +6,10 @@ import re
 
 import pytest
 
+from chat import live
 from chat.markdown import render_markdown
 from chat.models import Turn
-from chat.services import generation
+from chat.services.turns import launch, registry
 from tests.ws import ORIGIN, finished, receive_until, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -156,7 +157,7 @@ async def test_reconnect_mid_turn_gets_text_so_far_then_live_with_nothing_lost_o
 async def receive_until_blocks(turn_id: int) -> None:
     """Wait until the running answer has some finished blocks, so the snapshot is not trivial."""
     for _ in range(300):
-        snapshot = generation.running_snapshot(turn_id)
+        snapshot = registry.running_snapshot(turn_id)
         if snapshot and len(snapshot["blocks"]) >= 2:
             return
         await asyncio.sleep(0.01)
@@ -231,7 +232,7 @@ async def test_reconnect_after_the_answer_finished_shows_it_finished(thread, use
     await receive_until(first, r'id="turns" hx-swap-oob="beforeend"')
     turn = await Turn.objects.aget(thread=thread)
     await first.disconnect()
-    await generation.wait_for(turn.pk)
+    await registry.wait_for(turn.pk)
     second = socket(thread.pk, ORIGIN, cookie, query=f"leaf={turn.pk}&resume={turn.pk}:0:0")
     await second.connect()
     assert re.search(finished(turn.pk), await second.receive_from(timeout=5))
@@ -240,10 +241,10 @@ async def test_reconnect_after_the_answer_finished_shows_it_finished(thread, use
 
 async def test_reconnect_after_new_turns_redraws_the_conversation(thread, user, cookie_of):
     cookie = await cookie_of(user)
-    older = await generation.start_turn(user, thread.pk, "one #chunks=3")
-    await generation.wait_for(older.pk)
-    newer = await generation.start_turn(user, thread.pk, "two #chunks=3")
-    await generation.wait_for(newer.pk)
+    older = await launch.start_turn(user, thread.pk, "one #chunks=3")
+    await registry.wait_for(older.pk)
+    newer = await launch.start_turn(user, thread.pk, "two #chunks=3")
+    await registry.wait_for(newer.pk)
     ws = socket(thread.pk, ORIGIN, cookie, query=f"leaf={older.pk}")  # it saw only the first
     await ws.connect()
     redraw = await ws.receive_from(timeout=5)
@@ -270,7 +271,7 @@ async def test_a_viewer_sees_a_dead_workers_turn_marked_interrupted(
     ws = socket(thread.pk, ORIGIN, await cookie_of(user))
     await ws.connect()
     assert "half of it" in await ws.receive_from(timeout=5)  # the last checkpoint, at once
-    assert await generation.reap_stale_turns() == 1
+    assert await registry.reap_stale_turns() == 1
     message = (await receive_until(ws, finished(turn.pk, "interrupted")))[-1]
     assert "half of it" in message and 'class="retry"' in message and "Retry" in message
     await ws.disconnect()
@@ -290,7 +291,7 @@ def _delta(turn_id: int, start: int, blocks: list[str], tail: str = "<p>t</p>\n"
 
 
 def test_the_shared_delta_is_the_one_a_socket_holding_the_blocks_before_it_builds():
-    from chat import fragments
+    from chat import live
 
     message = _delta(7, 2, ["<p>c</p>\n"]) | {
         "reasoning_start": 1,
@@ -298,8 +299,7 @@ def test_the_shared_delta_is_the_one_a_socket_holding_the_blocks_before_it_build
         "reasoning_tail": "<p>…</p>\n",
         "tools_html": "<section>tool</section>",
     }
-    shared = fragments.shared_delta(message)
-    assert shared == fragments.delta(message, 2, 1)
+    shared = live.delta_html(message, 2, 1)
     assert shared == (
         '<div id="turn-7-answer" hx-swap-oob="beforeend"><p>c</p>\n</div>'
         '<div id="turn-7-tail" hx-swap-oob="innerHTML"><p>t</p>\n</div>'
@@ -310,7 +310,10 @@ def test_the_shared_delta_is_the_one_a_socket_holding_the_blocks_before_it_build
         ' hx-swap-oob="true"></span>'
     )
     # A socket that already holds the new block gets only the tail and the marker.
-    assert "<p>c</p>" not in fragments.delta(message, 3, 2)
+    holder = live.SocketOffsets()
+    holder.shows(7, (3, 2))
+    assert "<p>c</p>" not in holder.take_delta(message | {"type": "turn.delta", "html": shared})
+    assert holder.known[7] == (3, 2)
 
 
 async def test_sockets_send_the_runners_fragment_or_trim_their_own(
@@ -328,7 +331,7 @@ async def test_sockets_send_the_runners_fragment_or_trim_their_own(
     ws = socket(thread.pk, ORIGIN, await cookie_of(user))
     assert (await ws.connect())[0]
     hops.clear()  # connecting did need the database
-    layer, group = get_channel_layer(), generation.thread_group(thread.pk)
+    layer, group = get_channel_layer(), live.thread_group(thread.pk)
     first = _delta(99, 0, ["<p>a</p>\n", "<p>b</p>\n"]) | {"html": "<b>shared</b>"}
     await layer.group_send(group, first)
     assert await ws.receive_from(timeout=5) == "<b>shared</b>"  # holds 0 blocks: as built

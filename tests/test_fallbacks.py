@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 
 from chat.models import ModelSetting, Turn, UsageRecord
-from chat.services import generation
+from chat.services.turns import launch, registry
 from chat.services.fallbacks import retry_after_seconds
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def run_turn(user, thread, text: str) -> Turn:
-    turn = await generation.start_turn(user, thread.pk, text)
-    await generation.wait_for(turn.pk)
+    turn = await launch.start_turn(user, thread.pk, text)
+    await registry.wait_for(turn.pk)
     return await Turn.objects.aget(pk=turn.pk)
 
 

@@ -19,12 +19,15 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
-from django.db import connections
+from django.db import InterfaceError, OperationalError, connections
 from django.db.backends.utils import CursorWrapper
 from django.urls import reverse
 
 from chat.models import Thread, Turn, UsageRecord
-from chat.services import generation, quotas, usage
+from chat.services import quotas, usage
+from chat.services.turns import launch, registry, store
+from chat.services.turns.runner import TurnRunner
+from chat.upstream.events import Usage
 from tests.test_multiprocess import (  # the multi-process tests' helpers
     LONG_WORDS,
     NEW_TURN,
@@ -51,7 +54,7 @@ def thread(make_thread, user):
 @pytest.fixture(autouse=True)
 def _no_outage_remembered(monkeypatch):
     """Each test starts with a database this process never failed to reach."""
-    monkeypatch.setattr(generation, "_database_trouble_at", None, raising=False)
+    monkeypatch.setattr(store, "_database_trouble_at", None, raising=False)
 
 
 class Outage:
@@ -89,9 +92,9 @@ def database_down():
         yield outage
 
 
-async def streaming(turn_id: int, words: int = 5) -> generation.TurnRunner:
+async def streaming(turn_id: int, words: int = 5) -> TurnRunner:
     """The turn's runner, once some of the answer has been generated."""
-    runner = generation._running[turn_id]
+    runner = registry._running[turn_id]
     for _ in range(400):
         if len(runner.state.text) > words:
             return runner
@@ -99,13 +102,13 @@ async def streaming(turn_id: int, words: int = 5) -> generation.TurnRunner:
     raise AssertionError("the answer never started")
 
 
-async def finished(runner: generation.TurnRunner, within: float) -> None:
+async def finished(runner: TurnRunner, within: float) -> None:
     await asyncio.wait_for(asyncio.shield(runner.task), within)
 
 
-def as_if_on_another_worker(runner: generation.TurnRunner) -> None:
+def as_if_on_another_worker(runner: TurnRunner) -> None:
     """Only its channel and its heartbeat speak for it now (this worker's registry does not)."""
-    generation._running.pop(runner.turn_id, None)
+    registry._running.pop(runner.turn_id, None)
 
 
 def records() -> list[UsageRecord]:
@@ -118,7 +121,7 @@ def records() -> list[UsageRecord]:
 async def test_deleting_a_chat_stops_its_answer_on_another_worker_and_keeps_its_usage(
     user, thread, client
 ):
-    turn = await generation.start_turn(user, thread.pk, LONG)
+    turn = await launch.start_turn(user, thread.pk, LONG)
     runner = await streaming(turn.pk)
     as_if_on_another_worker(runner)
     await sync_to_async(client.force_login)(user)
@@ -142,8 +145,8 @@ async def test_a_runner_that_missed_the_stop_ends_at_its_next_checkpoint_once_it
     user, thread, settings, monkeypatch
 ):
     settings.STREAM_CHECKPOINT_SECONDS = 0.1
-    monkeypatch.setattr(generation, "_send_stop", lambda channels: None, raising=False)  # lost
-    turn = await generation.start_turn(user, thread.pk, LONG)
+    monkeypatch.setattr(registry, "_send_stop", lambda channels: None, raising=False)  # lost
+    turn = await launch.start_turn(user, thread.pk, LONG)
     runner = await streaming(turn.pk)
     await sync_to_async(Thread.objects.filter(pk=thread.pk).delete)()
     await finished(runner, 5)
@@ -188,26 +191,26 @@ async def test_the_end_of_an_answer_waits_for_the_database_and_is_stored_once(
     attempts: list[float] = []
     trying = asyncio.Event()
     loop = asyncio.get_running_loop()
-    store_end, record_turn = generation.TurnRunner._store_end, usage.record_turn
+    store_end, record_turn = TurnRunner._store_end, usage.record_turn
 
     def flaky_store_end(runner, fields):
         attempts.append(time.monotonic())
         loop.call_soon_threadsafe(trying.set)
         if len(attempts) <= 2:
-            raise generation.InterfaceError("connection already closed")
+            raise InterfaceError("connection already closed")
         return store_end(runner, fields)
 
     def flaky_record_turn(turn, **options):
         if len(attempts) <= 4:
-            raise generation.OperationalError("server closed the connection unexpectedly")
+            raise OperationalError("server closed the connection unexpectedly")
         return record_turn(turn, **options)
 
-    monkeypatch.setattr(generation.TurnRunner, "_store_end", flaky_store_end)
+    monkeypatch.setattr(TurnRunner, "_store_end", flaky_store_end)
     monkeypatch.setattr(usage, "record_turn", flaky_record_turn)
-    turn = await generation.start_turn(user, thread.pk, SHORT)
-    runner = generation._running[turn.pk]
+    turn = await launch.start_turn(user, thread.pk, SHORT)
+    runner = registry._running[turn.pk]
     await asyncio.wait_for(trying.wait(), 10)
-    assert await generation.stop_turn(turn.pk)  # the answer is complete: nothing to stop
+    assert await registry.stop_turn(turn.pk)  # the answer is complete: nothing to stop
     await finished(runner, 15)
 
     stored = await Turn.objects.aget(pk=turn.pk)
@@ -228,8 +231,8 @@ async def test_an_outage_covering_the_end_of_an_answer_loses_nothing(
     settings.TURN_REAPER_SECONDS = 0.1
     settings.TURN_STALE_SECONDS = 1.0
     settings.TURN_FINISH_RETRY_SECONDS = 30
-    monkeypatch.setattr(generation, "FINISH_RETRY_MAX_DELAY", 0.2, raising=False)  # faster time
-    turn = await generation.start_turn(user, thread.pk, SHORT)
+    monkeypatch.setattr(store, "FINISH_RETRY_MAX_DELAY", 0.2, raising=False)  # faster time
+    turn = await launch.start_turn(user, thread.pk, SHORT)
     runner = await streaming(turn.pk)
     as_if_on_another_worker(runner)
     database_down.down = True
@@ -254,7 +257,7 @@ async def test_an_outage_longer_than_the_retries_closes_the_turn_from_its_checkp
     settings.TURN_REAPER_SECONDS = 0.1
     settings.TURN_STALE_SECONDS = 0.5
     settings.TURN_FINISH_RETRY_SECONDS = 0.5
-    turn = await generation.start_turn(user, thread.pk, SHORT)
+    turn = await launch.start_turn(user, thread.pk, SHORT)
     runner = await streaming(turn.pk)
     database_down.down = True
     await finished(runner, 5)  # it gave up: the turn is still "in progress" in the database
@@ -290,12 +293,12 @@ def test_the_reaper_waits_until_the_database_has_been_back_for_the_stale_time(
         output_text="half an answer",
         heartbeat_at=timezone.now() - timedelta(seconds=30),
     )
-    generation.note_database_trouble()  # e.g. the reaper's last look failed
-    assert generation.mark_interrupted_turns() == []
+    store.note_database_trouble()  # e.g. the reaper's last look failed
+    assert registry.mark_interrupted_turns() == []
     dead.refresh_from_db()
     assert dead.status == Turn.Status.IN_PROGRESS
-    monkeypatch.setattr(generation, "_database_trouble_at", time.monotonic() - 21)
-    assert generation.mark_interrupted_turns() == [(dead.pk, thread.pk)]
+    monkeypatch.setattr(store, "_database_trouble_at", time.monotonic() - 21)
+    assert registry.mark_interrupted_turns() == [(dead.pk, thread.pk)]
 
 
 @pytest.fixture
@@ -320,7 +323,7 @@ async def test_a_real_postgresql_outage_at_the_end_of_an_answer_loses_nothing(
     settings.TURN_REAPER_SECONDS = 0.1
     settings.TURN_STALE_SECONDS = 1.5
     settings.TURN_FINISH_RETRY_SECONDS = 30
-    monkeypatch.setattr(generation, "FINISH_RETRY_MAX_DELAY", 0.2, raising=False)  # faster time
+    monkeypatch.setattr(store, "FINISH_RETRY_MAX_DELAY", 0.2, raising=False)  # faster time
     database = connections["default"].settings_dict["NAME"]
     admin_settings = connections["default"].get_connection_params() | {"dbname": "postgres"}
 
@@ -334,7 +337,7 @@ async def test_a_real_postgresql_outage_at_the_end_of_an_answer_loses_nothing(
                     (database,),
                 )
 
-    turn = await generation.start_turn(user, thread.pk, SHORT)
+    turn = await launch.start_turn(user, thread.pk, SHORT)
     runner = await streaming(turn.pk)
     as_if_on_another_worker(runner)
     try:
@@ -377,8 +380,8 @@ def _stale_turn(thread, user, **fields) -> Turn:
 def test_a_dead_workers_turn_records_an_estimate_once_whoever_closes_it(user, thread, settings):
     settings.TURN_STALE_SECONDS = 20
     dead = _stale_turn(thread, user, output_text="x" * 403, reasoning_text="")
-    assert generation.mark_interrupted_turns() == [(dead.pk, thread.pk)]
-    assert generation.mark_interrupted_turns() == []  # a second worker looking: nothing again
+    assert registry.mark_interrupted_turns() == [(dead.pk, thread.pk)]
+    assert registry.mark_interrupted_turns() == []  # a second worker looking: nothing again
     [record] = records()
     assert (record.turn_id, record.user_id, record.status) == (dead.pk, user.pk, "interrupted")
     assert record.estimated and record.output_tokens == 101
@@ -390,7 +393,7 @@ def test_a_dead_workers_turn_records_the_usage_its_checkpoints_stored(user, thre
     dead = _stale_turn(
         thread, user, output_text="step two", input_tokens=300, output_tokens=40, total_tokens=340
     )
-    generation.mark_interrupted_turns()
+    registry.mark_interrupted_turns()
     [record] = records()
     assert not record.estimated
     assert (record.input_tokens, record.output_tokens, record.total_tokens) == (300, 40, 340)
@@ -399,13 +402,13 @@ def test_a_dead_workers_turn_records_the_usage_its_checkpoints_stored(user, thre
 
 async def test_checkpoints_store_the_usage_reported_so_far(user, thread, settings):
     settings.STREAM_CHECKPOINT_SECONDS = 0.05
-    turn = await generation.start_turn(user, thread.pk, LONG)
+    turn = await launch.start_turn(user, thread.pk, LONG)
     runner = await streaming(turn.pk)
-    runner.state.add_usage(generation.Usage(120, 30, 150))  # a finished tool step's report
+    runner.state.add_usage(Usage(120, 30, 150))  # a finished tool step's report
     await asyncio.sleep(0.3)
     saved = await Turn.objects.aget(pk=turn.pk)
-    await generation.stop_turn(turn.pk)
-    await generation.wait_for(turn.pk)
+    await registry.stop_turn(turn.pk)
+    await registry.wait_for(turn.pk)
     assert (saved.input_tokens, saved.output_tokens, saved.total_tokens) == (120, 30, 150)
 
 
@@ -415,11 +418,11 @@ async def test_a_runner_back_after_being_taken_for_dead_stores_its_answer_withou
     """A worker closed the turn from its last checkpoint (and recorded an estimate); the runner
     then stores the whole answer, adding only the usage not yet recorded."""
     settings.STREAM_CHECKPOINT_SECONDS = 0.05
-    turn = await generation.start_turn(user, thread.pk, SHORT)
+    turn = await launch.start_turn(user, thread.pk, SHORT)
     runner = await streaming(turn.pk)
     as_if_on_another_worker(runner)
     await asyncio.sleep(0.1)  # a checkpoint with some text
-    closed = await database_sync_to_async(generation.mark_interrupted_turns)(older_than=-60)
+    closed = await database_sync_to_async(registry.mark_interrupted_turns)(older_than=-60)
     assert closed == [(turn.pk, thread.pk)]
     reaped = await Turn.objects.aget(pk=turn.pk)
     await finished(runner, 10)

@@ -17,11 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat.consumers import parse_resume
+from chat.live import parse_resume
 from chat.services import parameters, tools
 from chat.upstream import events as ev
 from chat.upstream.chat_completions import ChatStreamTranslator
 from chat.upstream.chat_completions import parse_response as parse_chat_response
+from chat.upstream.encoding import encode
+from chat.upstream.request import Api, Message, Request, ToolSpec
 from chat.upstream.responses_api import MALFORMED_MESSAGE, ResponsesStreamTranslator
 from chat.upstream.responses_api import parse_response as parse_responses_response
 from chat.upstream.sse import SSEMessage, SSEParser
@@ -241,7 +243,11 @@ def test_parameter_validation_returns_values_or_clear_errors(form, api, tool_nam
         assert name in _ALL_SPECS or name == "response_schema"
         assert isinstance(message, str) and message.strip().endswith(".")
     json.dumps(params, allow_nan=False)  # storable as JSON, sendable upstream
-    parameters.request_fields(params, api)  # and the request can be built from them
+    # and the request can be built from them
+    tools = [ToolSpec(name, "", {"type": "object"}) for name in sorted(tool_names)]
+    sent = parameters.request_parameters(params, api)
+    request = Request(Api(api), "m", [Message("user", "hi")], sent, tools)
+    json.dumps(encode(request), allow_nan=False)
 
 
 # -- tool schemas and arguments ------------------------------------------------------------------

@@ -27,7 +27,7 @@ from chat import checks, demo_mount, startup
 from chat.error_reports import mask_url_credentials
 from chat.models import AuditLogEntry
 from chat.routing import websocket_application
-from chat.services import access, audit
+from chat.services import audit, login_throttle
 from chat.startup import demo_gateway_key
 from project import settings as project_settings
 from tests.test_deploy import ROOT, _environment
@@ -173,8 +173,14 @@ def test_unicode_variants_of_a_username_share_its_lockout(client, eve, settings)
 
 def test_the_fullwidth_spelling_logs_in_as_the_same_user():
     # Why the key must be NFKC: authentication itself maps the fullwidth name to "eve".
-    assert access.normalise_username(FULLWIDTH_E) == access.normalise_username("EVE") == "eve"
-    assert access.normalise_username("\ufb01ona") == "fiona"  # ligature, NFKC as Django applies
+    assert (
+        login_throttle.normalise_username(FULLWIDTH_E)
+        == login_throttle.normalise_username("EVE")
+        == "eve"
+    )
+    assert (
+        login_throttle.normalise_username("\ufb01ona") == "fiona"
+    )  # ligature, NFKC as Django applies
 
 
 def test_failed_logins_and_lockouts_are_in_the_audit_log(client, eve, settings):
@@ -203,11 +209,11 @@ def test_staff_see_and_clear_lockouts(client, eve, staff, settings):
     assert "username eve" in html and "IP 192.0.2.7" in html and "nobody" not in html
     assert client.get("/admin/auth/user/").content.decode().count("/admin/lockouts/") == 1
 
-    user_lockout = next(item for item in access.current_lockouts() if item.kind == "user")
+    user_lockout = next(item for item in login_throttle.current_lockouts() if item.kind == "user")
     assert (user_lockout.value, user_lockout.failures) == ("eve", 2)
     response = client.post("/admin/lockouts/", {"lockout": user_lockout.id}, follow=True)
     assert "Cleared: username eve may try to log in again." in response.content.decode()
-    assert [item.kind for item in access.current_lockouts()] == ["ip"]
+    assert [item.kind for item in login_throttle.current_lockouts()] == ["ip"]
     cleared = AuditLogEntry.objects.get(action="lockout cleared")
     assert (cleared.actor_name, cleared.object_repr, cleared.old_value) == (
         "root",
@@ -239,14 +245,14 @@ def test_lockouts_from_many_threads_at_once_are_all_listed(db, settings, monkeyp
     monkeypatch.setattr(audit, "record_event", lambda *args, **kwargs: None)
     names = [f"member{n}" for n in range(24)]
     workers = [
-        threading.Thread(target=access.record_login_failure, args=("10.0.0.1", name))
+        threading.Thread(target=login_throttle.record_login_failure, args=("10.0.0.1", name))
         for name in names
     ]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
-    assert sorted(item.value for item in access.current_lockouts()) == sorted(names)
+    assert sorted(item.value for item in login_throttle.current_lockouts()) == sorted(names)
 
 
 # -- 7. the data directory and its files are private ----------------------------------------------

@@ -14,7 +14,10 @@ import pytest
 
 from chat.markdown import render_tail
 from chat.models import Preset, ThreadShare, ToolDefinition, Turn
-from chat.services import generation, json_schema, tools
+from chat.services import json_schema, tools
+from chat.services.turns import launch, registry
+from chat.services.turns.planning import TurnPlan
+from chat.services.turns.runner import TurnRunner
 
 CATASTROPHIC = "^(a+)+$"
 # Python's re needs about 2^27 steps to refuse this (seconds; the probe measured 2.3 s for 25
@@ -70,8 +73,8 @@ async def test_a_catastrophic_pattern_does_not_stall_the_event_loop(user, make_t
     await thread.tools.aadd(tool)
 
     async with Ticker() as ticker:
-        turn = await generation.start_turn(user, thread.pk, "Spell it #call=spell")
-        await generation.wait_for(turn.pk)
+        turn = await launch.start_turn(user, thread.pk, "Spell it #call=spell")
+        await registry.wait_for(turn.pk)
     turn = await Turn.objects.aget(pk=turn.pk)
 
     [call] = turn.tool_calls
@@ -234,8 +237,8 @@ def test_a_schema_nested_too_deeply_is_refused_in_the_editor():
 async def test_a_huge_streamed_block_is_rendered_off_the_event_loop():
     """One list of 12,000 items is one open block, parsed again at every flush: the runner
     renders it in a worker thread while the loop keeps ticking."""
-    plan = generation.TurnPlan(turn=Turn(pk=424242, thread_id=424242), provider=None, request=None)
-    runner = generation.TurnRunner(plan)
+    plan = TurnPlan(turn=Turn(pk=424242, thread_id=424242), provider=None, request=None)
+    runner = TurnRunner(plan)
     listing = "".join(f"- item number {i} with *some* text\n" for i in range(12_000))
     began = time.perf_counter()
     render_tail(listing)  # what the loop would be blocked for if it rendered this itself

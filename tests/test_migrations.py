@@ -72,8 +72,74 @@ def test_0008_external_identity_keeps_teams_and_members(migrate):
     assert identity.groups == [] and identity.last_login_at is None
 
 
-def test_0014_api_keys_keeps_usage_settings_and_model_settings(migrate):
+def test_0010_retention_announcements_keeps_usage_and_settings(migrate):
     old = migrate([("chat", "0008_external_identity")])
+    User = old.get_model("auth", "User")
+    ann = User.objects.create(username="ann", password="!")
+    old.get_model("chat", "SiteSettings").objects.create(pk=1, default_tokens_per_day=500)
+    UsageRecord = old.get_model("chat", "UsageRecord")
+    for tokens in (10, 20, 30):
+        UsageRecord.objects.create(
+            user_id=ann.pk, provider_name="Demo", model="demo-chat", total_tokens=tokens
+        )
+
+    new = migrate([("chat", "0010_retention_announcements")])
+    UsageRecord = new.get_model("chat", "UsageRecord")
+    assert sorted(UsageRecord.objects.values_list("total_tokens", flat=True)) == [10, 20, 30]
+    # Each existing record stands for one request, in detail.
+    assert set(UsageRecord.objects.values_list("requests", "rolled_up")) == {(1, False)}
+    site = new.get_model("chat", "SiteSettings").objects.get(pk=1)
+    assert site.default_tokens_per_day == 500
+    assert (site.chat_retention_days, site.usage_detail_days) == (None, None)  # keep all
+    Announcement = new.get_model("chat", "Announcement")
+    banner = Announcement.objects.create(message="Hello")
+    banner.dismissed_by.add(ann.pk)
+    assert banner.level == "info" and banner.dismissed_by.count() == 1
+def test_0009_governance_keeps_quotas_and_turns_rate_limit_zero_into_no_limit(migrate):
+    old = migrate([("chat", "0008_external_identity")])
+    User = old.get_model("auth", "User")
+    UserQuota = old.get_model("chat", "UserQuota")
+    Team = old.get_model("chat", "Team")
+    UsageRecord = old.get_model("chat", "UsageRecord")
+    unlimited = User.objects.create(username="fast", password="!")
+    limited = User.objects.create(username="slow", password="!")
+    default = User.objects.create(username="plain", password="!")
+    UserQuota.objects.create(user=unlimited, requests_per_minute=0, tokens_per_day=0)
+    UserQuota.objects.create(user=limited, requests_per_minute=3, tokens_per_month=500)
+    UserQuota.objects.create(user=default, cost_per_month="2.50")
+    Team.objects.create(name="Research").members.add(limited)
+    UsageRecord.objects.create(user=limited, total_tokens=42, model="demo-chat")
+
+    new = migrate([("chat", "0009_governance")])
+    UserQuota = new.get_model("chat", "UserQuota")
+    quotas = {q.user.username: q for q in UserQuota.objects.select_related("user")}
+    # 0 meant "no limit": now blank plus the explicit switch, so nothing changes for them.
+    assert (quotas["fast"].requests_per_minute, quotas["fast"].unlimited_rate) == (None, True)
+    assert quotas["fast"].tokens_per_day == 0  # a token quota of 0 stays zero tokens
+    assert (quotas["slow"].requests_per_minute, quotas["slow"].unlimited_rate) == (3, False)
+    assert quotas["slow"].tokens_per_month == 500
+    assert (quotas["plain"].requests_per_minute, quotas["plain"].unlimited_rate) == (None, False)
+    assert str(quotas["plain"].cost_per_month) == "2.50"
+    assert all(q.billing_team_id is None for q in quotas.values())  # the first team
+    team = new.get_model("chat", "Team").objects.get(name="Research")
+    assert team.cost_budget_per_month is None and team.token_budget_per_month is None
+    assert list(team.members.values_list("username", flat=True)) == ["slow"]
+    record = new.get_model("chat", "UsageRecord").objects.get()
+    assert (record.total_tokens, record.team_id) == (42, None)  # history is not re-billed
+    auditors = new.get_model("auth", "Group").objects.get(name="Auditors")
+    assert sorted(auditors.permissions.values_list("codename", flat=True)) == [
+        "view_auditlogentry",
+        "view_usage_dashboard",
+    ]
+
+    # And back: the switch becomes 0 again.
+    old = migrate([("chat", "0008_external_identity")])
+    fast = old.get_model("chat", "UserQuota").objects.get(user__username="fast")
+    assert fast.requests_per_minute == 0
+
+
+def test_0014_api_keys_keeps_usage_settings_and_model_settings(migrate):
+    old = migrate([("chat", "0010_retention_announcements")])
     User = old.get_model("auth", "User")
     Provider = old.get_model("chat", "Provider")
     ann = User.objects.create(username="ann", password="!")

@@ -12,12 +12,13 @@ from chat.services.parameters import (
     SPECS,
     SPECS_BY_NAME,
     form_values,
-    request_fields,
     specs_for,
     system_prompt,
     user_identifier,
     validate,
 )
+from chat.upstream.encoding import encode
+from chat.upstream.request import Api, Message, Request, ToolSpec
 
 APIS = ("responses", "chat")
 
@@ -90,6 +91,20 @@ def test_specs_for_keeps_form_order():
 def test_provider_specific_parameters_are_marked():
     flagged = {spec.name for spec in SPECS if spec.provider_specific}
     assert flagged == {"top_k", "repetition_penalty"}
+
+
+_ENVELOPE = {"model", "input", "messages", "stream", "stream_options", "tools"}
+
+
+def request_fields(params, api, *, tool_names=None):
+    """The parameter fields of a first request's body (``tool_names``: the tools offered;
+    None: whichever tool the choice names, so the choice itself is what is checked)."""
+    parameters_ = parameters.request_parameters(params, api)
+    if tool_names is None:
+        tool_names = [parameters_.forced_function() or "any_tool"]
+    tools = [ToolSpec(name, "", {"type": "object"}) for name in tool_names]
+    body = encode(Request(Api(api), "m", [Message("user", "hi")], parameters_, tools))
+    return {key: value for key, value in body.items() if key not in _ENVELOPE}
 
 
 def test_unknown_api_is_a_programming_error():

@@ -8,8 +8,9 @@ from asgiref.sync import async_to_sync
 from django.utils import timezone
 
 from chat.models import ModelSetting, SiteSettings, Turn, UsageRecord, UserQuota
-from chat.services import generation, providers, quotas
-from chat.services.conversation import TurnRejected
+from chat.services import providers, quotas
+from chat.services.refusals import TurnRejected
+from chat.services.turns import launch, registry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,8 +22,8 @@ def thread(make_thread, user):
 
 def send(user, thread, text: str = "Hello") -> Turn:
     async def go() -> Turn:
-        turn = await generation.start_turn(user, thread.pk, text)
-        await generation.wait_for(turn.pk)
+        turn = await launch.start_turn(user, thread.pk, text)
+        await registry.wait_for(turn.pk)
         return await Turn.objects.aget(pk=turn.pk)
 
     return async_to_sync(go)()
@@ -47,7 +48,8 @@ def test_daily_quota_refuses_the_next_message_without_calling_upstream(user, thr
     first = send(user, thread)
     assert first.status == Turn.Status.COMPLETED and first.total_tokens > 50
     sent = len(demo_requests())
-    with pytest.raises(TurnRejected, match=r"used your daily quota of 50 tokens") as refused:
+    used_up = r"You have used all 50 tokens of your daily quota \(\d+ tokens used today\)"
+    with pytest.raises(TurnRejected, match=used_up) as refused:
         send(user, thread, "Another one")
     assert "resets on" in str(refused.value)
     assert len(demo_requests()) == sent  # refused before any upstream call
@@ -58,7 +60,7 @@ def test_monthly_token_quota(user, thread):
     set_defaults(default_tokens_per_month=1000)
     spend(user, 999)
     send(user, thread)  # 1 token left: still allowed
-    with pytest.raises(TurnRejected, match="monthly quota of 1,000 tokens"):
+    with pytest.raises(TurnRejected, match="used all 1,000 tokens of your monthly quota"):
         send(user, thread)
 
 
@@ -67,7 +69,9 @@ def test_monthly_cost_budget(user, thread):
     spend(user, 10, cost="4.99")
     send(user, thread)
     spend(user, 10, cost="0.01")
-    with pytest.raises(TurnRejected, match=r"monthly budget of \$5\.00 \(\$5\.00 spent"):
+    with pytest.raises(
+        TurnRejected, match=r"used all \$5\.00 of your monthly budget \(\$5\.00 spent this month\)"
+    ):
         send(user, thread)
 
 
@@ -83,13 +87,16 @@ def test_a_users_own_quota_overrides_the_default(user, other_user, make_thread):
     spend(user, 500)
     spend(other_user, 500)
     send(user, make_thread(user))
-    with pytest.raises(TurnRejected, match="daily quota of 10 tokens"):
+    with pytest.raises(TurnRejected, match="used all 10 tokens of your daily quota"):
         send(other_user, make_thread(other_user))
 
 
 def test_zero_means_no_tokens_and_exempt_means_no_limits(user, thread):
     quota = UserQuota.objects.create(user=user, tokens_per_day=0)
-    with pytest.raises(TurnRejected, match="daily quota of 0 tokens"):
+    with pytest.raises(
+        TurnRejected,
+        match=r"^Your daily quota is 0 tokens, so you cannot send messages\. Ask an admin",
+    ):
         send(user, thread)
     quota.exempt = True
     quota.save()
@@ -118,10 +125,30 @@ def test_rate_limit_per_minute(user, thread, settings):
 
 def test_a_users_own_rate_limit_overrides_the_setting(user, thread, settings):
     settings.RATE_LIMIT_PER_MINUTE = 1
-    UserQuota.objects.create(user=user, requests_per_minute=0)  # 0: no limit for this user
+    quota = UserQuota.objects.create(user=user, unlimited_rate=True)  # "no rate limit"
     for _ in range(3):
         send(user, thread)
     assert Turn.objects.filter(author=user).count() == 3
+    quota.unlimited_rate, quota.requests_per_minute = False, 5
+    quota.save()
+    send(user, thread)  # 4 in the minute: within this user's 5
+    assert Turn.objects.filter(author=user).count() == 4
+
+
+def test_blank_rate_limit_is_the_default_and_zero_means_no_messages(user, thread, settings):
+    settings.RATE_LIMIT_PER_MINUTE = 1
+    quota = UserQuota.objects.create(user=user)  # blank: the server's 1 a minute
+    send(user, thread)
+    with pytest.raises(TurnRejected, match="the limit is 1 a minute"):
+        send(user, thread)
+    Turn.objects.all().delete()
+    quota.requests_per_minute = 0
+    quota.save()
+    with pytest.raises(
+        TurnRejected, match=r"^Your rate limit is 0 messages a minute, so you cannot send"
+    ):
+        send(user, thread)
+    assert not Turn.objects.exists()
 
 
 def test_the_refusal_reaches_the_new_chat_page(client, user, provider):
@@ -132,7 +159,7 @@ def test_the_refusal_reaches_the_new_chat_page(client, user, provider):
         {"model": f"{provider.pk}:demo-chat", "message": "hi"},
         HTTP_HX_REQUEST="true",
     )
-    assert "You have used your daily quota of 0 tokens" in response.content.decode()
+    assert "Your daily quota is 0 tokens, so you cannot send messages." in response.content.decode()
     assert not Turn.objects.exists()
 
 
@@ -195,5 +222,12 @@ def test_the_check_hands_back_the_models_default_parameters(user, provider):
     assert quotas.check(user, provider, "unconfigured") == {}
     SiteSettings.objects.all().delete()  # no site settings row yet: no default limits
     UserQuota.objects.create(user=user, tokens_per_day=0)
-    with pytest.raises(TurnRejected, match="daily quota of 0 tokens"):
+    with pytest.raises(TurnRejected, match="daily quota is 0 tokens"):
         quotas.check(user, provider, "demo-chat")
+
+
+def test_the_usage_page_words_a_zero_rate_limit(client, user):
+    UserQuota.objects.create(user=user, requests_per_minute=0)
+    client.force_login(user)
+    html = client.get("/usage/").content.decode()
+    assert "none: ask an administrator" in html and "no limit" not in html.split("Messages a")[1]

@@ -17,7 +17,8 @@ from django.test import Client
 
 from chat.channel_layer import LocalChannelLayer
 from chat.models import Access, ThreadShare, Turn
-from chat.services import generation, sharing
+from chat.services import sharing
+from chat.services.turns import registry
 from tests.ws import ORIGIN, finished, receive_until, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -86,9 +87,7 @@ async def test_logout_closes_that_sessions_sockets_only(thread, user):
 
 
 @pytest.mark.parametrize("url", ["/accounts/password_change/", "/admin/password_change/"])
-async def test_own_password_change_ends_other_sessions_and_keeps_this_one(
-    staff, make_thread, url
-):
+async def test_own_password_change_ends_other_sessions_and_keeps_this_one(staff, make_thread, url):
     thread = await sync_to_async(make_thread)(staff)
     changing, elsewhere = await browser(staff), await browser(staff)
     changing_ws = await open_socket(thread.pk, changing)
@@ -242,9 +241,7 @@ async def test_access_changed_in_another_process_is_enforced_on_the_next_action(
     thread, user, make_user, changes_from_another_process, change
 ):
     member = await sync_to_async(make_user)("member")
-    share = await ThreadShare.objects.acreate(
-        thread=thread, user=member, access=Access.COLLABORATE
-    )
+    share = await ThreadShare.objects.acreate(thread=thread, user=member, access=Access.COLLABORATE)
     owner_ws = await open_socket(thread.pk, await browser(user))
     member_ws = await open_socket(thread.pk, await browser(member))
     await owner_ws.send_to(json.dumps({"message": "long one #chunks=200 #delay=10"}))
@@ -265,5 +262,5 @@ async def test_access_changed_in_another_process_is_enforced_on_the_next_action(
         assert any('data-access="read"' in m for m in refused)
     await receive_until(owner_ws, finished(turn.pk))  # the stop was refused: it completed
     assert (await Turn.objects.aget(pk=turn.pk)).status == Turn.Status.COMPLETED
-    await generation.wait_for(turn.pk)
+    await registry.wait_for(turn.pk)
     await owner_ws.disconnect()

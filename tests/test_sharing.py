@@ -10,7 +10,8 @@ from asgiref.sync import sync_to_async
 from django.urls import reverse
 
 from chat.models import Access, Team, Thread, ThreadShare, Turn
-from chat.services import conversation, generation
+from chat.services import permissions
+from chat.services.turns import registry
 from tests.ws import ORIGIN, finished, receive_until, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,7 +56,7 @@ def member(make_user, thread, team, owner):
 
 
 async def finish(turn_id: int) -> Turn:
-    await generation.wait_for(turn_id)
+    await registry.wait_for(turn_id)
     return await Turn.objects.aget(pk=turn_id)
 
 
@@ -73,23 +74,23 @@ def test_access_level_of_each_role(member, thread, role):
         "team_collaborator": "collaborate",
         "owner": "owner",
     }[role]
-    found = conversation.thread_for(user, thread.pk)
+    found = permissions.thread_for(user, thread.pk)
     assert (found.access if found else None) == expected
 
 
 def test_the_strongest_share_wins(member, thread, team):
     user = member("team_reader")
     ThreadShare.objects.create(thread=thread, user=user, access=Access.COLLABORATE)
-    assert conversation.thread_for(user, thread.pk).access == "collaborate"
-    assert conversation.visible_threads(user).filter(pk=thread.pk).count() == 1  # not twice
+    assert permissions.thread_for(user, thread.pk).access == "collaborate"
+    assert permissions.visible_threads(user).filter(pk=thread.pk).count() == 1  # not twice
 
 
 def test_leaving_the_team_or_a_revoked_share_hides_the_thread(member, thread, team):
     by_team, by_name = member("team_reader"), member("reader")
     team.members.remove(by_team)
     ThreadShare.objects.filter(user=by_name).delete()
-    assert conversation.thread_for(by_team, thread.pk) is None
-    assert conversation.thread_for(by_name, thread.pk) is None
+    assert permissions.thread_for(by_team, thread.pk) is None
+    assert permissions.thread_for(by_name, thread.pk) is None
 
 
 def test_shared_threads_are_listed_apart_in_the_sidebar(member, thread, client, make_thread):
@@ -196,7 +197,7 @@ def test_owner_shares_with_a_user_changes_access_and_revokes(client, owner, thre
     assert ThreadShare.objects.get(thread=thread, user=bob).access == Access.READ
     client.post(reverse("chat:share-revoke", args=[thread.pk, share.pk]))
     assert not ThreadShare.objects.filter(thread=thread).exists()
-    assert conversation.thread_for(bob, thread.pk) is None
+    assert permissions.thread_for(bob, thread.pk) is None
 
 
 @pytest.mark.parametrize(
@@ -369,6 +370,6 @@ def test_staff_create_a_team_in_the_admin_and_its_members_see_its_threads(
     team = Team.objects.get(name="Design")
     assert list(team.members.all()) == [bob]
     ThreadShare.objects.create(thread=thread, team=team, access=Access.READ)
-    assert conversation.thread_for(bob, thread.pk).access == "read"
+    assert permissions.thread_for(bob, thread.pk).access == "read"
     listing = staff_client.get(reverse("admin:chat_team_changelist")).content.decode()
     assert "Design" in listing

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from chat.models import Preset, Thread, ToolDefinition, Turn
-from chat.services import generation, parameters
+from chat.services import parameters
+from chat.services.turns import launch, registry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,8 +60,8 @@ async def test_set_parameters_reach_the_gateway_and_unset_ones_do_not(
         form |= {"truncation": "auto", "max_output_tokens": "500", "metadata": "team=core"}
     response = await async_client.post(f"/t/{thread.pk}/settings/", form, headers=HX)
     assert "Settings saved." in response.content.decode()
-    turn = await generation.start_turn(user, thread.pk, "hello")
-    await generation.wait_for(turn.pk)
+    turn = await launch.start_turn(user, thread.pk, "hello")
+    await registry.wait_for(turn.pk)
     body = demo_requests()[-1]
     assert body["temperature"] == 0.3 and body["seed"] == 7 and body["stop"] == ["END"]
     assert "top_p" not in body and "frequency_penalty" not in body and "n" not in body
@@ -144,8 +145,8 @@ def test_builtin_tools_can_be_added_and_offered(logged_in_client, user, thread):
 
 async def test_export_markdown_and_json(thread, user, async_client):
     await async_client.aforce_login(user)
-    turn = await generation.start_turn(user, thread.pk, "Export me #chunks=20")
-    await generation.wait_for(turn.pk)
+    turn = await launch.start_turn(user, thread.pk, "Export me #chunks=20")
+    await registry.wait_for(turn.pk)
     md = await async_client.get(f"/t/{thread.pk}/export.md")
     assert md["Content-Disposition"].startswith("attachment;")
     assert "## You\n\nExport me #chunks=20" in md.content.decode()

@@ -10,7 +10,8 @@ from channels.testing import WebsocketCommunicator
 
 from chat.models import ToolDefinition, Turn
 from chat.routing import websocket_application
-from chat.services import generation, tools
+from chat.services import tools
+from chat.services.turns import launch, registry
 from tests.ws import HOST, ORIGIN, finished, receive_until, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,8 +48,8 @@ def thread(make_thread, user, api):
 
 
 async def run(user, thread, text) -> Turn:
-    turn = await generation.start_turn(user, thread.pk, text)
-    await generation.wait_for(turn.pk)
+    turn = await launch.start_turn(user, thread.pk, text)
+    await registry.wait_for(turn.pk)
     return await Turn.objects.aget(pk=turn.pk)
 
 
@@ -102,8 +103,8 @@ async def test_a_tool_without_implementation_waits_for_the_user(user, thread, de
     assert turn.status == Turn.Status.AWAITING_TOOL
     [call] = turn.tool_calls
     assert call["status"] == "awaiting" and json.loads(call["arguments"]) == {"city": "demo"}
-    await generation.answer_tool_call(user, turn.pk, call["call_id"], "Sunny, 21 °C")
-    await generation.wait_for(turn.pk)
+    await launch.answer_tool_call(user, turn.pk, call["call_id"], "Sunny, 21 °C")
+    await registry.wait_for(turn.pk)
     done = await Turn.objects.aget(pk=turn.pk)
     assert done.status == Turn.Status.COMPLETED
     assert "Sunny, 21 °C" in done.output_text
@@ -112,24 +113,24 @@ async def test_a_tool_without_implementation_waits_for_the_user(user, thread, de
 
 async def test_a_rejected_call_is_reported_to_the_model(user, thread):
     turn = await run(user, thread, "weather? #call=get_weather")
-    await generation.answer_tool_call(user, turn.pk, turn.tool_calls[0]["call_id"], None)
-    await generation.wait_for(turn.pk)
+    await launch.answer_tool_call(user, turn.pk, turn.tool_calls[0]["call_id"], None)
+    await registry.wait_for(turn.pk)
     done = await Turn.objects.aget(pk=turn.pk)
     assert done.status == Turn.Status.COMPLETED
     assert done.tool_calls[0]["status"] == "rejected" and "declined" in done.output_text
 
 
 async def test_answers_are_refused_for_other_users_and_twice(user, other_user, thread):
-    from chat.services.conversation import TurnRejected
+    from chat.services.refusals import TurnRejected
 
     turn = await run(user, thread, "weather? #call=get_weather")
     call_id = turn.tool_calls[0]["call_id"]
     with pytest.raises(TurnRejected):
-        await generation.answer_tool_call(other_user, turn.pk, call_id, "hacked")
-    await generation.answer_tool_call(user, turn.pk, call_id, "ok")
+        await launch.answer_tool_call(other_user, turn.pk, call_id, "hacked")
+    await launch.answer_tool_call(user, turn.pk, call_id, "ok")
     with pytest.raises(TurnRejected, match="already answered"):
-        await generation.answer_tool_call(user, turn.pk, call_id, "again")
-    await generation.wait_for(turn.pk)
+        await launch.answer_tool_call(user, turn.pk, call_id, "again")
+    await registry.wait_for(turn.pk)
 
 
 async def test_the_loop_stops_at_the_step_limit(user, thread, settings):
@@ -201,13 +202,13 @@ async def test_a_resumed_turn_is_redrawn_live_before_its_first_delta(
     Each socket must redraw it live, with the marker, before the resumed turn's deltas update
     that marker (else the browser logs ``htmx:oobErrorNoTarget`` for every delta), however slow
     the announcement."""
-    publish = generation._publish_update
+    publish = registry.publish_update
 
-    async def slow_publish(turn_id: int, kind: str = "turn.updated") -> None:
+    async def slow_publish(turn_id: int, *, finished: bool = False) -> None:
         await asyncio.sleep(0.2)
-        await publish(turn_id, kind)
+        await publish(turn_id, finished=finished)
 
-    monkeypatch.setattr(generation, "_publish_update", slow_publish)
+    monkeypatch.setattr(registry, "publish_update", slow_publish)
     ws = socket(thread.pk, ORIGIN, await cookie_of(user))
     await ws.connect()
     await ws.send_to(json.dumps({"message": "weather? #call=get_weather #chunks=60 #delay=10"}))

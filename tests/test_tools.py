@@ -12,12 +12,20 @@ from chat.services.tools import (
     BUILTINS,
     MAX_SCHEMA_BYTES,
     NAME_PATTERN,
-    chat_tool,
     check_arguments,
-    responses_tool,
     run_builtin,
     validate_definition,
 )
+from chat.upstream import chat_completions, responses_api
+from chat.upstream.request import ToolSpec
+
+
+def responses_tool(name: str, description: str, parameters: dict) -> dict:
+    return responses_api.tool_body(ToolSpec(name, description, parameters))
+
+
+def chat_tool(name: str, description: str, parameters: dict) -> dict:
+    return chat_completions.tool_body(ToolSpec(name, description, parameters))
 
 WEATHER = {
     "type": "object",

@@ -10,7 +10,8 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from chat.models import Turn
-from chat.services import generation, turn_mirror
+from chat.services import turn_mirror
+from chat.services.turns import registry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,7 +46,7 @@ def dead_turn(make_thread, user):
 
 
 async def _reap(turn: Turn) -> Turn:
-    await database_sync_to_async(generation.mark_interrupted_turns)(20)
+    await database_sync_to_async(registry.mark_interrupted_turns)(older_than=20)
     return await Turn.objects.aget(pk=turn.pk)
 
 

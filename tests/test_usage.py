@@ -12,14 +12,16 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from chat.models import ModelSetting, Provider, ToolDefinition, Turn, UsageRecord
-from chat.services import generation, tools, usage
+from chat.services import tools, usage
+from chat.services.turns import launch, registry
+from chat.upstream.request import Api
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def run_turn(user, thread, text: str) -> Turn:
-    turn = await generation.start_turn(user, thread.pk, text)
-    await generation.wait_for(turn.pk)
+    turn = await launch.start_turn(user, thread.pk, text)
+    await registry.wait_for(turn.pk)
     return await Turn.objects.aget(pk=turn.pk)
 
 
@@ -82,7 +84,7 @@ async def test_a_completed_turn_is_recorded_with_tokens_and_cost(user, thread, p
 
 
 async def test_chat_completions_usage_schema_is_recorded(user, thread):
-    thread.api = Provider.Api.CHAT
+    thread.api = Api.CHAT
     await thread.asave()
     turn = await run_turn(user, thread, "Hi there #usage=chat")
     record = await UsageRecord.objects.aget(turn=turn)
@@ -104,13 +106,13 @@ async def test_a_failed_request_is_counted_even_without_tokens(user, thread):
 
 
 async def test_a_stopped_turn_records_an_estimate_of_what_it_consumed(user, thread):
-    turn = await generation.start_turn(user, thread.pk, "long one #chunks=400 #delay=10")
+    turn = await launch.start_turn(user, thread.pk, "long one #chunks=400 #delay=10")
     for _ in range(200):
         await asyncio.sleep(0.02)
-        if len(generation._running[turn.pk].state.text) > 5:
+        if len(registry._running[turn.pk].state.text) > 5:
             break
-    await generation.stop_turn(turn.pk)
-    await generation.wait_for(turn.pk)
+    await registry.stop_turn(turn.pk)
+    await registry.wait_for(turn.pk)
     turn = await Turn.objects.aget(pk=turn.pk)
     assert turn.status == Turn.Status.CANCELLED and turn.output_text
     record = await UsageRecord.objects.aget(turn=turn)
@@ -160,8 +162,8 @@ async def test_every_step_of_a_tool_loop_is_counted(user, tool_thread, demo_requ
 async def test_a_tool_loop_waiting_for_the_user_is_counted_when_it_ends(user, tool_thread):
     turn = await run_turn(user, tool_thread, "weather? #call=get_weather")
     assert turn.status == Turn.Status.AWAITING_TOOL
-    await generation.answer_tool_call(user, turn.pk, turn.tool_calls[0]["call_id"], "Sunny")
-    await generation.wait_for(turn.pk)
+    await launch.answer_tool_call(user, turn.pk, turn.tool_calls[0]["call_id"], "Sunny")
+    await registry.wait_for(turn.pk)
     done = await Turn.objects.aget(pk=turn.pk)
     assert done.status == Turn.Status.COMPLETED
     records = [r async for r in UsageRecord.objects.filter(turn=done)]

@@ -10,11 +10,11 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from chat import shutdown
+from chat import live, shutdown
 from chat.markdown import render_markdown
 from chat.models import Turn
-from chat.services import generation
-from chat.services.conversation import TurnRejected
+from chat.services.refusals import TurnRejected
+from chat.services.turns import launch, registry
 from tests.workers import AnswerView
 from tests.ws import ORIGIN, finished, receive_until, socket
 
@@ -24,11 +24,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 async def test_shutdown_lets_short_answers_finish_and_stores_long_ones_interrupted(
     user, make_thread, monkeypatch
 ):
-    monkeypatch.setattr(generation, "accepting_turns", True)  # restored after the test
+    monkeypatch.setattr(registry, "accepting_turns", True)  # restored after the test
     short_thread = await database_sync_to_async(make_thread)(user)
     long_thread = await database_sync_to_async(make_thread)(user)
-    short = await generation.start_turn(user, short_thread.pk, "brief #chunks=20 #delay=10")
-    long = await generation.start_turn(user, long_thread.pk, "long #chunks=400 #delay=10")
+    short = await launch.start_turn(user, short_thread.pk, "brief #chunks=20 #delay=10")
+    long = await launch.start_turn(user, long_thread.pk, "long #chunks=400 #delay=10")
     await asyncio.sleep(0.3)
 
     await asyncio.wait_for(shutdown.drain(grace=1.0), 10)
@@ -39,7 +39,7 @@ async def test_shutdown_lets_short_answers_finish_and_stores_long_ones_interrupt
     assert "restarted" in long.error
     assert 0 < len(long.output_text.split()) < 400  # everything written in 1.3 s was kept
     with pytest.raises(TurnRejected, match="restarting"):
-        await generation.start_turn(user, short_thread.pk, "one more")
+        await launch.start_turn(user, short_thread.pk, "one more")
 
 
 async def test_a_socket_catches_up_after_the_channel_layer_reconnected(
@@ -56,7 +56,7 @@ async def test_a_socket_catches_up_after_the_channel_layer_reconnected(
         view.apply(message)
 
     # Redis restarted: the socket's group membership and the messages meanwhile are lost...
-    layer, group = get_channel_layer(), generation.thread_group(thread.pk)
+    layer, group = get_channel_layer(), live.thread_group(thread.pk)
     # The socket's channel: memberships as the Redis layer remembers them, or the local one's.
     (channel,) = (layer.memberships if hasattr(layer, "memberships") else layer.groups)[group]
     await layer.group_discard(group, channel)

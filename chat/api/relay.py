@@ -32,9 +32,11 @@ from chat.models import AuditLogEntry, ModelSetting, UsageRecord
 from chat.services import fallbacks, parameters, providers
 from chat.services.usage import cost_of
 from chat.upstream.client import http_failure
+from chat.upstream.encoding import encode
 from chat.upstream.events import Usage
+from chat.upstream.request import Api, Request
 
-PATHS = {parameters.RESPONSES: "responses", parameters.CHAT: "chat/completions"}
+PATHS = {Api.RESPONSES: "responses", Api.CHAT: "chat/completions"}
 _ERROR_BODY_LIMIT = 64 * 1024
 _JSON_BODY_LIMIT = 16 * 1024 * 1024
 CHARS_PER_TOKEN = 4
@@ -154,11 +156,13 @@ async def fallback_chain(caller: Caller, first: Route) -> list[Route]:
     """``first``, then the fallbacks staff set for it that this caller may use."""
     from chat.api.routing import may_use_model
 
-    routes = [first]
-    for model in (await fallbacks.chain_for(first.provider.pk, first.model))[1:]:
-        if may_use_model(caller, first.provider.pk, model):
-            routes.append(Route(first.provider, model))
-    return routes
+    chain = (await fallbacks.chain_for(first.provider.pk, first.model))[1:]
+
+    def allowed() -> list[str]:
+        return [m for m in chain if may_use_model(caller, first.provider.pk, m)]
+
+    models = await sync_to_async(allowed)() if chain else []
+    return [first, *(Route(first.provider, model) for model in models)]
 
 
 def upstream_body(body: dict[str, Any], api: str, defaults: dict) -> tuple[dict[str, Any], bool]:
@@ -166,10 +170,19 @@ def upstream_body(body: dict[str, Any], api: str, defaults: dict) -> tuple[dict[
     unset. Chat streams always ask for usage; returns True when the client did not, so the relay
     drops that extra chunk."""
     sent = dict(body)
-    for name, value in parameters.request_fields(defaults, api).items():
-        sent.setdefault(name, value)
+    if defaults:
+        # The defaults encoded as the chat encodes them (same wire names). Not the messages:
+        # in Chat, instructions would be a system message, and the client's messages win.
+        probe = Request(
+            Api(api), body["model"], [], parameters=parameters.request_parameters(defaults, api)
+        )
+        wire = encode(probe)
+        for name in ("model", "messages", "input", "stream", "stream_options"):
+            wire.pop(name, None)
+        for name, value in wire.items():
+            sent.setdefault(name, value)
     strip_usage = False
-    if api == parameters.CHAT and body.get("stream"):
+    if api == Api.CHAT and body.get("stream"):
         options = body.get("stream_options")
         if not (isinstance(options, dict) and options.get("include_usage") is True):
             sent["stream_options"] = {**(options or {}), "include_usage": True}
@@ -336,7 +349,7 @@ async def whole_answer(call: Call, response: httpx.Response) -> HttpResponse:
 
 def _error_event(api: str, message: str, code: str) -> bytes:
     error = {"message": message, "type": "api_error", "param": None, "code": code}
-    if api == parameters.RESPONSES:
+    if api == Api.RESPONSES:
         payload = {"type": "error", "code": code, "message": message, "param": None, "error": error}
         return b"event: error\ndata: " + json.dumps(payload).encode() + b"\n\n"
     return b"data: " + json.dumps({"error": error}).encode() + b"\n\n"

@@ -1,8 +1,9 @@
 """Which models a caller may use and which provider serves each; the checks before a call.
 
-:func:`check_call` is the single place where a call is allowed or refused before it goes
-upstream: model access, the owner's rate limit, token and cost quotas (``quotas.check``, the
-chat's own check), and where per-team model access and team budgets plug in.
+:func:`may_use_model` (the key's restriction and the owner's per-team model access) decides what
+``/models`` lists and what may be called; :func:`check_call` is the single place where a call is
+allowed or refused before it goes upstream: ``quotas.check``, the chat's own check (model
+switches and access, team budgets, the rate limit counting turns and API calls, quotas).
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from chat.api.auth import Caller
 from chat.api.errors import ApiError
 from chat.models import Provider
-from chat.services import providers, quotas
-from chat.services.conversation import TurnRejected
+from chat.services import model_access, providers, quotas
 from chat.services.providers import ProviderModels
+from chat.services.refusals import TurnRejected
 
 _WAIT = re.compile(r"Try again in (\d+) seconds")
 
@@ -28,19 +30,25 @@ class Route:
     model: str
 
 
+def _owner(caller: Caller):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model()(pk=caller.user_id, is_staff=caller.is_staff)
+
+
 def may_use_model(caller: Caller, provider_id: int, model: str) -> bool:
-    """The key's own restriction. Per-team model access (gov-a's ``may_use_model``) joins here."""
-    return caller.may_use(model)
+    """The key's own restriction and the owner's model access (per team, ``model_access``)."""
+    return caller.may_use(model) and model_access.may_use_model(_owner(caller), provider_id, model)
+
+
+def _listed(caller: Caller, groups: list[ProviderModels]) -> list[tuple[ProviderModels, str]]:
+    groups = model_access.filter_models(_owner(caller), groups)
+    return [(g, m) for g in groups for m in g.models if caller.may_use(m)]
 
 
 async def listed(caller: Caller) -> list[tuple[ProviderModels, str]]:
     """(provider models, model id) the caller may use, in the providers' order."""
-    found = []
-    for group in await providers.all_models():
-        for model in group.models:
-            if may_use_model(caller, group.provider_id, model):
-                found.append((group, model))
-    return found
+    return await sync_to_async(_listed)(caller, await providers.all_models())
 
 
 async def route(caller: Caller, model: str) -> Route:
@@ -56,7 +64,7 @@ async def route(caller: Caller, model: str) -> Route:
             code="model_not_found",
         )
     group = offering[0]
-    if not may_use_model(caller, group.provider_id, model):
+    if not caller.may_use(model):
         raise ApiError(
             403,
             f"Your API key may not use the model '{model}'.",
@@ -70,15 +78,13 @@ async def route(caller: Caller, model: str) -> Route:
 def check_call(caller: Caller, route: Route) -> dict:
     """Sync (inside the transaction that records the call's start). Raises :class:`ApiError`:
     403 for a model staff turned off, 429 with Retry-After for rate limit and quotas.
-    Returns the model's default parameters. Team budgets (gov-a) plug in here."""
-    from django.contrib.auth import get_user_model
-
-    user = get_user_model()(pk=caller.user_id)
+    Returns the model's default parameters."""
+    user = _owner(caller)
     try:
         return quotas.check(user, route.provider, route.model)
     except TurnRejected as exc:
         message = str(exc)
-        if "turned off" in message:
+        if "turned off" in message or message == model_access.refusal(route.model):
             raise ApiError(403, message, param="model", code="model_not_allowed") from None
         wait = _WAIT.search(message)
         if wait:

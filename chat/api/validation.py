@@ -14,8 +14,9 @@ from typing import Any
 
 from chat.api.errors import ApiError
 from chat.services import parameters
+from chat.upstream.request import Api
 
-RESPONSES, CHAT = parameters.RESPONSES, parameters.CHAT
+RESPONSES, CHAT = Api.RESPONSES.value, Api.CHAT.value
 
 
 def _get(path: str) -> Callable[[dict[str, Any]], tuple[bool, Any]]:

@@ -19,7 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from chat.api import relay, routing, validation
 from chat.api.auth import Caller, authenticate
 from chat.api.errors import ApiError, error_response
-from chat.services.access import client_ip
+from chat.services.login_throttle import client_ip
 
 View = Callable[[HttpRequest], Awaitable[HttpResponse]]
 

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0008_external_identity'),
+        ('chat', '0010_retention_announcements'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,54 +1,18 @@
-"""Threads and the tree of turns: who may see what, the visible path, and what to send upstream."""
+"""Threads and the tree of turns: the sidebar lists, the visible path, branches and presets."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q, QuerySet
+from django.contrib.auth.models import AbstractBaseUser
 
-from chat.models import Access, Preset, Provider, Thread, ThreadShare, Turn
+from chat.models import Provider, Thread, Turn
+from chat.services.permissions import shared_with
+from chat.services.refusals import TurnRejected
+from chat.upstream.request import Api, Message
 
 TITLE_LENGTH = 60
-
-
-class TurnRejected(Exception):
-    """A message that cannot be sent; the text is shown to the user."""
-
-
-class ReadOnly(TurnRejected):
-    """The user may read this thread but not write in it."""
-
-    def __init__(
-        self, message: str = "This chat is shared with you read-only: you cannot change it."
-    ) -> None:
-        super().__init__(message)
-
-
-# What a user may do with a thread, weakest first; "owner" alone may share, rename or delete it.
-OWNER = "owner"
-_RANK = {Access.READ: 1, Access.COLLABORATE: 2, OWNER: 3}
-
-
-def _shares_of(user: AbstractBaseUser) -> QuerySet[ThreadShare]:
-    """Shares that reach this user: to them by name, or to a team they belong to."""
-    return ThreadShare.objects.filter(Q(user=user) | Q(team__members=user))
-
-
-def visible_threads(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Thread]:
-    """Every thread the user may read: their own and those shared with them or their teams."""
-    if not user.is_authenticated:
-        return Thread.objects.none()
-    shared = _shares_of(user).values("thread_id")
-    return Thread.objects.filter(Q(owner=user) | Q(pk__in=shared))
-
-
-def shared_with(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Thread]:
-    """Other people's threads this user may read ("Shared with me")."""
-    if not user.is_authenticated:
-        return Thread.objects.none()
-    return Thread.objects.filter(pk__in=_shares_of(user).values("thread_id")).exclude(owner=user)
 
 
 def sidebar_lists(user: AbstractBaseUser) -> dict[str, list[Thread]]:
@@ -61,50 +25,6 @@ def sidebar_lists(user: AbstractBaseUser) -> dict[str, list[Thread]]:
             .only("pk", "title", "updated_at", "owner__username")[:200]
         ),
     }
-
-
-def access_level(user: AbstractBaseUser | AnonymousUser, thread: Thread) -> str | None:
-    """``owner``, ``collaborate``, ``read`` or None: the strongest right any share gives."""
-    if not user.is_authenticated:
-        return None
-    if thread.owner_id == user.pk:
-        return OWNER
-    levels = _shares_of(user).filter(thread=thread).values_list("access", flat=True)
-    return max(levels, key=_RANK.__getitem__, default=None)
-
-
-def can_write(level: str | None) -> bool:
-    return level in (OWNER, Access.COLLABORATE)
-
-
-def thread_for(user: AbstractBaseUser | AnonymousUser, thread_id: int) -> Thread | None:
-    """The thread if this user may see it, else None (callers answer 404: no existence leak).
-    The user's right to it is on ``thread.access``."""
-    if not user.is_authenticated:
-        return None
-    # The same rule as ``visible_threads`` (owner, or a share reaching the user), but the owner's
-    # case (every turn sent) is one plain query instead of one with a subquery of shares.
-    found = Thread.objects.select_related("provider", "owner").filter(pk=thread_id).order_by()
-    thread = next(iter(found[:1]), None)
-    if thread is None:
-        return None
-    thread.access = access_level(user, thread)
-    return thread if thread.access is not None else None
-
-
-def writable_thread_for(
-    user: AbstractBaseUser | AnonymousUser, thread_id: int, *, owner_only: bool = False
-) -> Thread | None:
-    """The thread if this user may change it (None if they may not see it at all); raises
-    ``ReadOnly`` when they may only read it, or only the owner may do this."""
-    thread = thread_for(user, thread_id)
-    if thread is None:
-        return None
-    if not can_write(thread.access):
-        raise ReadOnly()
-    if owner_only and thread.access != OWNER:
-        raise ReadOnly("Only the chat's owner can do that.")
-    return thread
 
 
 def title_from(text: str) -> str:
@@ -213,15 +133,6 @@ def switch_branch(thread: Thread, turn_id: int) -> bool:
     return True
 
 
-def apply_preset(thread: Thread, preset: Preset) -> None:
-    """Start a chat from a preset: its model, API, parameters and tools."""
-    if preset.provider_id and preset.model:
-        thread.provider_id, thread.model = preset.provider_id, preset.model
-    thread.api, thread.params = preset.api, preset.params
-    thread.save()
-    thread.tools.set(preset.tools.all())
-
-
 def validate_message(text: str, max_chars: int) -> str:
     text = text.strip()
     if not text:
@@ -233,20 +144,15 @@ def validate_message(text: str, max_chars: int) -> str:
     return text
 
 
-def history_messages(
-    path: list[Turn], new_text: str, system_prompt: str | None = None
-) -> list[dict[str, str]]:
-    """The whole conversation as messages: Chat ``messages``, or Responses ``input`` when the
-    upstream forgot the previous response (the system prompt goes in ``instructions`` there)."""
-    items: list[dict[str, str]] = []
-    if system_prompt:
-        items.append({"role": "system", "content": system_prompt})
+def history(path: list[Turn], new_text: str) -> list[Message]:
+    """The whole conversation up to the new message, as neutral messages for the upstream."""
+    messages: list[Message] = []
     for turn in path:
-        items.append({"role": "user", "content": turn.user_text})
+        messages.append(Message("user", turn.user_text))
         if turn.output_text:
-            items.append({"role": "assistant", "content": turn.output_text})
-    items.append({"role": "user", "content": new_text})
-    return items
+            messages.append(Message("assistant", turn.output_text))
+    messages.append(Message("user", new_text))
+    return messages
 
 
 def continuation_id(parent: Turn | None) -> str | None:
@@ -262,11 +168,11 @@ def continuation_id(parent: Turn | None) -> str | None:
     return None
 
 
-def api_for(thread: Thread, provider: Provider | None) -> str:
-    """The thread's chosen API, else its provider's default."""
+def api_for(thread: Thread, provider: Provider | None) -> Api:
+    """The thread's chosen API, else its provider's default, else the Responses API."""
     if thread.api:
-        return thread.api
-    return provider.default_api if provider else Provider.Api.RESPONSES
+        return Api(thread.api)
+    return Api(provider.default_api) if provider else Api.RESPONSES
 
 
 # Async forms for callers on the event loop (consumers, tests).

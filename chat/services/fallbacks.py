@@ -13,6 +13,7 @@ from typing import Any
 from chat.models import ModelSetting, Provider
 from chat.services.providers import client_for
 from chat.upstream.events import Event, Failed, Started
+from chat.upstream.request import Api
 
 # Before the first byte, these mean "this model cannot answer now": try the next one.
 RETRY_KINDS = frozenset({"connection"})
@@ -62,9 +63,7 @@ async def stream_events(provider: Provider, api: str, body: dict[str, Any]) -> A
     while True:
         attempt = {**body, "model": model}
         stream = (
-            client.stream_chat(attempt)
-            if api == Provider.Api.CHAT
-            else client.stream_responses(attempt)
+            client.stream_chat(attempt) if api == Api.CHAT else client.stream_responses(attempt)
         )
         answered = False
         retry = False

@@ -1,8 +1,9 @@
-"""Per-thread request parameters: what the form offers for each API, checking what the user typed,
-and turning the stored values into the upstream request fields.
+"""Per-thread request parameters: what the form offers for each API, and checking what the user
+typed.
 
 The stored dict (``Thread.params``, ``Preset.params``, ``Turn.params``) holds only what the user
-set, keyed by ``ParamSpec.name``, in our own API-neutral shape; ``request_fields`` translates it for
+set, keyed by ``ParamSpec.name``, in our own API-neutral shape; ``request_parameters`` gives the
+neutral ``chat.upstream.request.Parameters`` of one API, which ``chat.upstream`` encodes for
 ``/v1/responses`` or ``/v1/chat/completions``. Only set parameters are sent, so the gateway's own
 defaults apply to everything else. Pure functions: no ORM, no I/O.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat.services.tools import MAX_SCHEMA_BYTES, parse_json_object, schema_error
+from chat.upstream.request import FUNCTION_PREFIX, Api, Parameters
 
 __all__ = [
     "APIS",
@@ -26,19 +28,17 @@ __all__ = [
     "SPECS_BY_NAME",
     "ParamSpec",
     "form_values",
-    "request_fields",
+    "request_parameters",
     "specs_for",
     "system_prompt",
     "user_identifier",
     "validate",
 ]
 
-RESPONSES = "responses"
-CHAT = "chat"
-APIS = (RESPONSES, CHAT)
+APIS = tuple(Api)
 _BOTH = frozenset(APIS)
-_RESPONSES_ONLY = frozenset({RESPONSES})
-_CHAT_ONLY = frozenset({CHAT})
+_RESPONSES_ONLY = frozenset({Api.RESPONSES})
+_CHAT_ONLY = frozenset({Api.CHAT})
 
 # Display order of the form's sections.
 GROUPS = ("Instructions", "Sampling", "Length", "Reasoning", "Output", "Tools", "Other")
@@ -51,8 +51,6 @@ MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
 # Seeds are integers on the wire; beyond a signed 64-bit value some gateways overflow.
 _INT64 = 2**63 - 1
-
-FUNCTION_PREFIX = "function:"
 
 
 @dataclass(frozen=True)
@@ -303,15 +301,11 @@ SPECS: tuple[ParamSpec, ...] = (
 SPECS_BY_NAME: dict[str, ParamSpec] = {spec.name: spec for spec in SPECS}
 
 
-def _check_api(api: str) -> None:
+def specs_for(api: str) -> list[ParamSpec]:
+    """The parameters ``api`` understands, in form order."""
     # A typo here would silently send nothing; an unknown API is a programming error.
     if api not in APIS:
         raise ValueError(f"Unknown API {api!r}; expected one of {APIS}.")
-
-
-def specs_for(api: str) -> list[ParamSpec]:
-    """The parameters ``api`` understands, in form order."""
-    _check_api(api)
     return [spec for spec in SPECS if api in spec.apis]
 
 
@@ -559,121 +553,14 @@ def system_prompt(params: Mapping[str, Any]) -> str | None:
     return text if isinstance(text, str) and text.strip() else None
 
 
-def _tool_choice(value: str, api: str) -> str | dict[str, Any]:
-    if value.startswith(FUNCTION_PREFIX):
-        name = value[len(FUNCTION_PREFIX) :]
-        if api == RESPONSES:
-            return {"type": "function", "name": name}
-        return {"type": "function", "function": {"name": name}}
-    return value
-
-
-def _response_format(params: Mapping[str, Any], api: str) -> dict[str, Any] | None:
-    kind = params.get("response_format")
-    schema = params.get("response_schema")
-    if kind == "json_schema":
-        if not isinstance(schema, dict):
-            return None  # validate() never stores this; don't send a half-built format
-        if api == RESPONSES:
-            return {"type": "json_schema", "name": "response", "schema": schema}
-        return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
-    if kind in ("text", "json_object"):
-        return {"type": kind}
-    return None
-
-
-# Stored name → wire name, for parameters that are copied as they are.
-_SAME_NAME = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "seed",
-    "logit_bias",
-    "truncation",
-    "stop",
-    "n",
-    "parallel_tool_calls",
-    "store",
-    "metadata",
-)
-
-
-def request_fields(
-    params: Mapping[str, Any], api: str, *, tool_names: Iterable[str] | None = None
-) -> dict[str, Any]:
-    """The upstream body fields for ``api`` from stored params.
-
-    Parameters ``api`` does not have are skipped (a thread may switch API and keep its params),
-    as are unset ones; None is never emitted. With Chat Completions the instructions are not
-    here: send ``system_prompt(params)`` as the system message.
-
-    When ``tool_names`` (the tools offered in this request) is given, tool_choice and
-    parallel_tool_calls are left out if there are none, and a forced function that is no longer
-    offered is dropped: gateways reject a tool choice that names no tool.
-    """
-    _check_api(api)
-    available = {spec.name for spec in SPECS if api in spec.apis}
-
-    def value(name: str) -> Any:
-        return params.get(name) if name in available else None
-
-    fields: dict[str, Any] = {}
-    for name in _SAME_NAME:
-        v = value(name)
-        if v is not None and v != [] and v != {}:
-            fields[name] = v
-
-    limit = value("max_output_tokens")
-    if limit is not None:
-        if api == RESPONSES:
-            fields["max_output_tokens"] = limit
-        else:
-            wire = "max_tokens" if value("max_tokens_field") == "max_tokens" else None
-            fields[wire or "max_completion_tokens"] = limit
-
-    if api == RESPONSES:
-        instructions = system_prompt(params)
-        if instructions is not None:
-            fields["instructions"] = instructions
-        reasoning = {
-            key: v
-            for key, v in (
-                ("effort", value("reasoning_effort")),
-                ("summary", value("reasoning_summary")),
-            )
-            if v is not None
-        }
-        if reasoning:
-            fields["reasoning"] = reasoning
-    elif value("reasoning_effort") is not None:
-        fields["reasoning_effort"] = value("reasoning_effort")
-
-    response_format = _response_format(params, api)
-    if response_format is not None:
-        if api == RESPONSES:
-            fields["text"] = {"format": response_format}
-        else:
-            fields["response_format"] = response_format
-
-    choice = value("tool_choice")
-    if isinstance(choice, str) and choice:
-        fields["tool_choice"] = _tool_choice(choice, api)
-
-    if tool_names is not None:
-        offered = set(tool_names)
-        if not offered:
-            fields.pop("tool_choice", None)
-            fields.pop("parallel_tool_calls", None)
-        elif (
-            isinstance(choice, str)
-            and choice.startswith(FUNCTION_PREFIX)
-            and choice[len(FUNCTION_PREFIX) :] not in offered
-        ):
-            fields.pop("tool_choice", None)
-    return fields
+def request_parameters(params: Mapping[str, Any], api: str) -> Parameters:
+    """The stored params that ``api`` has, as the neutral ``Parameters`` of a request (the
+    upstream package encodes them). Parameters of the other API are left out: a thread may
+    switch API and keep its params."""
+    available = {spec.name for spec in specs_for(api)}
+    values = {name: params.get(name) for name in available if params.get(name) is not None}
+    values["instructions"] = system_prompt(params) if "instructions" in available else None
+    return Parameters(**values)
 
 
 # --- Form round trip and the user field -----------------------------------------------------

@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 
 from chat.models import ModelSetting, Provider
+from chat.request_ids import parse_id
 from chat.startup import demo_gateway_key
 from chat.upstream.client import GatewayClient, GatewayError, Timeouts, get_client
 
@@ -175,3 +176,12 @@ async def check_connection(provider: Provider) -> ConnectionResult:
     shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
     count = f"{len(ids)} model{'s' if len(ids) != 1 else ''}"
     return ConnectionResult(True, f"Connected: the gateway offers {count}: {shown}.", ids)
+
+
+def parse_model_choice(value: str) -> tuple[Provider | None, str]:
+    """``"<provider id>:<model id>"`` from the model picker → (enabled provider, model)."""
+    provider_id, _, model = value.partition(":")
+    provider_pk = parse_id(provider_id)
+    if provider_pk is None or not model:
+        return None, ""
+    return Provider.objects.filter(pk=provider_pk, enabled=True).first(), model

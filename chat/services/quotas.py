@@ -16,7 +16,8 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from chat.models import ModelSetting, SiteSettings, Turn, UsageRecord
-from chat.services.conversation import TurnRejected
+from chat.services import budgets, model_access
+from chat.services.refusals import TurnRejected
 
 RATE_WINDOW = dt.timedelta(minutes=1)
 
@@ -74,11 +75,12 @@ def _situation(user, provider=None, model: str = "") -> dict:
 
     Runs before every turn, so it is a few plain indexed reads: one correlated subquery per
     field looked cheap but cost ~2 ms per turn in Django's SQL compiler alone."""
-    own = {f"own_{name}": F(f"quota__{name}") for name in (*_OWN_FIELDS, "exempt")}
+    own = {
+        f"own_{name}": F(f"quota__{name}") for name in (*_OWN_FIELDS, "exempt", "unlimited_rate")
+    }
     row = get_user_model().objects.filter(pk=user.pk).values("is_staff", **own).get()
     row.update(
-        _one(SiteSettings.objects.filter(pk=1).values(*_SITE_FIELDS))
-        or dict.fromkeys(_SITE_FIELDS)
+        _one(SiteSettings.objects.filter(pk=1).values(*_SITE_FIELDS)) or dict.fromkeys(_SITE_FIELDS)
     )
     if provider is not None:
         setting = _one(
@@ -101,12 +103,17 @@ def _limits(row: dict) -> Limits:
         value = row[f"own_{name}"]
         return default if value is None else value
 
-    rate = pick("requests_per_minute", settings.RATE_LIMIT_PER_MINUTE)
+    if row.get("own_unlimited_rate"):
+        rate = None
+    elif row["own_requests_per_minute"] is not None:
+        rate = row["own_requests_per_minute"]  # 0: no messages at all
+    else:
+        rate = settings.RATE_LIMIT_PER_MINUTE or None  # the server's 0: no limit
     return Limits(
         tokens_per_day=pick("tokens_per_day", row["default_tokens_per_day"]),
         tokens_per_month=pick("tokens_per_month", row["default_tokens_per_month"]),
         cost_per_month=pick("cost_per_month", row["default_cost_per_month"]),
-        requests_per_minute=rate or None,  # 0: no rate limit
+        requests_per_minute=rate,
         exempt=bool(row["own_exempt"]) or (row["is_staff"] and bool(row["staff_exempt"])),
     )
 
@@ -153,6 +160,22 @@ def _when(moment: dt.datetime) -> str:
     return f"{local:%d %B %Y} at {local:%H:%M} {local.tzname()}"
 
 
+def tokens(count: int) -> str:
+    return f"{count:,} token" if count == 1 else f"{count:,} tokens"
+
+
+def used_up(
+    name: str, limit: int | Decimal, limit_text: str, used_text: str, resets: dt.datetime
+) -> str:
+    """A refusal that reads well for a limit of zero as for any other limit."""
+    if not limit:
+        return f"Your {name} is {limit_text}, so you cannot send messages. Ask an administrator."
+    return (
+        f"You have used all {limit_text} of your {name} ({used_text}). "
+        f"It resets on {_when(resets)}."
+    )
+
+
 def check(user, provider, model: str, now: dt.datetime | None = None) -> dict:
     """Raise :class:`TurnRejected` with a message fit for the chat when ``user`` may not send.
 
@@ -164,10 +187,18 @@ def check(user, provider, model: str, now: dt.datetime | None = None) -> dict:
         raise TurnRejected(
             f"The model “{model}” has been turned off by an administrator. Pick another model."
         )
+    if not model_access.may_use_model(user, provider, model):
+        raise TurnRejected(model_access.refusal(model))
+    budgets.check(user, now)
     limits = _limits(row)
     if limits.exempt:
         return row["model_defaults"]
     rate = limits.requests_per_minute
+    if rate == 0:
+        raise TurnRejected(
+            "Your rate limit is 0 messages a minute, so you cannot send messages. "
+            "Ask an administrator."
+        )
     if rate and _recent_turns(user, now - RATE_WINDOW) >= rate:
         oldest = _request_times(user, now - RATE_WINDOW)[rate - 1]
         wait = max(1, int((oldest + RATE_WINDOW - now).total_seconds()) + 1)
@@ -181,18 +212,33 @@ def check(user, provider, model: str, now: dt.datetime | None = None) -> dict:
     tomorrow, next_month = next_resets(now)
     if limits.tokens_per_day is not None and used.tokens_today >= limits.tokens_per_day:
         raise TurnRejected(
-            f"You have used your daily quota of {limits.tokens_per_day:,} tokens "
-            f"({used.tokens_today:,} used today). It resets on {_when(tomorrow)}."
+            used_up(
+                "daily quota",
+                limits.tokens_per_day,
+                tokens(limits.tokens_per_day),
+                f"{tokens(used.tokens_today)} used today",
+                tomorrow,
+            )
         )
     if limits.tokens_per_month is not None and used.tokens_this_month >= limits.tokens_per_month:
         raise TurnRejected(
-            f"You have used your monthly quota of {limits.tokens_per_month:,} tokens "
-            f"({used.tokens_this_month:,} used this month). It resets on {_when(next_month)}."
+            used_up(
+                "monthly quota",
+                limits.tokens_per_month,
+                tokens(limits.tokens_per_month),
+                f"{tokens(used.tokens_this_month)} used this month",
+                next_month,
+            )
         )
     if limits.cost_per_month is not None and used.cost_this_month >= limits.cost_per_month:
         raise TurnRejected(
-            f"You have reached your monthly budget of {money(limits.cost_per_month)} "
-            f"({money(used.cost_this_month)} spent this month). It resets on {_when(next_month)}."
+            used_up(
+                "monthly budget",
+                limits.cost_per_month,
+                money(limits.cost_per_month),
+                f"{money(used.cost_this_month)} spent this month",
+                next_month,
+            )
         )
     return row["model_defaults"]
 

@@ -1,6 +1,6 @@
 """Search across the threads a user can see: titles and every turn's message and answer.
 
-Visibility comes from ``conversation.visible_threads`` alone, so a thread someone cannot open never
+Visibility comes from ``permissions.visible_threads`` alone, so a thread someone cannot open never
 shows up here. Two queries whatever the number of results: the matching threads (with their
 owners), then up to ``MAX_SNIPPETS`` matching turns of each of them.
 """
@@ -19,7 +19,7 @@ from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from chat.models import Thread, Turn
-from chat.services import conversation
+from chat.services import permissions
 
 MIN_QUERY_CHARS = 2
 MAX_QUERY_CHARS = 200
@@ -88,7 +88,7 @@ def search_threads(
         return []
 
     username_field = get_user_model().USERNAME_FIELD
-    threads = conversation.visible_threads(user)
+    threads = permissions.visible_threads(user)
     for word in words:
         in_turn = Turn.objects.filter(thread=OuterRef("pk")).filter(_turn_matches(word))
         threads = threads.filter(Q(title__icontains=word) | Exists(in_turn))

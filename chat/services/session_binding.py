@@ -18,7 +18,6 @@ from functools import wraps
 from importlib import import_module
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.db import transaction
@@ -26,6 +25,8 @@ from django.db.models import Subquery
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
+
+from chat import live
 
 log = logging.getLogger(__name__)
 
@@ -82,21 +83,22 @@ def session_problem(user_id: int, session_key: str | None) -> str | None:
 # -- telling the sockets -------------------------------------------------------------------------
 
 
-def _send(user_id: int, message: dict) -> None:
+def _send(user_id: int, message: live.SessionMessage) -> None:
     try:
-        async_to_sync(get_channel_layer().group_send)(user_group(user_id), message)
+        async_to_sync(live.publish_to_user)(user_group(user_id), message)
     except Exception:  # what changed is saved; each socket's next action re-checks anyway
         log.exception("could not tell user %s's sockets (%s)", user_id, message["type"])
 
 
 def end_session_sockets(user_id: int, session_key: str | None, reason: str) -> None:
     """Close the sockets of one session at once (logout): they say ``reason``."""
-    _send(user_id, {"type": "session.ended", "session": session_tag(session_key), "reason": reason})
+    tag = session_tag(session_key)
+    _send(user_id, live.SessionEnded(type="session.ended", session=tag, reason=reason))
 
 
 def _check_now(user_ids: Iterable[int]) -> None:
     for user_id in set(user_ids):
-        _send(user_id, {"type": "session.check"})
+        _send(user_id, live.SessionCheck(type="session.check"))
 
 
 def check_sockets_after_commit(user_ids: Iterable[int]) -> None:
@@ -121,7 +123,8 @@ def keeps_this_session(view: Callable[..., HttpResponse]) -> Callable[..., HttpR
 
         def reconnect() -> None:
             if request.session.session_key != old_key:
-                _send(user_id, {"type": "session.renewed", "session": session_tag(old_key)})
+                tag = session_tag(old_key)
+                _send(user_id, live.SessionRenewed(type="session.renewed", session=tag))
 
         with transaction.atomic():
             transaction.on_commit(reconnect)  # registered first: runs before the checks

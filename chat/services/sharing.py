@@ -81,12 +81,12 @@ def revoke(thread: Thread, share_id: int) -> bool:
 
 def announce_access_changed(thread_ids: Iterable[int]) -> None:
     """Tell every open socket of these threads, on every worker, to re-check its access."""
-    from chat.services.generation import thread_group
+    from chat import live
 
+    publish = async_to_sync(live.publish)
     layer = get_channel_layer()
-    send = async_to_sync(layer.group_send)
     for thread_id in set(thread_ids):
-        send(thread_group(thread_id), {"type": "access.changed"})
+        publish(thread_id, live.AccessChanged(type="access.changed"), layer=layer)
 
 
 def announce_after_commit(thread_ids: Iterable[int]) -> None:

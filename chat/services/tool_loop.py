@@ -1,8 +1,7 @@
 """One step of the tool-call loop: run the calls the model made, or ask the user to answer them.
 
-A call's record (kept in ``Turn.tool_calls``) is a plain dict, so it survives a pause for the
-user's answer, a reload and a restart: ``{step, call_id, name, arguments, status, result}`` with
-status ``streaming`` → ``done`` | ``error`` | ``awaiting`` (the user answers) | ``rejected``.
+A call's record (``ToolCallRecord``, kept in ``Turn.tool_calls``) is a plain dict, so it survives
+a pause for the user's answer, a reload and a restart.
 """
 
 from __future__ import annotations
@@ -10,18 +9,56 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import TypedDict
 
 from chat.services import tools
+from chat.upstream import request
+
+
+class ToolCallStatus(StrEnum):
+    """``streaming`` → ``done`` | ``error`` | ``awaiting`` (the user answers) | ``rejected``."""
+
+    STREAMING = "streaming"
+    DONE = "done"
+    ERROR = "error"
+    AWAITING = "awaiting"
+    REJECTED = "rejected"
+
+    @property
+    def label(self) -> str:
+        """What a tool card says about the call."""
+        return _STATUS_LABELS[self]
+
+
+_STATUS_LABELS = {
+    ToolCallStatus.STREAMING: "calling…",
+    ToolCallStatus.DONE: "done",
+    ToolCallStatus.ERROR: "error",
+    ToolCallStatus.AWAITING: "waiting for your answer",
+    ToolCallStatus.REJECTED: "rejected",
+}
+
+
+class ToolCallRecord(TypedDict):
+    """One call the model made, as ``Turn.tool_calls`` stores it (JSON)."""
+
+    step: int  # the upstream request of the turn that made it, from 1
+    call_id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+    status: str  # a ToolCallStatus
+    result: str
+
+
+ToolResult = request.ToolResult
 
 
 @dataclass(frozen=True)
-class ToolSpec:
-    """A tool offered to the model in this turn, as the runner needs it (no ORM)."""
+class ToolSpec(request.ToolSpec):
+    """A tool offered to the model in this turn, as the runner needs it (no ORM): what the
+    upstream is told, and the built-in that runs it (none: the user answers)."""
 
-    name: str
-    description: str
-    parameters: dict[str, Any]
     builtin: str = ""
 
 
@@ -32,21 +69,21 @@ class ToolSpec:
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tool-calls")
 
 
-def outcome(call: dict[str, Any], offered: dict[str, ToolSpec]) -> tuple[str, str]:
+def outcome(name: str, arguments_text: str, offered: dict[str, ToolSpec]) -> tuple[str, str]:
     """What becomes of one call: (status, result). Runs in a worker thread."""
-    spec = offered.get(call["name"])
+    spec = offered.get(name)
     if spec is None:
-        return "error", f"Error: there is no tool named {call['name']!r}."
-    arguments, problem = tools.check_arguments(spec.parameters, call["arguments"])
+        return ToolCallStatus.ERROR, f"Error: there is no tool named {name!r}."
+    arguments, problem = tools.check_arguments(spec.parameters, arguments_text)
     if problem is not None:
         # Bad arguments go back to the model as the result, so it can correct itself.
-        return "error", problem
+        return ToolCallStatus.ERROR, problem
     if spec.builtin:
-        return "done", tools.run_builtin(spec.builtin, arguments or {})
-    return "awaiting", ""
+        return ToolCallStatus.DONE, tools.run_builtin(spec.builtin, arguments or {})
+    return ToolCallStatus.AWAITING, ""
 
 
-async def execute(calls: list[dict[str, Any]], offered: dict[str, ToolSpec]) -> bool:
+async def execute(calls: list[ToolCallRecord], offered: dict[str, ToolSpec]) -> bool:
     """Fill in results for the calls of one step. True when every call has a result now;
     False when some wait for the user (tools with no built-in implementation)."""
     loop = asyncio.get_running_loop()
@@ -55,58 +92,35 @@ async def execute(calls: list[dict[str, Any]], offered: dict[str, ToolSpec]) -> 
     pending = [(call["name"], call["arguments"]) for call in calls]
     outcomes = await loop.run_in_executor(
         _POOL,
-        lambda: [outcome({"name": name, "arguments": text}, offered) for name, text in pending],
+        lambda: [outcome(name, text, offered) for name, text in pending],
     )
     for call, (status, result) in zip(calls, outcomes, strict=True):
         call["status"], call["result"] = status, result
-    return all(call["status"] != "awaiting" for call in calls)
+    return all(call["status"] != ToolCallStatus.AWAITING for call in calls)
 
 
-def answer(call: dict[str, Any], result: str | None) -> None:
+def answer(call: ToolCallRecord, result: str | None) -> None:
     """The user's answer to a call: its result, or ``None`` to reject the call."""
     if result is None:
-        call["status"], call["result"] = "rejected", "The user declined to run this tool."
+        call["status"], call["result"] = (
+            ToolCallStatus.REJECTED,
+            "The user declined to run this tool.",
+        )
     else:
-        call["status"], call["result"] = "done", result
+        call["status"], call["result"] = ToolCallStatus.DONE, result
 
 
-def last_step(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def last_step(calls: list[ToolCallRecord]) -> list[ToolCallRecord]:
     if not calls:
         return []
     step = calls[-1]["step"]
     return [call for call in calls if call["step"] == step]
 
 
-def responses_outputs(calls: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """Responses API input items that hand the results back (with ``previous_response_id``)."""
-    return [
-        {"type": "function_call_output", "call_id": call["call_id"], "output": call["result"]}
-        for call in calls
-    ]
-
-
-def chat_messages(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Chat Completions messages for every step so far: the assistant's calls, then results."""
-    messages: list[dict[str, Any]] = []
-    steps = sorted({call["step"] for call in calls})
-    for step in steps:
-        in_step = [call for call in calls if call["step"] == step]
-        messages.append(
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": call["call_id"],
-                        "type": "function",
-                        "function": {"name": call["name"], "arguments": call["arguments"]},
-                    }
-                    for call in in_step
-                ],
-            }
-        )
-        messages.extend(
-            {"role": "tool", "tool_call_id": call["call_id"], "content": call["result"]}
-            for call in in_step
-        )
-    return messages
+def results_by_step(calls: list[ToolCallRecord]) -> list[list[ToolResult]]:
+    """Every step's calls with their results, oldest step first, for the next request."""
+    steps: dict[int, list[ToolResult]] = {}
+    for call in calls:
+        result = ToolResult(call["call_id"], call["name"], call["arguments"], call["result"])
+        steps.setdefault(call["step"], []).append(result)
+    return [steps[step] for step in sorted(steps)]

@@ -31,10 +31,8 @@ __all__ = [
     "MAX_SCHEMA_BYTES",
     "NAME_PATTERN",
     "BuiltinTool",
-    "chat_tool",
     "check_arguments",
     "parse_json_object",
-    "responses_tool",
     "run_builtin",
     "schema_error",
     "validate_definition",
@@ -166,24 +164,6 @@ def validate_definition(
         else:
             schema = parsed
     return schema, errors
-
-
-def responses_tool(name: str, description: str, parameters: dict[str, Any]) -> dict[str, Any]:
-    """A function tool as ``/v1/responses`` wants it (flat)."""
-    tool: dict[str, Any] = {"type": "function", "name": name}
-    if description:  # an empty description says nothing; leave it out
-        tool["description"] = description
-    tool["parameters"] = parameters
-    return tool
-
-
-def chat_tool(name: str, description: str, parameters: dict[str, Any]) -> dict[str, Any]:
-    """A function tool as ``/v1/chat/completions`` wants it (nested under "function")."""
-    function: dict[str, Any] = {"name": name}
-    if description:
-        function["description"] = description
-    function["parameters"] = parameters
-    return {"type": "function", "function": function}
 
 
 def check_arguments(

@@ -1,13 +1,15 @@
-"""What one upstream request of a turn contains, for either API."""
+"""What each upstream request of a turn says, in neutral terms (``chat.upstream.request``), from
+the stored turn, thread and tool calls; ``chat.upstream.encoding`` makes it a body for its API."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from chat.models import Provider, Turn
-from chat.services import conversation, parameters, tool_loop, tools
-from chat.upstream import chat_completions, responses_api
+from chat.models import Turn
+from chat.services import conversation, parameters, tool_loop
+from chat.upstream.encoding import encode
+from chat.upstream.request import Api, Request
 
 
 @dataclass
@@ -22,52 +24,29 @@ class RequestPlan:
     user_tag: str  # a non-reversible id of the account, for upstream abuse monitoring
     tools: dict[str, tool_loop.ToolSpec] = field(default_factory=dict)
 
-    def _extra(self, *, first: bool = True) -> dict[str, Any]:
-        params = self.params
-        if not first and params.get("tool_choice") not in (None, "auto", "none"):
-            # A forced choice (required, or a named function) would force a call at every step
-            # and the loop would never end: it applies to the turn's first request only.
-            params = {k: v for k, v in params.items() if k != "tool_choice"}
-        extra = parameters.request_fields(params, self.api, tool_names=self.tools.keys())
-        if self.tools:
-            make = tools.responses_tool if self.api == Provider.Api.RESPONSES else tools.chat_tool
-            extra["tools"] = [
-                make(t.name, t.description, t.parameters) for t in self.tools.values()
-            ]
-        extra["user"] = self.user_tag
-        return extra
+    def _request(self, **kwargs: Any) -> tuple[str, dict[str, Any]]:
+        api = Api(self.api)
+        request = Request(
+            api=api,
+            model=self.model,
+            history=conversation.history(self.path, self.user_text),
+            parameters=parameters.request_parameters(self.params, api),
+            tools=list(self.tools.values()),
+            user=self.user_tag,
+            **kwargs,
+        )
+        return self.api, encode(request)
 
     def first(self, *, full_history: bool = False) -> tuple[str, dict[str, Any]]:
-        """(api, body) of the turn's first request."""
-        if self.api == Provider.Api.CHAT:
-            return self._chat([])
+        """(api, body) of the turn's first request; ``full_history`` when the upstream forgot
+        the previous response, so the whole conversation is sent again."""
         parent = self.path[-1] if self.path else None
         previous = None if full_history else conversation.continuation_id(parent)
-        payload: Any = (
-            self.user_text if previous else conversation.history_messages(self.path, self.user_text)
-        )
-        return self.api, responses_api.build_request(
-            self.model, payload, previous_response_id=previous, params=self._extra()
-        )
+        return self._request(continue_from=previous)
 
     def after_tools(
-        self, calls: list[dict[str, Any]], response_id: str
+        self, calls: list[tool_loop.ToolCallRecord], response_id: str
     ) -> tuple[str, dict[str, Any]]:
-        """(api, body) handing the last step's results back to the model."""
-        if self.api == Provider.Api.CHAT:
-            return self._chat(calls)
-        return self.api, responses_api.build_request(
-            self.model,
-            tool_loop.responses_outputs(tool_loop.last_step(calls)),
-            previous_response_id=response_id,
-            params=self._extra(first=False),
-        )
-
-    def _chat(self, calls: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-        system = parameters.system_prompt(self.params)
-        messages: list[dict[str, Any]] = conversation.history_messages(
-            self.path, self.user_text, system
-        )
-        messages += tool_loop.chat_messages(calls)
-        extra = self._extra(first=not calls)
-        return self.api, chat_completions.build_request(self.model, messages, params=extra)
+        """(api, body) handing the last step's results back to the model (``response_id``:
+        the response that made the calls)."""
+        return self._request(tool_steps=tool_loop.results_by_step(calls), continue_from=response_id)

@@ -28,7 +28,7 @@ _TOKEN_FIELDS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_to
 
 
 def check_allowed(user, provider, model: str) -> dict:
-    """Raise ``conversation.TurnRejected`` with a clear message when ``user`` may not send now
+    """Raise ``refusals.TurnRejected`` with a clear message when ``user`` may not send now
     (model turned off, rate limit or quota). Runs inside the transaction that creates the turn.
     Returns the model's default parameters (read along with its switch)."""
     return quotas.check(user, provider, model)
@@ -147,7 +147,8 @@ def record_turn(
 
 GRANULARITIES = {"day": TruncDay, "week": TruncWeek, "month": TruncMonth}
 _SUMS = {
-    "requests": Count("pk"),
+    # A daily roll-up of old records (chat/services/retention.py) stands for many requests.
+    "requests": Sum("requests"),
     "input_tokens": Sum("input_tokens"),
     "cached_tokens": Sum("cached_tokens"),
     "output_tokens": Sum("output_tokens"),
@@ -378,6 +379,7 @@ CSV_COLUMNS = (
     "total_tokens",
     "cost",
     "estimated",
+    "requests",
 )
 
 
@@ -413,6 +415,7 @@ def csv_lines(filters: UsageFilters) -> Iterator[str]:
             "total_tokens",
             "cost",
             "estimated",
+            "requests",
         )
     )
     for row in rows.iterator(chunk_size=2000):

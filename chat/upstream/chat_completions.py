@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import request as neutral
 from .events import (
     Completed,
     Event,
@@ -26,7 +27,7 @@ from .events import (
 from .responses_api import MALFORMED_MESSAGE
 from .sse import SSEMessage
 
-__all__ = ["ChatStreamTranslator", "build_request", "parse_response"]
+__all__ = ["ChatStreamTranslator", "build_request", "encode", "parse_response"]
 
 # finish_reason values that mean the answer stopped early, mapped to Completed.reason.
 _INCOMPLETE = {"length": "max_tokens", "content_filter": "content_filter"}
@@ -46,6 +47,77 @@ def build_request(
         "include_usage": True,
     }
     return body
+
+
+# -- encoding a neutral Request ------------------------------------------------------------------
+
+
+def _message(message: neutral.Message) -> dict[str, Any]:
+    return {"role": message.role, "content": message.text}
+
+
+def tool_body(tool: neutral.ToolSpec) -> dict[str, Any]:
+    """A function tool as ``/v1/chat/completions`` wants it (nested under "function")."""
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        function["description"] = tool.description
+    function["parameters"] = tool.parameters
+    return {"type": "function", "function": function}
+
+
+def _tool_step(step: list[neutral.ToolResult]) -> list[dict[str, Any]]:
+    """One step of the tool loop as messages: the assistant's calls, then each result."""
+    calls = [
+        {
+            "id": result.call_id,
+            "type": "function",
+            "function": {"name": result.name, "arguments": result.arguments},
+        }
+        for result in step
+    ]
+    messages: list[dict[str, Any]] = [{"role": "assistant", "content": None, "tool_calls": calls}]
+    messages.extend(
+        {"role": "tool", "tool_call_id": result.call_id, "content": result.output}
+        for result in step
+    )
+    return messages
+
+
+def _parameter_fields(params: neutral.Parameters) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if params.max_output_tokens is not None:
+        legacy = params.max_tokens_field == "max_tokens"
+        fields["max_tokens" if legacy else "max_completion_tokens"] = params.max_output_tokens
+    if params.reasoning_effort is not None:
+        fields["reasoning_effort"] = params.reasoning_effort
+    if params.response_format == "json_schema":
+        if isinstance(params.response_schema, dict):  # never half-built
+            schema = {"name": "response", "schema": params.response_schema}
+            fields["response_format"] = {"type": "json_schema", "json_schema": schema}
+    elif params.response_format in ("text", "json_object"):
+        fields["response_format"] = {"type": params.response_format}
+    return fields
+
+
+def encode(request: neutral.Request) -> dict[str, Any]:
+    """The body of a ``/v1/chat/completions`` request: the whole conversation every time (the
+    instructions as the system message), then every tool step so far."""
+    messages: list[dict[str, Any]] = []
+    if request.parameters.instructions:
+        messages.append({"role": "system", "content": request.parameters.instructions})
+    messages += [_message(m) for m in request.history]
+    for step in request.tool_steps:
+        messages += _tool_step(step)
+    fields = neutral.common_fields(request) | _parameter_fields(request.parameters)
+    choice = neutral.tool_choice_for(request)
+    if choice is not None:
+        forced = request.parameters.forced_function()
+        fields["tool_choice"] = (
+            {"type": "function", "function": {"name": forced}} if forced else choice
+        )
+    if request.tools:
+        fields["tools"] = [tool_body(tool) for tool in request.tools]
+    return build_request(request.model, messages, params=fields)
 
 
 def _ending(finish_reason: str | None, response_id: str | None) -> Completed:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import request as neutral
 from .events import (
     Completed,
     Event,
@@ -21,7 +22,13 @@ from .events import (
 )
 from .sse import SSEMessage
 
-__all__ = ["MALFORMED_MESSAGE", "ResponsesStreamTranslator", "build_request", "parse_response"]
+__all__ = [
+    "MALFORMED_MESSAGE",
+    "ResponsesStreamTranslator",
+    "build_request",
+    "encode",
+    "parse_response",
+]
 
 MALFORMED_MESSAGE = "The gateway sent a malformed event, so the answer could not be read."
 
@@ -49,6 +56,75 @@ def build_request(
         body["instructions"] = instructions
     body["stream"] = True
     return body
+
+
+# -- encoding a neutral Request ------------------------------------------------------------------
+
+
+def _message(message: neutral.Message) -> dict[str, Any]:
+    return {"role": message.role, "content": message.text}
+
+
+def tool_body(tool: neutral.ToolSpec) -> dict[str, Any]:
+    """A function tool as ``/v1/responses`` wants it (flat)."""
+    encoded: dict[str, Any] = {"type": "function", "name": tool.name}
+    if tool.description:  # an empty description says nothing; leave it out
+        encoded["description"] = tool.description
+    encoded["parameters"] = tool.parameters
+    return encoded
+
+
+def _tool_output(result: neutral.ToolResult) -> dict[str, Any]:
+    """Hands a result back (the call itself is in the response ``previous_response_id`` names)."""
+    return {"type": "function_call_output", "call_id": result.call_id, "output": result.output}
+
+
+def _parameter_fields(params: neutral.Parameters) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if params.max_output_tokens is not None:
+        fields["max_output_tokens"] = params.max_output_tokens
+    if params.instructions:
+        fields["instructions"] = params.instructions
+    reasoning = {
+        key: value
+        for key, value in (
+            ("effort", params.reasoning_effort),
+            ("summary", params.reasoning_summary),
+        )
+        if value is not None
+    }
+    if reasoning:
+        fields["reasoning"] = reasoning
+    if params.response_format == "json_schema":
+        if isinstance(params.response_schema, dict):  # never half-built
+            schema = params.response_schema
+            fields["text"] = {
+                "format": {"type": "json_schema", "name": "response", "schema": schema}
+            }
+    elif params.response_format in ("text", "json_object"):
+        fields["text"] = {"format": {"type": params.response_format}}
+    return fields
+
+
+def encode(request: neutral.Request) -> dict[str, Any]:
+    """The body of a ``/v1/responses`` request: with tool results, only the last step's
+    outputs after the response that asked for them; continuing a stored response, only the
+    new message; otherwise the whole conversation."""
+    previous = request.continue_from
+    if request.tool_steps:
+        input: str | list[dict[str, Any]] = [_tool_output(r) for r in request.tool_steps[-1]]
+    elif previous:
+        input = request.history[-1].text
+    else:
+        input = [_message(m) for m in request.history]
+    fields = neutral.common_fields(request) | _parameter_fields(request.parameters)
+    choice = neutral.tool_choice_for(request)
+    if choice is not None:
+        forced = request.parameters.forced_function()
+        fields["tool_choice"] = {"type": "function", "name": forced} if forced else choice
+    if request.tools:
+        fields["tools"] = [tool_body(tool) for tool in request.tools]
+    return build_request(request.model, input, previous_response_id=previous, params=fields)
 
 
 def _reason(details: Any) -> str | None:
@@ -235,9 +311,7 @@ class ResponsesStreamTranslator:
         if not isinstance(delta, str) or not delta:
             return []
         # Summaries come in several parts; keep them apart as paragraphs instead of run together.
-        part = self._part_key(
-            payload, payload.get("summary_index", payload.get("content_index"))
-        )
+        part = self._part_key(payload, payload.get("summary_index", payload.get("content_index")))
         separator = "\n\n" if self._reasoning_part not in (None, part) else ""
         self._reasoning_part = part
         return [ReasoningDelta(separator + delta)]

@@ -54,6 +54,7 @@
   // On every (re)connection the socket says what the page already shows: the last turn on
   // screen, and how many finished blocks of each live answer it holds. The server then sends
   // only what is missing, so a dropped network resumes with no gap and nothing twice.
+  // The query is read by chat/live.py (parse_resume); the markers are fragments.offset_marker.
   if (window.htmx) {
     // The websocket extension reconnects after an abnormal close: 1006 (network, or a connect
     // that failed), 1011 (server error), 1012 (this worker is restarting: the next connection

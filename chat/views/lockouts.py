@@ -1,5 +1,5 @@
 """The admin's "Login lockouts" page: usernames and IPs refused for too many failed logins,
-with a Clear button each (``chat.services.access`` keeps the list)."""
+with a Clear button each (``chat.services.login_throttle`` keeps the list)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 
-from chat.services import access
+from chat.services import login_throttle
 
 
 def _lockouts(request: HttpRequest) -> HttpResponse:
@@ -17,7 +17,7 @@ def _lockouts(request: HttpRequest) -> HttpResponse:
     if not request.user.has_perm("auth.change_user"):
         raise PermissionDenied("Only staff who manage users can see and clear lockouts.")
     if request.method == "POST":
-        cleared = access.clear_lockout(request.user, request.POST.get("lockout", ""))
+        cleared = login_throttle.clear_lockout(request.user, request.POST.get("lockout", ""))
         if cleared:
             messages.success(request, f"Cleared: {cleared.label} may try to log in again.")
         else:
@@ -26,7 +26,7 @@ def _lockouts(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
         "title": "Login lockouts",
-        "lockouts": access.current_lockouts(),
+        "lockouts": login_throttle.current_lockouts(),
         "per_username": settings.LOGIN_FAILURES_PER_USERNAME,
         "per_ip": settings.LOGIN_FAILURES_PER_IP,
         "window_minutes": settings.LOGIN_FAILURE_WINDOW_SECONDS // 60,

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from chat.models import Preset, Provider, Thread, ToolDefinition
+from chat.models import Preset, Thread, ToolDefinition
 from chat.request_ids import parse_id
-from chat.services import parameters
-from chat.views import _writable_thread_or_404
+from chat.services import conversation, parameters, threads
+from chat.upstream.request import Api
+from chat.views.thread_access import owned_thread_or_404
 
 
 def _panel(
@@ -40,7 +40,7 @@ def _panel(
     context = {
         "thread": thread,
         "api": api,
-        "apis": Provider.Api.choices,
+        "apis": Api.choices(),
         "groups": groups,
         "values": values,
         "errors": errors,
@@ -53,16 +53,13 @@ def _panel(
 
 
 def _api_of(value: str, thread: Thread) -> str:
-    if value in Provider.Api.values:
-        return value
-    return thread.api or (
-        thread.provider.default_api if thread.provider else Provider.Api.RESPONSES
-    )
+    """The API the form asks for, else the thread's."""
+    return value if value in Api.values() else conversation.api_for(thread, thread.provider)
 
 
 @require_http_methods(["GET", "POST"])
 def thread_settings(request: HttpRequest, thread_id: int) -> HttpResponse:
-    thread = _writable_thread_or_404(request, thread_id, owner_only=True)
+    thread = owned_thread_or_404(request, thread_id)
     if request.method == "GET":
         api = _api_of(request.GET.get("api", ""), thread)
         return _panel(request, thread, api=api, values=parameters.form_values(thread.params))
@@ -83,10 +80,7 @@ def thread_settings(request: HttpRequest, thread_id: int) -> HttpResponse:
             errors=errors,
             selected_tools=tool_ids,
         )
-    with transaction.atomic():
-        thread.api, thread.params = api, params
-        thread.save(update_fields=["api", "params", "updated_at"])
-        thread.tools.set(chosen)
+    threads.save_settings(thread, api=api, params=params, tools=chosen)
     return _panel(
         request, thread, api=api, values=parameters.form_values(params), notice="Settings saved."
     )
@@ -94,38 +88,14 @@ def thread_settings(request: HttpRequest, thread_id: int) -> HttpResponse:
 
 @require_POST
 def save_preset(request: HttpRequest, thread_id: int) -> HttpResponse:
-    thread = _writable_thread_or_404(request, thread_id, owner_only=True)
-    name = request.POST.get("preset_name", "").strip()[:100]
+    thread = owned_thread_or_404(request, thread_id)
     values = parameters.form_values(thread.params)
-    if not name:
-        return _panel(
-            request,
-            thread,
-            api=_api_of("", thread),
-            values=values,
-            errors={"preset_name": "Give the preset a name."},
-        )
     try:
-        with transaction.atomic():
-            preset, _ = Preset.objects.update_or_create(
-                owner=request.user,
-                name=name,
-                defaults={
-                    "provider": thread.provider,
-                    "model": thread.model,
-                    "api": thread.api,
-                    "params": thread.params,
-                },
-            )
-            preset.tools.set(thread.tools.all())
-    except IntegrityError:
-        return _panel(
-            request,
-            thread,
-            api=_api_of("", thread),
-            values=values,
-            errors={"preset_name": "That name is taken."},
-        )
+        preset = threads.save_preset(request.user, thread, request.POST.get("preset_name", ""))
+    except threads.PresetRefused as exc:
+        errors, notice = {"preset_name": str(exc)}, ""
+    else:
+        errors, notice = {}, f"Saved as preset “{preset.name}”."
     return _panel(
-        request, thread, api=_api_of("", thread), values=values, notice=f"Saved as preset “{name}”."
+        request, thread, api=_api_of("", thread), values=values, errors=errors, notice=notice
     )

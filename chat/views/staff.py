@@ -17,7 +17,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from chat.models import Provider, Turn, UsageRecord
-from chat.services import quotas, usage
+from chat.services import budgets, quotas, usage
+from chat.upstream.request import Api
+from chat.views.governance import usage_viewer_required
 
 MAX_RANGE_DAYS = 3 * 366
 
@@ -47,9 +49,7 @@ class UsageFilterForm(forms.Form):
         label="Provider", required=False, coerce=int, empty_value=None
     )
     model = forms.ChoiceField(label="Model", required=False)
-    api = forms.ChoiceField(
-        label="API", required=False, choices=[("", "Any"), *Provider.Api.choices]
-    )
+    api = forms.ChoiceField(label="API", required=False, choices=[("", "Any"), *Api.choices()])
     status = forms.ChoiceField(
         label="Status", required=False, choices=[("", "Any"), *Turn.Status.choices]
     )
@@ -99,7 +99,7 @@ class UsageFilterForm(forms.Form):
 
 
 @require_GET
-@staff_required
+@usage_viewer_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     form = UsageFilterForm(request.GET)
     filters = form.filters()
@@ -114,12 +114,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "chart_data": report.chart_data(),
             "currency": settings.COST_CURRENCY,
             "query": request.GET.urlencode(),
+            "budget_warnings": budgets.warned_lines(),
         },
     )
 
 
 @require_GET
-@staff_required
+@usage_viewer_required
 def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
     filters = UsageFilterForm(request.GET).filters()
     response = StreamingHttpResponse(usage.csv_lines(filters), content_type="text/csv")

@@ -9,11 +9,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from chat.models import Access, Thread
 from chat.request_ids import parse_id
 from chat.services import sharing
-from chat.views import _writable_thread_or_404
-
-
-def _owned_thread(request: HttpRequest, thread_id: int) -> Thread:
-    return _writable_thread_or_404(request, thread_id, owner_only=True)
+from chat.views.thread_access import owned_thread_or_404
 
 
 def _panel(
@@ -33,7 +29,7 @@ def _panel(
 
 @require_http_methods(["GET", "POST"])
 def sharing_panel(request: HttpRequest, thread_id: int) -> HttpResponse:
-    thread = _owned_thread(request, thread_id)
+    thread = owned_thread_or_404(request, thread_id)
     if request.method == "GET":
         return _panel(request, thread)
     target = request.POST.get("team", "")
@@ -54,7 +50,7 @@ def sharing_panel(request: HttpRequest, thread_id: int) -> HttpResponse:
 
 @require_POST
 def change_share(request: HttpRequest, thread_id: int, share_id: int) -> HttpResponse:
-    thread = _owned_thread(request, thread_id)
+    thread = owned_thread_or_404(request, thread_id)
     try:
         if not sharing.change_access(thread, share_id, request.POST.get("access", "")):
             raise Http404("No such share.")
@@ -65,7 +61,7 @@ def change_share(request: HttpRequest, thread_id: int, share_id: int) -> HttpRes
 
 @require_POST
 def revoke_share(request: HttpRequest, thread_id: int, share_id: int) -> HttpResponse:
-    thread = _owned_thread(request, thread_id)
+    thread = owned_thread_or_404(request, thread_id)
     if not sharing.revoke(thread, share_id):
         raise Http404("No such share.")
     return _panel(request, thread, notice="No longer shared; their open pages were closed.")

@@ -8,7 +8,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
 
-from chat.services import access
+from chat.services import login_throttle
 
 
 class ThrottledLoginMixin:
@@ -17,21 +17,21 @@ class ThrottledLoginMixin:
     throttled = False
 
     def clean(self):
-        ip = access.client_ip(self.request)
+        ip = login_throttle.client_ip(self.request)
         username = self.data.get("username", "") or ""
-        wait = access.login_blocked_for(ip, username)
+        wait = login_throttle.login_blocked_for(ip, username)
         if wait:
             self.throttled = True
             raise forms.ValidationError(
-                f"Too many failed logins. Try again in {access.wait_words(wait)}.",
+                f"Too many failed logins. Try again in {login_throttle.wait_words(wait)}.",
                 code="throttled",
             )
         try:
             cleaned = super().clean()
         except forms.ValidationError:
-            access.record_login_failure(ip, username)
+            login_throttle.record_login_failure(ip, username)
             raise
-        access.clear_login_failures(username)
+        login_throttle.clear_login_failures(username)
         return cleaned
 
 

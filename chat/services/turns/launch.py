@@ -1,0 +1,95 @@
+"""The entry points of a turn, used by the consumer and the views: send a message (in a thread
+or as the first of a new one), branch (retry, regenerate, edit), answer a tool call. Each plans
+the turn (``planning``), starts its runner and tells the thread's sockets (``chat.live``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from channels.db import database_sync_to_async
+from django.db import transaction
+
+from chat import live
+from chat.channel_layer import ChannelLayerUnavailable
+from chat.models import Thread, Turn
+from chat.services.turns import planning, registry
+from chat.services.turns.runner import StreamState, TurnRunner
+
+log = logging.getLogger(__name__)
+
+
+async def start_turn(user, thread_id: int, text: str) -> Turn:
+    """Send a message at the end of the thread's current path. Raises TurnRejected."""
+    registry.refuse_while_shutting_down()
+    channel = live.new_runner_channel()
+    plan = await database_sync_to_async(planning.plan_turn)(
+        user, thread_id=thread_id, text=text, channel=channel
+    )
+    return await _launch(plan)
+
+
+async def start_new_thread(user, create_thread: Callable[[], Thread], text: str) -> Turn:
+    """The first message of a new chat: ``create_thread()`` and the first turn are created in
+    one transaction, so a refused turn (quota, rate limit, empty message…) leaves no empty chat
+    behind. Raises TurnRejected."""
+    channel = live.new_runner_channel()
+
+    def plan() -> planning.TurnPlan:
+        with transaction.atomic():
+            thread = create_thread()
+            return planning.plan_turn(user, thread_id=thread.pk, text=text, channel=channel)
+
+    return await _launch(await database_sync_to_async(plan)())
+
+
+async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
+    """A new sibling of ``turn_id``: the same message asked again (regenerate, retry), or an
+    edited one. The new branch becomes the visible path. Raises TurnRejected."""
+    registry.refuse_while_shutting_down()
+    plan = await database_sync_to_async(planning.plan_branch)(
+        user, turn_id=turn_id, text=text, channel=live.new_runner_channel()
+    )
+    return await _launch(plan)
+
+
+async def answer_tool_call(user, turn_id: int, call_id: str, result: str | None) -> None:
+    """The user's result for a call (``None`` rejects it); resumes the turn once all are in."""
+    registry.refuse_while_shutting_down()
+    plan = await database_sync_to_async(planning.record_tool_answer)(
+        user, turn_id=turn_id, call_id=call_id, result=result, channel=live.new_runner_channel()
+    )
+    if plan is None:
+        await registry.publish_update(turn_id)
+        return
+    runner = TurnRunner(plan, StreamState.resumed(plan.turn))
+    registry.add(runner)
+    # Pages show the paused turn without a live answer (no offset marker to update): each
+    # socket must redraw it live (``turn.updated``) before the resumed turn's first delta.
+    runner.announced.clear()
+    runner.start()
+    try:
+        await registry.publish_update(turn_id)
+    finally:
+        runner.announced.set()
+
+
+async def _launch(plan: planning.TurnPlan) -> Turn:
+    registry.ensure_reaper()
+    runner = TurnRunner(plan)
+    registry.add(runner)
+    # The upstream request starts now; the new turn's fragment is rendered meanwhile, once for
+    # every socket, and its first delta waits until the sockets have it.
+    runner.announced.clear()
+    runner.start()
+    try:
+        # In the caller's context: its thread-sensitive executor renders. The snapshot is
+        # empty: nothing is published before the announcement.
+        await live.announce(
+            plan.turn, runner.snapshot(), linear=plan.linear, siblings=plan.siblings, log=log
+        )
+    except ChannelLayerUnavailable:  # the turn runs; sockets catch up when Redis is back
+        log.warning("could not announce turn %s", plan.turn.pk)
+    finally:
+        runner.announced.set()
+    return plan.turn
