@@ -184,3 +184,24 @@ def test_team_model_access_applies_to_the_api(client, user, provider):
     )
     assert refused.status_code == 403
     assert refused.json()["error"]["param"] == "model"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_api_calls_count_against_the_team_budget(client, user, provider):
+    from chat.api.keys import create_key
+    from chat.models import Team, TeamSpend, UsageRecord
+
+    team = Team.objects.create(name="Research", token_budget_per_month=1_000_000)
+    team.members.add(user)
+    _, plaintext = create_key(user, "k")
+    answer = client.post(
+        "/api/v1/chat/completions",
+        {"model": "demo-chat", "messages": [{"role": "user", "content": "hello"}]},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {plaintext}"},
+    )
+    assert answer.status_code == 200
+    used = answer.json()["usage"]["total_tokens"]
+    record = UsageRecord.objects.get(source="api")
+    assert (record.team_id, record.total_tokens) == (team.pk, used)
+    assert TeamSpend.objects.get(team=team).tokens == used

@@ -29,7 +29,7 @@ from chat.api.auth import Caller
 from chat.api.errors import ApiError
 from chat.api.routing import Route
 from chat.models import AuditLogEntry, ModelSetting, UsageRecord
-from chat.services import fallbacks, parameters, providers
+from chat.services import budgets, fallbacks, parameters, providers
 from chat.services.usage import cost_of
 from chat.upstream.client import http_failure
 from chat.upstream.encoding import encode
@@ -125,6 +125,11 @@ def _finish(call: Call) -> None:
             estimated=estimated,
         )
         audit_call(call.caller, call.model, f"{call.status} ({call.http_status})")
+        # The record was created with no tokens (at the call's start): now its team's month
+        # gets what the call used, as a turn's record does when it is created.
+        record = UsageRecord.objects.filter(pk=call.record_id).first()
+        if record is not None and record.total_tokens:
+            budgets.after_usage(record)
 
 
 def audit_call(caller: Caller, model: str, status: str) -> None:
