@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from chat.api.errors import ApiError
@@ -84,7 +85,18 @@ def authenticate(authorization: str, ip: str) -> Caller:
             code="invalid_api_key",
         )
     digest = hash_key(token)
-    key = ApiKey.objects.select_related("user").filter(key_hash=digest).first()
+    # One query: the key, its user and both API switches (site-wide and the user's own).
+    key = (
+        ApiKey.objects.select_related("user")
+        .annotate(
+            site_api_on=Subquery(SiteSettings.objects.filter(pk=1).values("api_enabled")[:1]),
+            user_api_on=Subquery(
+                ApiAccess.objects.filter(user_id=OuterRef("user_id")).values("enabled")[:1]
+            ),
+        )
+        .filter(key_hash=digest)
+        .first()
+    )
     # The lookup is by hash (nothing secret-dependent); compare again in constant time anyway.
     if key is None or not hmac.compare_digest(key.key_hash, digest):
         _count_failure(ip)
@@ -97,20 +109,25 @@ def authenticate(authorization: str, ip: str) -> Caller:
     user = key.user
     if not user.is_active:
         raise ApiError(401, "The account of this API key is disabled.", code="invalid_api_key")
-    check_api_enabled(user.pk)
+    _check_switches(key.site_api_on, key.user_api_on)
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_EVERY:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
     return Caller(user.pk, user.get_username(), user.is_staff, key.pk, tuple(key.allowed_models))
 
 
-def check_api_enabled(user_id: int) -> None:
-    """403 when staff turned the API off, for everyone (site settings) or for this user."""
-    site = SiteSettings.objects.filter(pk=1).values_list("api_enabled", flat=True).first()
-    if site is False:
+def _check_switches(site_on: bool | None, user_on: bool | None) -> None:
+    """403 when staff turned the API off, for everyone (site settings) or for this user
+    (None: no row, so on)."""
+    if site_on is False:
         raise ApiError(403, "The API is turned off on this server.", code="api_disabled")
-    own = ApiAccess.objects.filter(user_id=user_id).values_list("enabled", flat=True).first()
-    if own is False:
+    if user_on is False:
         raise ApiError(403, "The API is turned off for your account.", code="api_disabled")
+
+
+def check_api_enabled(user_id: int) -> None:
+    site = SiteSettings.objects.filter(pk=1).values_list("api_enabled", flat=True).first()
+    own = ApiAccess.objects.filter(user_id=user_id).values_list("enabled", flat=True).first()
+    _check_switches(site, own)
 
 
 def still_valid(key_id: int, user_id: int) -> bool:

@@ -60,6 +60,8 @@ class Call:
     usage: Usage | None = None
     deltas: int = 0
     http_status: int = 200
+    team_id: int | None = None  # the billing team the record was created with
+    created_at: Any = None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -94,6 +96,7 @@ def start_call(caller: Caller, api: str, route: Route, request_chars: int) -> tu
         route.provider.pk,
         route.provider.name,
     )
+    call.team_id, call.created_at = record.team_id, record.created_at
     return call, defaults
 
 
@@ -110,6 +113,8 @@ def _finish(call: Call) -> None:
             usage.input_tokens, usage.output_tokens, usage.input_tokens + usage.output_tokens
         )
     setting = ModelSetting.objects.filter(provider_id=call.provider_id, model=call.model).first()
+    total = usage.total_tokens or usage.input_tokens + usage.output_tokens
+    cost = cost_of(setting, usage.input_tokens, usage.cached_tokens, usage.output_tokens)
     with transaction.atomic():
         UsageRecord.objects.filter(pk=call.record_id).update(
             model=call.model,
@@ -120,16 +125,23 @@ def _finish(call: Call) -> None:
             cached_tokens=usage.cached_tokens,
             output_tokens=usage.output_tokens,
             reasoning_tokens=usage.reasoning_tokens,
-            total_tokens=usage.total_tokens or usage.input_tokens + usage.output_tokens,
-            cost=cost_of(setting, usage.input_tokens, usage.cached_tokens, usage.output_tokens),
+            total_tokens=total,
+            cost=cost,
             estimated=estimated,
         )
         audit_call(call.caller, call.model, f"{call.status} ({call.http_status})")
         # The record was created with no tokens (at the call's start): now its team's month
         # gets what the call used, as a turn's record does when it is created.
-        record = UsageRecord.objects.filter(pk=call.record_id).first()
-        if record is not None and record.total_tokens:
-            budgets.after_usage(record)
+        if call.team_id is not None and total:
+            budgets.after_usage(
+                UsageRecord(
+                    pk=call.record_id,
+                    team_id=call.team_id,
+                    created_at=call.created_at,
+                    total_tokens=total,
+                    cost=cost,
+                )
+            )
 
 
 def audit_call(caller: Caller, model: str, status: str) -> None:
