@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from chat.models import ModelSetting, Turn, UsageRecord
-from chat.services.turns import launch, registry
 from chat.services.fallbacks import retry_after_seconds
+from chat.services.turns import launch, registry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
