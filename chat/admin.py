@@ -91,7 +91,7 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = ("name", "base_url", "default_api", "enabled", "is_default")
+        fields = ("name", "base_url", "default_api", "enabled", "is_default", "title_model")
 
     def save(self, commit: bool = True) -> Provider:
         provider = super().save(commit=False)
@@ -123,6 +123,7 @@ class ProviderAdmin(AuditedAdmin):
         "clear_api_key",
         "allowed_teams",
         "allowed_users",
+        "title_model",
     )
     filter_horizontal = ("allowed_teams", "allowed_users")
 
@@ -290,6 +291,7 @@ class SiteSettingsAdmin(AuditedAdmin):
             {"fields": ("chat_retention_days", "usage_detail_days")},
         ),
         ("Models", {"fields": ("default_model",)}),
+        ("Share links", {"fields": ("anonymous_share_links",)}),
         ("API (/api/v1)", {"fields": ("api_enabled",)}),
     )
 
@@ -670,3 +672,6 @@ class ApiAccessAdmin(AuditedAdmin):
     list_editable = ("enabled",)
     search_fields = ("user__username",)
     autocomplete_fields = ("user",)
+
+
+from chat import mcp_admin  # noqa: E402, F401  (registers the MCP server pages)

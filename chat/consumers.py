@@ -25,10 +25,12 @@ from chat.models import Turn
 from chat.request_ids import parse_id
 from chat.services import (
     announcements,
+    compare,
     conversation,
     permissions,
     refusals,
     session_binding,
+    titles,
     turn_mirror,
 )
 from chat.services.turns import launch, registry
@@ -165,6 +167,10 @@ class ThreadConsumer(AsyncWebsocketConsumer):
                 )
             elif action == "switch":
                 await self._switch(await self._own_turn_id(data))
+            elif action == "compare":
+                await compare.start_comparison(
+                    user, self.thread_id, str(data.get("message", "")), data.get("compare_models")
+                )
             else:
                 raise ValueError(action)
             await self.send(fragments.error_notice(""))
@@ -260,6 +266,12 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         html = message.get("html") or await self._render(
             fragments.finished_turn, message["turn_id"]
         )
+        if html:
+            await self.send(html)
+
+    async def thread_retitled(self, message: dict) -> None:
+        user = self.scope["user"]
+        html = await database_sync_to_async(titles.retitled_html)(user, self.thread_id)
         if html:
             await self.send(html)
 

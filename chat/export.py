@@ -6,35 +6,52 @@ from typing import Any
 
 from chat.models import Thread, Turn
 
+# Marks Switchboard's own export, which chat/services/importing.py reads back.
+FORMAT = "switchboard"
+VERSION = 1
+
 
 def as_json(thread: Thread, path: list[Turn]) -> dict[str, Any]:
+    """``turns``: the visible path; ``tree``: every turn with its ``id`` and ``parent`` (the
+    branches), and ``current`` the turn on screen, so an import rebuilds the whole thread."""
     return {
+        "format": FORMAT,
+        "version": VERSION,
         "title": thread.title,
         "model": thread.model,
         "api": thread.api,
         "params": thread.params,
+        "tools": [tool.name for tool in thread.tools.all()],
         "created_at": thread.created_at.isoformat(),
-        "turns": [
-            {
-                "user": turn.user_text,
-                "answer": turn.output_text,
-                "reasoning": turn.reasoning_text,
-                "tool_calls": turn.tool_calls,
-                "status": turn.status,
-                "error": turn.error,
-                "model": turn.model,
-                "response_id": turn.response_id,
-                "usage": {
-                    "input_tokens": turn.input_tokens,
-                    "output_tokens": turn.output_tokens,
-                    "total_tokens": turn.total_tokens,
-                    "cached_tokens": turn.cached_tokens,
-                    "reasoning_tokens": turn.reasoning_tokens,
-                },
-                "created_at": turn.created_at.isoformat(),
-            }
-            for turn in path
+        "current": thread.current_turn_id,
+        "turns": [_turn(turn) for turn in path],
+        "tree": [
+            {"id": turn.pk, "parent": turn.parent_id, **_turn(turn)}
+            for turn in thread.turns.order_by("created_at", "pk")
         ],
+    }
+
+
+def _turn(turn: Turn) -> dict[str, Any]:
+    return {
+        "user": turn.user_text,
+        "answer": turn.output_text,
+        "reasoning": turn.reasoning_text,
+        "tool_calls": turn.tool_calls,
+        "status": turn.status,
+        "error": turn.error,
+        "model": turn.model,
+        "api": turn.api,
+        "params": turn.params,
+        "response_id": turn.response_id,
+        "usage": {
+            "input_tokens": turn.input_tokens,
+            "output_tokens": turn.output_tokens,
+            "total_tokens": turn.total_tokens,
+            "cached_tokens": turn.cached_tokens,
+            "reasoning_tokens": turn.reasoning_tokens,
+        },
+        "created_at": turn.created_at.isoformat(),
     }
 
 

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from chat import compare_columns as compare
 from chat.markdown import render_markdown
 from chat.models import Thread, Turn
 from chat.services.conversation import Siblings, ThreadTree, siblings_of, sidebar_lists
@@ -68,10 +69,10 @@ def path_page(
     earlier_url = ""
     if more:
         earlier_url = f"{reverse('chat:earlier', args=[thread.pk])}?before={turns[0].pk}"
-    return {
-        "turns": [turn_context(t, snapshots.get(t.pk), tree.siblings(t)) for t in turns],
-        "earlier_url": earlier_url,
-    }
+    items = [turn_context(t, snapshots.get(t.pk), tree.siblings(t)) for t in turns]
+    if before_id is None:
+        compare.attach_columns(thread, tree, items, snapshots, turn_context)
+    return {"turns": items, "earlier_url": earlier_url}
 
 
 def render_turn(
@@ -127,7 +128,7 @@ def replaced_turn(
 def finished_turn(turn: Turn, siblings: Siblings | None = None) -> str:
     """A turn as it ended (or paused for a tool answer), replacing it, announced politely."""
     announce = f"Answer {turn.get_status_display().lower()}." if turn.is_finished else ""
-    return replaced_turn(turn, announce=announce, siblings=siblings)
+    return replaced_turn(turn, announce=announce, siblings=siblings) + compare.cost_update(turn)
 
 
 def offset_marker(turn_id: int, blocks: int, reasoning_blocks: int, *, oob: bool) -> str:

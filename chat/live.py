@@ -109,6 +109,13 @@ class PathChanged(TypedDict):
     type: Literal["path.changed"]
 
 
+class ThreadRetitled(TypedDict):
+    """A model wrote the chat's title: redraw the header and the sidebar."""
+
+    type: Literal["thread.retitled"]
+    thread_id: int
+
+
 class AccessChanged(TypedDict):
     """A share changed (or the thread was deleted): re-check this socket's access."""
 
@@ -168,6 +175,7 @@ GroupMessage = (
     | TurnUpdated
     | TurnFinished
     | PathChanged
+    | ThreadRetitled
     | AccessChanged
     | PresenceJoin
     | PresenceLeave

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
@@ -15,7 +17,6 @@ from chat.upstream.request import Api
 
 class Provider(models.Model):
     """An OpenAI-compatible gateway. Its API key is stored encrypted and never rendered."""
-
 
     name = models.CharField(max_length=100, unique=True)
     base_url = models.URLField(max_length=500, help_text="Up to and including /v1.")
@@ -34,6 +35,14 @@ class Provider(models.Model):
         "Leave both empty: everyone.",
     )
     allowed_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    title_model = models.CharField(
+        "title model",
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="Writes chat titles after the first answer. Empty: the smallest model listed "
+        "(one whose id ends in -mini or -nano), else the chat's own model.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -114,6 +123,11 @@ class SiteSettings(models.Model):
         "the dashboard and quotas count the same totals, the per-turn detail is gone. "
         "Empty: every record is kept.",
     )
+    anonymous_share_links = models.BooleanField(
+        "share links open without logging in",
+        default=False,
+        help_text="Off: a chat's share link opens only for people logged in on this instance.",
+    )
     api_enabled = models.BooleanField(
         "API enabled",
         default=True,
@@ -155,6 +169,10 @@ class ToolDefinition(models.Model):
     description = models.TextField(blank=True)
     parameters = models.JSONField(default=dict)
     builtin = models.CharField(max_length=20, choices=Builtin.choices, blank=True, default="")
+    # Set for a tool of an MCP server (chat/services/mcp): run by that server, schema read-only.
+    mcp_tool = models.ForeignKey(
+        "McpTool", null=True, blank=True, on_delete=models.CASCADE, related_name="library_entries"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -180,6 +198,10 @@ class Preset(models.Model):
     api = models.CharField(max_length=20, choices=Api.choices(), blank=True)
     params = models.JSONField(default=dict, blank=True)
     tools = models.ManyToManyField(ToolDefinition, blank=True)
+    # A chat started from this preset opens with this prompt in the composer.
+    start_prompt = models.ForeignKey(
+        "Prompt", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -238,11 +260,45 @@ class Team(models.Model):
         return self.name
 
 
+class Folder(models.Model):
+    """A user's folder of their own chats in the sidebar (deleting it keeps its chats)."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="folders"
+    )
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="unique_folder_name_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Thread(models.Model):
+    class TitleSource(models.TextChoices):
+        MESSAGE = "message", "First line of the first message"
+        MODEL = "model", "Written by a model"
+        USER = "user", "Set by the user"
+
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="threads"
     )
     title = models.CharField(max_length=200, default="New chat")
+    # Who wrote the title: a model title replaces only the first-line one, never the user's.
+    title_source = models.CharField(
+        max_length=20, choices=TitleSource.choices, default=TitleSource.MESSAGE
+    )
+    # The owner's organisation of their sidebar (shared chats are organised by their owner only).
+    pinned_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    folder = models.ForeignKey(
+        Folder, null=True, blank=True, on_delete=models.SET_NULL, related_name="threads"
+    )
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL)
     model = models.CharField(max_length=200, blank=True)
     # Empty: the provider's default API.
@@ -259,7 +315,20 @@ class Thread(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
-        indexes = [models.Index(fields=["owner", "-updated_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-updated_at"]),
+            # The sidebar's pages: a user's unarchived chats, newest first, pk as tie-break.
+            models.Index(
+                fields=["owner", "archived_at", "folder", "pinned_at", "-updated_at", "-id"],
+                name="thread_sidebar_page",
+            ),
+            # Pinned chats, found without scanning the others.
+            models.Index(
+                fields=["owner", "-pinned_at"],
+                condition=models.Q(pinned_at__isnull=False),
+                name="thread_pinned",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.title
@@ -363,6 +432,9 @@ class Turn(models.Model):
     # are found by a stale heartbeat and marked interrupted).
     runner_channel = models.CharField(max_length=200, blank=True, default="")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Set on the sibling turns of one "compare models" send (chat/services/compare.py): the
+    # page shows them side by side while they are the end of the visible path.
+    compare_group = models.CharField(max_length=32, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -507,6 +579,10 @@ class UsageRecord(models.Model):
     # records older than the retention's detail period (``rolled_up``).
     requests = models.PositiveIntegerField(default=1)
     rolled_up = models.BooleanField(default=False)
+    # What the request was for: a turn's answer, or a chat title written by a model.
+    kind = models.CharField(
+        max_length=20, choices=[("turn", "Answer"), ("title", "Title")], default="turn"
+    )
     # "chat" (a turn) or "api" (a call to /api/v1 with a personal key, ``api_key``).
     source = models.CharField(max_length=10, default="chat", db_index=True)
     api_key = models.ForeignKey(
@@ -718,6 +794,189 @@ class TeamSpend(models.Model):
 
     def __str__(self) -> str:
         return f"{self.team} {self.month:%Y-%m}: {self.tokens} tokens, {self.cost}"
+
+
+class Feedback(models.Model):
+    """A user's 👍 or 👎 on one answer, with an optional comment (one per user per turn)."""
+
+    class Rating(models.TextChoices):
+        UP = "up", "👍"
+        DOWN = "down", "👎"
+
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    rating = models.CharField(max_length=4, choices=Rating.choices)
+    comment = models.TextField(blank=True, default="", max_length=2000)
+    # The turn's model at the time (the dashboard groups by it; turns keep theirs too).
+    model = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "feedback"
+        ordering = ["-updated_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["turn", "user"], name="one_feedback_per_user_turn")
+        ]
+        indexes = [models.Index(fields=["model", "rating"], name="feedback_model_rating")]
+
+    def __str__(self) -> str:
+        return f"{self.get_rating_display()} on turn {self.turn_id} by {self.user_id}"
+
+
+class Prompt(models.Model):
+    """A saved prompt; ``{{name}}``, ``{{name|date}}`` and ``{{name|choice:a,b}}`` in its text are
+    variables asked for when it is used (chat/services/prompts.py). Shared with one team of the
+    owner's, or personal."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="prompts"
+    )
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="prompts"
+    )
+    name = models.CharField(max_length=100)
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="unique_prompt_name_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ShareLink(models.Model):
+    """A read-only link to a snapshot of a thread: the path from its first turn to ``leaf``
+    (later turns never show). Revoking it deletes the row, so the link is a 404 after."""
+
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="share_links")
+    leaf = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="+")
+    token = models.CharField(max_length=64, unique=True)
+    title = models.CharField(max_length=200)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Link to {self.title}"
+
+
+# -- MCP servers (chat/services/mcp) --------------------------------------------------------------
+
+
+class McpServer(models.Model):
+    """A Model Context Protocol server whose tools the model may call; Switchboard runs them."""
+
+    class Transport(models.TextChoices):
+        STREAMABLE_HTTP = "streamable_http", "Streamable HTTP"
+        SSE = "sse", "HTTP+SSE (older servers)"
+
+    name = models.CharField(max_length=100, unique=True)
+    url = models.URLField(
+        max_length=500, help_text="The server's endpoint, e.g. https://mcp.example/mcp"
+    )
+    transport = models.CharField(
+        max_length=20, choices=Transport.choices, default=Transport.STREAMABLE_HTTP
+    )
+    # JSON object of HTTP headers (e.g. Authorization), encrypted like provider keys; write-only.
+    headers_encrypted = models.TextField(blank=True, default="", editable=False)
+    teams = models.ManyToManyField(
+        Team,
+        blank=True,
+        related_name="mcp_servers",
+        help_text="Who may use its tools. None chosen: everyone.",
+    )
+    connect_timeout = models.FloatField(
+        default=10.0, help_text="Seconds to connect and list tools."
+    )
+    call_timeout = models.FloatField(default=60.0, help_text="Seconds one tool call may take.")
+    requires_approval = models.BooleanField(
+        default=False, help_text="The user approves each call in its card before it runs."
+    )
+    enabled = models.BooleanField(default=True)
+    tools_refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, default="", editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "MCP server"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        for field in ("connect_timeout", "call_timeout"):
+            value = getattr(self, field)
+            if value is None or not 0.1 <= value <= 3600:
+                raise ValidationError({field: "Between 0.1 and 3600 seconds."})
+
+    @property
+    def headers(self) -> dict[str, str]:
+        text = crypto.decrypt(self.headers_encrypted)
+        return json.loads(text) if text else {}
+
+    def set_headers(self, headers: dict[str, str]) -> None:
+        self.headers_encrypted = crypto.encrypt(json.dumps(headers)) if headers else ""
+
+
+class McpTool(models.Model):
+    """A tool as the server last listed it. Kept (``available`` False) when the server drops it,
+    so the chats that offer it get a clear error instead of a silently missing tool."""
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="tools")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    input_schema = models.JSONField(default=dict)
+    available = models.BooleanField(default=True)
+    problem = models.TextField(
+        blank=True, default="", help_text="Why it cannot be offered to a model, if it cannot."
+    )
+
+    class Meta:
+        ordering = ["server__name", "name"]
+        verbose_name = "MCP tool"
+        constraints = [
+            models.UniqueConstraint(fields=["server", "name"], name="unique_mcp_tool_per_server")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server.name}: {self.name}"
+
+
+class McpCall(models.Model):
+    """The audit of one MCP tool call. The arguments only when ``MCP_AUDIT_ARGUMENTS`` is on."""
+
+    created_at = models.DateTimeField(default=timezone_now, db_index=True)
+    server = models.ForeignKey(
+        McpServer, null=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    server_name = models.CharField(max_length=100)
+    tool_name = models.CharField(max_length=200)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    turn = models.ForeignKey(Turn, null=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=20)
+    duration_ms = models.PositiveIntegerField(default=0)
+    detail = models.TextField(blank=True, default="")
+    arguments = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "MCP call"
+
+    def __str__(self) -> str:
+        return f"{self.server_name}.{self.tool_name} ({self.status})"
 
 
 # -- the OpenAI-compatible API (chat/api/) ----------------------------------------------------

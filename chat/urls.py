@@ -1,7 +1,21 @@
 from django.urls import path, re_path
 
 import chat.request_ids  # noqa: F401 (registers the <id:…> converter)
-from chat.views import image_viewer, pages, search, sharing, thread_settings, threads, tool_library
+from chat.views import (
+    feedback,
+    image_viewer,
+    imports,
+    pages,
+    prompts,
+    search,
+    share_links,
+    sharing,
+    sidebar,
+    thread_settings,
+    threads,
+    tool_library,
+)
+from chat.views import mcp as mcp_views
 
 app_name = "chat"
 
@@ -26,6 +40,14 @@ urlpatterns = [
         sharing.revoke_share,
         name="share-revoke",
     ),
+    path("t/<id:thread_id>/links/", share_links.links_panel, name="share-links"),
+    path(
+        "t/<id:thread_id>/links/<id:link_id>/revoke/",
+        share_links.revoke_link,
+        name="share-link-revoke",
+    ),
+    path("s/<str:token>/", share_links.shared_page, name="shared-link"),
+    path("s/<str:token>/continue/", share_links.continue_copy, name="shared-link-continue"),
     re_path(
         r"^t/(?P<thread_id>[0-9]{1,19})/export\.(?P<fmt>md|json)$",
         threads.export_thread,
@@ -40,4 +62,32 @@ urlpatterns = [
     path("tools/<id:tool_id>/save/", tool_library.update_tool, name="tool-update"),
     path("tools/<id:tool_id>/delete/", tool_library.delete_tool, name="tool-delete"),
     path("tools/builtin/<str:key>/", tool_library.add_builtin, name="tool-builtin"),
+    # The sidebar: paging, each chat's menu, folders, the archive (chat/sidebar.py).
+    path("sidebar/more/", sidebar.more_chats, name="sidebar-more"),
+    path("t/<id:thread_id>/menu/", sidebar.chat_menu, name="chat-menu"),
+    path("t/<id:thread_id>/pin/", sidebar.pin, name="pin"),
+    path("t/<id:thread_id>/archive/", sidebar.archive, name="archive"),
+    path("t/<id:thread_id>/move/", sidebar.move, name="move"),
+    path("t/<id:thread_id>/retitle/", sidebar.rename, name="retitle"),
+    path("t/<id:thread_id>/remove/", sidebar.delete, name="remove"),
+    path("folders/new/", sidebar.create_folder, name="folder-create"),
+    path("folders/<id:folder_id>/rename/", sidebar.rename_folder, name="folder-rename"),
+    path("folders/<id:folder_id>/delete/", sidebar.delete_folder, name="folder-delete"),
+    path("archived/", sidebar.archived, name="archived"),
+    # Feedback on answers (chat/feedback.py).
+    path(
+        "t/<id:thread_id>/turns/<id:turn_id>/feedback/",
+        feedback.give_feedback,
+        name="feedback",
+    ),
+    path("import/", imports.import_chats, name="import"),
+    path("prompts/", prompts.library, name="prompts"),
+    path("prompts/new/", prompts.save_prompt, name="prompt-create"),
+    path("prompts/menu/", prompts.menu, name="prompt-menu"),
+    path("prompts/<id:prompt_id>/", prompts.edit_prompt, name="prompt-edit"),
+    path("prompts/<id:prompt_id>/save/", prompts.save_prompt, name="prompt-update"),
+    path("prompts/<id:prompt_id>/delete/", prompts.delete_prompt, name="prompt-delete"),
+    path("prompts/<id:prompt_id>/use/", prompts.use_prompt, name="prompt-use"),
+    path("tools/mcp/<id:server_id>/refresh/", mcp_views.refresh_server, name="mcp-refresh"),
+    path("tools/mcp/tool/<id:tool_id>/add/", mcp_views.add_tool, name="mcp-add"),
 ]

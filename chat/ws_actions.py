@@ -16,7 +16,7 @@ from chat.services.json_schema import depth_exceeds
 
 ACTIONS = frozenset(
     {"send", "stop", "retry", "regenerate", "edit", "tool_result", "tool_reject", "switch"}
-)
+) | {"compare"}  # compare models: chat/services/compare.py
 # What the page's forms send: a flat object (htmx adds a "HEADERS" object). Deeper is refused.
 MAX_NESTING = 8
 # Text fields of an action, and the id field.

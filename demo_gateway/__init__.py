@@ -29,6 +29,10 @@ that only carries tool results still obeys the message that started the tool-cal
 ``#wrongargs``     valid JSON of the wrong types (string → 42, number → "demo", …);
                    ``#wrongargs=missing`` leaves out every property (``{}``)
 
+Titles: a request whose instructions (or system message) ask for "a short title" is answered
+with the first five words of the user's message, first letter upper-cased (no reasoning, no
+tool calls), so Switchboard's model-written chat titles are testable offline.
+
 Tool calls follow ``tool_choice`` like OpenAI: ``"none"`` never calls; ``"required"`` calls the
 ``#call`` tools, else the first offered tool; a named function calls that tool. A forced choice
 (``required`` or named) forces a call on *every* request that carries it, results or not, so send

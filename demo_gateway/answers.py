@@ -7,6 +7,21 @@ from collections.abc import Iterator
 
 from demo_gateway.conversation import Message, count_words, text_of
 
+_TITLE_REQUEST = re.compile(r"\bshort title\b", re.IGNORECASE)
+TITLE_WORDS = 5
+
+
+def asks_for_title(instructions: str) -> bool:
+    """A request whose instructions (or system message) ask for "a short title"."""
+    return bool(_TITLE_REQUEST.search(instructions))
+
+
+def compose_title(user_text: str) -> str:
+    """A title from the message: its first five words, without markdown, first letter upper."""
+    words = re.sub(r"[#`*_\[\]<>\"]", " ", user_text).split()[:TITLE_WORDS]
+    title = " ".join(words).rstrip(".,;:!?")
+    return title[:1].upper() + title[1:] if title else "Untitled chat"
+
 
 def compose_answer(user_text: str, turn: int) -> str:
     """A short markdown answer: heading, echo, list, python code, table, turn count."""

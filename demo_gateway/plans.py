@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from demo_gateway.answers import (
+    asks_for_title,
     compose_answer,
     compose_reasoning,
+    compose_title,
     compose_tool_report,
     filler_paragraphs,
     split_chunks,
@@ -169,9 +171,15 @@ def make_plan(
     reasoning_tokens: list[str] = []
     if directives.reasoning or model in REASONING_MODELS:
         reasoning_tokens = tokens_of(_reasoning_text(names, results, user_text, turn))
-    text = (
-        compose_tool_report(conversation, results) if results else compose_answer(user_text, turn)
-    )
+    system = [m for m in conversation if m.get("role") in ("system", "developer")]
+    if asks_for_title(" ".join([instructions, *(text_of(m["content"]) for m in system)])):
+        text, names, reasoning_tokens = compose_title(user_text), [], []
+    else:
+        text = (
+            compose_tool_report(conversation, results)
+            if results
+            else compose_answer(user_text, turn)
+        )
     choices = [
         _plan_choice(
             f"Choice {number} of {n}.\n\n{text}" if n > 1 else text,

@@ -293,10 +293,15 @@ TURN_FINISH_RETRY_SECONDS = env_float("TURN_FINISH_RETRY_SECONDS", 60.0)
 # interrupted (chat/shutdown.py). systemd's TimeoutStopSec must be longer.
 SHUTDOWN_GRACE_SECONDS = env_float("SHUTDOWN_GRACE_SECONDS", 20.0)
 MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 32000)
+# After a chat's first answer, a small model writes its title (see chat/services/titles.py).
+AUTO_TITLES = env_bool("AUTO_TITLES", True)
 # A thread page shows this many of the newest turns; "Show earlier messages" loads more.
 HISTORY_PAGE_TURNS = max(1, env_int("HISTORY_PAGE_TURNS", 40))
 # Upstream requests one turn may make while the model keeps calling tools.
 TOOL_MAX_STEPS = env_int("TOOL_MAX_STEPS", 8)
+# Largest chat import accepted (a ChatGPT export, its zip, or Switchboard's JSON), in bytes;
+# for a zip, also the size of the conversations.json inside.
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
 
 # LOG_FORMAT=json: one JSON object per line, with request / turn / user ids (chat/log_context.py).
 LOG_FORMAT = env_str("LOG_FORMAT", "text").lower()
@@ -412,6 +417,11 @@ if LDAP_SERVER_URI:
     )
     # The directory first: a local password never shadows the directory's for its people.
     AUTHENTICATION_BACKENDS.insert(0, "chat.signin.ldap.SwitchboardLDAPBackend")
+
+# MCP servers (chat/services/mcp): what a tool result may weigh, and whether the audit keeps
+# the arguments of each call (off: they may hold what a user typed).
+MCP_RESULT_MAX_CHARS = env_int("MCP_RESULT_MAX_CHARS", 20_000, minimum=1000)
+MCP_AUDIT_ARGUMENTS = env_bool("MCP_AUDIT_ARGUMENTS", False)
 
 # -- the OpenAI-compatible API (/api/v1, README "Use it from scripts") --------------------------
 # Wrong keys allowed per client IP within the window, before that IP is refused (429).

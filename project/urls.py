@@ -10,7 +10,7 @@ from chat import health, metrics
 from chat.api import pages as api_pages
 from chat.services.session_binding import keeps_this_session
 from chat.signin import views as signin_views
-from chat.views import account_data, accounts, governance, lockouts, staff
+from chat.views import account_data, accounts, feedback, governance, lockouts, staff
 from chat.views.login import ThrottledLoginView
 
 urlpatterns = [
@@ -23,6 +23,7 @@ urlpatterns = [
     ),
     path("admin/usage/", staff.dashboard, name="staff-usage"),
     path("admin/usage/export.csv", staff.usage_csv, name="staff-usage-csv"),
+    path("admin/usage/feedback.csv", feedback.feedback_csv, name="staff-feedback-csv"),
     path("admin/usage/teams/", governance.team_budgets, name="staff-team-budgets"),
     path("admin/audit-log/", governance.audit_log, name="staff-audit-log"),
     path("admin/lockouts/", lockouts.lockouts, name="admin-lockouts"),

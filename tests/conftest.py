@@ -19,6 +19,7 @@ from chat.models import Provider, Thread
 pytest_plugins = [
     "tests.gateway_fixtures",
     "tests.api_site",
+    "tests.mcp_fixtures",
     "tests.live_server",
     "tests.signin_fixtures",
     "tests.redis_server",
@@ -83,6 +84,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
 def _test_settings(settings):
     settings.STREAM_COALESCE_SECONDS = 0.01
     settings.DEMO_GATEWAY_ENABLED = False
+    settings.AUTO_TITLES = False  # on in tests/test_titles.py (a background request otherwise)
     settings.SECURE_SSL_REDIRECT = False
     _clear_cache()
     image_policy.forget()  # a previous test's allowed image hosts were rolled back

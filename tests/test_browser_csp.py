@@ -183,6 +183,8 @@ def test_every_page_under_the_policy_and_a_remote_image_on_click(
     for path in [
         "/search/?q=secret",
         "/tools/",
+        "/prompts/",
+        "/import/",
         "/usage/",
         "/admin/",
         "/admin/chat/thread/",

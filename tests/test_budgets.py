@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from chat.models import BudgetAlert, Team, Turn, UsageRecord, UserQuota
 from chat.services import budgets
-from chat.services.conversation import TurnRejected
+from chat.services.refusals import TurnRejected
 from chat.services.turns import launch, registry
 
 pytestmark = pytest.mark.django_db(transaction=True)

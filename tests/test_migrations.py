@@ -136,10 +136,108 @@ def test_0009_governance_keeps_quotas_and_turns_rate_limit_zero_into_no_limit(mi
     old = migrate([("chat", "0008_external_identity")])
     fast = old.get_model("chat", "UserQuota").objects.get(user__username="fast")
     assert fast.requests_per_minute == 0
+def test_0011_organise_titles_feedback_keeps_chats_and_usage(migrate):
+    old = migrate([("chat", "0008_external_identity")])
+    User = old.get_model("auth", "User")
+    Provider = old.get_model("chat", "Provider")
+    Thread = old.get_model("chat", "Thread")
+    Turn = old.get_model("chat", "Turn")
+    UsageRecord = old.get_model("chat", "UsageRecord")
+    ann = User.objects.create(username="ann", password="!")
+    gateway = Provider.objects.create(name="Gateway", base_url="http://gw/v1")
+    thread = Thread.objects.create(owner=ann, title="Renamed long ago", provider=gateway)
+    turn = Turn.objects.create(thread=thread, author=ann, user_text="hi", output_text="hello")
+    UsageRecord.objects.create(user=ann, thread=thread, turn=turn, model="m", total_tokens=7)
+    new = migrate([("chat", "0011_organise_titles_feedback")])
+    thread = new.get_model("chat", "Thread").objects.get(pk=thread.pk)
+    assert (thread.title, thread.owner_id, thread.provider_id) == (
+        "Renamed long ago",
+        ann.pk,
+        gateway.pk,
+    )
+    assert thread.title_source == "message"  # has turns already: never titled by a model
+    assert (thread.pinned_at, thread.archived_at, thread.folder_id) == (None, None, None)
+    assert new.get_model("chat", "Turn").objects.get(pk=turn.pk).output_text == "hello"
+    record = new.get_model("chat", "UsageRecord").objects.get()
+    assert (record.kind, record.total_tokens, record.turn_id) == ("turn", 7, turn.pk)
+    assert new.get_model("chat", "Provider").objects.get(pk=gateway.pk).title_model == ""
+    Folder = new.get_model("chat", "Folder")
+    Feedback = new.get_model("chat", "Feedback")
+    folder = Folder.objects.create(owner_id=ann.pk, name="Work")
+    Feedback.objects.create(turn_id=turn.pk, user_id=ann.pk, rating="up", model="m")
+    assert Feedback.objects.count() == 1 and folder.threads.count() == 0
+def test_0012_prompts_share_links_keeps_presets_and_site_settings(migrate):
+    old = migrate([("chat", "0008_external_identity")])
+    User = old.get_model("auth", "User")
+    ann = User.objects.create(username="ann", password="!")
+    old.get_model("chat", "SiteSettings").objects.create(
+        pk=1, allow_signup=True, image_hosts="a.example"
+    )
+    old.get_model("chat", "Preset").objects.create(
+        owner=ann, name="Terse", model="demo-chat", params={"temperature": 0.2}
+    )
+    thread = old.get_model("chat", "Thread").objects.create(owner=ann, title="Old chat")
+    old.get_model("chat", "Turn").objects.create(
+        thread=thread, author=ann, user_text="hi", output_text="hello", status="completed"
+    )
+    new = migrate([("chat", "0012_prompts_share_links")])
+    turn = new.get_model("chat", "Turn").objects.get()
+    assert (turn.thread.title, turn.user_text, turn.output_text) == ("Old chat", "hi", "hello")
+    assert turn.compare_group == ""  # an ordinary turn, not part of a comparison
+    preset = new.get_model("chat", "Preset").objects.get(name="Terse")
+    assert (preset.owner.username, preset.model, preset.params) == (
+        "ann",
+        "demo-chat",
+        {"temperature": 0.2},
+    )
+    assert preset.start_prompt is None
+    site = new.get_model("chat", "SiteSettings").objects.get(pk=1)
+    assert (site.allow_signup, site.image_hosts) == (True, "a.example")
+    assert site.anonymous_share_links is False  # links stay for logged-in people until staff say so
+    prompt = new.get_model("chat", "Prompt").objects.create(owner_id=ann.pk, name="P", text="t")
+    preset.start_prompt = prompt
+    preset.save()
+def test_0013_mcp_servers_keeps_tools_threads_and_presets(migrate):
+    old = migrate([("chat", "0010_retention_announcements")])
+    User = old.get_model("auth", "User")
+    ToolDefinition = old.get_model("chat", "ToolDefinition")
+    Thread = old.get_model("chat", "Thread")
+    Preset = old.get_model("chat", "Preset")
+    ann = User.objects.create(username="ann", password="!")
+    weather = ToolDefinition.objects.create(
+        owner=ann, name="get_weather", description="Weather", parameters={"type": "object"}
+    )
+    calculator = ToolDefinition.objects.create(
+        owner=ann, name="calculator", parameters={"type": "object"}, builtin="calculator"
+    )
+    thread = Thread.objects.create(owner=ann, title="Plans")
+    thread.tools.set([weather, calculator])
+    preset = Preset.objects.create(owner=ann, name="Daily")
+    preset.tools.set([weather])
+
+    new = migrate([("chat", "0013_mcp_servers")])
+    tools = new.get_model("chat", "ToolDefinition").objects.order_by("name")
+    assert [(t.name, t.builtin, t.mcp_tool_id) for t in tools] == [
+        ("calculator", "calculator", None),
+        ("get_weather", "", None),
+    ]
+    thread = new.get_model("chat", "Thread").objects.get(title="Plans")
+    assert sorted(thread.tools.values_list("name", flat=True)) == ["calculator", "get_weather"]
+    preset = new.get_model("chat", "Preset").objects.get(name="Daily")
+    assert list(preset.tools.values_list("name", flat=True)) == ["get_weather"]
+    server = new.get_model("chat", "McpServer").objects.create(name="Wiki", url="https://w/mcp")
+    assert (server.transport, server.requires_approval, server.enabled) == (
+        "streamable_http",
+        False,
+        True,
+    )
+    assert (server.connect_timeout, server.call_timeout, server.headers_encrypted) == (10, 60, "")
+
+
 
 
 def test_0014_api_keys_keeps_usage_settings_and_model_settings(migrate):
-    old = migrate([("chat", "0010_retention_announcements")])
+    old = migrate([("chat", "0013_mcp_servers")])
     User = old.get_model("auth", "User")
     Provider = old.get_model("chat", "Provider")
     ann = User.objects.create(username="ann", password="!")

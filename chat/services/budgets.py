@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from chat.models import BudgetAlert, Team, TeamSpend, UsageRecord, UserQuota
 from chat.services import quotas  # module, not names: quotas.check calls back into here
-from chat.services.conversation import TurnRejected
+from chat.services.refusals import TurnRejected
 
 log = logging.getLogger(__name__)
 

@@ -8,23 +8,17 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 
 from chat.models import Provider, Thread, Turn
-from chat.services.permissions import shared_with
 from chat.services.refusals import TurnRejected
 from chat.upstream.request import Api, Message
 
 TITLE_LENGTH = 60
 
 
-def sidebar_lists(user: AbstractBaseUser) -> dict[str, list[Thread]]:
-    """The sidebar's lists: the user's own chats, and those shared with them (apart)."""
-    return {
-        "threads": list(Thread.objects.filter(owner=user).only("pk", "title", "updated_at")[:200]),
-        "shared_threads": list(
-            shared_with(user)
-            .select_related("owner")
-            .only("pk", "title", "updated_at", "owner__username")[:200]
-        ),
-    }
+def sidebar_lists(user: AbstractBaseUser) -> dict:
+    """The sidebar's lists: pinned, folders, dated pages, and chats shared with the user."""
+    from chat.services.sidebar import sidebar_context
+
+    return sidebar_context(user)
 
 
 def title_from(text: str) -> str:

@@ -68,7 +68,8 @@ def choose_model(thread: Thread, model_choice: str, *, user) -> None:
 
 def rename(thread: Thread, title: str) -> None:
     thread.title = title
-    thread.save(update_fields=["title", "updated_at"])
+    thread.title_source = Thread.TitleSource.USER  # a model title never replaces it
+    thread.save(update_fields=["title", "title_source", "updated_at"])
 
 
 def save_settings(
@@ -81,8 +82,11 @@ def save_settings(
         thread.tools.set(tools)
 
 
-def save_preset(user: AbstractBaseUser, thread: Thread, name: str) -> Preset:
-    """Save (or overwrite) the user's preset ``name`` from the thread's current settings."""
+def save_preset(
+    user: AbstractBaseUser, thread: Thread, name: str, *, start_prompt: Any = None
+) -> Preset:
+    """Save (or overwrite) the user's preset ``name`` from the thread's current settings (and
+    the prompt it starts chats with, if any)."""
     name = name.strip()[:100]
     if not name:
         raise PresetRefused("Give the preset a name.")
@@ -96,6 +100,7 @@ def save_preset(user: AbstractBaseUser, thread: Thread, name: str) -> Preset:
                     "model": thread.model,
                     "api": thread.api,
                     "params": thread.params,
+                    "start_prompt": start_prompt,
                 },
             )
             preset.tools.set(thread.tools.all())

@@ -17,13 +17,17 @@ from chat.upstream import request
 
 
 class ToolCallStatus(StrEnum):
-    """``streaming`` → ``done`` | ``error`` | ``awaiting`` (the user answers) | ``rejected``."""
+    """``streaming`` → ``done`` | ``error`` | ``awaiting`` (the user answers) | ``rejected``.
+    MCP calls (chat/services/mcp/calls.py) also go ``awaiting`` (approval asked) → ``approved``
+    → ``running`` → ``done`` | ``error``."""
 
     STREAMING = "streaming"
     DONE = "done"
     ERROR = "error"
     AWAITING = "awaiting"
     REJECTED = "rejected"
+    APPROVED = "approved"
+    RUNNING = "running"
 
     @property
     def label(self) -> str:
@@ -37,6 +41,8 @@ _STATUS_LABELS = {
     ToolCallStatus.ERROR: "error",
     ToolCallStatus.AWAITING: "waiting for your answer",
     ToolCallStatus.REJECTED: "rejected",
+    ToolCallStatus.APPROVED: "running…",
+    ToolCallStatus.RUNNING: "running…",
 }
 
 
@@ -60,6 +66,7 @@ class ToolSpec(request.ToolSpec):
     upstream is told, and the built-in that runs it (none: the user answers)."""
 
     builtin: str = ""
+    mcp_tool: int | None = None  # an McpTool id: run by its MCP server (chat/services/mcp)
 
 
 # Checking a model's arguments against a schema, and running a built-in, is CPU work: it runs
@@ -121,6 +128,12 @@ def results_by_step(calls: list[ToolCallRecord]) -> list[list[ToolResult]]:
     """Every step's calls with their results, oldest step first, for the next request."""
     steps: dict[int, list[ToolResult]] = {}
     for call in calls:
-        result = ToolResult(call["call_id"], call["name"], call["arguments"], call["result"])
+        result = ToolResult(
+            call["call_id"],
+            call["name"],
+            call["arguments"],
+            call["result"],
+            tuple(request.ToolImage(i["mime"], i["data"]) for i in call.get("images", ())),
+        )
         steps.setdefault(call["step"], []).append(result)
     return [steps[step] for step in sorted(steps)]

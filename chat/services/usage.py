@@ -380,6 +380,7 @@ CSV_COLUMNS = (
     "cost",
     "estimated",
     "requests",
+    "kind",
 )
 
 
@@ -416,6 +417,7 @@ def csv_lines(filters: UsageFilters) -> Iterator[str]:
             "cost",
             "estimated",
             "requests",
+            "kind",
         )
     )
     for row in rows.iterator(chunk_size=2000):

@@ -12,6 +12,8 @@ register = template.Library()
 @register.filter
 def tool_status_label(call: ToolCallRecord) -> str:
     """What the card says; an unknown status (an older record) reads as done."""
+    if call.get("approval") == "asked" and call.get("status") == ToolCallStatus.AWAITING:
+        return "awaiting approval"  # an MCP server's call (chat/services/mcp/calls.py)
     try:
         return ToolCallStatus(call.get("status", "")).label
     except ValueError:
@@ -21,4 +23,10 @@ def tool_status_label(call: ToolCallRecord) -> str:
 @register.filter
 def awaits_answer(call: ToolCallRecord) -> bool:
     """The user is asked for this call's result."""
-    return call.get("status") == ToolCallStatus.AWAITING
+    return call.get("status") == ToolCallStatus.AWAITING and call.get("approval") != "asked"
+
+
+@register.filter
+def awaits_approval(call: ToolCallRecord) -> bool:
+    """The user is asked to approve this MCP call before it runs."""
+    return call.get("status") == ToolCallStatus.AWAITING and call.get("approval") == "asked"

@@ -60,6 +60,14 @@ class ToolSpec:
 
 
 @dataclass(frozen=True)
+class ToolImage:
+    """An image a tool gave back (base64 ``data``), for the APIs that take it as input."""
+
+    mime: str
+    data: str
+
+
+@dataclass(frozen=True)
 class ToolResult:
     """One tool call the model made, and what it gave back."""
 
@@ -67,6 +75,7 @@ class ToolResult:
     name: str
     arguments: str
     output: str
+    images: tuple[ToolImage, ...] = ()  # from MCP tools; the output text mentions them
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,13 @@ def tool_body(tool: neutral.ToolSpec) -> dict[str, Any]:
 
 def _tool_output(result: neutral.ToolResult) -> dict[str, Any]:
     """Hands a result back (the call itself is in the response ``previous_response_id`` names)."""
-    return {"type": "function_call_output", "call_id": result.call_id, "output": result.output}
+    output: str | list[dict[str, str]] = result.output
+    if result.images:  # text and images as input parts
+        output = [{"type": "input_text", "text": result.output}] + [
+            {"type": "input_image", "image_url": f"data:{image.mime};base64,{image.data}"}
+            for image in result.images
+        ]
+    return {"type": "function_call_output", "call_id": result.call_id, "output": output}
 
 
 def _parameter_fields(params: neutral.Parameters) -> dict[str, Any]:

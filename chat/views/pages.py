@@ -15,7 +15,15 @@ from django_htmx.http import HttpResponseClientRedirect
 from chat import fragments
 from chat.models import Preset
 from chat.request_ids import parse_id
-from chat.services import conversation, model_access, model_choice, providers, threads
+from chat.services import (
+    compare,
+    conversation,
+    feedback,
+    model_access,
+    model_choice,
+    providers,
+    threads,
+)
 from chat.services.refusals import TurnRejected
 from chat.services.turns import launch, registry
 from chat.upstream.request import Api
@@ -78,7 +86,11 @@ async def new_thread(request: HtmxHttpRequest) -> HttpResponse:
     )
 
     try:
-        turn = await launch.start_new_thread(user, create, text)
+        models = request.POST.getlist("compare_models")  # chat/services/compare.py
+        if models:
+            turn = (await compare.start_new_comparison(user, create, text, models))[0]
+        else:
+            turn = await launch.start_new_thread(user, create, text)
     except TurnRejected as exc:
         # Nothing was created; the page keeps the message so it can be sent again.
         if request.htmx:
@@ -97,6 +109,7 @@ async def thread_page(request: HtmxHttpRequest, thread_id: int) -> HttpResponse:
     def load() -> dict:
         thread = thread_or_404(request, thread_id)
         page = fragments.path_page(thread, registry.running_snapshots())
+        feedback.attach(user, page["turns"])  # the viewer's 👍/👎 under each answer
         refused = model_access.refusal_for_thread(user, thread)  # a collaborator's, say
         return {
             "thread": thread,
@@ -126,6 +139,7 @@ def earlier_turns(request: HtmxHttpRequest, thread_id: int) -> HttpResponse:
     )
     if page is None:
         raise Http404("No such message.")
+    feedback.attach(request.user, page["turns"])  # the viewer's 👍/👎 under each answer
     return render(request, "chat/thread.html#history-page", page)
 
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from chat.models import Provider, Turn, UsageRecord
-from chat.services import budgets, quotas, usage
+from chat.services import budgets, feedback, quotas, usage
 from chat.upstream.request import Api
 from chat.views.governance import usage_viewer_required
 
@@ -115,6 +115,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "currency": settings.COST_CURRENCY,
             "query": request.GET.urlencode(),
             "budget_warnings": budgets.warned_lines(),
+            **feedback.dashboard(request.user),  # 👍/👎 per model, the latest with links
         },
     )
 

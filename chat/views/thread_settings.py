@@ -10,7 +10,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from chat.models import Preset, Thread, ToolDefinition
 from chat.request_ids import parse_id
-from chat.services import conversation, parameters, threads
+from chat.services import conversation, parameters, prompts, threads
 from chat.upstream.request import Api
 from chat.views.thread_access import owned_thread_or_404
 
@@ -47,6 +47,7 @@ def _panel(
         "tools": tools,
         "selected_tools": selected_tools,
         "presets": Preset.objects.filter(owner=request.user),
+        "prompts": prompts.usable_prompts(request.user),
         "notice": notice,
     }
     return render(request, "chat/settings.html#panel", context)
@@ -91,7 +92,12 @@ def save_preset(request: HttpRequest, thread_id: int) -> HttpResponse:
     thread = owned_thread_or_404(request, thread_id)
     values = parameters.form_values(thread.params)
     try:
-        preset = threads.save_preset(request.user, thread, request.POST.get("preset_name", ""))
+        preset = threads.save_preset(
+            request.user,
+            thread,
+            request.POST.get("preset_name", ""),
+            start_prompt=prompts.start_prompt(request.user, request.POST),
+        )
     except threads.PresetRefused as exc:
         errors, notice = {"preset_name": str(exc)}, ""
     else:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 from django.db import IntegrityError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from chat.models import ToolDefinition
 from chat.services import tools
+from chat.services.mcp import registry as mcp_registry
 
 EXAMPLE_SCHEMA = json.dumps(
     {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}, indent=2
@@ -35,7 +36,8 @@ def _library(request: HttpRequest, **extra) -> dict:
 
 @require_GET
 def library(request: HttpRequest) -> HttpResponse:
-    return render(request, "chat/tools.html", _library(request))
+    context = _library(request, mcp_groups=mcp_registry.library_groups(request.user))
+    return render(request, "chat/tools.html", context)
 
 
 def _save(request: HttpRequest, tool: ToolDefinition | None) -> HttpResponse:
@@ -87,7 +89,10 @@ def edit_tool(request: HttpRequest, tool_id: int) -> HttpResponse:
 
 @require_POST
 def update_tool(request: HttpRequest, tool_id: int) -> HttpResponse:
-    return _save(request, _tool_or_404(request, tool_id))
+    tool = _tool_or_404(request, tool_id)
+    if tool.mcp_tool_id:  # its MCP server defines it
+        return HttpResponseBadRequest("This tool's server defines it.", content_type="text/plain")
+    return _save(request, tool)
 
 
 @require_POST

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from chat.models import Provider, Thread, Turn
 from chat.services import conversation, parameters, permissions, refusals, tool_loop, usage
+from chat.services.mcp import calls as mcp_calls
 from chat.services.providers import default_provider
 from chat.services.upstream_request import RequestPlan
 
@@ -44,7 +45,7 @@ def request_for(turn: Turn, thread: Thread, path: list[Turn], user) -> RequestPl
         user_tag=parameters.user_identifier(user.pk, settings.SECRET_KEY),
         tools={
             tool.name: tool_loop.ToolSpec(
-                tool.name, tool.description, tool.parameters, tool.builtin
+                tool.name, tool.description, tool.parameters, tool.builtin, tool.mcp_tool_id
             )
             for tool in thread.tools.all()
         },
@@ -150,7 +151,8 @@ def record_tool_answer(
             raise refusals.TurnRejected("This tool call was already answered.")
         if result is not None and len(result) > settings.MAX_MESSAGE_CHARS:
             raise refusals.TurnRejected("That result is too long.")
-        tool_loop.answer(call, result)
+        if not mcp_calls.answer_approval(call, result):  # Approve/Reject of an MCP call
+            tool_loop.answer(call, result)
         if any(c["status"] == "awaiting" for c in step):
             turn.save(update_fields=["tool_calls"])
             return None

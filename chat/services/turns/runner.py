@@ -36,7 +36,8 @@ from chat import image_policy, live, log_context, metrics
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.markdown import StreamingMarkdown, render_tail
 from chat.models import Turn
-from chat.services import fallbacks, tool_loop, turn_mirror
+from chat.services import fallbacks, titles, tool_loop, turn_mirror
+from chat.services.mcp import calls as mcp_calls
 from chat.services.turns import registry, store
 from chat.services.turns.planning import TurnPlan
 from chat.upstream import events
@@ -203,6 +204,7 @@ class TurnRunner:
     async def _consume(self, started: float) -> None:
         request = self.plan.request
         if self.resuming:
+            await self._run_mcp_calls(tool_loop.last_step(self.state.tool_calls))  # approved
             api, body = request.after_tools(self.state.tool_calls, self.state.response_id)
         else:
             api, body = request.first()
@@ -231,7 +233,9 @@ class TurnRunner:
             if not calls:
                 return
             steps += 1
-            if not await tool_loop.execute(calls, request.tools):
+            if not await tool_loop.execute(calls, request.tools) and not (
+                await self._run_mcp_calls(calls)
+            ):
                 self.state.status = Turn.Status.AWAITING_TOOL
                 self.state.tools_changed = True
                 return
@@ -242,6 +246,22 @@ class TurnRunner:
                 self.state.error = f"Stopped after {steps} tool steps without a final answer."
                 return
             api, body = request.after_tools(self.state.tool_calls, self.state.response_id)
+
+    async def _run_mcp_calls(self, calls: list[dict[str, Any]]) -> bool:
+        """The step's MCP calls (chat/services/mcp/calls.py); True when none waits any more."""
+
+        def changed() -> None:
+            self.state.tools_changed = True
+            self._dirty.set()
+
+        return await mcp_calls.run_calls(
+            calls,
+            self.plan.request.tools,
+            api=self.plan.request.api,
+            user_id=self.plan.turn.author_id,
+            turn_id=self.turn_id,
+            changed=changed,
+        )
 
     async def _stream_step(
         self, api: str, body: dict, started: float, step: int
@@ -426,6 +446,7 @@ class TurnRunner:
             await live.publish(self.thread_id, message, layer=self._channel_layer)
         except ChannelLayerUnavailable:  # they fetch the stored turn when Redis is back
             log.warning("could not tell turn %s's viewers it ended", self.turn_id)
+        titles.schedule_after(self.plan.turn)  # a first answer: a model titles the chat
 
     def _store_end(self, fields: dict) -> live.TurnFinished:
         """Store the end of the turn; the message telling its viewers, with the finished turn

@@ -1,0 +1,181 @@
+"""Staff pages for MCP servers: the server form (headers write-only, stored encrypted), "Test
+connection" (connect, list and store the tools), the tools as listed, and the call audit."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import path, reverse
+
+from chat.admin import AuditedAdmin, ReadOnlyAdmin
+from chat.models import McpCall, McpServer, McpTool
+from chat.services import audit
+from chat.services.mcp import registry
+
+# Header names HTTP forbids or that the transport sets itself.
+_RESERVED_HEADERS = {"host", "content-length", "content-type", "accept", "mcp-session-id"}
+
+
+def parse_headers(text: str) -> tuple[dict[str, str], str]:
+    """``Name: value`` per line → (headers, error)."""
+    headers: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, colon, value = line.partition(":")
+        name, value = name.strip(), value.strip()
+        if not colon or not name or not value:
+            return {}, f"Line {number}: write “Name: value”."
+        if not all(33 <= ord(c) <= 126 and c not in '()<>@,;:\\"/[]?={}' for c in name):
+            return {}, f"Line {number}: {name!r} is not a valid header name."
+        if name.lower() in _RESERVED_HEADERS:
+            return {}, f"Line {number}: the {name} header is set by Switchboard."
+        if any(c in value for c in "\r\n\0"):
+            return {}, f"Line {number}: the value has a line break."
+        headers[name] = value
+    return headers, ""
+
+
+class McpServerForm(forms.ModelForm):
+    """Headers are write-only: never put back into the form (they hold tokens), only replaced."""
+
+    headers = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false"}),
+        help_text=(
+            "One “Name: value” per line, e.g. “Authorization: Bearer …”. Leave empty to keep the "
+            "current headers. Stored encrypted; never shown again."
+        ),
+    )
+    clear_headers = forms.BooleanField(required=False, label="Remove the stored headers")
+    url = forms.URLField(max_length=500, assume_scheme="https")
+
+    class Meta:
+        model = McpServer
+        fields = (
+            "name",
+            "url",
+            "transport",
+            "teams",
+            "connect_timeout",
+            "call_timeout",
+            "requires_approval",
+            "enabled",
+        )
+
+    def clean_headers(self) -> dict[str, str]:
+        headers, error = parse_headers(self.cleaned_data.get("headers", ""))
+        if error:
+            raise forms.ValidationError(error)
+        return headers
+
+    def save(self, commit: bool = True) -> McpServer:
+        server = super().save(commit=False)
+        if self.cleaned_data.get("clear_headers"):
+            server.set_headers({})
+        elif self.cleaned_data.get("headers"):
+            server.set_headers(self.cleaned_data["headers"])
+        if commit:
+            server.save()
+            self.save_m2m()
+        return server
+
+
+@admin.register(McpServer)
+class McpServerAdmin(AuditedAdmin):
+    form = McpServerForm
+    change_form_template = "admin/chat/mcpserver/change_form.html"
+    secret_fields = ("headers", "clear_headers")
+    list_display = ("name", "url", "transport", "enabled", "requires_approval", "tool_count")
+    readonly_fields = ("header_names", "tools_refreshed_at", "last_error")
+    filter_horizontal = ("teams",)
+    actions = ["test_connections"]
+    fields = (
+        "name",
+        "url",
+        "transport",
+        "header_names",
+        "headers",
+        "clear_headers",
+        "teams",
+        "connect_timeout",
+        "call_timeout",
+        "requires_approval",
+        "enabled",
+        "tools_refreshed_at",
+        "last_error",
+    )
+
+    @admin.display(description="Stored headers")
+    def header_names(self, obj: McpServer) -> str:
+        try:
+            names = sorted(obj.headers)
+        except ValueError:
+            return "(unreadable: encryption key changed)"
+        return ", ".join(f"{name}: ••••" for name in names) or "—"
+
+    @admin.display(description="Tools")
+    def tool_count(self, obj: McpServer) -> int:
+        return obj.tools.filter(available=True).count()
+
+    def save_model(self, request, obj: McpServer, form, change) -> None:
+        had = change and McpServer.objects.filter(pk=obj.pk).exclude(headers_encrypted="").exists()
+        super().save_model(request, obj, form, change)
+        if form.cleaned_data.get("clear_headers"):
+            if had:
+                audit.record(request.user, obj, "changed", "headers", "set", "removed")
+        elif form.cleaned_data.get("headers"):
+            before, after = ("set", "replaced") if had else ("not set", "set")
+            audit.record(request.user, obj, "changed", "headers", before, after)
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/test-connection/",
+                self.admin_site.admin_view(self.test_connection_view),
+                name="chat_mcpserver_test_connection",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _report(self, request: HttpRequest, server: McpServer) -> None:
+        listed, error = registry.refresh_now(server)
+        if error:
+            self.message_user(request, error, messages.ERROR)
+            return
+        names = ", ".join(tool.name for tool in listed) or "none"
+        self.message_user(
+            request, f"{server.name}: connected; {len(listed)} tools: {names}.", messages.SUCCESS
+        )
+
+    def test_connection_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        server = self.get_object(request, object_id)
+        if server is None:
+            raise Http404("No such MCP server.")
+        if not self.has_change_permission(request, server):
+            raise PermissionDenied
+        self._report(request, server)
+        return HttpResponseRedirect(reverse("admin:chat_mcpserver_change", args=[server.pk]))
+
+    @admin.action(description="Test connection and list the tools")
+    def test_connections(self, request: HttpRequest, queryset: QuerySet[McpServer]) -> None:
+        for server in queryset:
+            self._report(request, server)
+
+
+@admin.register(McpTool)
+class McpToolAdmin(ReadOnlyAdmin):
+    list_display = ("name", "server", "available", "problem")
+    list_filter = ("server", "available")
+    search_fields = ("name", "description")
+
+
+@admin.register(McpCall)
+class McpCallAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "server_name", "tool_name", "user", "status", "duration_ms")
+    list_filter = ("status", "server_name")
+    search_fields = ("tool_name", "server_name", "user__username")
+    date_hierarchy = "created_at"
