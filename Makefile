@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run install install-dev signin-deps browser redis-server test lint services test-scaleout bench clean
+.PHONY: run install install-dev signin-deps browser redis-server test lint services test-scaleout bench bench-peers clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,5 +71,17 @@ test-scaleout: install-dev
 bench: install-dev browser
 	$(PY) bench/run.py $(BENCH_ARGS)
 
+# The API path raced against LiteLLM's proxy on this machine (bench/peers.py): LiteLLM goes in
+# a venv of its own (.venv-peers), never in the app's. Not part of CI.
+PEERS_VENV := .venv-peers
+$(PEERS_VENV)/.installed:
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/pip install --quiet "litellm[proxy]"
+	touch $@
+
+bench-peers: install-dev $(PEERS_VENV)/.installed
+	$(PY) bench/peers.py --litellm $(PEERS_VENV)/bin/litellm $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) staticfiles .pytest_cache .ruff_cache

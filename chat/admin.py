@@ -14,6 +14,8 @@ from django.urls import path, reverse
 
 from chat.models import (
     Announcement,
+    ApiAccess,
+    ApiKey,
     AuditLogEntry,
     BudgetAlert,
     ExternalIdentity,
@@ -201,7 +203,16 @@ class ModelSettingForm(forms.ModelForm):
             "price_cached_input",
             "price_output",
             "default_params",
+            "fallback_models",
         )
+
+    def clean_fallback_models(self) -> list[str]:
+        value = self.cleaned_data.get("fallback_models") or []
+        if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
+            raise forms.ValidationError('A JSON list of model ids, e.g. ["gpt-5.4-mini"].')
+        if self.cleaned_data.get("model") in value:
+            raise forms.ValidationError("A model cannot be its own fallback.")
+        return value
 
     def clean_default_params(self) -> dict:
         """The same parameter names and checks as a chat's settings panel."""
@@ -249,6 +260,7 @@ class ModelSettingAdmin(AuditedAdmin):
         "default_params",
         "allowed_teams",
         "allowed_users",
+        "fallback_models",
     )
     filter_horizontal = ("allowed_teams", "allowed_users")
     search_fields = ("model", "display_name")
@@ -280,6 +292,7 @@ class SiteSettingsAdmin(AuditedAdmin):
         ),
         ("Models", {"fields": ("default_model",)}),
         ("Share links", {"fields": ("anonymous_share_links",)}),
+        ("API (/api/v1)", {"fields": ("api_enabled",)}),
     )
 
     def has_add_permission(self, request) -> bool:
@@ -602,4 +615,63 @@ class AnnouncementAdmin(AuditedAdmin):
     def delete_queryset(self, request, queryset: QuerySet) -> None:
         super().delete_queryset(request, queryset)
         announcements.broadcast_after_commit()
+
+
+# -- the API: everyone's keys, per-user switch -------------------------------------------------
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Everyone's personal API keys: listed with prefix and dates, revocable; the key itself is
+    never stored, so it cannot be shown."""
+
+    list_display = (
+        "name",
+        "user",
+        "prefix",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "prefix", "user__username")
+    list_select_related = ("user",)
+    fields = (
+        "user",
+        "name",
+        "prefix",
+        "allowed_models",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
+    readonly_fields = fields
+    actions = ["revoke_keys"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # keys are made on the user's page or with manage.py create_api_key
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from chat.api.keys import revoke
+
+        revoked = sum(revoke(key, request.user) for key in queryset)
+        self.message_user(request, f"{revoked} key(s) revoked.", messages.SUCCESS)
+
+
+@admin.register(ApiAccess)
+class ApiAccessAdmin(AuditedAdmin):
+    """Turn the API off (or on again) for one user; the site-wide switch is in Site settings."""
+
+    list_display = ("user", "enabled")
+    list_editable = ("enabled",)
+    search_fields = ("user__username",)
+    autocomplete_fields = ("user",)
+
+
 from chat import mcp_admin  # noqa: E402, F401  (registers the MCP server pages)

@@ -12,6 +12,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 EXEMPT_PATHS = {"/healthz", "/metrics"}
+API_PREFIX = "/api/"
 
 
 def _first_admin_from_organisation() -> bool:
@@ -30,7 +31,11 @@ class FirstRunMiddleware:
         self.has_accounts = False  # once true it stays true: no query per request after that
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not settings.FIRST_RUN_SETUP or request.path in EXEMPT_PATHS:
+        if (
+            not settings.FIRST_RUN_SETUP
+            or request.path in EXEMPT_PATHS
+            or request.path.startswith(API_PREFIX)  # keys only; JSON errors, never a redirect
+        ):
             return self.get_response(request)  # e.g. /healthz answers even when the DB is down
         if not self.has_accounts and not _first_admin_from_organisation():
             self.has_accounts = get_user_model().objects.exists()

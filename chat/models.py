@@ -128,6 +128,12 @@ class SiteSettings(models.Model):
         default=False,
         help_text="Off: a chat's share link opens only for people logged in on this instance.",
     )
+    api_enabled = models.BooleanField(
+        "API enabled",
+        default=True,
+        help_text="Let people call /api/v1 with their personal API keys. Off: every key is "
+        "refused (running streams stop).",
+    )
 
     class Meta:
         verbose_name = verbose_name_plural = "site settings"
@@ -512,6 +518,13 @@ class ModelSetting(models.Model):
         "Leave both empty: everyone (who may use the provider).",
     )
     allowed_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    fallback_models = models.JSONField(
+        "fallback models",
+        default=list,
+        blank=True,
+        help_text='Tried in order when this model fails before answering (429, 5xx, no '
+        'connection), e.g. ["gpt-5.4-mini"]. Chat and API alike.',
+    )
 
     class Meta:
         ordering = ["provider__name", "model"]
@@ -569,6 +582,11 @@ class UsageRecord(models.Model):
     # What the request was for: a turn's answer, or a chat title written by a model.
     kind = models.CharField(
         max_length=20, choices=[("turn", "Answer"), ("title", "Title")], default="turn"
+    )
+    # "chat" (a turn) or "api" (a call to /api/v1 with a personal key, ``api_key``).
+    source = models.CharField(max_length=10, default="chat", db_index=True)
+    api_key = models.ForeignKey(
+        "ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
     class Meta:
@@ -959,3 +977,47 @@ class McpCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server_name}.{self.tool_name} ({self.status})"
+
+
+# -- the OpenAI-compatible API (chat/api/) ----------------------------------------------------
+
+
+class ApiKey(models.Model):
+    """A personal key for ``/api/v1``. Only its SHA-256 is stored; ``prefix`` identifies it in
+    lists. It acts for ``user`` only, within their quotas (and ``allowed_models``, when set)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="The key's first characters.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    allowed_models = models.JSONField(
+        default=list, blank=True, help_text="Model ids this key may use; empty: any allowed."
+    )
+    created_at = models.DateTimeField(default=timezone_now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class ApiAccess(models.Model):
+    """Staff turned the API off (or back on) for one user; no row: on."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_access"
+    )
+    enabled = models.BooleanField("API enabled", default=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "API access"
+
+    def __str__(self) -> str:
+        return f"API {'on' if self.enabled else 'off'} for {self.user}"

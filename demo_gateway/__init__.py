@@ -19,6 +19,7 @@ that only carries tool results still obeys the message that started the tool-cal
 ``#fault=cut``     stream a few deltas, then end the stream without finishing the answer
 ``#fault=malformed``  stream a few deltas, then a line that is not JSON, then the rest
 ``#fault=timeout`` stream a couple of deltas, then go silent (until the client hangs up)
+``#fault=X@MODEL`` any fault above, only for requests to MODEL (e.g. ``#fault=503@gpt-5.4``)
 ``#call=NAME``     call the offered function tool NAME instead of answering; repeat the directive
                    for parallel calls in one response. Only until the first tool result for this
                    user message arrives: then the answer quotes the results, one line per call

@@ -17,6 +17,7 @@ class Directives:
     chunks: int | None = None
     delay: float | None = None  # seconds
     fault: str | None = None  # "cut", "malformed", "timeout", or an HTTP status like "429"
+    fault_model: str | None = None  # "#fault=503@gpt-5.4": only requests for that model fail
     reasoning: bool = False
     usage: str | None = None  # "chat" or "responses"
     calls: list[str] = field(default_factory=list)  # tool names, in order, repeats allowed
@@ -34,10 +35,10 @@ def parse_directives(text: str) -> tuple[Directives, str]:
             found.chunks = max(1, min(int(value), 100_000))
         elif name == "delay" and value.isdigit():
             found.delay = min(int(value), 60_000) / 1000
-        elif name == "fault" and (
-            value in _FAULT_WORDS or (value.isdigit() and 400 <= int(value) <= 599)
-        ):
-            found.fault = value
+        elif name == "fault":
+            value, _, model = value.partition("@")
+            if value in _FAULT_WORDS or (value.isdigit() and 400 <= int(value) <= 599):
+                found.fault, found.fault_model = value, model or None
         elif name == "reasoning":
             found.reasoning = True
         elif name == "usage" and value in ("chat", "responses"):

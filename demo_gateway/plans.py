@@ -160,6 +160,8 @@ def make_plan(
     directives, user_text = parse_directives(
         text_of(conversation[last_user]["content"]) if user_positions else ""
     )
+    if directives.fault_model not in (None, model):
+        directives.fault = None  # the fault was meant for another model (fallback tests)
     turn = len(user_positions)
     results = [m for m in conversation[last_user + 1 :] if m.get("role") == "tool"]
     tools = tools or {}

@@ -15,6 +15,7 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set
 from django.db import DatabaseError  # noqa: E402
 
 from chat import shutdown  # noqa: E402
+from chat.api.asgi import with_api  # noqa: E402
 from chat.demo_mount import with_demo_gateway  # noqa: E402
 from chat.routing import websocket_application  # noqa: E402
 from chat.signin.header import TrustedHeaderWebsocketMiddleware  # noqa: E402
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 application = ProtocolTypeRouter(
     {
         # /demo/… is the built-in demo gateway (when enabled, behind the host checks).
-        "http": with_demo_gateway(django_application),
+        # /api/… (the OpenAI-compatible API) skips the site's sync middleware (chat/api/asgi.py).
+        "http": with_demo_gateway(with_api(django_application)),
         # A trusted proxy's sign-in header (TRUSTED_USER_HEADER) names the socket's user.
         "websocket": TrustedHeaderWebsocketMiddleware(websocket_application),
     }

@@ -422,3 +422,14 @@ if LDAP_SERVER_URI:
 # the arguments of each call (off: they may hold what a user typed).
 MCP_RESULT_MAX_CHARS = env_int("MCP_RESULT_MAX_CHARS", 20_000, minimum=1000)
 MCP_AUDIT_ARGUMENTS = env_bool("MCP_AUDIT_ARGUMENTS", False)
+
+# -- the OpenAI-compatible API (/api/v1, README "Use it from scripts") --------------------------
+# Wrong keys allowed per client IP within the window, before that IP is refused (429).
+API_KEY_FAILURES_PER_IP = env_int("API_KEY_FAILURES_PER_IP", 20)
+API_KEY_FAILURE_WINDOW_SECONDS = env_int("API_KEY_FAILURE_WINDOW_SECONDS", 300)
+# Browser origins allowed to call the API (CORS), e.g. https://notebook.example.com; empty: none.
+API_CORS_ORIGINS = env_list("API_CORS_ORIGINS", [])
+# A fallback waits for the upstream's Retry-After, at most this long.
+API_RETRY_AFTER_CAP_SECONDS = env_float("API_RETRY_AFTER_CAP_SECONDS", 5.0)
+# A running stream re-checks its key (revoked, expired, API turned off) this often.
+API_KEY_RECHECK_SECONDS = env_float("API_KEY_RECHECK_SECONDS", 1.0)

@@ -7,6 +7,7 @@ from django.views.generic import RedirectView
 
 import chat.request_ids  # noqa: F401 (registers the <id:…> converter)
 from chat import health, metrics
+from chat.api import pages as api_pages
 from chat.services.session_binding import keeps_this_session
 from chat.signin import views as signin_views
 from chat.views import account_data, accounts, feedback, governance, lockouts, staff
@@ -14,6 +15,7 @@ from chat.views.login import ThrottledLoginView
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
+    path("api/v1/", include("chat.api.urls")),  # the OpenAI-compatible API (Bearer keys)
     # Browsers ask for /favicon.ico on pages without an icon link (the admin's, the image page).
     path(
         "favicon.ico",
@@ -53,5 +55,7 @@ urlpatterns = [
         account_data.dismiss_announcement,
         name="dismiss-announcement",
     ),
+    path("account/api-keys/", api_pages.api_keys, name="api-keys"),
+    path("account/api-keys/<int:key_id>/revoke/", api_pages.revoke_api_key, name="api-key-revoke"),
     path("", include("chat.urls")),
 ]

@@ -18,6 +18,7 @@ from chat.models import Provider, Thread
 
 pytest_plugins = [
     "tests.gateway_fixtures",
+    "tests.api_site",
     "tests.mcp_fixtures",
     "tests.live_server",
     "tests.signin_fixtures",

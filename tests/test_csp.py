@@ -119,6 +119,9 @@ PAGES = [
     "/admin/chat/budgetalert/",
     "/admin/chat/mcpserver/add/",
     "/admin/chat/mcpcall/",
+    "/account/api-keys/",
+    "/admin/chat/apikey/",
+    "/admin/chat/apiaccess/",
 ]
 
 

@@ -232,3 +232,33 @@ def test_0013_mcp_servers_keeps_tools_threads_and_presets(migrate):
         True,
     )
     assert (server.connect_timeout, server.call_timeout, server.headers_encrypted) == (10, 60, "")
+
+
+
+
+def test_0014_api_keys_keeps_usage_settings_and_model_settings(migrate):
+    old = migrate([("chat", "0013_mcp_servers")])
+    User = old.get_model("auth", "User")
+    Provider = old.get_model("chat", "Provider")
+    ann = User.objects.create(username="ann", password="!")
+    provider = Provider.objects.create(name="Gateway", base_url="http://gw/v1")
+    old.get_model("chat", "ModelSetting").objects.create(
+        provider=provider, model="gpt-5.4", display_name="Big", default_params={"seed": 1}
+    )
+    old.get_model("chat", "UsageRecord").objects.create(
+        user=ann, provider=provider, model="gpt-5.4", api="chat", total_tokens=42
+    )
+    old.get_model("chat", "SiteSettings").objects.create(pk=1, image_hosts="img.example")
+
+    new = migrate([("chat", "0014_api_keys")])
+    setting = new.get_model("chat", "ModelSetting").objects.get(model="gpt-5.4")
+    assert (setting.display_name, setting.default_params) == ("Big", {"seed": 1})
+    assert setting.fallback_models == []  # no fallbacks until staff set them
+    record = new.get_model("chat", "UsageRecord").objects.get()
+    assert (record.total_tokens, record.source, record.api_key_id) == (42, "chat", None)
+    site = new.get_model("chat", "SiteSettings").objects.get(pk=1)
+    assert site.image_hosts == "img.example" and site.api_enabled is True
+    key = new.get_model("chat", "ApiKey").objects.create(
+        user_id=ann.pk, name="k", prefix="sb-abc", key_hash="0" * 64
+    )
+    assert key.allowed_models == [] and key.revoked_at is None

@@ -200,11 +200,7 @@ def check(user, provider, model: str, now: dt.datetime | None = None) -> dict:
             "Ask an administrator."
         )
     if rate and _recent_turns(user, now - RATE_WINDOW) >= rate:
-        oldest = (
-            Turn.objects.filter(author=user, created_at__gt=now - RATE_WINDOW)
-            .order_by("-created_at")
-            .values_list("created_at", flat=True)[rate - 1]
-        )
+        oldest = _request_times(user, now - RATE_WINDOW)[rate - 1]
         wait = max(1, int((oldest + RATE_WINDOW - now).total_seconds()) + 1)
         raise TurnRejected(
             f"You are sending messages too quickly: the limit is {rate} a minute. "
@@ -248,8 +244,17 @@ def check(user, provider, model: str, now: dt.datetime | None = None) -> dict:
 
 
 def _recent_turns(user, since: dt.datetime) -> int:
-    """Turns the user started after ``since`` (the rate limit's window)."""
-    return Turn.objects.filter(author=user, created_at__gt=since).count()
+    """Turns the user started after ``since`` (the rate limit's window), and API calls."""
+    turns = Turn.objects.filter(author=user, created_at__gt=since).order_by().values("created_at")
+    calls = UsageRecord.objects.filter(user=user, source="api", created_at__gt=since).order_by()
+    return turns.union(calls.values("created_at"), all=True).count()  # one query
+
+
+def _request_times(user, since: dt.datetime) -> list[dt.datetime]:
+    """When the user's turns and API calls since ``since`` started, newest first."""
+    turns = Turn.objects.filter(author=user, created_at__gt=since).values_list("created_at")
+    calls = UsageRecord.objects.filter(user=user, source="api", created_at__gt=since)
+    return sorted((t for (t,) in [*turns, *calls.values_list("created_at")]), reverse=True)
 
 
 def quota_lines(user, now: dt.datetime | None = None) -> tuple[Limits, list[QuotaLine]]:

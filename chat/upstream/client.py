@@ -8,6 +8,7 @@ exactly one code path for "the answer ended".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -199,6 +200,26 @@ class GatewayClient:
             chat_completions.ChatStreamTranslator(),
             chat_completions.parse_response,
         )
+
+    @contextlib.asynccontextmanager
+    async def raw_response(
+        self, path: str, body: dict[str, Any], *, stream: bool
+    ) -> AsyncIterator[httpx.Response]:
+        """POST ``body`` to ``path`` and hand over the response unread (the API relays its bytes
+        as they come); closed when the block ends. Raises httpx errors as they are."""
+        self._in_flight += 1
+        response: httpx.Response | None = None
+        try:
+            accept = "text/event-stream" if stream else "application/json"
+            request = self._http.build_request("POST", path, json=body, headers={"Accept": accept})
+            response = await self._http.send(request, stream=True)
+            yield response
+        finally:
+            if response is not None:
+                await response.aclose()
+            self._in_flight -= 1
+            if self._retired and self._in_flight == 0:
+                _close_soon(self)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -36,13 +36,11 @@ from chat import image_policy, live, log_context, metrics
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.markdown import StreamingMarkdown, render_tail
 from chat.models import Turn
-from chat.services import titles, tool_loop, turn_mirror
+from chat.services import fallbacks, titles, tool_loop, turn_mirror
 from chat.services.mcp import calls as mcp_calls
-from chat.services.providers import client_for
 from chat.services.turns import registry, store
 from chat.services.turns.planning import TurnPlan
 from chat.upstream import events
-from chat.upstream.request import Api
 
 log = logging.getLogger(__name__)
 
@@ -269,10 +267,8 @@ class TurnRunner:
         self, api: str, body: dict, started: float, step: int
     ) -> tuple[events.Failed | None, list[dict[str, Any]]]:
         """Stream one upstream request; returns its failure, if any, and the calls it made."""
-        client = client_for(self.plan.provider)
-        stream = (
-            client.stream_chat(body) if api == Api.CHAT else client.stream_responses(body)
-        )
+        # The model's fallback chain: another model when this one fails before answering.
+        stream = fallbacks.stream_events(self.plan.provider, api, body)
         calls: dict[int, dict[str, Any]] = {}
         async with contextlib.aclosing(stream) as upstream:
             async for event in upstream:
