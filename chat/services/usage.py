@@ -18,13 +18,13 @@ from django.db.models import CharField, Count, F, QuerySet, Sum
 from django.db.models.functions import Cast, Substr, TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
 
-from chat.models import ModelSetting, Provider, Turn, UsageRecord
+from chat.models import USAGE_TOKEN_FIELDS, ModelSetting, Provider, Turn, UsageRecord
 from chat.services import quotas
 
 MILLION = Decimal(1_000_000)
 COST_PLACES = Decimal("0.000001")
 CHARS_PER_TOKEN = 4  # the usual rule of thumb, for turns the gateway reported no usage for
-_TOKEN_FIELDS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
+_TOKEN_FIELDS = USAGE_TOKEN_FIELDS
 
 
 def check_allowed(user, provider, model: str) -> dict:
@@ -384,10 +384,7 @@ CSV_COLUMNS = (
     "model",
     "api",
     "status",
-    "input_tokens",
-    "cached_tokens",
-    "output_tokens",
-    "reasoning_tokens",
+    *USAGE_TOKEN_FIELDS,
     "total_tokens",
     "cost",
     "estimated",

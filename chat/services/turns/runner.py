@@ -270,9 +270,7 @@ class TurnRunner:
     ) -> tuple[events.Failed | None, list[dict[str, Any]]]:
         """Stream one upstream request; returns its failure, if any, and the calls it made."""
         client = client_for(self.plan.provider)
-        stream = (
-            client.stream_chat(body) if api == Api.CHAT else client.stream_responses(body)
-        )
+        stream = client.stream_chat(body) if api == Api.CHAT else client.stream_responses(body)
         calls: dict[int, dict[str, Any]] = {}
         async with contextlib.aclosing(stream) as upstream:
             async for event in upstream:
