@@ -75,7 +75,7 @@ def _plan_comparison(
             turn = create_turn(
                 thread,
                 user,
-                parent=path[-1] if path else None,
+                path=path,
                 text=text,
                 provider=provider,
                 model=model,

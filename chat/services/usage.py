@@ -374,13 +374,12 @@ def report(filters: UsageFilters, *, top: int = 50) -> Report:
 
 # -- CSV export ---------------------------------------------------------------------------------
 
-CSV_COLUMNS = (
-    "time",
-    "user",
+# The columns of the CSV export that are a usage record's own, in the order of the file.
+_CSV_RECORD_COLUMNS = (
     "thread_id",
     "turn_id",
     "step",
-    "provider",
+    "provider_name",
     "model",
     "api",
     "status",
@@ -390,6 +389,11 @@ CSV_COLUMNS = (
     "estimated",
     "requests",
     "kind",
+)
+CSV_COLUMNS = (
+    "time",
+    "user",
+    *("provider" if name == "provider_name" else name for name in _CSV_RECORD_COLUMNS),
 )
 
 
@@ -411,23 +415,7 @@ def csv_lines(filters: UsageFilters) -> Iterator[str]:
     rows = (
         filtered(filters)
         .order_by("created_at", "pk")
-        .values_list(
-            "created_at",
-            F("user__username"),
-            "thread_id",
-            "turn_id",
-            "step",
-            "provider_name",
-            "model",
-            "api",
-            "status",
-            *_TOKEN_FIELDS,
-            "total_tokens",
-            "cost",
-            "estimated",
-            "requests",
-            "kind",
-        )
+        .values_list("created_at", F("user__username"), *_CSV_RECORD_COLUMNS)
     )
     for row in rows.iterator(chunk_size=2000):
         created, username, *rest = row

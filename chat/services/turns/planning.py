@@ -56,7 +56,7 @@ def create_turn(
     thread: Thread,
     user,
     *,
-    parent: Turn | None,
+    path: list[Turn],
     text: str,
     provider: Provider,
     model: str,
@@ -64,12 +64,13 @@ def create_turn(
     runner_channel: str,
     compare_group: str = "",
 ) -> Turn:
-    """Create a new turn asking ``text`` below ``parent``, about to be run by ``runner_channel``.
+    """Create a new turn asking ``text`` at the end of ``path`` (the turns from the root to its
+    parent), about to be run by ``runner_channel``.
 
     ``defaults`` are the staff-set parameters of the model (from ``usage.check_allowed``)."""
     return Turn.objects.create(
         thread=thread,
-        parent=parent,
+        parent=path[-1] if path else None,
         author=user,
         user_text=text,
         api=conversation.api_for(thread, provider),
@@ -125,7 +126,7 @@ def plan_turn(
         turn = create_turn(
             thread,
             user,
-            parent=path[-1] if path else None,
+            path=path,
             text=text,
             provider=provider,
             model=thread.model,
