@@ -527,6 +527,14 @@ _USAGE_GROUPS = ["user", "provider_name", "model"]
 # The token counts of a request, and every column of a usage record that reports add up.
 USAGE_TOKEN_FIELDS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
 USAGE_SUMS = (*USAGE_TOKEN_FIELDS, "total_tokens", "cost", "requests")
+# A turn's usage columns (as the gateway reports them), in the order chats are exported with.
+TURN_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+)
 
 
 class UsageRecord(models.Model):

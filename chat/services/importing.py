@@ -26,7 +26,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 
 from chat import export
-from chat.models import Thread, ToolDefinition, Turn
+from chat.models import TURN_USAGE_FIELDS, Thread, ToolDefinition, Turn
 from chat.upstream.request import Api
 
 # A zip from ChatGPT holds this file (and the images, which are not imported).
@@ -363,7 +363,7 @@ def _switchboard_turn(entry: dict, here: str, *, key: str, parent: str | None) -
         usage={
             name: value
             for name, value in usage.items()
-            if name in _USAGE_FIELDS and isinstance(value, int) and 0 <= value < 2**31
+            if name in TURN_USAGE_FIELDS and isinstance(value, int) and 0 <= value < 2**31
         },
         created_at=_iso(entry.get("created_at")),
     )
@@ -410,15 +410,6 @@ def _switchboard_thread(document: dict) -> ThreadData:
         tools=[name for name in tools if isinstance(name, str)],
         created_at=_iso(document.get("created_at")),
     )
-
-
-_USAGE_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-)
 
 
 def params_of(entry: dict, where: str) -> dict:
