@@ -77,6 +77,10 @@ class ConnectionAdmin(AuditedAdmin):
     secret: str  # the form field of a new secret; ``clear_<secret>`` removes it
     secret_label: str
 
+    @property
+    def secret_fields(self) -> tuple[str, ...]:  # never written to the audit log
+        return (self.secret, f"clear_{self.secret}")
+
     def save_model(self, request, obj, form, change) -> None:
         stored = {f"{self.secret}_encrypted": ""}
         had = change and type(obj).objects.filter(pk=obj.pk).exclude(**stored).exists()
@@ -156,7 +160,6 @@ class ProviderForm(forms.ModelForm):
 class ProviderAdmin(ConnectionAdmin):
     form = ProviderForm
     change_form_template = "admin/chat/provider/change_form.html"
-    secret_fields = ("api_key", "clear_api_key")
     secret, secret_label = "api_key", "API key"
     list_display = ("name", "base_url", "default_api", "enabled", "is_default", "api_key_masked")
     readonly_fields = ("api_key_masked",)

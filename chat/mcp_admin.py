@@ -85,7 +85,6 @@ class McpServerForm(forms.ModelForm):
 class McpServerAdmin(ConnectionAdmin):
     form = McpServerForm
     change_form_template = "admin/chat/mcpserver/change_form.html"
-    secret_fields = ("headers", "clear_headers")
     secret, secret_label = "headers", "headers"
     list_display = ("name", "url", "transport", "enabled", "requires_approval", "tool_count")
     readonly_fields = ("header_names", "tools_refreshed_at", "last_error")
