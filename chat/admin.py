@@ -71,6 +71,60 @@ class AuditedAdmin(admin.ModelAdmin):
         super().delete_queryset(request, queryset)
 
 
+class ConnectionAdmin(AuditedAdmin):
+    """The admin of something that connects out with a secret (a provider's API key, an MCP
+    server's headers): records when the secret is set, replaced or removed (never its value),
+    and offers "Test connection" on the change form (subclasses add the list action)."""
+
+    secret: str  # the form field of a new secret; ``clear_<secret>`` removes it
+    secret_label: str
+
+    @property
+    def secret_fields(self) -> tuple[str, ...]:  # never written to the audit log
+        return (self.secret, f"clear_{self.secret}")
+
+    def save_model(self, request, obj, form, change) -> None:
+        stored = {f"{self.secret}_encrypted": ""}
+        had = change and type(obj).objects.filter(pk=obj.pk).exclude(**stored).exists()
+        super().save_model(request, obj, form, change)
+        if form.cleaned_data.get(f"clear_{self.secret}"):
+            if had:
+                audit.record(request.user, obj, "changed", self.secret_label, "set", "removed")
+        elif form.cleaned_data.get(self.secret):
+            before, after = ("set", "replaced") if had else ("not set", "set")
+            audit.record(request.user, obj, "changed", self.secret_label, before, after)
+
+    def get_urls(self):
+        opts = self.opts
+        return [
+            path(
+                "<path:object_id>/test-connection/",
+                self.admin_site.admin_view(self.test_connection_view),
+                name=f"{opts.app_label}_{opts.model_name}_test_connection",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _report(self, request: HttpRequest, obj):
+        """Test the connection of ``obj`` and tell the user how it went."""
+        raise NotImplementedError
+
+    def _may_test(self, request: HttpRequest, obj) -> bool:
+        return self.has_change_permission(request, obj)
+
+    def test_connection_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        obj = self.get_object(request, object_id)
+        if obj is None:
+            raise Http404(f"No such {self.opts.verbose_name}.")
+        if not self._may_test(request, obj):
+            raise PermissionDenied
+        self._report(request, obj)
+        opts = self.opts
+        return HttpResponseRedirect(
+            reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+        )
+
+
 # -- providers and their models ------------------------------------------------------------------
 
 
@@ -105,10 +159,10 @@ class ProviderForm(forms.ModelForm):
 
 
 @admin.register(Provider)
-class ProviderAdmin(AuditedAdmin):
+class ProviderAdmin(ConnectionAdmin):
     form = ProviderForm
     change_form_template = "admin/chat/provider/change_form.html"
-    secret_fields = ("api_key", "clear_api_key")
+    secret, secret_label = "api_key", "API key"
     list_display = ("name", "base_url", "default_api", "enabled", "is_default", "api_key_masked")
     readonly_fields = ("api_key_masked",)
     actions = ["test_connections", "import_models"]
@@ -131,18 +185,6 @@ class ProviderAdmin(AuditedAdmin):
     def api_key_masked(self, obj: Provider) -> str:
         return obj.api_key_masked or "—"
 
-    def save_model(self, request, obj: Provider, form, change) -> None:
-        had_key = (
-            change and Provider.objects.filter(pk=obj.pk).exclude(api_key_encrypted="").exists()
-        )
-        super().save_model(request, obj, form, change)
-        if form.cleaned_data.get("clear_api_key"):
-            if had_key:
-                audit.record(request.user, obj, "changed", "API key", "set", "removed")
-        elif form.cleaned_data.get("api_key"):
-            before, after = ("set", "replaced") if had_key else ("not set", "set")
-            audit.record(request.user, obj, "changed", "API key", before, after)
-
     # "Test connection": a button on the change form and an action on the list.
 
     def get_urls(self):
@@ -151,11 +193,6 @@ class ProviderAdmin(AuditedAdmin):
                 "test-unsaved/",
                 self.admin_site.admin_view(governance_views.test_unsaved_provider),
                 name="chat_provider_test_unsaved",
-            ),
-            path(
-                "<path:object_id>/test-connection/",
-                self.admin_site.admin_view(self.test_connection_view),
-                name="chat_provider_test_connection",
             ),
             *super().get_urls(),
         ]
@@ -166,14 +203,8 @@ class ProviderAdmin(AuditedAdmin):
         self.message_user(request, f"{provider.name}: {result.message}", level)
         return result
 
-    def test_connection_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        provider = self.get_object(request, object_id)
-        if provider is None:
-            raise Http404("No such provider.")
-        if not self.has_view_or_change_permission(request, provider):
-            raise PermissionDenied
-        self._report(request, provider)
-        return HttpResponseRedirect(reverse("admin:chat_provider_change", args=[provider.pk]))
+    def _may_test(self, request: HttpRequest, obj: Provider) -> bool:
+        return self.has_view_or_change_permission(request, obj)
 
     @admin.action(description="Test connection (GET /v1/models)")
     def test_connections(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chat.models import Thread, Turn
+from chat.models import TURN_USAGE_FIELDS, Thread, Turn
 
 # Marks Switchboard's own export, which chat/services/importing.py reads back.
 FORMAT = "switchboard"
@@ -44,13 +44,7 @@ def _turn(turn: Turn) -> dict[str, Any]:
         "api": turn.api,
         "params": turn.params,
         "response_id": turn.response_id,
-        "usage": {
-            "input_tokens": turn.input_tokens,
-            "output_tokens": turn.output_tokens,
-            "total_tokens": turn.total_tokens,
-            "cached_tokens": turn.cached_tokens,
-            "reasoning_tokens": turn.reasoning_tokens,
-        },
+        "usage": {name: getattr(turn, name) for name in TURN_USAGE_FIELDS},
         "created_at": turn.created_at.isoformat(),
     }
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import path, reverse
+from django.http import HttpRequest
 
-from chat.admin import AuditedAdmin, ReadOnlyAdmin
+from chat.admin import ConnectionAdmin, ReadOnlyAdmin
 from chat.models import McpCall, McpServer, McpTool
-from chat.services import audit
 from chat.services.mcp import registry
 
 # Header names HTTP forbids or that the transport sets itself.
@@ -85,10 +82,10 @@ class McpServerForm(forms.ModelForm):
 
 
 @admin.register(McpServer)
-class McpServerAdmin(AuditedAdmin):
+class McpServerAdmin(ConnectionAdmin):
     form = McpServerForm
     change_form_template = "admin/chat/mcpserver/change_form.html"
-    secret_fields = ("headers", "clear_headers")
+    secret, secret_label = "headers", "headers"
     list_display = ("name", "url", "transport", "enabled", "requires_approval", "tool_count")
     readonly_fields = ("header_names", "tools_refreshed_at", "last_error")
     filter_horizontal = ("teams",)
@@ -121,26 +118,6 @@ class McpServerAdmin(AuditedAdmin):
     def tool_count(self, obj: McpServer) -> int:
         return obj.tools.filter(available=True).count()
 
-    def save_model(self, request, obj: McpServer, form, change) -> None:
-        had = change and McpServer.objects.filter(pk=obj.pk).exclude(headers_encrypted="").exists()
-        super().save_model(request, obj, form, change)
-        if form.cleaned_data.get("clear_headers"):
-            if had:
-                audit.record(request.user, obj, "changed", "headers", "set", "removed")
-        elif form.cleaned_data.get("headers"):
-            before, after = ("set", "replaced") if had else ("not set", "set")
-            audit.record(request.user, obj, "changed", "headers", before, after)
-
-    def get_urls(self):
-        return [
-            path(
-                "<path:object_id>/test-connection/",
-                self.admin_site.admin_view(self.test_connection_view),
-                name="chat_mcpserver_test_connection",
-            ),
-            *super().get_urls(),
-        ]
-
     def _report(self, request: HttpRequest, server: McpServer) -> None:
         listed, error = registry.refresh_now(server)
         if error:
@@ -150,15 +127,6 @@ class McpServerAdmin(AuditedAdmin):
         self.message_user(
             request, f"{server.name}: connected; {len(listed)} tools: {names}.", messages.SUCCESS
         )
-
-    def test_connection_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        server = self.get_object(request, object_id)
-        if server is None:
-            raise Http404("No such MCP server.")
-        if not self.has_change_permission(request, server):
-            raise PermissionDenied
-        self._report(request, server)
-        return HttpResponseRedirect(reverse("admin:chat_mcpserver_change", args=[server.pk]))
 
     @admin.action(description="Test connection and list the tools")
     def test_connections(self, request: HttpRequest, queryset: QuerySet[McpServer]) -> None:

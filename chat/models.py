@@ -537,15 +537,17 @@ class ModelSetting(models.Model):
 
 
 _USAGE_GROUPS = ["user", "provider_name", "model"]
-_USAGE_SUMS = [
+# The token counts of a request, and every column of a usage record that reports add up.
+USAGE_TOKEN_FIELDS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
+USAGE_SUMS = (*USAGE_TOKEN_FIELDS, "total_tokens", "cost", "requests")
+# A turn's usage columns (as the gateway reports them), in the order chats are exported with.
+TURN_USAGE_FIELDS = (
     "input_tokens",
-    "cached_tokens",
     "output_tokens",
-    "reasoning_tokens",
     "total_tokens",
-    "cost",
-    "requests",
-]
+    "cached_tokens",
+    "reasoning_tokens",
+)
 
 
 class UsageRecord(models.Model):
@@ -594,8 +596,8 @@ class UsageRecord(models.Model):
         # The dashboard sums whole date ranges: these two indexes hold every column it reads,
         # so its GROUP BYs scan an index instead of looking up 100,000 rows one by one.
         indexes = [
-            models.Index(fields=["created_at", *_USAGE_GROUPS, *_USAGE_SUMS], name="usage_time"),
-            models.Index(fields=["user", "created_at", *_USAGE_SUMS], name="usage_user_time"),
+            models.Index(fields=["created_at", *_USAGE_GROUPS, *USAGE_SUMS], name="usage_time"),
+            models.Index(fields=["user", "created_at", *USAGE_SUMS], name="usage_user_time"),
             models.Index(fields=["provider", "created_at"], name="usage_provider_time"),
             models.Index(fields=["model", "created_at"], name="usage_model_time"),
             # /metrics sums tokens per provider and model at every scrape: an index scan in

@@ -6,23 +6,15 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.live_server import ARTIFACTS
+from tests.support.browser import PASSWORD, log_in
 
 pytestmark = pytest.mark.browser
-
-PASSWORD = "a long passphrase 7"
 
 
 def demo_key(data_dir) -> str:
     """The key the live server's mounted demo gateway accepts (see chat.startup)."""
     secret = (data_dir / "secret_key").read_text().strip()
     return "demo-" + hashlib.sha256(b"switchboard-demo:" + secret.encode()).hexdigest()[:32]
-
-
-def log_in(page: Page, url: str, username: str) -> None:
-    page.goto(url + "/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
 
 
 def test_staff_sets_up_a_gateway_and_a_quota_that_a_member_hits(

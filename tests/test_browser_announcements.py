@@ -1,40 +1,24 @@
 """Staff post a banner in the admin; a member's open chat shows it at once, without reloading,
 and a dismissed banner stays dismissed after a reload."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, expect
 
-from tests.live_server import ARTIFACTS, ROOT
+from tests.live_server import ARTIFACTS
+from tests.support.browser import PASSWORD, log_in
+from tests.support.seed import seed_data_dir
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "a long passphrase 7"
-
 
 def make_accounts(data_dir) -> None:
-    code = (
-        "from django.contrib.auth import get_user_model as g; U = g(); "
-        f"U.objects.create_superuser('root', 'r@example.com', '{PASSWORD}'); "
-        f"U.objects.create_user('bob', 'b@example.com', '{PASSWORD}')"
+    seed_data_dir(
+        data_dir,
+        users=[
+            {"username": "root", "email": "r@example.com", "password": PASSWORD, "superuser": True},
+            {"username": "bob", "email": "b@example.com", "password": PASSWORD},
+        ],
     )
-    env = os.environ | {
-        "SWITCHBOARD_DATA_DIR": str(data_dir),
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True
-    )
-
-
-def log_in(page: Page, url: str, username: str) -> None:
-    page.goto(url + "/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
 
 
 def test_banner_appears_live_and_dismissal_survives_a_reload(

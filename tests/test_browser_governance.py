@@ -1,53 +1,36 @@
 """In a browser: a team's member sees the budget banner and the model kept for their team; a
 member of no team sees neither. No console errors, nothing blocked by the CSP."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.live_server import ARTIFACTS, ROOT
+from tests.live_server import ARTIFACTS
+from tests.support import browser as support
+from tests.support.browser import PASSWORD
+from tests.support.seed import seed_data_dir
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "a long passphrase 7"
-
 
 def set_up(data_dir) -> None:
-    """Staff's part, in the shell: Research (alice) has a 100-token budget, 90 used, and
-    gpt-5.4 is for Research only; bob is in no team."""
-    code = "\n".join(
-        [
-            "from django.contrib.auth import get_user_model",
-            "from chat.models import ModelSetting, Team, UsageRecord",
-            "from chat.services.providers import ensure_default_provider",
-            "User = get_user_model()",
-            f"alice = User.objects.create_user('alice', 'a@example.com', '{PASSWORD}')",
-            f"User.objects.create_user('bob', 'b@example.com', '{PASSWORD}')",
-            "team = Team.objects.create(name='Research', token_budget_per_month=100)",
-            "team.members.add(alice)",
-            "provider = ensure_default_provider()",
-            "setting = ModelSetting.objects.create(provider=provider, model='gpt-5.4')",
-            "setting.allowed_teams.add(team)",
-            "UsageRecord.objects.create(user=alice, total_tokens=90)",
-        ]
-    )
-    env = os.environ | {
-        "SWITCHBOARD_DATA_DIR": str(data_dir),
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True
+    """Staff's part: Research (alice) has a 100-token budget, 90 used, and gpt-5.4 is for
+    Research only; bob is in no team."""
+    seed_data_dir(
+        data_dir,
+        default_provider=True,
+        users=[
+            {"username": "alice", "email": "a@example.com", "password": PASSWORD},
+            {"username": "bob", "email": "b@example.com", "password": PASSWORD},
+        ],
+        teams=[{"name": "Research", "members": ["alice"], "token_budget_per_month": 100}],
+        model_settings=[{"model": "gpt-5.4", "teams": ["Research"]}],
+        usage=[{"user": "alice", "total_tokens": 90}],
     )
 
 
 def log_in(page: Page, url: str, username: str) -> None:
-    page.goto(url + "/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    """Log in and wait for the chat page (the model list is read from it)."""
+    support.log_in(page, url, username)
     page.wait_for_url(url + "/")
 
 
@@ -81,17 +64,8 @@ def test_test_connection_before_saving_a_provider(live_app, browser_page: Page, 
     from tests.test_browser_admin import demo_key
 
     set_up(tmp_path)
-    code = (
-        "from django.contrib.auth import get_user_model as g; "
-        f"g().objects.create_superuser('root', 'r@example.com', '{PASSWORD}')"
-    )
-    env = os.environ | {
-        "SWITCHBOARD_DATA_DIR": str(tmp_path),
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True
-    )
+    root = {"username": "root", "email": "r@example.com", "password": PASSWORD, "superuser": True}
+    seed_data_dir(tmp_path, users=[root])
     page = browser_page
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)

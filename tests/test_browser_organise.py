@@ -1,33 +1,19 @@
 """Organising chats in Chromium: a model-written title arrives live; pin, folder, archive and
 restore from each chat's menu; 👍 with a comment on an answer. Screenshots in the artifacts."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.live_server import ARTIFACTS, ROOT
+from tests.live_server import ARTIFACTS
+from tests.support.browser import PASSWORD
+from tests.support.seed import seed_data_dir
 from tests.test_browser_csp import REPORT_VIOLATIONS
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "a long passphrase 7"
-
 
 def make_account(data_dir, username: str) -> None:
-    code = (
-        "from django.contrib.auth import get_user_model as g; "
-        f"g().objects.create_user('{username}', '', '{PASSWORD}')"
-    )
-    env = os.environ | {
-        "SWITCHBOARD_DATA_DIR": str(data_dir),
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True
-    )
+    seed_data_dir(data_dir, users=[{"username": username, "password": PASSWORD}])
 
 
 def chat_menu(page: Page, title: str):

@@ -1,42 +1,27 @@
 """Two people, two browsers: one shares a chat, both watch the same answer stream live."""
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.live_server import ARTIFACTS, ROOT
+from tests.live_server import ARTIFACTS
+from tests.support.browser import PASSWORD, log_in
+from tests.support.seed import seed_data_dir
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "a long passphrase 7"
-
 
 def make_accounts(data_dir) -> None:
-    """Staff's part, done in the shell: two members of one team."""
-    code = (
-        "from django.contrib.auth import get_user_model as g; from chat.models import Team; "
-        f"U = g(); a = U.objects.create_user('alice', 'a@example.com', '{PASSWORD}'); "
-        f"b = U.objects.create_user('bob', 'b@example.com', '{PASSWORD}'); "
-        "Team.objects.create(name='Platform').members.add(a, b)"
+    """Staff's part: two members of one team."""
+    seed_data_dir(
+        data_dir,
+        users=[
+            {"username": "alice", "email": "a@example.com", "password": PASSWORD},
+            {"username": "bob", "email": "b@example.com", "password": PASSWORD},
+        ],
+        teams=[{"name": "Platform", "members": ["alice", "bob"]}],
     )
-    env = os.environ | {
-        "SWITCHBOARD_DATA_DIR": str(data_dir),
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True
-    )
-
-
-def log_in(page: Page, url: str, username: str) -> None:
-    page.goto(url + "/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
 
 
 def test_two_people_watch_the_same_stream(live_app, browser_page: Page, tmp_path):

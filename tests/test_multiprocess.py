@@ -14,7 +14,8 @@ import time
 import pytest
 
 from chat.markdown import render_markdown
-from tests.workers import AnswerView, WorkerCluster, element
+from tests.support.htmx import AnswerView, element
+from tests.workers import WorkerCluster
 
 pytestmark = pytest.mark.multiprocess
 

@@ -15,7 +15,7 @@ from chat.markdown import render_markdown
 from chat.models import Turn
 from chat.services.refusals import TurnRejected
 from chat.services.turns import launch, registry
-from tests.workers import AnswerView
+from tests.support.htmx import AnswerView
 from tests.ws import ORIGIN, finished, receive_until, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -255,55 +255,33 @@ async def open_upstream(
     """The first upstream response that is not a retryable failure, along ``call.chain``.
     Sets ``call.model``/``provider`` to the answering entry. Raises :class:`ApiError`."""
     stream = bool(body.get("stream"))
-    cap = settings.API_RETRY_AFTER_CAP_SECONDS
     last_error: ApiError | None = None
     chain_loaded = False
     position = -1
     while position + 1 < len(call.chain):
         position += 1
         route = call.chain[position]
-        client = providers.client_for(route.provider)
-        attempt = {**body, "model": route.model}
         inner = contextlib.AsyncExitStack()
         try:
-            response = await inner.enter_async_context(
-                client.raw_response(PATHS[call.api], attempt, stream=stream)
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            response = await _attempt(call, route, body, stream=stream, inner=inner)
+        except _Unreachable as unreachable:
             await inner.aclose()
-            last_error = ApiError(
-                502,
-                f"Could not reach the gateway ({type(exc).__name__}).",
-                code="upstream_unreachable",
-            )
+            last_error = unreachable.error
             if await _more(call, chain_loaded, position):
                 chain_loaded = True
                 continue
             raise last_error from None
-        except httpx.TimeoutException:
+        except ApiError:
             await inner.aclose()
-            raise ApiError(
-                504, "The gateway did not answer in time.", code="upstream_timeout"
-            ) from None
-        except httpx.HTTPError as exc:
-            await inner.aclose()
-            raise ApiError(
-                502,
-                f"The connection to the gateway failed ({type(exc).__name__}).",
-                code="upstream_error",
-            ) from None
+            raise
         if response.status_code >= 400:
-            try:
-                raw = await _read_capped(response, _ERROR_BODY_LIMIT)
-            except httpx.HTTPError:
-                raw = b""
-            retry_after = response.headers.get("retry-after")
+            last_error, retry_after = await _failure_of(response)
             await inner.aclose()
-            last_error = _upstream_error(response.status_code, raw, retry_after)
             if fallbacks.retryable_status(response.status_code) and await _more(
                 call, chain_loaded, position
             ):
                 chain_loaded = True
+                cap = settings.API_RETRY_AFTER_CAP_SECONDS
                 wait = fallbacks.retry_after_seconds(retry_after, cap)
                 if wait:
                     await asyncio.sleep(wait)
@@ -315,6 +293,50 @@ async def open_upstream(
         call.provider_name = route.provider.name
         return response
     raise last_error or ApiError(502, "No model could answer.", code="upstream_error")
+
+
+class _Unreachable(Exception):
+    """The entry's gateway could not be reached: the next entry of the chain may try."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _attempt(
+    call: Call, route: Any, body: dict[str, Any], *, stream: bool, inner: contextlib.AsyncExitStack
+) -> httpx.Response:
+    """One entry of the chain: its response (any status), or :class:`_Unreachable`, or an
+    :class:`ApiError` that no other entry would change (a timeout, a broken connection)."""
+    client = providers.client_for(route.provider)
+    attempt = {**body, "model": route.model}
+    try:
+        return await inner.enter_async_context(
+            client.raw_response(PATHS[call.api], attempt, stream=stream)
+        )
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        message = f"Could not reach the gateway ({type(exc).__name__})."
+        raise _Unreachable(ApiError(502, message, code="upstream_unreachable")) from None
+    except httpx.TimeoutException:
+        raise ApiError(
+            504, "The gateway did not answer in time.", code="upstream_timeout"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise ApiError(
+            502,
+            f"The connection to the gateway failed ({type(exc).__name__}).",
+            code="upstream_error",
+        ) from None
+
+
+async def _failure_of(response: httpx.Response) -> tuple[ApiError, str | None]:
+    """An upstream error response as the client's error, and its ``Retry-After``."""
+    try:
+        raw = await _read_capped(response, _ERROR_BODY_LIMIT)
+    except httpx.HTTPError:
+        raw = b""
+    retry_after = response.headers.get("retry-after")
+    return _upstream_error(response.status_code, raw, retry_after), retry_after
 
 
 # -- answers -------------------------------------------------------------------------------------
@@ -392,6 +414,34 @@ def _without_usage_chunk(ready: bytes) -> bytes:
     return b"\n".join(kept)
 
 
+# What ends a stream, and the status it gives the call (first match wins).
+_ENDINGS = (
+    (b"[DONE]", "completed"),
+    (b"response.completed", "completed"),
+    (b"response.incomplete", "incomplete"),
+    (b"response.failed", "failed"),
+)
+
+
+def _inspect(call: Call, ready: bytes, *, strip_usage: bool) -> tuple[bytes, bool]:
+    """Note what a line-complete piece of the stream says (deltas, usage, its end); returns
+    it (without the usage chunk the client did not ask for) and whether the stream ended."""
+    if b"\r" in ready:
+        ready = ready.replace(b"\r\n", b"\n")
+    call.deltas += ready.count(b'"delta"')
+    if b'"usage"' in ready:
+        for line in ready.split(b"\n"):
+            if line.startswith(b"data:") and b'"usage"' in line:
+                call.usage = _usage_from(line) or call.usage
+        if strip_usage:
+            ready = _without_usage_chunk(ready)
+    for marker, status in _ENDINGS:
+        if marker in ready:
+            call.status = status
+            return ready, True
+    return ready, False
+
+
 async def relay_stream(
     call: Call, response: httpx.Response, stack: contextlib.AsyncExitStack, strip_usage: bool
 ) -> AsyncIterator[bytes]:
@@ -409,21 +459,8 @@ async def relay_stream(
             tail, ready = data[cut:], data[:cut]
             if not ready:
                 continue
-            if b"\r" in ready:
-                ready = ready.replace(b"\r\n", b"\n")
-            call.deltas += ready.count(b'"delta"')
-            if b'"usage"' in ready:
-                for line in ready.split(b"\n"):
-                    if line.startswith(b"data:") and b'"usage"' in line:
-                        call.usage = _usage_from(line) or call.usage
-                if strip_usage:
-                    ready = _without_usage_chunk(ready)
-            if b"[DONE]" in ready or b"response.completed" in ready:
-                ended, call.status = True, "completed"
-            elif b"response.incomplete" in ready:
-                ended, call.status = True, "incomplete"
-            elif b"response.failed" in ready:
-                ended, call.status = True, "failed"
+            ready, finished = _inspect(call, ready, strip_usage=strip_usage)
+            ended = ended or finished
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + recheck
                 if not await sync_to_async(auth.still_valid)(

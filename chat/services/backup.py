@@ -102,9 +102,7 @@ def running_turns_recently_alive() -> int:
 
     recent = timezone.now() - dt.timedelta(seconds=settings.TURN_STALE_SECONDS)
     try:
-        return Turn.objects.filter(
-            status=Turn.Status.IN_PROGRESS, heartbeat_at__gte=recent
-        ).count()
+        return Turn.objects.filter(status=Turn.Status.IN_PROGRESS, heartbeat_at__gte=recent).count()
     except DatabaseError:  # a new, empty database (restoring onto a fresh install)
         return 0
 

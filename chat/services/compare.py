@@ -16,7 +16,6 @@ from collections.abc import Callable
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from chat import live
 from chat.channel_layer import ChannelLayerUnavailable
@@ -24,7 +23,7 @@ from chat.models import Provider, Thread, Turn
 from chat.services import conversation, permissions, usage
 from chat.services.refusals import TurnRejected
 from chat.services.turns import registry
-from chat.services.turns.planning import TurnPlan, request_for
+from chat.services.turns.planning import TurnPlan, create_turn, request_for
 from chat.services.turns.runner import TurnRunner
 
 MIN_MODELS = 2
@@ -73,17 +72,15 @@ def _plan_comparison(
             if provider is None or not provider.enabled:
                 raise TurnRejected("That model is not available.")
             defaults = usage.check_allowed(user, provider, model)
-            turn = Turn.objects.create(
-                thread=thread,
-                parent=path[-1] if path else None,
-                author=user,
-                user_text=text,
-                api=conversation.api_for(thread, provider),
+            turn = create_turn(
+                thread,
+                user,
+                path=path,
+                text=text,
                 provider=provider,
                 model=model,
-                params={**defaults, **thread.params},
+                defaults=defaults,
                 runner_channel=live.new_runner_channel(),
-                heartbeat_at=timezone.now(),
                 compare_group=group,
             )
             tree.turns[turn.pk] = turn

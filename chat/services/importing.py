@@ -26,7 +26,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 
 from chat import export
-from chat.models import Thread, ToolDefinition, Turn
+from chat.models import TURN_USAGE_FIELDS, Thread, ToolDefinition, Turn
 from chat.upstream.request import Api
 
 # A zip from ChatGPT holds this file (and the images, which are not imported).
@@ -211,13 +211,27 @@ def _chatgpt_thread(conversation: dict, index: int) -> ThreadData:
     mapping = conversation.get("mapping")
     if not isinstance(mapping, dict) or not all(isinstance(n, dict) for n in mapping.values()):
         raise ImportRefused(f"{where}: its mapping is not a set of nodes.")
+    turns, owner = _chatgpt_turns(mapping, where)
+    _check_size(where, turns)
+    return ThreadData(
+        title=title or (turns[0].user_text[:60] if turns else "Imported chat") or "Imported chat",
+        turns=turns,
+        current=_chatgpt_current(mapping, owner, conversation.get("current_node")),
+        model=next((t.model for t in reversed(turns) if t.model), ""),
+        created_at=_timestamp(conversation.get("create_time")),
+    )
 
-    def children(node_id: str) -> list[str]:
-        found = mapping[node_id].get("children", [])
-        if not isinstance(found, list):
-            raise ImportRefused(f"{where}: a node's children are not a list.")
-        return [child for child in found if isinstance(child, str) and child in mapping]
 
+def _children(mapping: dict, node_id: str, where: str) -> list[str]:
+    found = mapping[node_id].get("children", [])
+    if not isinstance(found, list):
+        raise ImportRefused(f"{where}: a node's children are not a list.")
+    return [child for child in found if isinstance(child, str) and child in mapping]
+
+
+def _chatgpt_turns(mapping: dict, where: str) -> tuple[list[TurnData], dict[str, str]]:
+    """The turns of a conversation's node tree, parents first, and the key of the turn each
+    node belongs to."""
     roots = [
         key
         for key, node in mapping.items()
@@ -240,64 +254,69 @@ def _chatgpt_thread(conversation: dict, index: int) -> ThreadData:
         message = node.get("message")
         if role == "user" and not _hidden(node):
             text, _ = _text_of(message, where)
-            turn = TurnData(
-                key=node_id,
-                parent=above,
-                user_text=text,
-                status=Turn.Status.INCOMPLETE,  # until an answer is found
-                created_at=_timestamp(message.get("create_time")),
-            )
-            turns.append(turn)
+            kids = _children(mapping, node_id, where)
+            answers = _asked(node_id, above, text, message, other_answers=kids[1:])
+            turns.extend(answers)
             owner[node_id] = node_id
-            kids = children(node_id)
-            # Each answer of the message is a turn: the first this one, any other a sibling
-            # turn with the same message (ChatGPT's regenerated answers).
-            answers = [turn] + [
-                TurnData(
-                    key=f"{node_id}:{child}",
-                    parent=above,
-                    user_text=text,
-                    status=Turn.Status.INCOMPLETE,
-                    created_at=turn.created_at,
-                )
-                for child in kids[1:]
-            ]
-            turns.extend(answers[1:])
             for child, answer in reversed(list(zip(kids, answers, strict=False))):
                 stack.append((child, answer.key, answer))
             continue
         if answering is not None:
             owner[node_id] = answering.key
             if role == "assistant" and isinstance(message, dict):
-                text, reasoning = _text_of(message, where)
-                answering.output_text = "\n\n".join(t for t in (answering.output_text, text) if t)
-                answering.reasoning_text = "\n\n".join(
-                    t for t in (answering.reasoning_text, reasoning) if t
-                )
-                metadata = message.get("metadata")
-                slug = metadata.get("model_slug") if isinstance(metadata, dict) else None
-                if isinstance(slug, str):
-                    answering.model = slug[:200]
-                if text:
-                    answering.status = Turn.Status.COMPLETED
+                _add_answer(answering, message, where)
         # System, tool and hidden nodes, and the rest of an answer: go on below.
-        for child in reversed(children(node_id)):
+        for child in reversed(_children(mapping, node_id, where)):
             stack.append((child, answering.key if answering else above, answering))
     # ``turns`` lists parents first: a turn is listed when its user node is reached, and the
     # nodes below it are reached after.
-    current = conversation.get("current_node")
+    return turns, owner
+
+
+def _asked(
+    node_id: str, above: str | None, text: str, message: dict, *, other_answers: list[str]
+) -> list[TurnData]:
+    """The turns of one user message: the first keyed by the node itself, then one sibling turn
+    with the same message per node in ``other_answers`` (ChatGPT's regenerated answers)."""
+    turn = TurnData(
+        key=node_id,
+        parent=above,
+        user_text=text,
+        status=Turn.Status.INCOMPLETE,  # until an answer is found
+        created_at=_timestamp(message.get("create_time")),
+    )
+    return [turn] + [
+        TurnData(
+            key=f"{node_id}:{child}",
+            parent=above,
+            user_text=text,
+            status=Turn.Status.INCOMPLETE,
+            created_at=turn.created_at,
+        )
+        for child in other_answers
+    ]
+
+
+def _add_answer(answering: TurnData, message: dict, where: str) -> None:
+    """Append one assistant message to the answer of ``answering``."""
+    text, reasoning = _text_of(message, where)
+    answering.output_text = "\n\n".join(t for t in (answering.output_text, text) if t)
+    answering.reasoning_text = "\n\n".join(t for t in (answering.reasoning_text, reasoning) if t)
+    metadata = message.get("metadata")
+    slug = metadata.get("model_slug") if isinstance(metadata, dict) else None
+    if isinstance(slug, str):
+        answering.model = slug[:200]
+    if text:
+        answering.status = Turn.Status.COMPLETED
+
+
+def _chatgpt_current(mapping: dict, owner: dict[str, str], current: object) -> str | None:
+    """The turn of the conversation's current node, or of its nearest ancestor in a turn."""
     current_key = None
     while isinstance(current, str) and current in mapping and current_key is None:
         current_key = owner.get(current)
         current = mapping[current].get("parent")
-    _check_size(where, turns)
-    return ThreadData(
-        title=title or (turns[0].user_text[:60] if turns else "Imported chat") or "Imported chat",
-        turns=turns,
-        current=current_key,
-        model=next((t.model for t in reversed(turns) if t.model), ""),
-        created_at=_timestamp(conversation.get("create_time")),
-    )
+    return current_key
 
 
 def _check_size(where: str, turns: list[TurnData]) -> None:
@@ -320,6 +339,36 @@ def _string(item: dict, name: str, where: str, default: str = "") -> str:
     return value
 
 
+def _switchboard_turn(entry: dict, here: str, *, key: str, parent: str | None) -> TurnData:
+    """One turn of Switchboard's export, its fields checked."""
+    status = _string(entry, "status", here, Turn.Status.COMPLETED)
+    if status not in _TURN_STATUSES:
+        status = Turn.Status.INTERRUPTED  # was running when exported
+    usage = entry.get("usage") or {}
+    tool_calls = entry.get("tool_calls") or []
+    if not isinstance(usage, dict) or not isinstance(tool_calls, list):
+        raise ImportRefused(f"{here}: its usage or tool calls are malformed.")
+    return TurnData(
+        key=key,
+        parent=parent,
+        user_text=_string(entry, "user", here),
+        output_text=_string(entry, "answer", here),
+        reasoning_text=_string(entry, "reasoning", here),
+        status=status,
+        error=_string(entry, "error", here),
+        model=_string(entry, "model", here)[:200],
+        api=_api(_string(entry, "api", here)) or Api.RESPONSES,
+        params=params_of(entry, here),
+        tool_calls=tool_calls,
+        usage={
+            name: value
+            for name, value in usage.items()
+            if name in TURN_USAGE_FIELDS and isinstance(value, int) and 0 <= value < 2**31
+        },
+        created_at=_iso(entry.get("created_at")),
+    )
+
+
 def _switchboard_thread(document: dict) -> ThreadData:
     where = "The chat"
     entries = document.get("tree")
@@ -340,34 +389,7 @@ def _switchboard_thread(document: dict) -> ThreadData:
             raise ImportRefused(f"{here}: its parent is not an earlier turn.")
         if key in keys:
             raise ImportRefused(f"{here}: its id is used twice.")
-        status = _string(entry, "status", here, Turn.Status.COMPLETED)
-        if status not in _TURN_STATUSES:
-            status = Turn.Status.INTERRUPTED  # was running when exported
-        usage = entry.get("usage") or {}
-        tool_calls = entry.get("tool_calls") or []
-        if not isinstance(usage, dict) or not isinstance(tool_calls, list):
-            raise ImportRefused(f"{here}: its usage or tool calls are malformed.")
-        turns.append(
-            TurnData(
-                key=key,
-                parent=parent,
-                user_text=_string(entry, "user", here),
-                output_text=_string(entry, "answer", here),
-                reasoning_text=_string(entry, "reasoning", here),
-                status=status,
-                error=_string(entry, "error", here),
-                model=_string(entry, "model", here)[:200],
-                api=_api(_string(entry, "api", here)) or Api.RESPONSES,
-                params=params_of(entry, here),
-                tool_calls=tool_calls,
-                usage={
-                    name: value
-                    for name, value in usage.items()
-                    if name in _USAGE_FIELDS and isinstance(value, int) and 0 <= value < 2**31
-                },
-                created_at=_iso(entry.get("created_at")),
-            )
-        )
+        turns.append(_switchboard_turn(entry, here, key=key, parent=parent))
         keys.add(key)
         previous = key
     _check_size(where, turns)
@@ -388,15 +410,6 @@ def _switchboard_thread(document: dict) -> ThreadData:
         tools=[name for name in tools if isinstance(name, str)],
         created_at=_iso(document.get("created_at")),
     )
-
-
-_USAGE_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-)
 
 
 def params_of(entry: dict, where: str) -> dict:

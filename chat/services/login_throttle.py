@@ -180,13 +180,19 @@ def _lock_out(kind: str, value: str, failures: int, until: float) -> None:
         index[lockout.id] = {"kind": kind, "value": lockout.value, "until": until}
 
     _update_index(add)
+    until_text = f"{lockout.until_datetime:%Y-%m-%d %H:%M:%S} UTC"
+    _record(None, lockout, "locked out", new=f"{failures} (until {until_text})")
+
+
+def _record(actor, lockout: Lockout, action: str, **change: object) -> None:
+    """An audit log entry about the failed logins of a locked-out username or IP."""
     audit.record_event(
-        None,
+        actor,
         object_type=AUDIT_OBJECT,
         object_repr=lockout.label,
-        action="locked out",
+        action=action,
         field="failed logins",
-        new=f"{failures} (until {lockout.until_datetime:%Y-%m-%d %H:%M:%S} UTC)",
+        **change,
     )
 
 
@@ -211,15 +217,7 @@ def clear_lockout(actor, lockout_id: str) -> Lockout | None:
         return None
     cache.delete_many(_keys(lockout.kind, lockout.value))
     _update_index(lambda index: index.pop(lockout.id, None))
-    audit.record_event(
-        actor,
-        object_type=AUDIT_OBJECT,
-        object_repr=lockout.label,
-        action="lockout cleared",
-        field="failed logins",
-        old=lockout.failures,
-        new=0,
-    )
+    _record(actor, lockout, "lockout cleared", old=lockout.failures, new=0)
     return lockout
 
 

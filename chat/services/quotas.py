@@ -191,9 +191,14 @@ def check(user, provider, model: str, now: dt.datetime | None = None) -> dict:
         raise TurnRejected(model_access.refusal(model))
     budgets.check(user, now)
     limits = _limits(row)
-    if limits.exempt:
-        return row["model_defaults"]
-    rate = limits.requests_per_minute
+    if not limits.exempt:
+        _check_rate(user, limits.requests_per_minute, now)
+        _check_spending(user, limits, now)
+    return row["model_defaults"]
+
+
+def _check_rate(user, rate: int | None, now: dt.datetime) -> None:
+    """Refuse when the user has sent ``rate`` messages in the last minute (``None``: no limit)."""
     if rate == 0:
         raise TurnRejected(
             "Your rate limit is 0 messages a minute, so you cannot send messages. "
@@ -206,41 +211,36 @@ def check(user, provider, model: str, now: dt.datetime | None = None) -> dict:
             f"You are sending messages too quickly: the limit is {rate} a minute. "
             f"Try again in {wait} seconds."
         )
+
+
+def _check_spending(user, limits: Limits, now: dt.datetime) -> None:
+    """Refuse when a token quota or the cost budget of the period is used up."""
     if (limits.tokens_per_day, limits.tokens_per_month, limits.cost_per_month) == (None,) * 3:
-        return row["model_defaults"]
+        return
     used = spent(user, now)
     tomorrow, next_month = next_resets(now)
-    if limits.tokens_per_day is not None and used.tokens_today >= limits.tokens_per_day:
-        raise TurnRejected(
-            used_up(
-                "daily quota",
-                limits.tokens_per_day,
-                tokens(limits.tokens_per_day),
-                f"{tokens(used.tokens_today)} used today",
-                tomorrow,
-            )
-        )
-    if limits.tokens_per_month is not None and used.tokens_this_month >= limits.tokens_per_month:
-        raise TurnRejected(
-            used_up(
-                "monthly quota",
-                limits.tokens_per_month,
-                tokens(limits.tokens_per_month),
-                f"{tokens(used.tokens_this_month)} used this month",
-                next_month,
-            )
-        )
-    if limits.cost_per_month is not None and used.cost_this_month >= limits.cost_per_month:
-        raise TurnRejected(
-            used_up(
-                "monthly budget",
-                limits.cost_per_month,
-                money(limits.cost_per_month),
-                f"{money(used.cost_this_month)} spent this month",
-                next_month,
-            )
-        )
-    return row["model_defaults"]
+    periods = [
+        ("daily quota", limits.tokens_per_day, used.tokens_today, tokens, "used today", tomorrow),
+        (
+            "monthly quota",
+            limits.tokens_per_month,
+            used.tokens_this_month,
+            tokens,
+            "used this month",
+            next_month,
+        ),
+        (
+            "monthly budget",
+            limits.cost_per_month,
+            used.cost_this_month,
+            money,
+            "spent this month",
+            next_month,
+        ),
+    ]
+    for name, limit, amount, show, how, resets in periods:
+        if limit is not None and amount >= limit:
+            raise TurnRejected(used_up(name, limit, show(limit), f"{show(amount)} {how}", resets))
 
 
 def _recent_turns(user, since: dt.datetime) -> int:

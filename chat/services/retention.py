@@ -17,19 +17,10 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import TruncDay
 from django.utils import timezone
 
-from chat.models import SiteSettings, Thread, ThreadShare, Turn, UsageRecord
+from chat.models import USAGE_SUMS, SiteSettings, Thread, ThreadShare, Turn, UsageRecord
 from chat.services import audit
 
 _ROLLED_KEYS = ("user_id", "provider_id", "provider_name", "model", "api", "status", "estimated")
-_ROLLED_SUMS = (
-    "input_tokens",
-    "cached_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-    "cost",
-    "requests",
-)
 
 
 @dataclass(frozen=True)
@@ -89,9 +80,7 @@ def _roll_up(records) -> tuple[int, int]:
         rows = (
             batch.annotate(day=TruncDay("created_at"))
             .values("day", *_ROLLED_KEYS)
-            .annotate(
-                first=Min("created_at"), count=Count("pk"), **{n: Sum(n) for n in _ROLLED_SUMS}
-            )
+            .annotate(first=Min("created_at"), count=Count("pk"), **{n: Sum(n) for n in USAGE_SUMS})
             .order_by()
         )
         rollups = [
@@ -100,7 +89,7 @@ def _roll_up(records) -> tuple[int, int]:
                 created_at=row["first"],
                 rolled_up=True,
                 **{key: row[key] for key in _ROLLED_KEYS},
-                **{name: row[name] for name in _ROLLED_SUMS},
+                **{name: row[name] for name in USAGE_SUMS},
             )
             for row in rows
         ]

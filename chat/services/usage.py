@@ -18,13 +18,13 @@ from django.db.models import CharField, Count, F, QuerySet, Sum
 from django.db.models.functions import Cast, Substr, TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
 
-from chat.models import ModelSetting, Provider, Turn, UsageRecord
+from chat.models import USAGE_TOKEN_FIELDS, ModelSetting, Provider, Turn, UsageRecord
 from chat.services import quotas
 
 MILLION = Decimal(1_000_000)
 COST_PLACES = Decimal("0.000001")
 CHARS_PER_TOKEN = 4  # the usual rule of thumb, for turns the gateway reported no usage for
-_TOKEN_FIELDS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
+_TOKEN_FIELDS = USAGE_TOKEN_FIELDS
 
 
 def check_allowed(user, provider, model: str) -> dict:
@@ -69,25 +69,11 @@ def _estimate(turn: Turn) -> dict[str, int]:
     }
 
 
-def record_turn(
-    turn: Turn,
-    *,
-    recount: bool = False,
-    deleted: bool = False,
-    recorded: dict[str, int] | None = None,
-) -> UsageRecord | None:
-    """Account a finished turn's usage, whatever its status (stopped turns used tokens too).
-
-    Safe to call more than once for a turn with tool calls (a loop that pauses for the user and
-    resumes reports its running totals each time): each call then records only what is new since
-    the last record, as the next ``step``. The first call always records, so every request
-    counts. A turn that ended before the gateway reported usage gets an estimate.
-
-    ``recount``: look for earlier records even without tool calls (a turn closed by a reaper,
-    which recorded it, whose runner came back with the whole answer). ``deleted``: the turn was
-    deleted with its thread (which unlinks its earlier records), so the record links to neither;
-    ``recorded`` is then what earlier runners of the turn had recorded, as far as the caller
-    knows."""
+def _new_tokens(
+    turn: Turn, *, recount: bool, deleted: bool, recorded: dict[str, int] | None
+) -> tuple[dict[str, int], bool, int] | None:
+    """The tokens of ``turn`` not recorded yet, whether they are estimated, and how many records
+    came before (the new record's ``step``); ``None`` when there is nothing new to record."""
     tokens = {name: getattr(turn, name) for name in _TOKEN_FIELDS}
     estimated = False
     if (
@@ -112,17 +98,43 @@ def record_turn(
         tokens = {name: max(tokens[name] - (earlier.get(name) or 0), 0) for name in _TOKEN_FIELDS}
         if not any(tokens.values()):
             return None
+    return tokens, estimated, steps
+
+
+def _provider_name(turn: Turn) -> str:
+    """The provider's name as it is now (kept on the record: the provider may be deleted)."""
+    if Turn.provider.is_cached(turn):
+        return turn.provider.name if turn.provider else ""
+    return Provider.objects.filter(pk=turn.provider_id).values_list("name", flat=True).first() or ""
+
+
+def record_turn(
+    turn: Turn,
+    *,
+    recount: bool = False,
+    deleted: bool = False,
+    recorded: dict[str, int] | None = None,
+) -> UsageRecord | None:
+    """Account a finished turn's usage, whatever its status (stopped turns used tokens too).
+
+    Safe to call more than once for a turn with tool calls (a loop that pauses for the user and
+    resumes reports its running totals each time): each call then records only what is new since
+    the last record, as the next ``step``. The first call always records, so every request
+    counts. A turn that ended before the gateway reported usage gets an estimate.
+
+    ``recount``: look for earlier records even without tool calls (a turn closed by a reaper,
+    which recorded it, whose runner came back with the whole answer). ``deleted``: the turn was
+    deleted with its thread (which unlinks its earlier records), so the record links to neither;
+    ``recorded`` is then what earlier runners of the turn had recorded, as far as the caller
+    knows."""
+    new = _new_tokens(turn, recount=recount, deleted=deleted, recorded=recorded)
+    if new is None:
+        return None
+    tokens, estimated, steps = new
     total = tokens["input_tokens"] + tokens["output_tokens"]
     if not estimated and not steps:
         total = max(turn.total_tokens, total)
     setting = ModelSetting.objects.filter(provider_id=turn.provider_id, model=turn.model).first()
-    if Turn.provider.is_cached(turn):
-        provider_name = turn.provider.name if turn.provider else ""
-    else:
-        provider_name = (
-            Provider.objects.filter(pk=turn.provider_id).values_list("name", flat=True).first()
-            or ""
-        )
     return UsageRecord.objects.create(
         created_at=turn.finished_at or timezone.now(),
         user_id=turn.author_id,
@@ -130,7 +142,7 @@ def record_turn(
         turn_id=None if deleted else turn.pk,
         step=steps,
         provider_id=turn.provider_id,
-        provider_name=provider_name,
+        provider_name=_provider_name(turn),
         model=turn.model,
         api=turn.api,
         status=turn.status,
@@ -362,25 +374,26 @@ def report(filters: UsageFilters, *, top: int = 50) -> Report:
 
 # -- CSV export ---------------------------------------------------------------------------------
 
-CSV_COLUMNS = (
-    "time",
-    "user",
+# The columns of the CSV export that are a usage record's own, in the order of the file.
+_CSV_RECORD_COLUMNS = (
     "thread_id",
     "turn_id",
     "step",
-    "provider",
+    "provider_name",
     "model",
     "api",
     "status",
-    "input_tokens",
-    "cached_tokens",
-    "output_tokens",
-    "reasoning_tokens",
+    *USAGE_TOKEN_FIELDS,
     "total_tokens",
     "cost",
     "estimated",
     "requests",
     "kind",
+)
+CSV_COLUMNS = (
+    "time",
+    "user",
+    *("provider" if name == "provider_name" else name for name in _CSV_RECORD_COLUMNS),
 )
 
 
@@ -402,23 +415,7 @@ def csv_lines(filters: UsageFilters) -> Iterator[str]:
     rows = (
         filtered(filters)
         .order_by("created_at", "pk")
-        .values_list(
-            "created_at",
-            F("user__username"),
-            "thread_id",
-            "turn_id",
-            "step",
-            "provider_name",
-            "model",
-            "api",
-            "status",
-            *_TOKEN_FIELDS,
-            "total_tokens",
-            "cost",
-            "estimated",
-            "requests",
-            "kind",
-        )
+        .values_list("created_at", F("user__username"), *_CSV_RECORD_COLUMNS)
     )
     for row in rows.iterator(chunk_size=2000):
         created, username, *rest = row

@@ -258,45 +258,21 @@ class GatewayClient:
                 terminal = http_failure(response.status_code, raw)
             elif response.headers.get("content-type", "").startswith("application/json"):
                 # The gateway ignored stream=True and answered in one piece.
-                async with asyncio.timeout_at(deadline):
-                    raw = await _read_capped(chunks, _JSON_BODY_LIMIT)
-                try:
-                    events = parse_body(json.loads(raw))
-                except (ValueError, RecursionError):
-                    events = [Failed(responses_api.MALFORMED_MESSAGE, "protocol")]
-                for event in events:
-                    if isinstance(event, Completed | Failed):
-                        terminal = event
-                        break
+                shown, found = _until_terminal(await _read_json(chunks, deadline, parse_body))
+                for event in shown:
                     yield event
-                else:
-                    terminal = Failed(CUT_MESSAGE, "protocol")
+                terminal = found or Failed(CUT_MESSAGE, "protocol")
             else:
                 answering = True
                 parser = SSEParser()
-                loop = asyncio.get_running_loop()
-                read_limit = self.timeouts.read
                 while terminal is None:
-                    try:
-                        if deadline - loop.time() > read_limit:
-                            # A read waits at most the read timeout, so it ends before the
-                            # deadline: no timeout scope (it cost more than parsing the chunk).
-                            chunk = await anext(chunks)
-                        else:
-                            async with asyncio.timeout_at(deadline):
-                                chunk = await anext(chunks)
-                    except StopAsyncIteration:
-                        ended = True
-                        events = [e for m in parser.close() for e in translator.feed(m)]
-                        events += translator.close()
-                    else:
-                        ended = False
-                        events = [e for m in parser.feed(chunk) for e in translator.feed(m)]
-                    for event in events:
-                        if isinstance(event, Completed | Failed):
-                            terminal = event
-                            break
+                    events, ended = await self._next_sse_events(
+                        chunks, deadline, parser, translator
+                    )
+                    shown, found = _until_terminal(events)
+                    for event in shown:
                         yield event
+                    terminal = found
                     if ended and terminal is None:
                         terminal = Failed(CUT_MESSAGE, "protocol")
         except (httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
@@ -312,6 +288,27 @@ class GatewayClient:
         # event leaves nothing open.
         if terminal is not None:
             yield terminal
+
+    async def _next_sse_events(
+        self,
+        chunks: AsyncIterator[bytes],
+        deadline: float,
+        parser: SSEParser,
+        translator: _Translator,
+    ) -> tuple[list[Event], bool]:
+        """Read one chunk of the event stream; its events, and whether the stream has ended."""
+        try:
+            if deadline - asyncio.get_running_loop().time() > self.timeouts.read:
+                # A read waits at most the read timeout, so it ends before the deadline: no
+                # timeout scope (it cost more than parsing the chunk).
+                chunk = await anext(chunks)
+            else:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await anext(chunks)
+        except StopAsyncIteration:
+            events = [e for m in parser.close() for e in translator.feed(m)]
+            return events + translator.close(), True
+        return [e for m in parser.feed(chunk) for e in translator.feed(m)], False
 
     def _exception_failure(self, exc: Exception, *, answering: bool) -> Failed:
         t = self.timeouts
@@ -351,6 +348,31 @@ class GatewayClient:
             return Failed(CUT_MESSAGE, "protocol")
         detail = str(exc) or type(exc).__name__
         return Failed(f"The connection to the gateway failed ({detail}).", "connection")
+
+
+def _until_terminal(events: list[Event]) -> tuple[list[Event], Completed | Failed | None]:
+    """The events before the first final one, and that final event (``None`` if there is none).
+
+    The caller yields the first part before it records the second, so a consumer that stops
+    early leaves the stream unfinished (and the response is not drained)."""
+    for index, event in enumerate(events):
+        if isinstance(event, Completed | Failed):
+            return events[:index], event
+    return events, None
+
+
+async def _read_json(
+    chunks: AsyncIterator[bytes],
+    deadline: float,
+    parse_body: Callable[[dict[str, Any]], list[Event]],
+) -> list[Event]:
+    """The events of an answer sent whole as JSON (a malformed body is one ``Failed``)."""
+    async with asyncio.timeout_at(deadline):
+        raw = await _read_capped(chunks, _JSON_BODY_LIMIT)
+    try:
+        return parse_body(json.loads(raw))
+    except (ValueError, RecursionError):
+        return [Failed(responses_api.MALFORMED_MESSAGE, "protocol")]
 
 
 async def _read_capped(chunks: AsyncIterator[bytes], limit: int) -> bytes:

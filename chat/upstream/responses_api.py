@@ -344,13 +344,22 @@ class ResponsesStreamTranslator:
             self._call_keys["item", item_id] = call
         return call
 
-    def _item_added(self, payload: dict[str, Any]) -> list[Event]:
+    def _function_call_item(self, payload: dict[str, Any]) -> tuple[_ToolCall, dict] | None:
+        """The call of a ``function_call`` output item (its id and name filled in) and the item;
+        ``None`` for any other kind of item."""
         item = payload.get("item")
         if not isinstance(item, dict) or item.get("type") != "function_call":
-            return []
+            return None
         call = self._call_for(payload, item)
         call.call_id = call.call_id or item.get("call_id")
         call.name = call.name or item.get("name")
+        return call, item
+
+    def _item_added(self, payload: dict[str, Any]) -> list[Event]:
+        found = self._function_call_item(payload)
+        if found is None:
+            return []
+        call, item = found
         arguments = item.get("arguments")
         if isinstance(arguments, str) and arguments:
             call.arguments.append(arguments)
@@ -372,12 +381,10 @@ class ResponsesStreamTranslator:
         return self._finish_call(call, payload.get("arguments"))
 
     def _item_done(self, payload: dict[str, Any]) -> list[Event]:
-        item = payload.get("item")
-        if not isinstance(item, dict) or item.get("type") != "function_call":
+        found = self._function_call_item(payload)
+        if found is None:
             return []
-        call = self._call_for(payload, item)
-        call.call_id = call.call_id or item.get("call_id")
-        call.name = call.name or item.get("name")
+        call, item = found
         return self._finish_call(call, item.get("arguments"))
 
     def _finish_call(self, call: _ToolCall, arguments: Any) -> list[Event]:

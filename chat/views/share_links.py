@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
@@ -46,22 +49,27 @@ def revoke_link(request: HttpRequest, thread_id: int, link_id: int) -> HttpRespo
     return _panel(request, thread)
 
 
-def _open_link(request: HttpRequest, token: str) -> ShareLink | HttpResponse:
-    # Who may open links is checked first: an anonymous visitor learns nothing about a token.
-    if not share_links.may_open(request.user):
-        return redirect_to_login(request.get_full_path())
-    link = share_links.link_for(token)
-    if link is None:
-        raise Http404("This link does not exist or was revoked.")
-    return link
+def _opened_link(view: Callable[[HttpRequest, ShareLink], HttpResponse]):
+    """The view of a share link's ``token``: called with the link once the visitor may open it
+    (else a login redirect or a 404)."""
+
+    @wraps(view)
+    def with_link(request: HttpRequest, token: str) -> HttpResponse:
+        # Who may open links is checked first: an anonymous visitor learns nothing about a token.
+        if not share_links.may_open(request.user):
+            return redirect_to_login(request.get_full_path())
+        link = share_links.link_for(token)
+        if link is None:
+            raise Http404("This link does not exist or was revoked.")
+        return view(request, link)
+
+    return with_link
 
 
 @login_not_required
 @require_GET
-def shared_page(request: HttpRequest, token: str) -> HttpResponse:
-    link = _open_link(request, token)
-    if isinstance(link, HttpResponse):
-        return link
+@_opened_link
+def shared_page(request: HttpRequest, link: ShareLink) -> HttpResponse:
     turns = [
         {
             "turn": turn,
@@ -75,10 +83,8 @@ def shared_page(request: HttpRequest, token: str) -> HttpResponse:
 
 @login_not_required
 @require_POST
-def continue_copy(request: HttpRequest, token: str) -> HttpResponse:
-    link = _open_link(request, token)
-    if isinstance(link, HttpResponse):
-        return link
+@_opened_link
+def continue_copy(request: HttpRequest, link: ShareLink) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     return redirect(share_links.copy_to_new_thread(request.user, link))

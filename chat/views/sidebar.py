@@ -6,6 +6,7 @@ with a redirect back. Only a chat's owner organises it: any other id is a 404.""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from types import SimpleNamespace
 
 from django.contrib import messages
@@ -43,6 +44,15 @@ def _answer(request: HttpRequest, error: str = "") -> HttpResponse:
     if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
         target = reverse("chat:home")
     return redirect(target)
+
+
+def _answer_after(request: HttpRequest, change: Callable[[], object]) -> HttpResponse:
+    """Make ``change``; the sidebar, with the reason when ``organise`` refused it."""
+    try:
+        change()
+    except organise.Refused as exc:
+        return _answer(request, str(exc))
+    return _answer(request)
 
 
 def _thread(request: HttpRequest, thread_id: int) -> Thread:
@@ -137,11 +147,8 @@ def move(request: HttpRequest, thread_id: int) -> HttpResponse:
 
 @require_POST
 def rename(request: HttpRequest, thread_id: int) -> HttpResponse:
-    try:
-        organise.rename(_thread(request, thread_id), request.POST.get("title", ""))
-    except organise.Refused as exc:
-        return _answer(request, str(exc))
-    return _answer(request)
+    thread = _thread(request, thread_id)
+    return _answer_after(request, lambda: organise.rename(thread, request.POST.get("title", "")))
 
 
 @require_POST
@@ -156,20 +163,14 @@ def delete(request: HttpRequest, thread_id: int) -> HttpResponse:
 
 @require_POST
 def create_folder(request: HttpRequest) -> HttpResponse:
-    try:
-        organise.create_folder(request.user, request.POST.get("name", ""))
-    except organise.Refused as exc:
-        return _answer(request, str(exc))
-    return _answer(request)
+    name = request.POST.get("name", "")
+    return _answer_after(request, lambda: organise.create_folder(request.user, name))
 
 
 @require_POST
 def rename_folder(request: HttpRequest, folder_id: int) -> HttpResponse:
-    try:
-        organise.rename_folder(_folder(request, folder_id), request.POST.get("name", ""))
-    except organise.Refused as exc:
-        return _answer(request, str(exc))
-    return _answer(request)
+    folder, name = _folder(request, folder_id), request.POST.get("name", "")
+    return _answer_after(request, lambda: organise.rename_folder(folder, name))
 
 
 @require_POST

@@ -52,14 +52,44 @@ def request_for(turn: Turn, thread: Thread, path: list[Turn], user) -> RequestPl
     )
 
 
+def create_turn(
+    thread: Thread,
+    user,
+    *,
+    path: list[Turn],
+    text: str,
+    provider: Provider,
+    model: str,
+    defaults: dict,
+    runner_channel: str,
+    compare_group: str = "",
+) -> Turn:
+    """Create a new turn asking ``text`` at the end of ``path`` (the turns from the root to its
+    parent), about to be run by ``runner_channel``.
+
+    ``defaults`` are the staff-set parameters of the model (from ``usage.check_allowed``)."""
+    return Turn.objects.create(
+        thread=thread,
+        parent=path[-1] if path else None,
+        author=user,
+        user_text=text,
+        api=conversation.api_for(thread, provider),
+        provider=provider,
+        model=model,
+        # Staff-set defaults for the model, overridden by what the user set on the thread.
+        params={**defaults, **thread.params},
+        runner_channel=runner_channel,
+        heartbeat_at=timezone.now(),
+        compare_group=compare_group,
+    )
+
+
 def _provider_for(thread: Thread) -> Provider:
     provider = (
         thread.provider if thread.provider and thread.provider.enabled else default_provider()
     )
     if provider is None:
-        raise refusals.TurnRejected(
-            "No gateway is configured. Ask an administrator to add one."
-        )
+        raise refusals.TurnRejected("No gateway is configured. Ask an administrator to add one.")
     if not thread.model:
         raise refusals.TurnRejected("Pick a model first.")
     return provider
@@ -93,18 +123,15 @@ def plan_turn(
         path = tree.path(leaf) if leaf is not None else []
         if branch and branch_of is not None and not path:
             raise refusals.TurnRejected("This message no longer exists.")
-        turn = Turn.objects.create(
-            thread=thread,
-            parent=path[-1] if path else None,
-            author=user,
-            user_text=text,
-            api=conversation.api_for(thread, provider),
+        turn = create_turn(
+            thread,
+            user,
+            path=path,
+            text=text,
             provider=provider,
             model=thread.model,
-            # Staff-set defaults for the model, overridden by what the user set on the thread.
-            params={**defaults, **thread.params},
+            defaults=defaults,
             runner_channel=channel,
-            heartbeat_at=timezone.now(),
         )
         linear = thread.current_turn_id == (path[-1].pk if path else None)
         thread.current_turn = turn

@@ -19,7 +19,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from chat.models import Turn
+from chat.models import TURN_USAGE_FIELDS, Turn
 from chat.services import turn_mirror, usage
 from chat.upstream.events import Usage
 
@@ -59,13 +59,8 @@ def heartbeats_are_trustworthy() -> bool:
 
 
 def usage_fields(tokens: Usage) -> dict[str, int]:
-    return {
-        "input_tokens": tokens.input_tokens,
-        "output_tokens": tokens.output_tokens,
-        "total_tokens": tokens.total_tokens,
-        "cached_tokens": tokens.cached_tokens,
-        "reasoning_tokens": tokens.reasoning_tokens,
-    }
+    """The turn's usage columns, from what the gateway reported."""
+    return {name: getattr(tokens, name) for name in TURN_USAGE_FIELDS}
 
 
 def checkpoint(turn_id: int, fields: dict[str, Any]) -> bool:
