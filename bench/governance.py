@@ -23,33 +23,17 @@ on. ``measure()`` returns the same figures as a dict.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import tempfile
 import time
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from dashboard_render import setup_django  # the same throwaway database set-up
+
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_MS = 1.0
-
-
-def setup_django(data_dir: str) -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "project.settings"
-    os.environ["SWITCHBOARD_DATA_DIR"] = data_dir
-    os.environ.pop("SQLITE_PATH", None)
-    os.environ["DJANGO_SECURE"] = "0"
-    os.environ["DJANGO_DEBUG"] = "0"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    from project.startup_files import setup_django
-
-    setup_django()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def seed(records: int):

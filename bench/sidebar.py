@@ -16,37 +16,19 @@ Prints p50 and p99 in ms. ``measure() -> dict`` returns the same figures for a h
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
 import statistics
-import sys
 import tempfile
 import time
 from datetime import timedelta
 from html import unescape
 from pathlib import Path
 
+from dashboard_render import setup_django  # the same throwaway database set-up
+
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_MS = 100.0
-
-
-def setup_django(data_dir: str) -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "project.settings"
-    os.environ["SWITCHBOARD_DATA_DIR"] = data_dir
-    os.environ.pop("SQLITE_PATH", None)
-    os.environ["DJANGO_SECURE"] = "0"
-    os.environ["DJANGO_DEBUG"] = "0"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    from project.startup_files import setup_django
-
-    setup_django()
-    from django.core.management import call_command
-    from django.test.utils import setup_test_environment
-
-    setup_test_environment()
-    call_command("migrate", verbosity=0)
 
 
 def seed(chats: int) -> object:
