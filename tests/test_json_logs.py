@@ -14,7 +14,8 @@ import pytest
 
 from chat.log_context import JsonFormatter
 from chat.models import Turn
-from chat.services.turns import launch, registry, runner
+from chat.services import fallbacks
+from chat.services.turns import launch, registry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,7 +73,7 @@ async def test_a_turn_logs_its_turn_and_user_but_not_the_message(
     def broken_client(provider):
         raise RuntimeError("the upstream client could not be built")
 
-    monkeypatch.setattr(runner, "client_for", broken_client)
+    monkeypatch.setattr(fallbacks, "client_for", broken_client)
     turn = await launch.start_turn(user, thread.pk, "my secret words")
     await registry.wait_for(turn.pk)
     assert (await Turn.objects.aget(pk=turn.pk)).status == Turn.Status.FAILED
