@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import math
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from chat.api.errors import ApiError
 from chat.api.keys import MAX_KEY_CHARS, hash_key
 from chat.models import ApiAccess, ApiKey, SiteSettings
+from chat.services.login_throttle import count_failure, seconds_blocked
 
 LAST_USED_EVERY = dt.timedelta(minutes=1)  # last_used_at is written at most this often
 
@@ -36,28 +37,19 @@ class Caller:
         return not self.allowed_models or model in self.allowed_models
 
 
-def _failure_key(ip: str) -> str:
-    return f"api-key-failures:{ip}"
+def _failure_keys(ip: str) -> tuple[str, str]:
+    return f"api-key-failures:{ip}", f"api-key-failures:{ip}:until"
 
 
 def blocked_for(ip: str) -> int:
     """Seconds this IP must wait before trying a key again (0: it may try now)."""
-    entry = cache.get(_failure_key(ip))
-    if not entry:
-        return 0
-    count, started = entry
-    left = int(started + settings.API_KEY_FAILURE_WINDOW_SECONDS - time.time()) + 1
-    return left if count >= settings.API_KEY_FAILURES_PER_IP and left > 0 else 0
+    limit = settings.API_KEY_FAILURES_PER_IP
+    wait = seconds_blocked(*_failure_keys(ip), limit=limit, now=time.time()) if limit else 0
+    return math.ceil(wait) if wait > 0 else 0
 
 
 def _count_failure(ip: str) -> None:
-    key = _failure_key(ip)
-    window = settings.API_KEY_FAILURE_WINDOW_SECONDS
-    entry = cache.get(key)
-    now = time.time()
-    if not entry or entry[1] + window < now:
-        entry = (0, now)
-    cache.set(key, (entry[0] + 1, entry[1]), window)
+    count_failure(*_failure_keys(ip), window=settings.API_KEY_FAILURE_WINDOW_SECONDS)
 
 
 def bearer_token(header: str) -> str:

@@ -80,12 +80,28 @@ def login_blocked_for(ip: str, username: str) -> int:
     now = time.time()
     wait = 0.0
     for (kind, limit), value in zip(_limits(), (ip, username), strict=True):
-        if not limit or not value:
-            continue
-        count_key, until_key = _keys(kind, value)
-        if (cache.get(count_key) or 0) >= limit:
-            wait = max(wait, (cache.get(until_key) or now) - now)
+        if limit and value:
+            wait = max(wait, seconds_blocked(*_keys(kind, value), limit=limit, now=now))
     return math.ceil(wait) if wait > 0 else 0
+
+
+def seconds_blocked(count_key: str, until_key: str, *, limit: int, now: float) -> float:
+    """How long a failure counter at or over ``limit`` still blocks (0 when it does not)."""
+    if (cache.get(count_key) or 0) < limit:
+        return 0.0
+    return max(0.0, (cache.get(until_key) or now) - now)
+
+
+def count_failure(count_key: str, until_key: str, *, window: int) -> int:
+    """One more failure in the fixed window that the first failure started; the new count.
+    ``add`` + ``incr`` are atomic in every cache backend, so concurrent failures all count."""
+    cache.add(until_key, time.time() + window, window)
+    cache.add(count_key, 0, window)
+    try:
+        return cache.incr(count_key)
+    except ValueError:  # expired between add and incr
+        cache.set(count_key, 1, window)
+        return 1
 
 
 def record_login_failure(ip: str, username: str) -> None:
@@ -104,13 +120,7 @@ def record_login_failure(ip: str, username: str) -> None:
         if not limit or not value:
             continue
         count_key, until_key = _keys(kind, value)
-        cache.add(until_key, time.time() + window, window)
-        cache.add(count_key, 0, window)
-        try:
-            count = cache.incr(count_key)
-        except ValueError:  # expired between add and incr
-            cache.set(count_key, 1, window)
-            count = 1
+        count = count_failure(count_key, until_key, window=window)
         if count == limit:
             _lock_out(kind, value, count, cache.get(until_key) or time.time() + window)
 
