@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -425,6 +426,11 @@ class Turn(models.Model):
     total_tokens = models.PositiveIntegerField(default=0)
     cached_tokens = models.PositiveIntegerField(default=0)
     reasoning_tokens = models.PositiveIntegerField(default=0)
+    # From usage.*_tokens_details: image tokens of the input, audio tokens of input and output.
+    image_tokens = models.PositiveIntegerField(default=0)
+    audio_tokens = models.PositiveIntegerField(default=0)
+    # With ``n`` > 1 every choice is kept as a sibling turn (same parent): its index.
+    choice_index = models.PositiveSmallIntegerField(default=0)
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     # While generating: the channel-layer name of the runner (stop and snapshot requests reach
@@ -573,6 +579,8 @@ class UsageRecord(models.Model):
     cached_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     reasoning_tokens = models.PositiveIntegerField(default=0)
+    image_tokens = models.PositiveIntegerField(default=0)
+    audio_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     # True when the gateway reported no usage (a stopped stream) and the tokens are estimated.
@@ -640,6 +648,11 @@ class UserQuota(models.Model):
         blank=True,
         help_text="Messages a minute. Empty: the server's RATE_LIMIT_PER_MINUTE. "
         "0: no messages at all.",
+    )
+    upload_bytes_per_day = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Bytes of files a day. Empty: the server's UPLOAD_BYTES_PER_DAY. 0: no uploads.",
     )
     unlimited_rate = models.BooleanField(
         "no rate limit", default=False, help_text="Send as many messages a minute as they like."
@@ -1023,3 +1036,62 @@ class ApiAccess(models.Model):
 
     def __str__(self) -> str:
         return f"API {'on' if self.enabled else 'off'} for {self.user}"
+
+
+# -- files attached to messages, and files the model answered with -----------------------------
+
+
+def attachment_upload_to(instance: Attachment, filename: str) -> str:
+    """Storage names carry no user input: the attachment's id only (the name is a field)."""
+    return f"attachments/{instance.created_at:%Y/%m}/{instance.pk}"
+
+
+def thumbnail_upload_to(instance: Attachment, filename: str) -> str:
+    return f"attachments/{instance.created_at:%Y/%m}/{instance.pk}-thumb"
+
+
+class Attachment(models.Model):
+    """A file: attached by a user to a message (uploaded before it is sent: ``turn`` empty until
+    then), or an answer's audio the model returned (``from_model``)."""
+
+    class Kind(models.TextChoices):
+        IMAGE = "image", "Image"
+        DOCUMENT = "document", "Document"
+        AUDIO = "audio", "Audio"
+
+    # Not a sequence number: ids in URLs give nothing away (access is checked all the same).
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments"
+    )
+    thread = models.ForeignKey(
+        Thread, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments"
+    )
+    turn = models.ForeignKey(
+        Turn, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    from_model = models.BooleanField(default=False)
+    name = models.CharField(max_length=255)
+    # Sniffed from the bytes, never the browser's claim.
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    file = models.FileField(upload_to=attachment_upload_to, max_length=300)
+    thumbnail = models.FileField(upload_to=thumbnail_upload_to, max_length=300, blank=True)
+    position = models.PositiveSmallIntegerField(default=0)  # order within its message
+    created_at = models.DateTimeField(default=timezone_now)
+
+    class Meta:
+        ordering = ["turn_id", "position", "created_at"]
+        # The daily upload quota sums a user's bytes since midnight.
+        indexes = [models.Index(fields=["owner", "created_at"], name="attachment_owner_time")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.size} bytes)"
+
+    @property
+    def is_image(self) -> bool:
+        return self.kind == self.Kind.IMAGE

@@ -262,3 +262,32 @@ def test_0014_api_keys_keeps_usage_settings_and_model_settings(migrate):
         user_id=ann.pk, name="k", prefix="sb-abc", key_hash="0" * 64
     )
     assert key.allowed_models == [] and key.revoked_at is None
+
+
+def test_0015_attachments_keeps_turns_usage_and_quotas(migrate):
+    old = migrate([("chat", "0014_api_keys")])
+    User = old.get_model("auth", "User")
+    ann = User.objects.create(username="ann", password="!")
+    thread = old.get_model("chat", "Thread").objects.create(owner=ann, title="Logs")
+    first = old.get_model("chat", "Turn").objects.create(
+        thread=thread, author=ann, user_text="hi", output_text="hello", input_tokens=5
+    )
+    old.get_model("chat", "Turn").objects.create(
+        thread=thread, parent=first, author=ann, user_text="again", status="completed"
+    )
+    old.get_model("chat", "UsageRecord").objects.create(user=ann, model="m", total_tokens=9)
+    old.get_model("chat", "UserQuota").objects.create(user=ann, tokens_per_day=100)
+
+    new = migrate([("chat", "0015_attachments")])
+    turns = list(new.get_model("chat", "Turn").objects.order_by("pk"))
+    assert [(t.user_text, t.output_text, t.input_tokens) for t in turns] == [
+        ("hi", "hello", 5),
+        ("again", "", 0),
+    ]
+    assert turns[1].parent_id == turns[0].pk and turns[1].status == "completed"
+    assert [(t.image_tokens, t.audio_tokens, t.choice_index) for t in turns] == [(0, 0, 0)] * 2
+    record = new.get_model("chat", "UsageRecord").objects.get()
+    assert (record.total_tokens, record.image_tokens, record.audio_tokens) == (9, 0, 0)
+    quota = new.get_model("chat", "UserQuota").objects.get()
+    assert (quota.tokens_per_day, quota.upload_bytes_per_day) == (100, None)
+    assert not new.get_model("chat", "Attachment").objects.exists()

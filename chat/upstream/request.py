@@ -43,11 +43,28 @@ _API_LABELS = {
 
 
 @dataclass(frozen=True)
+class MessageFile:
+    """A file sent with a user message: its bytes, their type (sniffed, never the browser's
+    claim) and the name the user gave it. ``text`` is a document's text, for the APIs and models
+    that take documents only as text."""
+
+    name: str
+    media_type: str
+    data: bytes
+    text: str | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.media_type.startswith("image/")
+
+
+@dataclass(frozen=True)
 class Message:
     """One message of the conversation (``role``: system, user or assistant)."""
 
     role: str
     text: str
+    files: tuple[MessageFile, ...] = ()
 
 
 @dataclass(frozen=True)
