@@ -1,0 +1,84 @@
+"""Issue 18, item 7, in Chromium: focus goes somewhere sensible after Regenerate, switching
+versions and closing Settings/Share (Escape closes them); Ctrl+Shift+O opens a new chat and "?"
+(outside a text field) lists the shortcuts; the chat has an <h1> and a rename control of its
+own, the conversation is a log; a failed answer is announced once, not by every redraw."""
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.live_server import ARTIFACTS
+from tests.test_browser_composer import start_chat
+
+pytestmark = pytest.mark.browser
+
+
+def test_focus_escape_and_shortcuts(live_app, browser_page: Page, tmp_path):
+    page = browser_page
+    start_chat(page, live_app, tmp_path, "First question #chunks=10")
+    expect(page.locator("article.turn[data-status='completed']")).to_have_count(1)
+    expect(page.get_by_role("heading", level=1)).to_have_text("First question #chunks=10")
+    expect(page.get_by_text("Rename", exact=True)).to_be_visible()
+    expect(page.get_by_role("log", name="Conversation")).to_contain_text("First question")
+
+    # Settings, then Escape: the panel closes and the focus is back on Settings.
+    settings = page.get_by_role("button", name="Settings")
+    settings.click()
+    expect(page.get_by_role("button", name="Close settings")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#settings-panel")).to_be_empty()
+    expect(settings).to_be_focused()
+    # Share, Escape from a field inside it; then its Close button.
+    share = page.get_by_role("button", name="Share", exact=True)
+    share.click()
+    page.get_by_label("Username", exact=True).focus()
+    page.keyboard.press("Escape")
+    expect(page.locator("#settings-panel")).to_be_empty()
+    expect(share).to_be_focused()
+    share.click()
+    page.locator("#settings-panel").get_by_role("button", name="Close", exact=True).click()
+    expect(share).to_be_focused()
+
+    # "?" typed in the message box is text; elsewhere it opens the shortcuts, Escape closes.
+    box = page.get_by_label("Message", exact=True)
+    box.press("?")
+    expect(box).to_have_value("?")
+    dialog = page.get_by_role("dialog", name="Keyboard shortcuts")
+    expect(dialog).to_be_hidden()
+    box.fill("")
+    settings.focus()
+    page.keyboard.press("?")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("New chat")
+    page.screenshot(path=ARTIFACTS / "keyboard-shortcuts.png")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(settings).to_be_focused()
+
+    # Regenerate: the focus goes to the new answer, and stays there when it ends.
+    page.get_by_role("button", name="Regenerate").click()
+    expect(page.get_by_text("2/2")).to_be_visible()
+    answer = page.locator("article.turn .message.assistant").last
+    expect(answer).to_be_focused()
+    expect(page.locator("article.turn[data-status='completed']")).to_have_count(1)
+    expect(page.locator("article.turn .message.assistant").last).to_be_focused()
+
+    # ‹ / ›: the focus stays on the arrows of the version shown (the usable one).
+    page.get_by_role("button", name="Previous version").click()
+    expect(page.get_by_text("1/2")).to_be_visible()
+    expect(page.get_by_role("button", name="Next version")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("2/2")).to_be_visible()
+    expect(page.get_by_role("button", name="Previous version")).to_be_focused()
+
+    # A failure is said once by the live region; the error text itself is no alert.
+    box.fill("This one fails #fault=500")
+    box.press("Enter")
+    expect(page.locator("article.turn[data-status='failed']")).to_have_count(1)
+    expect(page.locator("#announcer")).to_contain_text("Answer failed.")
+    expect(page.locator(".turn-error")).to_be_visible()
+    expect(page.locator(".turn-error[role=alert], .turn-error [role=alert]")).to_have_count(0)
+
+    # Ctrl+Shift+O: a new chat, from anywhere (here the message box).
+    box.focus()
+    page.keyboard.press("Control+Shift+O")
+    expect(page.get_by_role("heading", level=1, name="New chat")).to_be_visible()
