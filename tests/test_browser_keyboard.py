@@ -78,6 +78,17 @@ def test_focus_escape_and_shortcuts(live_app, browser_page: Page, tmp_path):
     expect(page.locator(".turn-error")).to_be_visible()
     expect(page.locator(".turn-error[role=alert], .turn-error [role=alert]")).to_have_count(0)
 
+    # Rename by keyboard: the heading follows, the page stays, the focus is back on Rename.
+    rename = page.locator("#thread-title summary")
+    rename.focus()
+    page.keyboard.press("Enter")
+    title = page.get_by_label("Chat title")
+    title.fill("Renamed by keyboard")
+    title.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Renamed by keyboard")
+    expect(page.locator("#thread-title summary")).to_be_focused()
+    assert "title=" not in page.url
+
     # Ctrl+Shift+O: a new chat, from anywhere (here the message box).
     box.focus()
     page.keyboard.press("Control+Shift+O")

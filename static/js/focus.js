@@ -5,6 +5,7 @@
 // - Regenerate, Retry, Edit: the focus goes to the new answer (the last turn).
 // - ‹ / › between versions: the focus stays on the same arrow of the version now shown (the
 //   other arrow when that one is disabled at the end).
+// - Renamed (the header's Rename): the focus goes back to Rename.
 (function () {
   "use strict";
 
@@ -64,6 +65,17 @@
     }
     intent = null;
   }
+
+  // Renamed: the title is redrawn with its Rename control, which takes the focus back.
+  var renaming = false;
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    renaming = Boolean(event.detail.elt.closest && event.detail.elt.closest("#thread-title"));
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    var summary = document.querySelector("#thread-title summary");
+    if (renaming && focusLost() && summary) summary.focus();
+    renaming = false;
+  });
 
   document.addEventListener("htmx:wsAfterMessage", function () {
     if (intent && Date.now() > intent.until) intent = null;
