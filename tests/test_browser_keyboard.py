@@ -62,7 +62,7 @@ def test_focus_escape_and_shortcuts(live_app, browser_page: Page, tmp_path):
     expect(page.locator("article.turn[data-status='completed']")).to_have_count(1)
     expect(page.locator("article.turn .message.assistant").last).to_be_focused()
 
-    # ‹ / ›: the focus stays on the arrows of the version shown (the usable one).
+    # Previous/Next version: the focus stays on the arrows of the version shown (the usable one).
     page.get_by_role("button", name="Previous version").click()
     expect(page.get_by_text("1/2")).to_be_visible()
     expect(page.get_by_role("button", name="Next version")).to_be_focused()
