@@ -1,7 +1,8 @@
 """Issue 18, item 7, in Chromium: focus goes somewhere sensible after Regenerate, switching
 versions and closing Settings/Share (Escape closes them); Ctrl+Shift+O opens a new chat and "?"
 (outside a text field) lists the shortcuts; the chat has an <h1> and a rename control of its
-own, the conversation is a log; a failed answer is announced once, not by every redraw."""
+own, the conversation is a log; a failed answer is announced once, not by every redraw; the
+controls' borders stand out 3:1 from their background in both themes."""
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -12,10 +13,50 @@ from tests.test_browser_composer import start_chat
 pytestmark = pytest.mark.browser
 
 
+# Each visible control whose outline (border, else its own background) is under 3:1 against
+# what surrounds it (WCAG 1.4.11), as "tag.class: ratio".
+FAINT_CONTROLS = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const luminance = ([r, g, b]) => [r, g, b].map((v) => {
+    v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  }).reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const ratio = (a, b) => {
+    const [x, y] = [luminance(a), luminance(b)].sort((p, q) => q - p);
+    return (x + 0.05) / (y + 0.05);
+  };
+  const opaque = (c) => { const v = rgb(c); return v.length === 3 || v[3] > 0; };
+  const around = (el) => {
+    for (let e = el.parentElement; e; e = e.parentElement) {
+      const bg = getComputedStyle(e).backgroundColor;
+      if (opaque(bg)) return rgb(bg);
+    }
+    return [255, 255, 255];
+  };
+  const faint = [];
+  document.querySelectorAll("button, input:not([type=hidden]), select, textarea").forEach((el) => {
+    const style = getComputedStyle(el);
+    if (!el.checkVisibility() || el.disabled || ["checkbox", "radio"].includes(el.type)) return;
+    if (style.borderStyle === "none" || parseFloat(style.borderWidth) === 0) {
+      if (!opaque(style.backgroundColor)) return;  // a link-like button: text only
+    }
+    const outside = around(el);
+    const border = ratio(rgb(style.borderColor), outside);
+    const fill = opaque(style.backgroundColor) ? ratio(rgb(style.backgroundColor), outside) : 1;
+    const name = el.tagName + "." + el.className;
+    if (Math.max(border, fill) < 3) faint.push(name + ": " + border.toFixed(2));
+  });
+  return faint;
+}"""
+
+
 def test_focus_escape_and_shortcuts(live_app, browser_page: Page, tmp_path):
     page = browser_page
     start_chat(page, live_app, tmp_path, "First question #chunks=10")
     expect(page.locator("article.turn[data-status='completed']")).to_have_count(1)
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        assert page.evaluate(FAINT_CONTROLS) == [], scheme
+    page.emulate_media(color_scheme="light")
     expect(page.get_by_role("heading", level=1)).to_have_text("First question #chunks=10")
     expect(page.get_by_text("Rename", exact=True)).to_be_visible()
     expect(page.get_by_role("log", name="Conversation")).to_contain_text("First question")
