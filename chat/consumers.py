@@ -138,51 +138,56 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     # -- actions from the browser -----------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Do what the frame asks, then say whether it was accepted or why not (the composer
+        keeps its text until it hears "accepted": ``fragments.action_receipt``)."""
         try:
             data = ws_actions.parse_action(text_data or bytes_data, settings.MAX_MESSAGE_CHARS)
         except ws_actions.ActionRefused as exc:
-            await self.send(fragments.error_notice(str(exc)))
+            await self.send(fragments.action_receipt(exc.request_id, str(exc)))
             return
         if not await self._may_still_act():
             return
-        user = self.scope["user"]
-        action = data.get("action") or "send"
+        action = data["action"]
         try:
             if not permissions.can_write(self.access):
                 raise refusals.ReadOnly()
-            if action == "send":
-                await launch.start_turn(user, self.thread_id, str(data.get("message", "")))
-            elif action == "stop":
-                await self._stop(data.get("turn_id"))
-            elif action in ("retry", "regenerate"):
-                await launch.branch_turn(user, await self._own_turn_id(data))
-            elif action == "edit":
-                await launch.branch_turn(
-                    user, await self._own_turn_id(data), str(data.get("message", ""))
-                )
-            elif action in ("tool_result", "tool_reject"):
-                result = str(data.get("result", "")) if action == "tool_result" else None
-                await launch.answer_tool_call(
-                    user, await self._own_turn_id(data), str(data.get("call_id", "")), result
-                )
-            elif action == "switch":
-                await self._switch(await self._own_turn_id(data))
-            elif action == "compare":
-                await compare.start_comparison(
-                    user, self.thread_id, str(data.get("message", "")), data.get("compare_models")
-                )
-            else:
-                raise ValueError(action)
-            await self.send(fragments.error_notice(""))
+            await self._act(action, data)
+            refusal = ""
         except refusals.TurnRejected as exc:
-            await self.send(fragments.error_notice(str(exc)))
+            refusal = str(exc)
         except (TypeError, ValueError):
-            await self.send(fragments.error_notice("That request was not understood."))
+            refusal = ws_actions.NOT_UNDERSTOOD
         except ChannelLayerUnavailable:
             log.warning("channel layer unavailable during %r on thread %s", action, self.thread_id)
-            await self.send(
-                fragments.error_notice("Live updates are reconnecting. Try again in a moment.")
+            refusal = "Live updates are reconnecting. Try again in a moment."
+        await self.send(fragments.action_receipt(ws_actions.request_id_of(data), refusal))
+
+    async def _act(self, action: str, data: dict) -> None:
+        """One action of the browser's; raises ``TurnRejected`` (or ValueError) to refuse it."""
+        user = self.scope["user"]
+        if action == "send":
+            await launch.start_turn(user, self.thread_id, str(data.get("message", "")))
+        elif action == "stop":
+            await self._stop(data.get("turn_id"))
+        elif action in ("retry", "regenerate"):
+            await launch.branch_turn(user, await self._own_turn_id(data))
+        elif action == "edit":
+            await launch.branch_turn(
+                user, await self._own_turn_id(data), str(data.get("message", ""))
             )
+        elif action in ("tool_result", "tool_reject"):
+            result = str(data.get("result", "")) if action == "tool_result" else None
+            await launch.answer_tool_call(
+                user, await self._own_turn_id(data), str(data.get("call_id", "")), result
+            )
+        elif action == "switch":
+            await self._switch(await self._own_turn_id(data))
+        elif action == "compare":
+            await compare.start_comparison(
+                user, self.thread_id, str(data.get("message", "")), data.get("compare_models")
+            )
+        else:
+            raise ValueError(action)
 
     async def _may_still_act(self) -> bool:
         """Before every action, whatever messages this socket missed (another process changed

@@ -128,6 +128,9 @@ def replaced_turn(
 def finished_turn(turn: Turn, siblings: Siblings | None = None) -> str:
     """A turn as it ended (or paused for a tool answer), replacing it, announced politely."""
     announce = f"Answer {turn.get_status_display().lower()}." if turn.is_finished else ""
+    if announce and turn.error:
+        # Said here, once, not by the turn's error paragraph, which every redraw re-inserts.
+        announce += f" {turn.error}"
     return replaced_turn(turn, announce=announce, siblings=siblings) + compare.cost_update(turn)
 
 
@@ -151,6 +154,21 @@ def error_notice(message: str) -> str:
         '<div id="composer-error" hx-swap-oob="true" class="composer-error" role="alert">{}</div>',
         message,
     )
+
+
+def action_receipt(request_id: str, refusal: str = "") -> str:
+    """The reply to an action: its refusal's reason in the composer (or the composer's error
+    cleared) and, for a request the page named, whether it was accepted, so the page keeps the
+    typed text until the server took it (``static/js/composer.js``)."""
+    html = error_notice(refusal)
+    if request_id:
+        html += format_html(
+            '<div id="action-receipt" hx-swap-oob="true" hidden data-request="{}"'
+            ' data-outcome="{}"></div>',
+            request_id,
+            "refused" if refusal else "accepted",
+        )
+    return html
 
 
 def presence(usernames: Iterable[str]) -> str:

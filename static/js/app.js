@@ -39,16 +39,17 @@
       event.preventDefault();
       if (box.value.trim()) box.form.requestSubmit();
     }
-    if (event.key === "Escape") {
+    if (event.key === "Escape" && !event.defaultPrevented) {  // shortcuts.js closes things first
       var stop = document.querySelector("button.stop");
       if (stop) stop.click();
     }
   });
 
-  // A message sent over the socket clears the box and follows the answer.
+  // A message sent over the socket follows the answer (composer.js clears the box once the
+  // server took the message).
   document.addEventListener("htmx:wsAfterSend", function (event) {
     var form = event.detail.elt;
-    if (form && form.id === "composer") { form.reset(); following = true; scrollToEnd(); }
+    if (form && form.id === "composer") { following = true; scrollToEnd(); }
   });
 
   // On every (re)connection the socket says what the page already shows: the last turn on
@@ -159,16 +160,5 @@
     var panel = button && button.closest("#settings-panel");
     if (panel) panel.replaceChildren();
   });
-
-  document.addEventListener("click", function (event) {
-    var button = event.target.closest("[data-copy]");
-    if (!button) return;
-    var source = document.querySelector(button.dataset.copy);
-    if (!source || !navigator.clipboard) return;
-    navigator.clipboard.writeText(source.innerText).then(function () {
-      var label = button.textContent;
-      button.textContent = "Copied";
-      setTimeout(function () { button.textContent = label; }, 1500);
-    });
-  });
+  // Copy buttons ([data-copy]): clipboard.js.
 })();
