@@ -30,6 +30,7 @@ from pygments.util import ClassNotFound
 
 from chat import image_policy
 from chat.image_policy import ImagePolicy, RemoteImage
+from chat.markdown_math import MATHML_ATTRIBUTES, MATHML_TAGS, math_plugin
 
 _FORMATTER = HtmlFormatter(nowrap=True, classprefix="hl-")
 
@@ -63,8 +64,10 @@ _ALLOWED_TAGS = {
     "span",
     "div",
     "img",
+    *MATHML_TAGS,  # math (chat.markdown_math): presentational MathML only
 }
 _ALLOWED_ATTRIBUTES = {
+    **MATHML_ATTRIBUTES,
     "a": {"href", "title"},
     "img": {"src", "alt", "title"},
     "code": {"class"},
@@ -129,6 +132,7 @@ def _make_parser() -> MarkdownIt:
     )
     parser.add_render_rule("th_open", _aligned_cell)
     parser.add_render_rule("td_open", _aligned_cell)
+    math_plugin(parser)
     return parser
 
 
@@ -203,7 +207,8 @@ def _viewer_path() -> str:
 # A tail that is one line of prose: starts with a letter, then only letters, digits, spaces and
 # punctuation that means nothing to markdown inside a line (so it is one paragraph) and that
 # HTML-escaping and sanitizing leave as it is. Trailing spaces end a paragraph: not shown.
-_PLAIN_LINE = re.compile(r"([^\W\d_](?:[^\W_]|[ ,.;:?!'\"()/%+=$@#-])*?) *")
+# No "$": it may open math (``chat.markdown_math``).
+_PLAIN_LINE = re.compile(r"([^\W\d_](?:[^\W_]|[ ,.;:?!'\"()/%+=@#-])*?) *")
 # Closing line of a code fence (CommonMark: up to 3 spaces, then 3+ backticks or tildes).
 _FENCE_END = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
 # Rendering options without highlighting, for a code block that is still being written.
