@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 import nh3
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from markdown_it.utils import OptionsDict
@@ -192,7 +193,10 @@ def _load_image_link(image: RemoteImage, alt: str) -> str:
     """A link to our image viewer (``chat.views.image_viewer``), which ``app.js`` opens in place."""
     query = {"src": image.url, "alt": alt} if alt else {"src": image.url}
     href = f"{_viewer_path()}?{urlencode(query)}"
-    text = f"Load image from {image.label}" + (f": {alt}" if alt else "")
+    if alt:
+        text = _("Load image from %(host)s: %(alt)s") % {"host": image.label, "alt": alt}
+    else:
+        text = _("Load image from %(host)s") % {"host": image.label}
     return (
         f'<a class="remote-image" href="{html_lib.escape(href)}" '
         f'title="{html_lib.escape(image.url)}">{html_lib.escape(text)}</a>'

@@ -49,7 +49,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django.contrib.humanize",  # naturaltime: each message's time (templates/chat/message_meta.html)
+    "django.contrib.humanize",  # naturaltime: the time under each message
     "channels",
     "csp",
     "django_htmx",

@@ -11,6 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from chat.signin import oidc
@@ -39,7 +40,7 @@ def _safe_next(request: HttpRequest, value: str) -> str:
 @require_GET
 def oidc_login(request: HttpRequest) -> HttpResponse:
     if not oidc.enabled():
-        raise Http404("OpenID Connect sign-in is not configured.")
+        raise Http404(_("OpenID Connect sign-in is not configured."))
     request.session[oidc.SESSION_NEXT] = _safe_next(request, request.GET.get("next", ""))
     try:
         return oidc.start(request, request.build_absolute_uri(reverse("oidc-callback")))
@@ -51,7 +52,7 @@ def oidc_login(request: HttpRequest) -> HttpResponse:
 @require_GET
 def oidc_callback(request: HttpRequest) -> HttpResponse:
     if not oidc.enabled():
-        raise Http404("OpenID Connect sign-in is not configured.")
+        raise Http404(_("OpenID Connect sign-in is not configured."))
     next_url = request.session.pop(oidc.SESSION_NEXT, "") or reverse(settings.LOGIN_REDIRECT_URL)
     try:
         result = oidc.finish(request)

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from chat.models import TURN_USAGE_FIELDS, Turn
 from chat.services import turn_mirror, usage
@@ -35,7 +36,7 @@ DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
 FINISH_RETRY_FIRST_DELAY = 0.1
 FINISH_RETRY_MAX_DELAY = 2.0
 
-REAPED_ERROR = (
+REAPED_ERROR = _(
     "This answer was cut off: the server writing it stopped, or could not reach the database,"
     " before it finished."
 )
@@ -134,7 +135,7 @@ def close_dead_turn(turn_id: int, is_stale: Q) -> bool:
     with transaction.atomic():
         closed = Turn.objects.filter(is_stale, pk=turn_id, status=Turn.Status.IN_PROGRESS).update(
             status=Turn.Status.INTERRUPTED,
-            error=REAPED_ERROR,
+            error=str(REAPED_ERROR),
             finished_at=timezone.now(),
             runner_channel="",
         )
