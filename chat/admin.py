@@ -457,7 +457,7 @@ class UserQuotaInline(admin.StackedInline):
     model = UserQuota
     can_delete = True
     max_num = 1
-    verbose_name_plural = "quota (empty fields: the defaults in Site settings)"
+    verbose_name_plural = _("quota (empty fields: the defaults in Site settings)")
     fields = (
         ("tokens_per_day", "tokens_per_month"),
         ("cost_per_month", "requests_per_minute"),

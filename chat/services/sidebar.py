@@ -36,7 +36,7 @@ def date_group(moment: dt.datetime, today: dt.date) -> str:
         return _("Yesterday")
     if age <= 7:
         return _("Previous 7 days")
-    return formats.date_format(day, "F Y")
+    return formats.date_format(day, "YEAR_MONTH_FORMAT")  # "November 2026", "2026年11月"
 
 
 @dataclass
