@@ -108,7 +108,8 @@ def _bracket_inline(state: StateInline, silent: bool) -> bool:
 
 
 def _bracket_block(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
-    """``\\[…\\]`` starting a block, on one line or several (ends at the line holding ``\\]``)."""
+    """``\\[…\\]`` starting a block, on one line or several without a blank one (ends at the
+    line holding ``\\]``)."""
     begin = state.bMarks[start_line] + state.tShift[start_line]
     if state.is_code_block(start_line) or not state.src.startswith("\\[", begin):
         return False
@@ -116,6 +117,8 @@ def _bracket_block(state: StateBlock, start_line: int, end_line: int, silent: bo
     line = start_line
     while close >= 0 and line < end_line and close > state.eMarks[line]:
         line += 1
+        if state.isEmpty(line):
+            return False  # no blank line inside, as for "$$" (see ``math_plugin``)
     if close < 0 or line >= end_line:
         return False
     if state.src[close + 2 : state.eMarks[line]].strip():
@@ -132,8 +135,15 @@ def _bracket_block(state: StateBlock, start_line: int, end_line: int, silent: bo
 
 def math_plugin(md: MarkdownIt) -> None:
     """Add the four math forms to a parser, rendered as MathML (or source text)."""
+    # No blank line inside display math (LaTeX has none either): a streamed block that is
+    # finished must not become part of a formula when a later "$$" arrives.
     dollarmath_plugin(
-        md, allow_labels=False, allow_space=False, allow_digits=False, double_inline=True
+        md,
+        allow_labels=False,
+        allow_space=False,
+        allow_digits=False,
+        allow_blank_lines=False,
+        double_inline=True,
     )
     md.inline.ruler.before("escape", "math_inline_bracket", _bracket_inline)
     md.block.ruler.before(

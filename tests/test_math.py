@@ -134,6 +134,8 @@ def test_streamed_math_ends_exactly_as_the_whole_render():
         f"\\[\n\\sqrt{{{i}}}\n\\]\n\n"
         for i in range(30)
     )
+    # A blank line inside display math: not math, however the stream was cut.
+    text += "$$\n\\frac{a}{b}\n\nmore\n$$\n\n\\[\nx\n\ny\n\\]\n"
     for chunk in (1, 7, 64):
         streamed, _ = _stream(text, chunk)
         assert streamed == render_markdown(text), chunk
