@@ -37,7 +37,9 @@ def add_tool(request: HttpRequest, tool_id: int) -> HttpResponse:
     except registry.LibraryRefused as refusal:
         return _section(request, mcp_notice=str(refusal), mcp_error=True)
     # The MCP section, and the library (out of band) with the tool in it.
-    section = _section(request, mcp_notice=f"Added “{tool.name}”.").content.decode()
+    section = _section(
+        request, mcp_notice=_("Added “%(name)s”.") % {"name": tool.name}
+    ).content.decode()
     library = render(request, "chat/tools.html#tool-library", _library(request)).content.decode()
     library = library.replace(
         '<div id="tool-library"', '<div id="tool-library" hx-swap-oob="true"', 1
