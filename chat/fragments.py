@@ -4,6 +4,7 @@ so a turn has one template whether it arrives with the page, by htmx or over the
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -90,8 +91,17 @@ def render_turn(
     """One turn; ``siblings`` when the caller knows them (else one small query); ``oob``:
     replacing the one on the page."""
     context = turn_context(turn, snapshot, siblings or siblings_of(turn))
-    cost = compare.costs([turn.pk]).get(turn.pk) if turn.is_finished else None
+    cost = answer_cost(turn)
     return render_to_string("chat/thread.html#turn", {**context, "cost": cost, "oob": oob})
+
+
+def answer_cost(turn: Turn) -> Decimal | None:
+    """What a finished turn cost (None while it runs, or with no usage record): known to the
+    runner that just wrote its only usage record (``store.store_end``), else one query."""
+    if not turn.is_finished:
+        return None
+    known = getattr(turn, "recorded_cost", None)
+    return known if known is not None else compare.costs([turn.pk]).get(turn.pk)
 
 
 def turn_list(thread: Thread, snapshots: dict[int, dict]) -> str:

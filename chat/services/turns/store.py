@@ -111,7 +111,10 @@ def store_end(turn: Turn, fields: dict[str, Any], *, earlier_usage: Usage | None
         if stored:
             # Also while paused for a tool answer: those tokens are spent even if nobody
             # answers (record_turn records only what is new when the turn resumes).
-            usage.record_turn(turn)
+            record = usage.record_turn(turn)
+            # The answer's cost when this is its only record: the end rendered next for every
+            # socket (``fragments.answer_cost``) then needs no query for it.
+            turn.recorded_cost = record.cost if record is not None and not record.step else None
         elif Turn.objects.filter(pk=turn.pk, status=Turn.Status.INTERRUPTED).update(
             **fields, runner_channel=""
         ):
