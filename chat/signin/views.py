@@ -12,18 +12,23 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from django.views.decorators.http import require_GET
 
 from chat.signin import oidc
 from chat.signin.backends import ACCOUNT_BACKEND
 from chat.signin.identity import SignInRefused
 
+# The default of OIDC_BUTTON_LABEL (project/settings.py), marked here so that it has a
+# translation; a label staff set themselves is shown as they wrote it.
+gettext_noop("Sign in with your organisation")
+
 
 def login_options(request: HttpRequest) -> dict:
     """Context for the login page: the provider button, and whether the password form shows
     (local passwords, or LDAP, which uses the same form)."""
     return {
-        "oidc_button_label": settings.OIDC_BUTTON_LABEL if oidc.enabled() else "",
+        "oidc_button_label": _(settings.OIDC_BUTTON_LABEL) if oidc.enabled() else "",
         "password_login": settings.LOCAL_LOGIN or bool(settings.LDAP_SERVER_URI),
     }
 
