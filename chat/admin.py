@@ -11,6 +11,7 @@ from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _
 
 from chat.models import (
     Announcement,
@@ -115,7 +116,7 @@ class ConnectionAdmin(AuditedAdmin):
     def test_connection_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         obj = self.get_object(request, object_id)
         if obj is None:
-            raise Http404(f"No such {self.opts.verbose_name}.")
+            raise Http404(_("No such %(thing)s.") % {"thing": self.opts.verbose_name})
         if not self._may_test(request, obj):
             raise PermissionDenied
         self._report(request, obj)
@@ -134,13 +135,13 @@ class ProviderForm(forms.ModelForm):
     api_key = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Leave empty to keep the current key. Stored encrypted; never shown again.",
+        help_text=_("Leave empty to keep the current key. Stored encrypted; never shown again."),
     )
-    clear_api_key = forms.BooleanField(required=False, label="Remove the stored key")
+    clear_api_key = forms.BooleanField(required=False, label=_("Remove the stored key"))
     base_url = forms.URLField(
         max_length=500,
         assume_scheme="https",
-        help_text="Up to and including /v1, e.g. https://gw.example/v1",
+        help_text=_("Up to and including /v1, e.g. https://gw.example/v1"),
     )
 
     class Meta:
@@ -181,7 +182,7 @@ class ProviderAdmin(ConnectionAdmin):
     )
     filter_horizontal = ("allowed_teams", "allowed_users")
 
-    @admin.display(description="API key")
+    @admin.display(description=_("API key"))
     def api_key_masked(self, obj: Provider) -> str:
         return obj.api_key_masked or "—"
 
@@ -200,18 +201,22 @@ class ProviderAdmin(ConnectionAdmin):
     def _report(self, request: HttpRequest, provider: Provider) -> providers.ConnectionResult:
         result = async_to_sync(providers.check_connection)(provider)
         level = messages.SUCCESS if result.ok else messages.ERROR
-        self.message_user(request, f"{provider.name}: {result.message}", level)
+        self.message_user(
+            request,
+            _("%(provider)s: %(result)s") % {"provider": provider.name, "result": result.message},
+            level,
+        )
         return result
 
     def _may_test(self, request: HttpRequest, obj: Provider) -> bool:
         return self.has_view_or_change_permission(request, obj)
 
-    @admin.action(description="Test connection (GET /v1/models)")
+    @admin.action(description=_("Test connection (GET /v1/models)"))
     def test_connections(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
         for provider in queryset:
             self._report(request, provider)
 
-    @admin.action(description="Add the gateway's models to the model settings")
+    @admin.action(description=_("Add the gateway's models to the model settings"))
     def import_models(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
         for provider in queryset:
             result = self._report(request, provider)
@@ -240,22 +245,21 @@ class ModelSettingForm(forms.ModelForm):
     def clean_fallback_models(self) -> list[str]:
         value = self.cleaned_data.get("fallback_models") or []
         if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
-            raise forms.ValidationError('A JSON list of model ids, e.g. ["gpt-5.4-mini"].')
+            raise forms.ValidationError(_('A JSON list of model ids, e.g. ["gpt-5.4-mini"].'))
         if self.cleaned_data.get("model") in value:
-            raise forms.ValidationError("A model cannot be its own fallback.")
+            raise forms.ValidationError(_("A model cannot be its own fallback."))
         return value
 
     def clean_default_params(self) -> dict:
         """The same parameter names and checks as a chat's settings panel."""
         value = self.cleaned_data.get("default_params") or {}
         if not isinstance(value, dict):
-            raise forms.ValidationError('A JSON object, e.g. {"temperature": 0.2}.')
+            raise forms.ValidationError(_('A JSON object, e.g. {"temperature": 0.2}.'))
         unknown = sorted(set(value) - set(parameters.SPECS_BY_NAME))
         if unknown:
             raise forms.ValidationError(
-                f"Unknown parameter(s): {', '.join(unknown)}. Known: "
-                + ", ".join(parameters.SPECS_BY_NAME)
-                + "."
+                _("Unknown parameter(s): %(unknown)s. Known: %(known)s.")
+                % {"unknown": ", ".join(unknown), "known": ", ".join(parameters.SPECS_BY_NAME)}
             )
         raw, checked = parameters.form_values(value), {}
         for api in parameters.APIS:
@@ -304,9 +308,9 @@ class ModelSettingAdmin(AuditedAdmin):
 @admin.register(SiteSettings)
 class SiteSettingsAdmin(AuditedAdmin):
     fieldsets = (
-        ("Sign-up", {"fields": ("allow_signup", "allowed_email_domains")}),
+        (_("Sign-up"), {"fields": ("allow_signup", "allowed_email_domains")}),
         (
-            "Default quotas (empty: no limit)",
+            _("Default quotas (empty: no limit)"),
             {
                 "fields": (
                     "default_tokens_per_day",
@@ -316,14 +320,14 @@ class SiteSettingsAdmin(AuditedAdmin):
                 )
             },
         ),
-        ("Images in messages", {"fields": ("image_hosts",)}),
+        (_("Images in messages"), {"fields": ("image_hosts",)}),
         (
-            "Retention (manage.py purge_expired; empty: keep everything)",
+            _("Retention (manage.py purge_expired; empty: keep everything)"),
             {"fields": ("chat_retention_days", "usage_detail_days")},
         ),
-        ("Models", {"fields": ("default_model",)}),
-        ("Share links", {"fields": ("anonymous_share_links",)}),
-        ("API (/api/v1)", {"fields": ("api_enabled",)}),
+        (_("Models"), {"fields": ("default_model",)}),
+        (_("Share links"), {"fields": ("anonymous_share_links",)}),
+        (_("API (/api/v1)"), {"fields": ("api_enabled",)}),
     )
 
     def has_add_permission(self, request) -> bool:
@@ -348,7 +352,7 @@ class TeamAdmin(AuditedAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(member_total=Count("members"))
 
-    @admin.display(description="members", ordering="member_total")
+    @admin.display(description=_("members"), ordering="member_total")
     def member_count(self, team: Team) -> int:
         return team.member_total
 
@@ -388,10 +392,12 @@ class TurnAdmin(admin.ModelAdmin):
 
 
 ROLES = (
-    ("member", "Member"),
-    ("auditor", "Auditor (read-only usage dashboard, CSV and audit log)"),
-    ("admin", "Administrator (staff)"),
+    ("member", _("Member")),
+    ("auditor", _("Auditor (read-only usage dashboard, CSV and audit log)")),
+    ("admin", _("Administrator (staff)")),
 )
+# The same roles in a list column (no explanation in brackets).
+ROLE_NAMES = {"member": _("Member"), "auditor": _("Auditor"), "admin": _("Administrator")}
 
 
 class RoleFormMixin(forms.Form):
@@ -411,7 +417,7 @@ class RoleFormMixin(forms.Form):
         demoted = cleaned.get("role") != "admin" or cleaned.get("is_active") is False
         if me is not None and self.instance.pk == me.pk and demoted:
             raise forms.ValidationError(
-                "You cannot remove your own administrator role or deactivate yourself."
+                _("You cannot remove your own administrator role or deactivate yourself.")
             )
         return cleaned
 
@@ -451,7 +457,7 @@ class UserQuotaInline(admin.StackedInline):
     model = UserQuota
     can_delete = True
     max_num = 1
-    verbose_name_plural = "quota (empty fields: the defaults in Site settings)"
+    verbose_name_plural = _("quota (empty fields: the defaults in Site settings)")
     fields = (
         ("tokens_per_day", "tokens_per_month"),
         ("cost_per_month", "requests_per_minute"),
@@ -495,9 +501,9 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
     readonly_fields = ("origin",)
     fieldsets = (
         (None, {"fields": ("username", "password")}),
-        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
-        ("Access", {"fields": ("role", "is_active", "origin")}),
-        ("Important dates", {"fields": ("last_login", "date_joined")}),
+        (_("Personal info"), {"fields": ("first_name", "last_name", "email")}),
+        (_("Access"), {"fields": ("role", "is_active", "origin")}),
+        (_("Important dates"), {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = (
         (
@@ -516,14 +522,14 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
         ),
     )
 
-    @admin.display(description="Role", ordering="is_staff")
+    @admin.display(description=_("Role"), ordering="is_staff")
     def role(self, obj) -> str:
-        return dict(ROLES)[role_of(obj)].split(" (")[0]
+        return ROLE_NAMES[role_of(obj)]
 
-    @admin.display(description="Signs in with")
+    @admin.display(description=_("Signs in with"))
     def origin(self, obj) -> str:
         kinds = sorted({identity.get_kind_display() for identity in obj.external_identities.all()})
-        return ", ".join(kinds) or "Local password"
+        return ", ".join(kinds) or _("Local password")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).prefetch_related("external_identities", "groups")
@@ -539,24 +545,28 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
         change = super().user_change_password
         return session_binding.keeps_this_session(change)(request, id, form_url)
 
-    @admin.action(description="Deactivate selected users (they can no longer log in)")
+    @admin.action(description=_("Deactivate selected users (they can no longer log in)"))
     def deactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = accounts.deactivate(request.user, queryset)
-        self.message_user(request, f"Deactivated {count} user(s).", messages.SUCCESS)
+        self.message_user(
+            request, _("Deactivated %(count)d user(s).") % {"count": count}, messages.SUCCESS
+        )
 
-    @admin.action(description="Reactivate selected users")
+    @admin.action(description=_("Reactivate selected users"))
     def reactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = accounts.reactivate(request.user, queryset)
-        self.message_user(request, f"Reactivated {count} user(s).", messages.SUCCESS)
+        self.message_user(
+            request, _("Reactivated %(count)d user(s).") % {"count": count}, messages.SUCCESS
+        )
 
-    @admin.action(description="Reset passwords (show a temporary password once)")
+    @admin.action(description=_("Reset passwords (show a temporary password once)"))
     def reset_passwords(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
         """New random passwords, shown on this page only (never stored in a message cookie);
         the users' sessions end because their password changed."""
         issued = accounts.reset_passwords(request.user, queryset)
         context = {
             **self.admin_site.each_context(request),
-            "title": "Temporary passwords",
+            "title": _("Temporary passwords"),
             "issued": issued,
             "opts": self.model._meta,
         }
@@ -687,12 +697,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.action(description="Revoke the selected keys")
+    @admin.action(description=_("Revoke the selected keys"))
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet) -> None:
         from chat.api.keys import revoke
 
         revoked = sum(revoke(key, request.user) for key in queryset)
-        self.message_user(request, f"{revoked} key(s) revoked.", messages.SUCCESS)
+        self.message_user(
+            request, _("%(count)d key(s) revoked.") % {"count": revoked}, messages.SUCCESS
+        )
 
 
 @admin.register(ApiAccess)

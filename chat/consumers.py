@@ -18,6 +18,7 @@ from channels.consumer import get_handler_name
 from channels.db import aclose_old_connections, database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from chat import fragments, live, metrics, ws_actions
 from chat.channel_layer import ChannelLayerUnavailable
@@ -159,7 +160,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             refusal = ws_actions.NOT_UNDERSTOOD
         except ChannelLayerUnavailable:
             log.warning("channel layer unavailable during %r on thread %s", action, self.thread_id)
-            refusal = "Live updates are reconnecting. Try again in a moment."
+            refusal = _("Live updates are reconnecting. Try again in a moment.")
         await self.send(fragments.action_receipt(ws_actions.request_id_of(data), refusal))
 
     async def _act(self, action: str, data: dict) -> None:
@@ -199,7 +200,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         """The turn named in a request, if it belongs to this socket's thread."""
         turn_id = parse_id(data.get("turn_id")) or 0
         if not await Turn.objects.filter(pk=turn_id, thread_id=self.thread_id).aexists():
-            raise refusals.TurnRejected("This message no longer exists.")
+            raise refusals.TurnRejected(_("This message no longer exists."))
         return turn_id
 
     async def _stop(self, turn_id: object) -> None:
@@ -214,7 +215,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             return thread is not None and conversation.switch_branch(thread, turn_id)
 
         if not await database_sync_to_async(switch)():
-            raise refusals.TurnRejected("This message no longer exists.")
+            raise refusals.TurnRejected(_("This message no longer exists."))
         await live.publish(
             self.thread_id, live.PathChanged(type="path.changed"), layer=self.channel_layer
         )
@@ -431,7 +432,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     def _render_path(self, snapshots: dict[int, live.Snapshot]) -> str:
         thread = permissions.thread_for(self.scope["user"], self.thread_id)
         if thread is None:
-            return fragments.error_notice("This chat no longer exists.")
+            return fragments.error_notice(_("This chat no longer exists."))
         busy = thread.turns.filter(status__in=Turn.ACTIVE).exists()
         return fragments.turn_list(thread, snapshots) + fragments.composer_state(busy=busy)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from chat.models import TURN_USAGE_FIELDS, Thread, Turn
 
 # Marks Switchboard's own export, which chat/services/importing.py reads back.
@@ -52,14 +54,15 @@ def _turn(turn: Turn) -> dict[str, Any]:
 def as_markdown(thread: Thread, path: list[Turn]) -> str:
     lines = [f"# {thread.title}", ""]
     for turn in path:
-        lines += ["## You", "", turn.user_text, ""]
+        lines += [f"## {_('You')}", "", turn.user_text, ""]
         for call in turn.tool_calls:
             lines += [
-                f"**Tool call `{call['name']}`** `{call['arguments']}` → {call['result']}",
+                _("**Tool call `%(name)s`** `%(arguments)s` → %(result)s")
+                % {"name": call["name"], "arguments": call["arguments"], "result": call["result"]},
                 "",
             ]
         lines += [
-            f"## {turn.model or 'Assistant'}",
+            f"## {turn.model or _('Assistant')}",
             "",
             turn.output_text or f"_({turn.get_status_display()})_",
             "",

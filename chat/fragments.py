@@ -4,6 +4,7 @@ so a turn has one template whether it arrives with the page, by htmx or over the
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -11,6 +12,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
 
 from chat import compare_columns as compare
 from chat.markdown import render_markdown
@@ -69,7 +71,11 @@ def path_page(
     earlier_url = ""
     if more:
         earlier_url = f"{reverse('chat:earlier', args=[thread.pk])}?before={turns[0].pk}"
-    items = [turn_context(t, snapshots.get(t.pk), tree.siblings(t)) for t in turns]
+    spent = compare.costs([t.pk for t in turns if t.is_finished])
+    items = [
+        turn_context(t, snapshots.get(t.pk), tree.siblings(t)) | {"cost": spent.get(t.pk)}
+        for t in turns
+    ]
     if before_id is None:
         compare.attach_columns(thread, tree, items, snapshots, turn_context)
     return {"turns": items, "earlier_url": earlier_url}
@@ -85,7 +91,17 @@ def render_turn(
     """One turn; ``siblings`` when the caller knows them (else one small query); ``oob``:
     replacing the one on the page."""
     context = turn_context(turn, snapshot, siblings or siblings_of(turn))
-    return render_to_string("chat/thread.html#turn", {**context, "oob": oob})
+    cost = answer_cost(turn)
+    return render_to_string("chat/thread.html#turn", {**context, "cost": cost, "oob": oob})
+
+
+def answer_cost(turn: Turn) -> Decimal | None:
+    """What a finished turn cost (None while it runs, or with no usage record): known to the
+    runner that just wrote its only usage record (``store.store_end``), else one query."""
+    if not turn.is_finished:
+        return None
+    known = getattr(turn, "recorded_cost", None)
+    return known if known is not None else compare.costs([turn.pk]).get(turn.pk)
 
 
 def turn_list(thread: Thread, snapshots: dict[int, dict]) -> str:
@@ -127,7 +143,9 @@ def replaced_turn(
 
 def finished_turn(turn: Turn, siblings: Siblings | None = None) -> str:
     """A turn as it ended (or paused for a tool answer), replacing it, announced politely."""
-    announce = f"Answer {turn.get_status_display().lower()}." if turn.is_finished else ""
+    status = turn.get_status_display().lower()
+    # Translators: read out by screen readers when an answer ends, e.g. "Answer completed."
+    announce = _("Answer %(status)s.") % {"status": status} if turn.is_finished else ""
     if announce and turn.error:
         # Said here, once, not by the turn's error paragraph, which every redraw re-inserts.
         announce += f" {turn.error}"
@@ -187,8 +205,8 @@ def thread_closed(user: AbstractBaseUser, thread_id: int) -> str:
     the chat leaves the page (title, turns, presence, writing controls, its sidebar entry) and
     the reason is shown."""
     if Thread.objects.filter(pk=thread_id).exists():
-        reason = "This chat is no longer shared with you."
+        reason = _("This chat is no longer shared with you.")
     else:
-        reason = "This chat was deleted."
+        reason = _("This chat was deleted.")
     context = {"reason": reason, "thread": None, "oob": True, **sidebar_lists(user)}
     return render_to_string("chat/thread.html#thread-closed", context)

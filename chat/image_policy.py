@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+from django.utils.translation import gettext as _
+
 log = logging.getLogger(__name__)
 
 # Another worker sees a changed list within this many seconds.
@@ -168,10 +170,11 @@ def parse_image_hosts(text: str) -> list[str]:
             entries.append(entry)
     if bad:
         raise ValueError(
-            "Not a host name: "
-            + ", ".join(f"“{entry}”" for entry in bad)
-            + ". Write only the host, e.g. images.example.com, *.cdn.example.com or "
-            "images.example.com:8443 (no scheme, path or wildcard alone)."
+            _(
+                "Not a host name: %(entries)s. Write only the host, e.g. images.example.com, "
+                "*.cdn.example.com or images.example.com:8443 (no scheme, path or wildcard alone)."
+            )
+            % {"entries": ", ".join(f"“{entry}”" for entry in bad)}
         )
     return entries
 

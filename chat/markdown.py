@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 import nh3
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from markdown_it.utils import OptionsDict
@@ -30,6 +31,7 @@ from pygments.util import ClassNotFound
 
 from chat import image_policy
 from chat.image_policy import ImagePolicy, RemoteImage
+from chat.markdown_math import MATHML_ATTRIBUTES, MATHML_TAGS, math_plugin
 
 _FORMATTER = HtmlFormatter(nowrap=True, classprefix="hl-")
 
@@ -63,8 +65,10 @@ _ALLOWED_TAGS = {
     "span",
     "div",
     "img",
+    *MATHML_TAGS,  # math (chat.markdown_math): presentational MathML only
 }
 _ALLOWED_ATTRIBUTES = {
+    **MATHML_ATTRIBUTES,
     "a": {"href", "title"},
     "img": {"src", "alt", "title"},
     "code": {"class"},
@@ -129,6 +133,7 @@ def _make_parser() -> MarkdownIt:
     )
     parser.add_render_rule("th_open", _aligned_cell)
     parser.add_render_rule("td_open", _aligned_cell)
+    math_plugin(parser)
     return parser
 
 
@@ -188,7 +193,10 @@ def _load_image_link(image: RemoteImage, alt: str) -> str:
     """A link to our image viewer (``chat.views.image_viewer``), which ``app.js`` opens in place."""
     query = {"src": image.url, "alt": alt} if alt else {"src": image.url}
     href = f"{_viewer_path()}?{urlencode(query)}"
-    text = f"Load image from {image.label}" + (f": {alt}" if alt else "")
+    if alt:
+        text = _("Load image from %(host)s: %(alt)s") % {"host": image.label, "alt": alt}
+    else:
+        text = _("Load image from %(host)s") % {"host": image.label}
     return (
         f'<a class="remote-image" href="{html_lib.escape(href)}" '
         f'title="{html_lib.escape(image.url)}">{html_lib.escape(text)}</a>'
@@ -203,7 +211,8 @@ def _viewer_path() -> str:
 # A tail that is one line of prose: starts with a letter, then only letters, digits, spaces and
 # punctuation that means nothing to markdown inside a line (so it is one paragraph) and that
 # HTML-escaping and sanitizing leave as it is. Trailing spaces end a paragraph: not shown.
-_PLAIN_LINE = re.compile(r"([^\W\d_](?:[^\W_]|[ ,.;:?!'\"()/%+=$@#-])*?) *")
+# No "$": it may open math (``chat.markdown_math``).
+_PLAIN_LINE = re.compile(r"([^\W\d_](?:[^\W_]|[ ,.;:?!'\"()/%+=@#-])*?) *")
 # Closing line of a code fence (CommonMark: up to 3 spaces, then 3+ backticks or tildes).
 _FENCE_END = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*")
 # Rendering options without highlighting, for a code block that is still being written.

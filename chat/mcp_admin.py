@@ -7,6 +7,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from chat.admin import ConnectionAdmin, ReadOnlyAdmin
 from chat.models import McpCall, McpServer, McpTool
@@ -25,13 +26,19 @@ def parse_headers(text: str) -> tuple[dict[str, str], str]:
         name, colon, value = line.partition(":")
         name, value = name.strip(), value.strip()
         if not colon or not name or not value:
-            return {}, f"Line {number}: write “Name: value”."
+            return {}, _("Line %(number)d: write “Name: value”.") % {"number": number}
         if not all(33 <= ord(c) <= 126 and c not in '()<>@,;:\\"/[]?={}' for c in name):
-            return {}, f"Line {number}: {name!r} is not a valid header name."
+            return {}, _("Line %(number)d: %(name)s is not a valid header name.") % {
+                "number": number,
+                "name": repr(name),
+            }
         if name.lower() in _RESERVED_HEADERS:
-            return {}, f"Line {number}: the {name} header is set by Switchboard."
+            return {}, _("Line %(number)d: the %(name)s header is set by Switchboard.") % {
+                "number": number,
+                "name": name,
+            }
         if any(c in value for c in "\r\n\0"):
-            return {}, f"Line {number}: the value has a line break."
+            return {}, _("Line %(number)d: the value has a line break.") % {"number": number}
         headers[name] = value
     return headers, ""
 
@@ -42,12 +49,12 @@ class McpServerForm(forms.ModelForm):
     headers = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false"}),
-        help_text=(
-            "One “Name: value” per line, e.g. “Authorization: Bearer …”. Leave empty to keep the "
-            "current headers. Stored encrypted; never shown again."
+        help_text=_(
+            "One “Name: value” per line, e.g. “Authorization: Bearer …”. Leave empty to keep "
+            "the current headers. Stored encrypted; never shown again."
         ),
     )
-    clear_headers = forms.BooleanField(required=False, label="Remove the stored headers")
+    clear_headers = forms.BooleanField(required=False, label=_("Remove the stored headers"))
     url = forms.URLField(max_length=500, assume_scheme="https")
 
     class Meta:
@@ -106,15 +113,15 @@ class McpServerAdmin(ConnectionAdmin):
         "last_error",
     )
 
-    @admin.display(description="Stored headers")
+    @admin.display(description=_("Stored headers"))
     def header_names(self, obj: McpServer) -> str:
         try:
             names = sorted(obj.headers)
         except ValueError:
-            return "(unreadable: encryption key changed)"
+            return _("(unreadable: encryption key changed)")
         return ", ".join(f"{name}: ••••" for name in names) or "—"
 
-    @admin.display(description="Tools")
+    @admin.display(description=_("Tools"))
     def tool_count(self, obj: McpServer) -> int:
         return obj.tools.filter(available=True).count()
 
@@ -123,12 +130,15 @@ class McpServerAdmin(ConnectionAdmin):
         if error:
             self.message_user(request, error, messages.ERROR)
             return
-        names = ", ".join(tool.name for tool in listed) or "none"
+        names = ", ".join(tool.name for tool in listed) or _("none")
         self.message_user(
-            request, f"{server.name}: connected; {len(listed)} tools: {names}.", messages.SUCCESS
+            request,
+            _("%(server)s: connected; %(count)d tools: %(names)s.")
+            % {"server": server.name, "count": len(listed), "names": names},
+            messages.SUCCESS,
         )
 
-    @admin.action(description="Test connection and list the tools")
+    @admin.action(description=_("Test connection and list the tools"))
     def test_connections(self, request: HttpRequest, queryset: QuerySet[McpServer]) -> None:
         for server in queryset:
             self._report(request, server)

@@ -11,6 +11,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils.timezone import now as timezone_now
+from django.utils.translation import gettext_lazy as _
 
 from chat import crypto
 from chat.upstream.request import Api
@@ -20,7 +21,7 @@ class Provider(models.Model):
     """An OpenAI-compatible gateway. Its API key is stored encrypted and never rendered."""
 
     name = models.CharField(max_length=100, unique=True)
-    base_url = models.URLField(max_length=500, help_text="Up to and including /v1.")
+    base_url = models.URLField(max_length=500, help_text=_("Up to and including /v1."))
     api_key_encrypted = models.TextField(blank=True, default="", editable=False)
     default_api = models.CharField(
         max_length=20, choices=Api.choices(), default=Api.RESPONSES.value
@@ -32,17 +33,21 @@ class Provider(models.Model):
         "Team",
         blank=True,
         related_name="+",
-        help_text="Only members of these teams (and the users below) may use this provider. "
-        "Leave both empty: everyone.",
+        help_text=_(
+            "Only members of these teams (and the users below) may use this provider. "
+            "Leave both empty: everyone."
+        ),
     )
     allowed_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
     title_model = models.CharField(
-        "title model",
+        _("title model"),
         max_length=200,
         blank=True,
         default="",
-        help_text="Writes chat titles after the first answer. Empty: the smallest model listed "
-        "(one whose id ends in -mini or -nano), else the chat's own model.",
+        help_text=_(
+            "Writes chat titles after the first answer. Empty: the smallest model listed "
+            "(one whose id ends in -mini or -nano), else the chat's own model."
+        ),
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -71,23 +76,25 @@ class SiteSettings(models.Model):
     """Instance-wide switches that staff change in the admin (a single row)."""
 
     allow_signup = models.BooleanField(
-        default=False, help_text="Let people create their own account at /accounts/signup/."
+        default=False, help_text=_("Let people create their own account at /accounts/signup/.")
     )
     allowed_email_domains = models.TextField(
         blank=True,
-        help_text="Sign-up only with an email address at one of these domains (one per line or "
-        "comma-separated, e.g. example.com). Empty: any address.",
+        help_text=_(
+            "Sign-up only with an email address at one of these domains (one per line or "
+            "comma-separated, e.g. example.com). Empty: any address."
+        ),
     )
     # Default quotas: a user's own quota overrides each of them; empty means no limit.
     default_tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
     default_tokens_per_month = models.PositiveBigIntegerField(null=True, blank=True)
     default_cost_per_month = models.DecimalField(
-        "default cost budget per month", max_digits=12, decimal_places=2, null=True, blank=True
+        _("default cost budget per month"), max_digits=12, decimal_places=2, null=True, blank=True
     )
     staff_exempt = models.BooleanField(
-        "staff are exempt from quotas",
+        _("staff are exempt from quotas"),
         default=False,
-        help_text="Staff ignore token and cost quotas and the rate limit.",
+        help_text=_("Staff ignore token and cost quotas and the rate limit."),
     )
     default_model = models.ForeignKey(
         "ModelSetting",
@@ -95,49 +102,59 @@ class SiteSettings(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
-        help_text="The model a new member starts on (a team's default model comes first). "
-        "Empty: the first model in the list.",
+        help_text=_(
+            "The model a new member starts on (a team's default model comes first). "
+            "Empty: the first model in the list."
+        ),
     )
     image_hosts = models.TextField(
-        "allowed image hosts",
+        _("allowed image hosts"),
         blank=True,
-        help_text="Images in messages from these hosts load by themselves (one per line, e.g. "
-        "images.example.com, *.cdn.example.com or images.example.com:8443). Images from any "
-        "other host show a “Load image from …” link instead, so a model cannot make readers' "
-        "browsers contact a server of its choosing.",
+        help_text=_(
+            "Images in messages from these hosts load by themselves (one per line, e.g. "
+            "images.example.com, *.cdn.example.com or images.example.com:8443). Images from any "
+            "other host show a “Load image from …” link instead, so a model cannot make readers' "
+            "browsers contact a server of its choosing."
+        ),
     )
     # Retention (manage.py purge_expired): empty keeps everything, the default.
     chat_retention_days = models.PositiveIntegerField(
-        "delete chats not touched for (days)",
+        _("delete chats not touched for (days)"),
         null=True,
         blank=True,
         validators=[MinValueValidator(1)],
-        help_text="A chat nobody wrote in or changed for this many days is deleted with its "
-        "shares. Empty: chats are kept for ever.",
+        help_text=_(
+            "A chat nobody wrote in or changed for this many days is deleted with its "
+            "shares. Empty: chats are kept for ever."
+        ),
     )
     usage_detail_days = models.PositiveIntegerField(
-        "keep usage records in detail for (days)",
+        _("keep usage records in detail for (days)"),
         null=True,
         blank=True,
         validators=[MinValueValidator(1)],
-        help_text="Older usage records are rolled up into one record per day, user and model: "
-        "the dashboard and quotas count the same totals, the per-turn detail is gone. "
-        "Empty: every record is kept.",
+        help_text=_(
+            "Older usage records are rolled up into one record per day, user and model: "
+            "the dashboard and quotas count the same totals, the per-turn detail is gone. "
+            "Empty: every record is kept."
+        ),
     )
     anonymous_share_links = models.BooleanField(
-        "share links open without logging in",
+        _("share links open without logging in"),
         default=False,
-        help_text="Off: a chat's share link opens only for people logged in on this instance.",
+        help_text=_("Off: a chat's share link opens only for people logged in on this instance."),
     )
     api_enabled = models.BooleanField(
-        "API enabled",
+        _("API enabled"),
         default=True,
-        help_text="Let people call /api/v1 with their personal API keys. Off: every key is "
-        "refused (running streams stop).",
+        help_text=_(
+            "Let people call /api/v1 with their personal API keys. Off: every key is "
+            "refused (running streams stop)."
+        ),
     )
 
     class Meta:
-        verbose_name = verbose_name_plural = "site settings"
+        verbose_name = verbose_name_plural = _("site settings")
 
     def __str__(self) -> str:
         return "Site settings"
@@ -159,9 +176,9 @@ class ToolDefinition(models.Model):
     """A function tool from a user's library: JSON Schema parameters, offered per thread."""
 
     class Builtin(models.TextChoices):
-        NONE = "", "None (the user answers each call)"
-        CALCULATOR = "calculator", "Calculator"
-        DATETIME = "datetime", "Current date and time"
+        NONE = "", _("None (the user answers each call)")
+        CALCULATOR = "calculator", _("Calculator")
+        DATETIME = "datetime", _("Current date and time")
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tools"
@@ -226,23 +243,25 @@ class Team(models.Model):
         max_length=200,
         blank=True,
         default="",
-        help_text="Organisation group whose members this team follows at every sign-in "
-        "(OIDC, LDAP or proxy header). Empty: members are managed here by hand.",
+        help_text=_(
+            "Organisation group whose members this team follows at every sign-in "
+            "(OIDC, LDAP or proxy header). Empty: members are managed here by hand."
+        ),
     )
     # Monthly budgets (chat/services/budgets.py): spend of the members billed to this team.
     cost_budget_per_month = models.DecimalField(
-        "cost budget per month",
+        _("cost budget per month"),
         max_digits=12,
         decimal_places=2,
         null=True,
         blank=True,
-        help_text="Estimated from the model prices. Empty: no limit. 0: nothing may be spent.",
+        help_text=_("Estimated from the model prices. Empty: no limit. 0: nothing may be spent."),
     )
     token_budget_per_month = models.PositiveBigIntegerField(
-        "token budget per month",
+        _("token budget per month"),
         null=True,
         blank=True,
-        help_text="Empty: no limit. 0: no tokens at all.",
+        help_text=_("Empty: no limit. 0: no tokens at all."),
     )
     default_model = models.ForeignKey(
         "ModelSetting",
@@ -250,7 +269,7 @@ class Team(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
-        help_text="The model this team's members start on. Empty: the organisation's default.",
+        help_text=_("The model this team's members start on. Empty: the organisation's default."),
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -282,9 +301,9 @@ class Folder(models.Model):
 
 class Thread(models.Model):
     class TitleSource(models.TextChoices):
-        MESSAGE = "message", "First line of the first message"
-        MODEL = "model", "Written by a model"
-        USER = "user", "Set by the user"
+        MESSAGE = "message", _("First line of the first message")
+        MODEL = "model", _("Written by a model")
+        USER = "user", _("Set by the user")
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="threads"
@@ -341,8 +360,8 @@ class Thread(models.Model):
 class Access(models.TextChoices):
     """What a user may do with a thread, weakest first."""
 
-    READ = "read", "Read only"
-    COLLABORATE = "collaborate", "Collaborate"
+    READ = "read", _("Read only")
+    COLLABORATE = "collaborate", _("Collaborate")
 
 
 class ThreadShare(models.Model):
@@ -384,13 +403,13 @@ class Turn(models.Model):
     """One exchange: the user's message and the model's answer to it."""
 
     class Status(models.TextChoices):
-        IN_PROGRESS = "in_progress", "Generating"
-        AWAITING_TOOL = "awaiting_tool", "Waiting for a tool result"
-        COMPLETED = "completed", "Completed"
-        INCOMPLETE = "incomplete", "Incomplete"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Stopped"
-        INTERRUPTED = "interrupted", "Interrupted"
+        IN_PROGRESS = "in_progress", _("Generating")
+        AWAITING_TOOL = "awaiting_tool", _("Waiting for a tool result")
+        COMPLETED = "completed", _("Completed")
+        INCOMPLETE = "incomplete", _("Incomplete")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Stopped")
+        INTERRUPTED = "interrupted", _("Interrupted")
 
     # Turns that hold the thread: a new message waits until they end.
     ACTIVE = (Status.IN_PROGRESS, Status.AWAITING_TOOL)
@@ -481,55 +500,61 @@ class ModelSetting(models.Model):
     """What staff decided about one model of one provider: shown or not, its name and prices."""
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="model_settings")
-    model = models.CharField(max_length=200, help_text="The model id, as the gateway names it.")
+    model = models.CharField(max_length=200, help_text=_("The model id, as the gateway names it."))
     enabled = models.BooleanField(
-        default=True, help_text="Disabled models are hidden from users and cannot be used."
+        default=True, help_text=_("Disabled models are hidden from users and cannot be used.")
     )
     display_name = models.CharField(
-        max_length=200, blank=True, help_text="Shown in the model picker instead of the id."
+        max_length=200, blank=True, help_text=_("Shown in the model picker instead of the id.")
     )
     price_input = models.DecimalField(
-        "input price",
+        _("input price"),
         max_digits=12,
         decimal_places=4,
         default=0,
-        help_text="Per million input tokens (uncached).",
+        help_text=_("Per million input tokens (uncached)."),
     )
     price_cached_input = models.DecimalField(
-        "cached-input price",
+        _("cached-input price"),
         max_digits=12,
         decimal_places=4,
         null=True,
         blank=True,
-        help_text="Per million cached input tokens; empty: the input price.",
+        help_text=_("Per million cached input tokens; empty: the input price."),
     )
     price_output = models.DecimalField(
-        "output price",
+        _("output price"),
         max_digits=12,
         decimal_places=4,
         default=0,
-        help_text="Per million output tokens (reasoning tokens included).",
+        help_text=_("Per million output tokens (reasoning tokens included)."),
     )
     default_params = models.JSONField(
-        "default parameters",
+        _("default parameters"),
         default=dict,
         blank=True,
-        help_text='Sent with every request unless the chat sets them, e.g. {"temperature": 0.2}.',
+        help_text=_(
+            'Sent with every request unless the chat sets them, e.g. {"temperature": 0.2}.'
+        ),
     )
     allowed_teams = models.ManyToManyField(
         Team,
         blank=True,
         related_name="+",
-        help_text="Only members of these teams (and the users below) may use this model. "
-        "Leave both empty: everyone (who may use the provider).",
+        help_text=_(
+            "Only members of these teams (and the users below) may use this model. "
+            "Leave both empty: everyone (who may use the provider)."
+        ),
     )
     allowed_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
     fallback_models = models.JSONField(
-        "fallback models",
+        _("fallback models"),
         default=list,
         blank=True,
-        help_text='Tried in order when this model fails before answering (429, 5xx, no '
-        'connection), e.g. ["gpt-5.4-mini"]. Chat and API alike.',
+        help_text=_(
+            "Tried in order when this model fails before answering (429, 5xx, no "
+            'connection), e.g. ["gpt-5.4-mini"]. Chat and API alike.'
+        ),
     )
 
     class Meta:
@@ -591,7 +616,7 @@ class UsageRecord(models.Model):
     rolled_up = models.BooleanField(default=False)
     # What the request was for: a turn's answer, or a chat title written by a model.
     kind = models.CharField(
-        max_length=20, choices=[("turn", "Answer"), ("title", "Title")], default="turn"
+        max_length=20, choices=[("turn", _("Answer")), ("title", _("Title"))], default="turn"
     )
     # "chat" (a turn) or "api" (a call to /api/v1 with a personal key, ``api_key``).
     source = models.CharField(max_length=10, default="chat", db_index=True)
@@ -630,24 +655,25 @@ class UserQuota(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota"
     )
     tokens_per_day = models.PositiveBigIntegerField(
-        null=True, blank=True, help_text="Empty: the default quota. 0: no tokens at all."
+        null=True, blank=True, help_text=_("Empty: the default quota. 0: no tokens at all.")
     )
     tokens_per_month = models.PositiveBigIntegerField(
-        null=True, blank=True, help_text="Empty: the default quota."
+        null=True, blank=True, help_text=_("Empty: the default quota.")
     )
     cost_per_month = models.DecimalField(
-        "cost budget per month",
+        _("cost budget per month"),
         max_digits=12,
         decimal_places=2,
         null=True,
         blank=True,
-        help_text="Estimated from the model prices. Empty: the default budget.",
+        help_text=_("Estimated from the model prices. Empty: the default budget."),
     )
     requests_per_minute = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="Messages a minute. Empty: the server's RATE_LIMIT_PER_MINUTE. "
-        "0: no messages at all.",
+        help_text=_(
+            "Messages a minute. Empty: the server's RATE_LIMIT_PER_MINUTE. 0: no messages at all."
+        ),
     )
     upload_bytes_per_day = models.PositiveBigIntegerField(
         null=True,
@@ -655,10 +681,12 @@ class UserQuota(models.Model):
         help_text="Bytes of files a day. Empty: the server's UPLOAD_BYTES_PER_DAY. 0: no uploads.",
     )
     unlimited_rate = models.BooleanField(
-        "no rate limit", default=False, help_text="Send as many messages a minute as they like."
+        _("no rate limit"),
+        default=False,
+        help_text=_("Send as many messages a minute as they like."),
     )
     exempt = models.BooleanField(
-        "no limits", default=False, help_text="Ignore every quota and the rate limit."
+        _("no limits"), default=False, help_text=_("Ignore every quota and the rate limit.")
     )
     billing_team = models.ForeignKey(
         Team,
@@ -666,12 +694,13 @@ class UserQuota(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
-        help_text="The team whose budget pays for this user's usage. Empty: the first team "
-        "they joined.",
+        help_text=_(
+            "The team whose budget pays for this user's usage. Empty: the first team they joined."
+        ),
     )
 
     class Meta:
-        verbose_name = "quota"
+        verbose_name = _("quota")
         # Auditors (chat/services/roles.py) read the usage dashboard without being staff.
         permissions = [("view_usage_dashboard", "Can view the usage dashboard and its CSV")]
 
@@ -698,8 +727,8 @@ class AuditLogEntry(models.Model):
 
     class Meta:
         ordering = ["-at", "-pk"]
-        verbose_name = "audit log entry"
-        verbose_name_plural = "audit log"
+        verbose_name = _("audit log entry")
+        verbose_name_plural = _("audit log")
         indexes = [models.Index(fields=["object_type", "object_id"])]
 
     def __str__(self) -> str:
@@ -713,9 +742,9 @@ class ExternalIdentity(models.Model):
     Users are matched by (kind, issuer, subject), never by e-mail. No row: a local account."""
 
     class Kind(models.TextChoices):
-        OIDC = "oidc", "OpenID Connect"
-        LDAP = "ldap", "LDAP"
-        HEADER = "header", "Proxy header"
+        OIDC = "oidc", _("OpenID Connect")
+        LDAP = "ldap", _("LDAP")
+        HEADER = "header", _("Proxy header")
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="external_identities"
@@ -723,13 +752,13 @@ class ExternalIdentity(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices)
     issuer = models.CharField(max_length=500)
     subject = models.CharField(max_length=500)
-    groups = models.JSONField(default=list, blank=True, help_text="Groups at the last sign-in.")
+    groups = models.JSONField(default=list, blank=True, help_text=_("Groups at the last sign-in."))
     created_at = models.DateTimeField(auto_now_add=True)
     last_login_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        verbose_name = "external identity"
-        verbose_name_plural = "external identities"
+        verbose_name = _("external identity")
+        verbose_name_plural = _("external identities")
         constraints = [
             models.UniqueConstraint(
                 fields=["kind", "issuer", "subject"], name="unique_external_identity"
@@ -744,15 +773,17 @@ class Announcement(models.Model):
     """A banner staff post for every signed-in user (live over the sockets, and on each page)."""
 
     class Level(models.TextChoices):
-        INFO = "info", "Information"
-        WARNING = "warning", "Warning"
+        INFO = "info", _("Information")
+        WARNING = "warning", _("Warning")
 
     message = models.TextField(max_length=1000)
     level = models.CharField(max_length=10, choices=Level.choices, default=Level.INFO)
     starts_at = models.DateTimeField(
-        null=True, blank=True, help_text="Empty: shown from when it is saved."
+        null=True, blank=True, help_text=_("Empty: shown from when it is saved.")
     )
-    ends_at = models.DateTimeField(null=True, blank=True, help_text="Empty: shown until removed.")
+    ends_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Empty: shown until removed.")
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     dismissed_by = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="+", editable=False
@@ -766,14 +797,14 @@ class Announcement(models.Model):
 
     def clean(self) -> None:
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
-            raise ValidationError({"ends_at": "The end must come after the start."})
+            raise ValidationError({"ends_at": _("The end must come after the start.")})
 
 
 class BudgetAlert(models.Model):
     """A team budget threshold crossed in one month: the webhook is called once per row."""
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="budget_alerts")
-    month = models.DateField(help_text="First day of the month.")
+    month = models.DateField(help_text=_("First day of the month."))
     metric = models.CharField(max_length=10)  # "cost" or "tokens"
     threshold = models.PositiveSmallIntegerField()  # percent
     created_at = models.DateTimeField(default=timezone_now)
@@ -797,7 +828,7 @@ class TeamSpend(models.Model):
     so the budget check before every turn reads one row instead of summing the records."""
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="spend")
-    month = models.DateField(help_text="First day of the month.")
+    month = models.DateField(help_text=_("First day of the month."))
     tokens = models.PositiveBigIntegerField(default=0)
     cost = models.DecimalField(max_digits=16, decimal_places=6, default=0)
 
@@ -828,7 +859,7 @@ class Feedback(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        verbose_name_plural = "feedback"
+        verbose_name_plural = _("feedback")
         ordering = ["-updated_at", "-pk"]
         constraints = [
             models.UniqueConstraint(fields=["turn", "user"], name="one_feedback_per_user_turn")
@@ -892,12 +923,12 @@ class McpServer(models.Model):
     """A Model Context Protocol server whose tools the model may call; Switchboard runs them."""
 
     class Transport(models.TextChoices):
-        STREAMABLE_HTTP = "streamable_http", "Streamable HTTP"
-        SSE = "sse", "HTTP+SSE (older servers)"
+        STREAMABLE_HTTP = "streamable_http", _("Streamable HTTP")
+        SSE = "sse", _("HTTP+SSE (older servers)")
 
     name = models.CharField(max_length=100, unique=True)
     url = models.URLField(
-        max_length=500, help_text="The server's endpoint, e.g. https://mcp.example/mcp"
+        max_length=500, help_text=_("The server's endpoint, e.g. https://mcp.example/mcp")
     )
     transport = models.CharField(
         max_length=20, choices=Transport.choices, default=Transport.STREAMABLE_HTTP
@@ -908,14 +939,14 @@ class McpServer(models.Model):
         Team,
         blank=True,
         related_name="mcp_servers",
-        help_text="Who may use its tools. None chosen: everyone.",
+        help_text=_("Who may use its tools. None chosen: everyone."),
     )
     connect_timeout = models.FloatField(
-        default=10.0, help_text="Seconds to connect and list tools."
+        default=10.0, help_text=_("Seconds to connect and list tools.")
     )
-    call_timeout = models.FloatField(default=60.0, help_text="Seconds one tool call may take.")
+    call_timeout = models.FloatField(default=60.0, help_text=_("Seconds one tool call may take."))
     requires_approval = models.BooleanField(
-        default=False, help_text="The user approves each call in its card before it runs."
+        default=False, help_text=_("The user approves each call in its card before it runs.")
     )
     enabled = models.BooleanField(default=True)
     tools_refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -924,7 +955,7 @@ class McpServer(models.Model):
 
     class Meta:
         ordering = ["name"]
-        verbose_name = "MCP server"
+        verbose_name = _("MCP server")
 
     def __str__(self) -> str:
         return self.name
@@ -933,7 +964,7 @@ class McpServer(models.Model):
         for field in ("connect_timeout", "call_timeout"):
             value = getattr(self, field)
             if value is None or not 0.1 <= value <= 3600:
-                raise ValidationError({field: "Between 0.1 and 3600 seconds."})
+                raise ValidationError({field: _("Between 0.1 and 3600 seconds.")})
 
     @property
     def headers(self) -> dict[str, str]:
@@ -954,12 +985,12 @@ class McpTool(models.Model):
     input_schema = models.JSONField(default=dict)
     available = models.BooleanField(default=True)
     problem = models.TextField(
-        blank=True, default="", help_text="Why it cannot be offered to a model, if it cannot."
+        blank=True, default="", help_text=_("Why it cannot be offered to a model, if it cannot.")
     )
 
     class Meta:
         ordering = ["server__name", "name"]
-        verbose_name = "MCP tool"
+        verbose_name = _("MCP tool")
         constraints = [
             models.UniqueConstraint(fields=["server", "name"], name="unique_mcp_tool_per_server")
         ]
@@ -988,7 +1019,7 @@ class McpCall(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        verbose_name = "MCP call"
+        verbose_name = _("MCP call")
 
     def __str__(self) -> str:
         return f"{self.server_name}.{self.tool_name} ({self.status})"
@@ -1005,10 +1036,10 @@ class ApiKey(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
     )
     name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=16, help_text="The key's first characters.")
+    prefix = models.CharField(max_length=16, help_text=_("The key's first characters."))
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     allowed_models = models.JSONField(
-        default=list, blank=True, help_text="Model ids this key may use; empty: any allowed."
+        default=list, blank=True, help_text=_("Model ids this key may use; empty: any allowed.")
     )
     created_at = models.DateTimeField(default=timezone_now)
     last_used_at = models.DateTimeField(null=True, blank=True)
@@ -1017,7 +1048,7 @@ class ApiKey(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        verbose_name = "API key"
+        verbose_name = _("API key")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
@@ -1029,10 +1060,10 @@ class ApiAccess(models.Model):
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_access"
     )
-    enabled = models.BooleanField("API enabled", default=True)
+    enabled = models.BooleanField(_("API enabled"), default=True)
 
     class Meta:
-        verbose_name = verbose_name_plural = "API access"
+        verbose_name = verbose_name_plural = _("API access")
 
     def __str__(self) -> str:
         return f"API {'on' if self.enabled else 'off'} for {self.user}"

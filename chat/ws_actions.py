@@ -13,6 +13,9 @@ import json
 import re
 from typing import Any
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
 from chat.request_ids import parse_id
 from chat.services.json_schema import depth_exceeds
 
@@ -30,8 +33,8 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ESCAPE_FACTOR = 6
 _FRAME_OVERHEAD = 16_384
 
-UNREADABLE = "The message could not be read. Reload the page."
-NOT_UNDERSTOOD = "That request was not understood."
+UNREADABLE = gettext_lazy("The message could not be read. Reload the page.")
+NOT_UNDERSTOOD = gettext_lazy("That request was not understood.")
 
 
 class ActionRefused(ValueError):
@@ -62,12 +65,13 @@ def parse_action(text: str | bytes | None, max_message_chars: int) -> dict[str, 
     text = text or ""
     if len(text) > max_frame_chars(max_message_chars):
         raise ActionRefused(
-            f"That message is too long (the limit is {max_message_chars:,} characters)."
+            _("That message is too long (the limit is %(limit)s characters).")
+            % {"limit": f"{max_message_chars:,}"}
         )
     try:
         data = json.loads(text)
     except RecursionError:
-        raise ActionRefused("That request is nested too deeply to be read.") from None
+        raise ActionRefused(_("That request is nested too deeply to be read.")) from None
     except ValueError:
         raise ActionRefused(UNREADABLE) from None
     if not isinstance(data, dict):
@@ -75,7 +79,7 @@ def parse_action(text: str | bytes | None, max_message_chars: int) -> dict[str, 
     request_id = request_id_of(data)
     # Counting brackets is C-speed; only a frame with many of them is walked.
     if text.count("{") + text.count("[") > MAX_NESTING and depth_exceeds(data, MAX_NESTING):
-        raise ActionRefused("That request is nested too deeply to be read.", request_id)
+        raise ActionRefused(_("That request is nested too deeply to be read."), request_id)
     for name in _TEXT_FIELDS:
         if name in data and not isinstance(data[name], str):
             raise ActionRefused(NOT_UNDERSTOOD, request_id)
@@ -84,5 +88,5 @@ def parse_action(text: str | bytes | None, max_message_chars: int) -> dict[str, 
         raise ActionRefused(NOT_UNDERSTOOD, request_id)
     turn_id = data.get("turn_id")
     if turn_id not in (None, "") and parse_id(turn_id) is None:
-        raise ActionRefused("This message no longer exists.", request_id)
+        raise ActionRefused(_("This message no longer exists."), request_id)
     return data

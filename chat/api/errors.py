@@ -1,4 +1,8 @@
-"""Errors in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}`` and its status."""
+"""Errors in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}`` and its status.
+
+The messages are English and not marked for translation: API clients parse them (the views run
+under ``translation.override("en")`` so the checks shared with the chat answer in English too).
+"""
 
 from __future__ import annotations
 

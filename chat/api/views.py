@@ -14,6 +14,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.request import RawPostDataException
+from django.utils import translation
 from django.views.decorators.csrf import csrf_exempt
 
 from chat.api import relay, routing, validation
@@ -55,7 +56,11 @@ def api_view(methods: tuple[str, ...]) -> Callable[[View], View]:
                 response["Allow"] = ", ".join(methods)
                 return _cors(request, response)
             try:
-                response = await view(request)
+                # The API's error "message" texts stay English whatever the caller's language:
+                # API clients parse them (the checks it shares with the chat, quotas and
+                # parameters, are translated for the chat's pages).
+                with translation.override("en"):
+                    response = await view(request)
             except ApiError as error:
                 response = error_response(error)
             return _cors(request, response)

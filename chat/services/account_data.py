@@ -16,12 +16,13 @@ from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext_lazy as _
 
 from chat import export
 from chat.models import Thread, UsageRecord
 from chat.services import audit, conversation, usage
 
-CONFIRM_MISMATCH = "Type your username (or your password) exactly to confirm."
+CONFIRM_MISMATCH = _("Type your username (or your password) exactly to confirm.")
 
 
 def archive_name(user) -> str:

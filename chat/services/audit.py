@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.db import models
+from django.utils import translation
 
 from chat.models import AuditLogEntry
 
@@ -20,8 +21,10 @@ def _actor_fields(actor) -> dict:
 
 
 def _object_fields(obj: models.Model) -> dict:
+    with translation.override("en"):  # a filter of the audit page: never the admin's language
+        object_type = str(obj._meta.verbose_name)
     return {
-        "object_type": obj._meta.verbose_name,
+        "object_type": object_type,
         "object_id": str(obj.pk or ""),
         "object_repr": str(obj)[:200],
     }
@@ -73,11 +76,13 @@ def record_form(actor, obj: models.Model, form, *, created: bool, skip: Iterable
         if name in skip or name not in form.cleaned_data:
             continue
         bound = form[name]
+        with translation.override("en"):  # the log reads the same whatever the admin's language
+            label = str(bound.label)
         entries.append(
             AuditLogEntry(
                 **base,
                 action="created" if created else "changed",
-                field=str(bound.label)[:100],
+                field=label[:100],
                 old_value="" if created else _text(bound.initial),
                 new_value=_text(form.cleaned_data[name]),
             )

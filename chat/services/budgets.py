@@ -19,7 +19,8 @@ import httpx
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import F
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
 
 from chat.models import BudgetAlert, Team, TeamSpend, UsageRecord, UserQuota
 from chat.services import quotas  # module, not names: quotas.check calls back into here
@@ -54,39 +55,60 @@ class BudgetLine:
         return self.used >= self.limit
 
     def amount(self, value: Decimal | int) -> str:
-        return quotas.money(value) if self.metric == "cost" else f"{value:,} tokens"
+        return quotas.money(value) if self.metric == "cost" else quotas.tokens(value)
 
     @property
     def name(self) -> str:
-        return f"monthly {'cost' if self.metric == 'cost' else 'token'} budget"
+        return _("monthly cost budget") if self.metric == "cost" else _("monthly token budget")
 
     @property
     def resets_on(self) -> str:
-        return f"{timezone.localtime(self.resets):%-d %B %Y}"
+        return formats.date_format(timezone.localtime(self.resets), "j F Y")
+
+    def _values(self) -> dict[str, object]:
+        return {
+            "team": self.team_name,
+            "budget": self.name,
+            "limit": self.amount(self.limit),
+            "used": self.amount(self.used),
+            "left": self.amount(self.remaining),
+            "percent": self.percent,
+            "resets": self.resets_on,
+        }
 
     def refusal(self) -> str:
         if not self.limit:
             return (
-                f"Your team {self.team_name} has a {self.name} of {self.amount(self.limit)}, "
-                "so no messages can be sent. Ask an administrator."
+                _(
+                    "Your team %(team)s has a %(budget)s of %(limit)s, "
+                    "so no messages can be sent. Ask an administrator."
+                )
+                % self._values()
             )
         return (
-            f"Your team {self.team_name} has used all of its {self.name} of "
-            f"{self.amount(self.limit)}. Messages can be sent again when it resets on "
-            f"{self.resets_on}."
+            _(
+                "Your team %(team)s has used all of its %(budget)s of %(limit)s. "
+                "Messages can be sent again when it resets on %(resets)s."
+            )
+            % self._values()
         )
 
     def summary(self) -> str:
         """What is left, for the banner and the webhook."""
         if self.exhausted:
             return (
-                f"{self.team_name} has used all of its {self.name} of {self.amount(self.limit)}"
-                f" ({self.amount(self.used)} used); messages are refused until {self.resets_on}."
+                _(
+                    "%(team)s has used all of its %(budget)s of %(limit)s (%(used)s used); "
+                    "messages are refused until %(resets)s."
+                )
+                % self._values()
             )
         return (
-            f"{self.team_name} has used {self.percent} % of its {self.name}: "
-            f"{self.amount(self.remaining)} left of {self.amount(self.limit)} "
-            f"until {self.resets_on}."
+            _(
+                "%(team)s has used %(percent)s %% of its %(budget)s: %(left)s left of %(limit)s "
+                "until %(resets)s."
+            )
+            % self._values()
         )
 
 
@@ -205,7 +227,7 @@ def note_thresholds(lines: list[BudgetLine], now: dt.datetime | None = None) -> 
     ]
     if not reached:
         return []
-    _, month = quotas.period_starts(now)
+    _day, month = quotas.period_starts(now)
     month_day = month.date()
     team_ids = {line.team_id for line in lines}
     known = set(
@@ -225,7 +247,7 @@ def note_thresholds(lines: list[BudgetLine], now: dt.datetime | None = None) -> 
         except IntegrityError:  # another worker recorded it first: it sends the webhook
             continue
         created.append(alert)
-        text = f"Budget alert: {line.summary()}"
+        text = _("Budget alert: %(summary)s") % {"summary": line.summary()}
         log.info("budget threshold reached: %s", text)
         transaction.on_commit(lambda pk=alert.pk, text=text: _send_later(pk, text))
     return created
@@ -322,7 +344,7 @@ class TeamOverview:
 def _months(now: dt.datetime | None = None) -> list[dt.date]:
     month = month_of(now)
     months = [month]
-    for _ in range(HISTORY_MONTHS - 1):
+    for _month in range(HISTORY_MONTHS - 1):
         months.append((months[-1] - dt.timedelta(days=1)).replace(day=1))
     return months
 

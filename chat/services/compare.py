@@ -16,6 +16,7 @@ from collections.abc import Callable
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from chat import live
 from chat.channel_layer import ChannelLayerUnavailable
@@ -38,16 +39,19 @@ def parse_choices(values: object) -> list[tuple[int, str]]:
     elif isinstance(values, str):
         values = [values]
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise TurnRejected("That request was not understood.")
+        raise TurnRejected(_("That request was not understood."))
     choices: list[tuple[int, str]] = []
     for value in values:
-        provider_id, _, model = value.partition(":")
+        provider_id, _colon, model = value.partition(":")
         if not provider_id.isdigit() or not model or len(model) > 200:
-            raise TurnRejected("That model is not available.")
+            raise TurnRejected(_("That model is not available."))
         if (int(provider_id), model) not in choices:
             choices.append((int(provider_id), model))
     if not MIN_MODELS <= len(choices) <= MAX_MODELS:
-        raise TurnRejected(f"Choose {MIN_MODELS} or {MAX_MODELS} models to compare.")
+        raise TurnRejected(
+            _("Choose %(least)d or %(most)d models to compare.")
+            % {"least": MIN_MODELS, "most": MAX_MODELS}
+        )
     return choices
 
 
@@ -58,19 +62,19 @@ def _plan_comparison(
     with transaction.atomic():
         thread = permissions.writable_thread_for(user, thread_id)
         if thread is None:
-            raise TurnRejected("This chat no longer exists.")
+            raise TurnRejected(_("This chat no longer exists."))
         text = conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
         tree = conversation.ThreadTree(thread)
         if any(turn.status in Turn.ACTIVE for turn in tree.turns.values()):
-            raise TurnRejected("An answer is still being written. Stop it or wait.")
-        providers = Provider.objects.in_bulk({pk for pk, _ in choices})
+            raise TurnRejected(_("An answer is still being written. Stop it or wait."))
+        providers = Provider.objects.in_bulk({pk for pk, _model in choices})
         path = tree.path(thread.current_turn_id) if thread.current_turn_id else []
         group = uuid.uuid4().hex
         plans = []
         for provider_id, model in choices:
             provider = providers.get(provider_id)
             if provider is None or not provider.enabled:
-                raise TurnRejected("That model is not available.")
+                raise TurnRejected(_("That model is not available."))
             defaults = usage.check_allowed(user, provider, model)
             turn = create_turn(
                 thread,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
+from django.utils.translation import gettext as _
 
 from chat.models import Provider, Thread, Turn
 from chat.services.refusals import TurnRejected
@@ -25,7 +26,7 @@ def title_from(text: str) -> str:
     """A readable title from the first message: its first line, cut at a word boundary."""
     line = " ".join(text.strip().split("\n", 1)[0].split())
     if len(line) <= TITLE_LENGTH:
-        return line or "New chat"
+        return line or _("New chat")
     return line[:TITLE_LENGTH].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
 
 
@@ -130,10 +131,11 @@ def switch_branch(thread: Thread, turn_id: int) -> bool:
 def validate_message(text: str, max_chars: int) -> str:
     text = text.strip()
     if not text:
-        raise TurnRejected("Type a message first.")
+        raise TurnRejected(_("Type a message first."))
     if len(text) > max_chars:
         raise TurnRejected(
-            f"That message is too long ({len(text):,} characters; the limit is {max_chars:,})."
+            _("That message is too long (%(length)s characters; the limit is %(limit)s).")
+            % {"length": f"{len(text):,}", "limit": f"{max_chars:,}"}
         )
     return text
 

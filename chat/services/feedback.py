@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Count, F, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat.models import Feedback, Turn
 from chat.services import permissions
@@ -32,17 +33,19 @@ def can_rate(turn: Turn) -> bool:
 def give(user: AbstractBaseUser, turn: Turn, rating: str, comment: str | None) -> Feedback:
     """Store (or change) the user's feedback on ``turn``; ``comment`` None keeps the one given."""
     if rating not in Feedback.Rating.values:
-        raise Refused("Choose 👍 or 👎.")
+        raise Refused(_("Choose 👍 or 👎."))
     if not can_rate(turn):
-        raise Refused("Only a finished answer can be rated.")
+        raise Refused(_("Only a finished answer can be rated."))
     if comment is not None:
         comment = comment.strip()
         if len(comment) > COMMENT_LENGTH:
-            raise Refused(f"A comment has at most {COMMENT_LENGTH} characters.")
+            raise Refused(
+                _("A comment has at most %(limit)s characters.") % {"limit": COMMENT_LENGTH}
+            )
     defaults = {"rating": rating, "model": turn.model}
     if comment is not None:
         defaults["comment"] = comment
-    found, _ = Feedback.objects.update_or_create(turn=turn, user=user, defaults=defaults)
+    found, _created = Feedback.objects.update_or_create(turn=turn, user=user, defaults=defaults)
     return found
 
 

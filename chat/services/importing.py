@@ -24,6 +24,7 @@ from typing import IO, Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
+from django.utils.translation import gettext as _
 
 from chat import export
 from chat.models import TURN_USAGE_FIELDS, Thread, ToolDefinition, Turn
@@ -77,20 +78,26 @@ def read_upload(upload: IO[bytes], size: int, limit: int | None = None) -> Any:
     Raises ImportRefused for a file over the limit, a broken zip or invalid JSON."""
     limit = limit or settings.IMPORT_MAX_BYTES
     if size > limit:
-        raise ImportRefused(f"The file is too large: the limit is {_megabytes(limit)}.")
+        raise ImportRefused(
+            _("The file is too large: the limit is %(limit)s.") % {"limit": _megabytes(limit)}
+        )
     data = upload.read(limit + 1)
     if len(data) > limit:
-        raise ImportRefused(f"The file is too large: the limit is {_megabytes(limit)}.")
+        raise ImportRefused(
+            _("The file is too large: the limit is %(limit)s.") % {"limit": _megabytes(limit)}
+        )
     if data[:4] == b"PK\x03\x04":
         data = _conversations_in_zip(data, limit)
     try:
         return json.loads(data)
     except RecursionError:
-        raise ImportRefused("The file is nested too deeply to be read.") from None
+        raise ImportRefused(_("The file is nested too deeply to be read.")) from None
     except (UnicodeDecodeError, ValueError):
         raise ImportRefused(
-            "This file is not JSON. Upload conversations.json (or the zip of a ChatGPT data "
-            "export) or a chat exported from Switchboard as .json."
+            _(
+                "This file is not JSON. Upload conversations.json (or the zip of a ChatGPT data "
+                "export) or a chat exported from Switchboard as .json."
+            )
         ) from None
 
 
@@ -99,19 +106,26 @@ def _conversations_in_zip(data: bytes, limit: int) -> bytes:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == CONVERSATIONS_FILE]
             if not names:
-                raise ImportRefused(f"The zip has no {CONVERSATIONS_FILE}.")
+                raise ImportRefused(
+                    _("The zip has no %(conversations_file)s.")
+                    % {"conversations_file": CONVERSATIONS_FILE}
+                )
             info = archive.getinfo(min(names, key=len))
             # The size in the header can lie: read at most one byte past the limit.
             if info.file_size > limit:
                 raise ImportRefused(
-                    f"{CONVERSATIONS_FILE} is too large: the limit is {_megabytes(limit)}."
+                    _("%(conversations_file)s is too large: the limit is %(limit)s.")
+                    % {"conversations_file": CONVERSATIONS_FILE, "limit": _megabytes(limit)}
                 )
             with archive.open(info) as member:
                 content = member.read(limit + 1)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError):
-        raise ImportRefused("The zip file is damaged or uses an unsupported format.") from None
+        raise ImportRefused(_("The zip file is damaged or uses an unsupported format.")) from None
     if len(content) > limit:
-        raise ImportRefused(f"{CONVERSATIONS_FILE} is too large: the limit is {_megabytes(limit)}.")
+        raise ImportRefused(
+            _("%(conversations_file)s is too large: the limit is %(limit)s.")
+            % {"conversations_file": CONVERSATIONS_FILE, "limit": _megabytes(limit)}
+        )
     return content
 
 
@@ -131,11 +145,13 @@ def parse(document: Any) -> list[ThreadData]:
         threads = [_chatgpt_thread(item, index) for index, item in enumerate(document, start=1)]
         threads = [thread for thread in threads if thread.turns]
         if not threads:
-            raise ImportRefused("The export holds no conversation with a message in it.")
+            raise ImportRefused(_("The export holds no conversation with a message in it."))
         return threads
     raise ImportRefused(
-        "This is neither a ChatGPT export (conversations.json) nor a chat exported from "
-        "Switchboard as .json."
+        _(
+            "This is neither a ChatGPT export (conversations.json) nor a chat exported from "
+            "Switchboard as .json."
+        )
     )
 
 
@@ -176,12 +192,14 @@ def _text_of(message: dict, where: str) -> tuple[str, str]:
     """(text, reasoning) of one message's ``content``."""
     content = message.get("content")
     if not isinstance(content, dict):
-        raise ImportRefused(f"{where}: a message has no content.")
+        raise ImportRefused(_("%(where)s: a message has no content.") % {"where": where})
     kind = content.get("content_type", "text")
     if kind in ("text", "multimodal_text"):
         parts = content.get("parts", [])
         if not isinstance(parts, list):
-            raise ImportRefused(f"{where}: a message's parts are not a list.")
+            raise ImportRefused(
+                _("%(where)s: a message's parts are not a list.") % {"where": where}
+            )
         texts = []
         for part in parts:
             if isinstance(part, str):
@@ -207,14 +225,17 @@ def _text_of(message: dict, where: str) -> tuple[str, str]:
 def _chatgpt_thread(conversation: dict, index: int) -> ThreadData:
     title = conversation.get("title")
     title = title.strip()[:MAX_TITLE] if isinstance(title, str) and title.strip() else ""
-    where = f"Conversation {index}" + (f" (“{title}”)" if title else "")
+    if title:
+        where = _("Conversation %(index)s (“%(title)s”)") % {"index": index, "title": title}
+    else:
+        where = _("Conversation %(index)s") % {"index": index}
     mapping = conversation.get("mapping")
     if not isinstance(mapping, dict) or not all(isinstance(n, dict) for n in mapping.values()):
-        raise ImportRefused(f"{where}: its mapping is not a set of nodes.")
+        raise ImportRefused(_("%(where)s: its mapping is not a set of nodes.") % {"where": where})
     turns, owner = _chatgpt_turns(mapping, where)
     _check_size(where, turns)
     return ThreadData(
-        title=title or (turns[0].user_text[:60] if turns else "Imported chat") or "Imported chat",
+        title=title or (turns[0].user_text[:60] if turns else "") or _("Imported chat"),
         turns=turns,
         current=_chatgpt_current(mapping, owner, conversation.get("current_node")),
         model=next((t.model for t in reversed(turns) if t.model), ""),
@@ -225,7 +246,7 @@ def _chatgpt_thread(conversation: dict, index: int) -> ThreadData:
 def _children(mapping: dict, node_id: str, where: str) -> list[str]:
     found = mapping[node_id].get("children", [])
     if not isinstance(found, list):
-        raise ImportRefused(f"{where}: a node's children are not a list.")
+        raise ImportRefused(_("%(where)s: a node's children are not a list.") % {"where": where})
     return [child for child in found if isinstance(child, str) and child in mapping]
 
 
@@ -247,13 +268,13 @@ def _chatgpt_turns(mapping: dict, where: str) -> tuple[list[TurnData], dict[str,
     while stack:
         node_id, above, answering = stack.pop()
         if node_id in seen:
-            raise ImportRefused(f"{where}: its nodes form a loop.")
+            raise ImportRefused(_("%(where)s: its nodes form a loop.") % {"where": where})
         seen.add(node_id)
         node = mapping[node_id]
         role = _role(node)
         message = node.get("message")
         if role == "user" and not _hidden(node):
-            text, _ = _text_of(message, where)
+            text, _images = _text_of(message, where)
             kids = _children(mapping, node_id, where)
             answers = _asked(node_id, above, text, message, other_answers=kids[1:])
             turns.extend(answers)
@@ -321,7 +342,10 @@ def _chatgpt_current(mapping: dict, owner: dict[str, str], current: object) -> s
 
 def _check_size(where: str, turns: list[TurnData]) -> None:
     if len(turns) > MAX_TURNS_PER_CHAT:
-        raise ImportRefused(f"{where} has more than {MAX_TURNS_PER_CHAT:,} messages.")
+        raise ImportRefused(
+            _("%(where)s has more than %(limit)s messages.")
+            % {"where": where, "limit": f"{MAX_TURNS_PER_CHAT:,}"}
+        )
 
 
 MAX_TURNS_PER_CHAT = 20_000
@@ -335,7 +359,9 @@ def _string(item: dict, name: str, where: str, default: str = "") -> str:
     if value is None:
         return default
     if not isinstance(value, str):
-        raise ImportRefused(f"{where}: “{name}” is not text.")
+        raise ImportRefused(
+            _("%(where)s: “%(name)s” is not text.") % {"where": where, "name": name}
+        )
     return value
 
 
@@ -347,7 +373,7 @@ def _switchboard_turn(entry: dict, here: str, *, key: str, parent: str | None) -
     usage = entry.get("usage") or {}
     tool_calls = entry.get("tool_calls") or []
     if not isinstance(usage, dict) or not isinstance(tool_calls, list):
-        raise ImportRefused(f"{here}: its usage or tool calls are malformed.")
+        raise ImportRefused(_("%(here)s: its usage or tool calls are malformed.") % {"here": here})
     return TurnData(
         key=key,
         parent=parent,
@@ -370,25 +396,25 @@ def _switchboard_turn(entry: dict, here: str, *, key: str, parent: str | None) -
 
 
 def _switchboard_thread(document: dict) -> ThreadData:
-    where = "The chat"
+    where = _("The chat")
     entries = document.get("tree")
     linear = entries is None  # an export from before branches were exported: the path only
     if linear:
         entries = document.get("turns")
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise ImportRefused(f"{where}: its turns are not a list.")
+        raise ImportRefused(_("%(where)s: its turns are not a list.") % {"where": where})
     turns: list[TurnData] = []
     keys: set[str] = set()
     previous = None
     for position, entry in enumerate(entries, start=1):
-        here = f"{where}, turn {position}"
+        here = _("%(where)s, turn %(position)s") % {"where": where, "position": position}
         key = str(entry.get("id", position)) if not linear else str(position)
         parent = previous if linear else entry.get("parent")
         parent = None if parent is None else str(parent)
         if parent is not None and parent not in keys:
-            raise ImportRefused(f"{here}: its parent is not an earlier turn.")
+            raise ImportRefused(_("%(here)s: its parent is not an earlier turn.") % {"here": here})
         if key in keys:
-            raise ImportRefused(f"{here}: its id is used twice.")
+            raise ImportRefused(_("%(here)s: its id is used twice.") % {"here": here})
         turns.append(_switchboard_turn(entry, here, key=key, parent=parent))
         keys.add(key)
         previous = key
@@ -398,8 +424,8 @@ def _switchboard_thread(document: dict) -> ThreadData:
     params = document.get("params") or {}
     tools = document.get("tools") or []
     if not isinstance(params, dict) or not isinstance(tools, list):
-        raise ImportRefused(f"{where}: its settings are malformed.")
-    title = _string(document, "title", where).strip()[:MAX_TITLE] or "Imported chat"
+        raise ImportRefused(_("%(where)s: its settings are malformed.") % {"where": where})
+    title = _string(document, "title", where).strip()[:MAX_TITLE] or _("Imported chat")
     return ThreadData(
         title=title,
         turns=turns,
@@ -415,7 +441,7 @@ def _switchboard_thread(document: dict) -> ThreadData:
 def params_of(entry: dict, where: str) -> dict:
     params = entry.get("params") or {}
     if not isinstance(params, dict):
-        raise ImportRefused(f"{where}: its parameters are malformed.")
+        raise ImportRefused(_("%(where)s: its parameters are malformed.") % {"where": where})
     return params
 
 

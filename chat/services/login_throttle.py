@@ -21,6 +21,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.http import HttpRequest
+from django.utils.translation import ngettext
 
 from chat.services import audit
 
@@ -234,8 +235,8 @@ def clear_lockout(actor, lockout_id: str) -> Lockout | None:
 def wait_words(seconds: int) -> str:
     minutes = math.ceil(seconds / 60)
     if seconds < 60:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+        return ngettext("%(count)d second", "%(count)d seconds", seconds) % {"count": seconds}
+    return ngettext("%(count)d minute", "%(count)d minutes", minutes) % {"count": minutes}
 
 
 # -- sign-up ------------------------------------------------------------------------------------

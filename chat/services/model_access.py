@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from django.db import connection
+from django.utils.translation import gettext as _
 
 from chat.models import ModelSetting, Provider, Team
 
@@ -20,10 +21,10 @@ class ModelNotAllowed(Exception):
 
 
 def refusal(model: str) -> str:
-    return (
-        f"You do not have access to the model “{model}”. "
+    return _(
+        "You do not have access to the model “%(model)s”. "
         "Ask an administrator for access or pick another model."
-    )
+    ) % {"model": model}
 
 
 @dataclass

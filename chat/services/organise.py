@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat.models import Folder, Thread
 
@@ -47,7 +48,7 @@ def rename(thread: Thread, title: str) -> None:
     """A title the user set: a model never replaces it."""
     title = " ".join(title.split())[:200]
     if not title:
-        raise Refused("A chat needs a title.")
+        raise Refused(_("A chat needs a title."))
     thread.title, thread.title_source = title, Thread.TitleSource.USER
     Thread.objects.filter(pk=thread.pk).update(title=title, title_source=thread.title_source)
 
@@ -55,9 +56,11 @@ def rename(thread: Thread, title: str) -> None:
 def _folder_name(name: str) -> str:
     name = " ".join(name.split())
     if not name:
-        raise Refused("A folder needs a name.")
+        raise Refused(_("A folder needs a name."))
     if len(name) > FOLDER_NAME_LENGTH:
-        raise Refused(f"A folder name has at most {FOLDER_NAME_LENGTH} characters.")
+        raise Refused(
+            _("A folder name has at most %(limit)s characters.") % {"limit": FOLDER_NAME_LENGTH}
+        )
     return name
 
 
@@ -67,7 +70,7 @@ def create_folder(user: AbstractBaseUser, name: str) -> Folder:
         with transaction.atomic():
             return Folder.objects.create(owner=user, name=name)
     except IntegrityError as exc:
-        raise Refused(f"You already have a folder named “{name}”.") from exc
+        raise Refused(_("You already have a folder named “%(name)s”.") % {"name": name}) from exc
 
 
 def rename_folder(folder: Folder, name: str) -> None:
@@ -76,7 +79,9 @@ def rename_folder(folder: Folder, name: str) -> None:
         with transaction.atomic():
             folder.save(update_fields=["name"])
     except IntegrityError as exc:
-        raise Refused(f"You already have a folder named “{folder.name}”.") from exc
+        raise Refused(
+            _("You already have a folder named “%(name)s”.") % {"name": folder.name}
+        ) from exc
 
 
 def delete_folder(folder: Folder) -> None:

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.utils.translation import gettext_lazy as _
+
 from chat.services.tools import MAX_SCHEMA_BYTES, parse_json_object, schema_error
 from chat.upstream.request import FUNCTION_PREFIX, Api, Parameters
 
@@ -41,7 +43,15 @@ _RESPONSES_ONLY = frozenset({Api.RESPONSES})
 _CHAT_ONLY = frozenset({Api.CHAT})
 
 # Display order of the form's sections.
-GROUPS = ("Instructions", "Sampling", "Length", "Reasoning", "Output", "Tools", "Other")
+GROUPS = (
+    _("Instructions"),
+    _("Sampling"),
+    _("Length"),
+    _("Reasoning"),
+    _("Output"),
+    _("Tools"),
+    _("Other"),
+)
 
 # Instructions ride along with every request of the thread; same bound as a chat message's default.
 MAX_INSTRUCTIONS_CHARS = 32_000
@@ -66,235 +76,239 @@ class ParamSpec:
     choices: tuple[tuple[str, str], ...] = ()
     help: str = ""
     provider_specific: bool = False
-    group: str = "Other"
+    group: str = _("Other")
     # The minimum itself is not allowed (repetition_penalty must be > 0).
     exclusive_minimum: bool = False
     # Maximum text length, for kind "text".
     max_length: int | None = None
 
 
-_BOOL_CHOICES = (("true", "Yes"), ("false", "No"))
+_BOOL_CHOICES = (("true", _("Yes")), ("false", _("No")))
 
 SPECS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "instructions",
-        "Instructions",
+        _("Instructions"),
         "text",
         _BOTH,
-        help="System instructions. With Chat Completions they are sent as the system message.",
-        group="Instructions",
+        help=_("System instructions. With Chat Completions they are sent as the system message."),
+        group=_("Instructions"),
         max_length=MAX_INSTRUCTIONS_CHARS,
     ),
     ParamSpec(
         "temperature",
-        "Temperature",
+        _("Temperature"),
         "float",
         _BOTH,
         minimum=0,
         maximum=2,
-        help="Randomness, 0 to 2. Tune this or top P, not both.",
-        group="Sampling",
+        help=_("Randomness, 0 to 2. Tune this or top P, not both."),
+        group=_("Sampling"),
     ),
     ParamSpec(
         "top_p",
-        "Top P",
+        _("Top P"),
         "float",
         _BOTH,
         minimum=0,
         maximum=1,
-        help="Nucleus sampling, 0 to 1: only the most likely tokens up to this probability mass.",
-        group="Sampling",
+        help=_(
+            "Nucleus sampling, 0 to 1: only the most likely tokens up to this probability mass."
+        ),
+        group=_("Sampling"),
     ),
     ParamSpec(
         "top_k",
-        "Top K",
+        _("Top K"),
         "int",
         _RESPONSES_ONLY,
         minimum=1,
-        help="Sample only from the K most likely tokens. Not every provider supports it.",
+        help=_("Sample only from the K most likely tokens. Not every provider supports it."),
         provider_specific=True,
-        group="Sampling",
+        group=_("Sampling"),
     ),
     ParamSpec(
         "repetition_penalty",
-        "Repetition penalty",
+        _("Repetition penalty"),
         "float",
         _RESPONSES_ONLY,
         minimum=0,
         maximum=2,
         exclusive_minimum=True,
-        help="Above 1 discourages repeating tokens. Not every provider supports it.",
+        help=_("Above 1 discourages repeating tokens. Not every provider supports it."),
         provider_specific=True,
-        group="Sampling",
+        group=_("Sampling"),
     ),
     ParamSpec(
         "presence_penalty",
-        "Presence penalty",
+        _("Presence penalty"),
         "float",
         _CHAT_ONLY,
         minimum=-2,
         maximum=2,
-        help="-2 to 2. Positive values push the model towards new topics.",
-        group="Sampling",
+        help=_("-2 to 2. Positive values push the model towards new topics."),
+        group=_("Sampling"),
     ),
     ParamSpec(
         "frequency_penalty",
-        "Frequency penalty",
+        _("Frequency penalty"),
         "float",
         _CHAT_ONLY,
         minimum=-2,
         maximum=2,
-        help="-2 to 2. Positive values reduce verbatim repetition.",
-        group="Sampling",
+        help=_("-2 to 2. Positive values reduce verbatim repetition."),
+        group=_("Sampling"),
     ),
     ParamSpec(
         "seed",
-        "Seed",
+        _("Seed"),
         "int",
         _BOTH,
         minimum=-_INT64 - 1,
         maximum=_INT64,
-        help="The same seed and parameters give answers as repeatable as the model allows.",
-        group="Sampling",
+        help=_("The same seed and parameters give answers as repeatable as the model allows."),
+        group=_("Sampling"),
     ),
     ParamSpec(
         "logit_bias",
-        "Logit bias",
+        _("Logit bias"),
         "json_map",
         _CHAT_ONLY,
         minimum=-100,
         maximum=100,
-        help='A JSON object of token ID to bias from -100 to 100, e.g. {"50256": -100}.',
-        group="Sampling",
+        help=_('A JSON object of token ID to bias from -100 to 100, e.g. {"50256": -100}.'),
+        group=_("Sampling"),
     ),
     ParamSpec(
         "max_output_tokens",
-        "Max output tokens",
+        _("Max output tokens"),
         "int",
         _BOTH,
         minimum=1,
-        help="Upper bound for the answer's tokens, reasoning included.",
-        group="Length",
+        help=_("Upper bound for the answer's tokens, reasoning included."),
+        group=_("Length"),
     ),
     ParamSpec(
         "max_tokens_field",
-        "Send the limit as",
+        _("Send the limit as"),
         "choice",
         _CHAT_ONLY,
         choices=(
-            ("max_completion_tokens", "max_completion_tokens (current)"),
-            ("max_tokens", "max_tokens (legacy gateways)"),
+            ("max_completion_tokens", _("max_completion_tokens (current)")),
+            ("max_tokens", _("max_tokens (legacy gateways)")),
         ),
-        help="Which Chat Completions field carries the output limit.",
-        group="Length",
+        help=_("Which Chat Completions field carries the output limit."),
+        group=_("Length"),
     ),
     ParamSpec(
         "truncation",
-        "Truncation",
+        _("Truncation"),
         "choice",
         _RESPONSES_ONLY,
         choices=(
-            ("auto", "Auto: drop older context when the window is full"),
-            ("disabled", "Disabled: fail when the window is full"),
+            ("auto", _("Auto: drop older context when the window is full")),
+            ("disabled", _("Disabled: fail when the window is full")),
         ),
-        group="Length",
+        group=_("Length"),
     ),
     ParamSpec(
         "reasoning_effort",
-        "Reasoning effort",
+        _("Reasoning effort"),
         "choice",
         _BOTH,
-        choices=(("low", "Low"), ("medium", "Medium"), ("high", "High")),
-        help="Only reasoning-capable models use it.",
-        group="Reasoning",
+        choices=(("low", _("Low")), ("medium", _("Medium")), ("high", _("High"))),
+        help=_("Only reasoning-capable models use it."),
+        group=_("Reasoning"),
     ),
     ParamSpec(
         "reasoning_summary",
-        "Reasoning summary",
+        _("Reasoning summary"),
         "choice",
         _RESPONSES_ONLY,
-        choices=(("auto", "Auto"), ("concise", "Concise"), ("detailed", "Detailed")),
-        help="How much of the model's reasoning is returned.",
-        group="Reasoning",
+        choices=(("auto", _("Auto")), ("concise", _("Concise")), ("detailed", _("Detailed"))),
+        help=_("How much of the model's reasoning is returned."),
+        group=_("Reasoning"),
     ),
     ParamSpec(
         "stop",
-        "Stop sequences",
+        _("Stop sequences"),
         "stop",
         _BOTH,
         maximum=MAX_STOP_SEQUENCES,
-        help=r"Up to 4, one per line. Write \n for a line break, \t for a tab, \\ for a backslash.",
-        group="Output",
+        help=_(
+            r"Up to 4, one per line. Write \n for a line break, \t for a tab, \\ for a backslash."
+        ),
+        group=_("Output"),
     ),
     ParamSpec(
         "response_format",
-        "Response format",
+        _("Response format"),
         "choice",
         _BOTH,
         choices=(
-            ("text", "Text"),
-            ("json_object", "JSON object"),
-            ("json_schema", "JSON matching a schema"),
+            ("text", _("Text")),
+            ("json_object", _("JSON object")),
+            ("json_schema", _("JSON matching a schema")),
         ),
-        group="Output",
+        group=_("Output"),
     ),
     ParamSpec(
         "response_schema",
-        "Response schema",
+        _("Response schema"),
         "json_schema",
         _BOTH,
-        help="A JSON Schema the answer must match; used with “JSON matching a schema”.",
-        group="Output",
+        help=_("A JSON Schema the answer must match; used with “JSON matching a schema”."),
+        group=_("Output"),
     ),
     ParamSpec(
         "n",
-        "Number of answers",
+        _("Number of answers"),
         "int",
         _CHAT_ONLY,
         minimum=1,
         maximum=8,
-        help="Completions generated per request (1 to 8); each one costs tokens.",
-        group="Output",
+        help=_("Completions generated per request (1 to 8); each one costs tokens."),
+        group=_("Output"),
     ),
     ParamSpec(
         "tool_choice",
-        "Tool choice",
+        _("Tool choice"),
         "choice",
         _BOTH,
         # The form adds one "function:<name>" choice per tool of the thread.
         choices=(
-            ("auto", "Auto: the model decides"),
-            ("none", "None: never call a tool"),
-            ("required", "Required: call at least one tool"),
+            ("auto", _("Auto: the model decides")),
+            ("none", _("None: never call a tool")),
+            ("required", _("Required: call at least one tool")),
         ),
-        group="Tools",
+        group=_("Tools"),
     ),
     ParamSpec(
         "parallel_tool_calls",
-        "Parallel tool calls",
+        _("Parallel tool calls"),
         "bool",
         _BOTH,
         choices=_BOOL_CHOICES,
-        help="Allow several tool calls in one step.",
-        group="Tools",
+        help=_("Allow several tool calls in one step."),
+        group=_("Tools"),
     ),
     ParamSpec(
         "store",
-        "Store responses",
+        _("Store responses"),
         "bool",
         _RESPONSES_ONLY,
         choices=_BOOL_CHOICES,
-        help="Let the gateway keep responses, so follow-ups send only the new message.",
-        group="Other",
+        help=_("Let the gateway keep responses, so follow-ups send only the new message."),
+        group=_("Other"),
     ),
     ParamSpec(
         "metadata",
-        "Metadata",
+        _("Metadata"),
         "key_value",
         _RESPONSES_ONLY,
         maximum=MAX_METADATA_PAIRS,
-        help="Up to 16 key=value lines, for tracking on the gateway's side.",
-        group="Other",
+        help=_("Up to 16 key=value lines, for tracking on the gateway's side."),
+        group=_("Other"),
     ),
 )
 
@@ -329,24 +343,25 @@ def _check_range(spec: ParamSpec, value: float) -> None:
     above = high is not None and value > high
     if not (below or above):
         return
+    bounds = {"label": spec.label, "low": _number_text(low), "high": _number_text(high)}
     if spec.exclusive_minimum and high is not None:
-        message = f"must be greater than {_number_text(low)} and at most {_number_text(high)}"
+        message = _("%(label)s must be greater than %(low)s and at most %(high)s.")
     elif low is not None and high is not None:
-        message = f"must be between {_number_text(low)} and {_number_text(high)}"
+        message = _("%(label)s must be between %(low)s and %(high)s.")
     elif low is not None:
-        message = f"must be at least {_number_text(low)}"
+        message = _("%(label)s must be at least %(low)s.")
     else:
-        message = f"must be at most {_number_text(high)}"
-    raise _Invalid(f"{spec.label} {message}.")
+        message = _("%(label)s must be at most %(high)s.")
+    raise _Invalid(message % bounds)
 
 
 def _parse_float(spec: ParamSpec, text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise _Invalid(f"{spec.label} must be a number.") from None
+        raise _Invalid(_("%(label)s must be a number.") % {"label": spec.label}) from None
     if not math.isfinite(value):  # float() accepts "nan" and "inf"; JSON cannot carry them
-        raise _Invalid(f"{spec.label} must be a number.")
+        raise _Invalid(_("%(label)s must be a number.") % {"label": spec.label})
     _check_range(spec, value)
     return value
 
@@ -356,15 +371,18 @@ def _parse_int(spec: ParamSpec, text: str) -> int:
         # int() also fails on absurdly long digit strings (Python's int_max_str_digits).
         value = int(text)
     except ValueError:
-        raise _Invalid(f"{spec.label} must be a whole number.") from None
+        raise _Invalid(_("%(label)s must be a whole number.") % {"label": spec.label}) from None
     _check_range(spec, value)
     return value
 
 
 def _parse_choice(spec: ParamSpec, text: str) -> str:
-    allowed = [value for value, _ in spec.choices]
+    allowed = [value for value, _label in spec.choices]
     if text not in allowed:
-        raise _Invalid(f"{spec.label} must be one of: {', '.join(allowed)}.")
+        raise _Invalid(
+            _("%(label)s must be one of: %(allowed)s.")
+            % {"label": spec.label, "allowed": ", ".join(allowed)}
+        )
     return text
 
 
@@ -375,7 +393,7 @@ def _parse_bool(spec: ParamSpec, text: str) -> bool:
         return True
     if lowered == "false":
         return False
-    raise _Invalid(f"{spec.label} must be yes, no or not set.")
+    raise _Invalid(_("%(label)s must be yes, no or not set.") % {"label": spec.label})
 
 
 def _lines(text: str) -> list[str]:
@@ -408,7 +426,10 @@ def _parse_stop(spec: ParamSpec, text: str) -> list[str]:
     # Empty lines are ignored, other lines kept as typed: a leading space can matter.
     sequences = [_unescape(line) for line in _lines(text) if line.strip()]
     if len(sequences) > MAX_STOP_SEQUENCES:
-        raise _Invalid(f"{spec.label}: at most {MAX_STOP_SEQUENCES}, one per line.")
+        raise _Invalid(
+            _("%(label)s: at most %(limit)s, one per line.")
+            % {"label": spec.label, "limit": MAX_STOP_SEQUENCES}
+        )
     return sequences
 
 
@@ -419,14 +440,28 @@ def _parse_logit_bias(spec: ParamSpec, text: str) -> dict[str, int | float]:
     result: dict[str, int | float] = {}
     for key, value in parsed.items():
         if not (key.isascii() and key.isdigit()):
-            raise _Invalid(f'{spec.label}: keys must be token IDs (whole numbers), not "{key}".')
+            raise _Invalid(
+                _('%(label)s: keys must be token IDs (whole numbers), not "%(key)s".')
+                % {"label": spec.label, "key": key}
+            )
         # bool is an int subclass; JSON true is not a bias.
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _Invalid(f"{spec.label}: the bias of token {key} must be a number.")
+            raise _Invalid(
+                _("%(label)s: the bias of token %(key)s must be a number.")
+                % {"label": spec.label, "key": key}
+            )
         if not spec.minimum <= value <= spec.maximum:
             raise _Invalid(
-                f"{spec.label}: the bias of token {key} must be between "
-                f"{_number_text(spec.minimum)} and {_number_text(spec.maximum)}."
+                _(
+                    "%(label)s: the bias of token %(key)s must be between %(minimum)s "
+                    "and %(maximum)s."
+                )
+                % {
+                    "label": spec.label,
+                    "key": key,
+                    "minimum": _number_text(spec.minimum),
+                    "maximum": _number_text(spec.maximum),
+                }
             )
         result[key] = value
     return result
@@ -440,29 +475,40 @@ def _parse_metadata(spec: ParamSpec, text: str) -> dict[str, str]:
         key, sep, value = line.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key:
-            raise _Invalid(f"{spec.label}: line {number} must look like key=value.")
+            raise _Invalid(
+                _("%(label)s: line %(number)s must look like key=value.")
+                % {"label": spec.label, "number": number}
+            )
         if len(key) > MAX_METADATA_KEY_CHARS:
             raise _Invalid(
-                f"{spec.label}: the key on line {number} is longer than "
-                f"{MAX_METADATA_KEY_CHARS} characters."
+                _("%(label)s: the key on line %(number)s is longer than %(limit)s characters.")
+                % {"label": spec.label, "number": number, "limit": MAX_METADATA_KEY_CHARS}
             )
         if len(value) > MAX_METADATA_VALUE_CHARS:
             raise _Invalid(
-                f"{spec.label}: the value on line {number} is longer than "
-                f"{MAX_METADATA_VALUE_CHARS} characters."
+                _("%(label)s: the value on line %(number)s is longer than %(limit)s characters.")
+                % {"label": spec.label, "number": number, "limit": MAX_METADATA_VALUE_CHARS}
             )
         if key in result:
-            raise _Invalid(f'{spec.label}: the key "{key}" appears twice.')
+            raise _Invalid(
+                _('%(label)s: the key "%(key)s" appears twice.') % {"label": spec.label, "key": key}
+            )
         result[key] = value
     if len(result) > MAX_METADATA_PAIRS:
-        raise _Invalid(f"{spec.label}: at most {MAX_METADATA_PAIRS} key=value pairs.")
+        raise _Invalid(
+            _("%(label)s: at most %(limit)s key=value pairs.")
+            % {"label": spec.label, "limit": MAX_METADATA_PAIRS}
+        )
     return result
 
 
 def _parse_schema(spec: ParamSpec, text: str) -> dict[str, Any]:
     size = len(text.encode("utf-8"))
     if size > MAX_SCHEMA_BYTES:
-        raise _Invalid(f"{spec.label} can be at most {MAX_SCHEMA_BYTES} bytes (this is {size}).")
+        raise _Invalid(
+            _("%(label)s can be at most %(limit)s bytes (this is %(size)s).")
+            % {"label": spec.label, "limit": MAX_SCHEMA_BYTES, "size": size}
+        )
     parsed, error = parse_json_object(text, spec.label, plural=False)
     if error:
         raise _Invalid(error)
@@ -475,7 +521,10 @@ def _parse_tool_choice(spec: ParamSpec, text: str, tool_names: set[str]) -> str:
     if text.startswith(FUNCTION_PREFIX):
         name = text[len(FUNCTION_PREFIX) :]
         if name not in tool_names:
-            raise _Invalid(f'{spec.label}: "{name}" is not one of this thread\'s tools.')
+            raise _Invalid(
+                _('%(label)s: "%(name)s" is not one of this thread\'s tools.')
+                % {"label": spec.label, "name": name}
+            )
         return text
     return _parse_choice(spec, text)
 
@@ -484,7 +533,8 @@ def _parse_text(spec: ParamSpec, text: str) -> str:
     text = text.replace("\r\n", "\n").strip()
     if spec.max_length is not None and len(text) > spec.max_length:
         raise _Invalid(
-            f"{spec.label} can be at most {spec.max_length} characters (this is {len(text)})."
+            _("%(label)s can be at most %(limit)s characters (this is %(count)s).")
+            % {"label": spec.label, "limit": spec.max_length, "count": len(text)}
         )
     return text
 

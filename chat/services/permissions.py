@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Q, QuerySet
+from django.utils.translation import gettext as _
 
 from chat.models import Access, Thread, ThreadShare
 from chat.services.refusals import ReadOnly
@@ -96,5 +97,5 @@ def writable_thread_for(
     if not can_write(thread.access):
         raise ReadOnly()
     if owner_only and thread.access != AccessLevel.OWNER:
-        raise ReadOnly("Only the chat's owner can do that.")
+        raise ReadOnly(_("Only the chat's owner can do that."))
     return thread

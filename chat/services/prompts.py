@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
+from django.utils.translation import gettext as _
 
 from chat.models import Prompt, Team
 from chat.request_ids import parse_id
@@ -44,15 +45,23 @@ def variables_of(text: str) -> list[Variable]:
         if kind == "choice":
             variable.options = [o.strip() for o in (options or "").split(",") if o.strip()]
             if not variable.options:
-                raise PromptError(f"The choice “{name}” needs options: {{{{{name}|choice:a,b}}}}.")
+                raise PromptError(
+                    _("The choice “%(name)s” needs options: {{%(name)s|choice:a,b}}.")
+                    % {"name": name}
+                )
             if len(variable.options) > MAX_OPTIONS:
-                raise PromptError(f"The choice “{name}” has more than {MAX_OPTIONS} options.")
+                raise PromptError(
+                    _("The choice “%(name)s” has more than %(limit)s options.")
+                    % {"name": name, "limit": MAX_OPTIONS}
+                )
         earlier = found.get(name)
         if earlier is None:
             found[name] = variable
         elif kind != "text" and (earlier.kind, earlier.options) != (kind, variable.options):
             if earlier.kind != "text":
-                raise PromptError(f"The variable “{name}” is declared twice, differently.")
+                raise PromptError(
+                    _("The variable “%(name)s” is declared twice, differently.") % {"name": name}
+                )
             found[name] = variable  # {{x}} then {{x|date}}: the typed mention wins
     return list(found.values())
 
@@ -64,14 +73,18 @@ def fill(text: str, values: dict[str, str]) -> str:
     for variable in variables_of(text):
         value = str(values.get(variable.name, "")).strip()
         if not value:
-            raise PromptError(f"Fill in “{variable.name}”.")
+            raise PromptError(_("Fill in “%(name)s”.") % {"name": variable.name})
         if variable.kind == "date":
             try:
                 datetime.date.fromisoformat(value)
             except ValueError:
-                raise PromptError(f"“{variable.name}” must be a date (YYYY-MM-DD).") from None
+                raise PromptError(
+                    _("“%(name)s” must be a date (YYYY-MM-DD).") % {"name": variable.name}
+                ) from None
         if variable.kind == "choice" and value not in variable.options:
-            raise PromptError(f"Choose one of the options for “{variable.name}”.")
+            raise PromptError(
+                _("Choose one of the options for “%(name)s”.") % {"name": variable.name}
+            )
         checked[variable.name] = value
     return VARIABLE.sub(lambda match: checked[match.group(1).strip()], text)
 
@@ -104,20 +117,20 @@ def save_prompt(
     """Create or change one of the user's prompts. Raises PromptError (nothing is saved)."""
     name, text = name.strip(), text.strip()
     if not name or not text:
-        raise PromptError("A prompt needs a name and a text.")
+        raise PromptError(_("A prompt needs a name and a text."))
     if len(name) > 100:
-        raise PromptError("The name is too long (100 characters at most).")
+        raise PromptError(_("The name is too long (100 characters at most)."))
     variables_of(text)
     team = None
     if team_id is not None:
         team = teams_of(user).filter(pk=team_id).first()
         if team is None:
-            raise PromptError("You can only share with a team you belong to.")
+            raise PromptError(_("You can only share with a team you belong to."))
     duplicate = Prompt.objects.filter(owner=user, name=name)
     if prompt is not None:
         duplicate = duplicate.exclude(pk=prompt.pk)
     if duplicate.exists():
-        raise PromptError(f"You already have a prompt named “{name}”.")
+        raise PromptError(_("You already have a prompt named “%(name)s”.") % {"name": name})
     prompt = prompt or Prompt(owner=user)
     prompt.name, prompt.text, prompt.team = name, text, team
     prompt.save()

@@ -9,6 +9,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from chat.models import ModelSetting, Provider
 from chat.request_ids import parse_id
@@ -157,7 +159,9 @@ async def check_connection(provider: Provider) -> ConnectionResult:
     try:
         api_key = provider.api_key
     except ValueError as exc:
-        return ConnectionResult(False, f"Not tested: {exc} Enter the key again.")
+        return ConnectionResult(
+            False, _("Not tested: %(error)s Enter the key again.") % {"error": exc}
+        )
     timeouts = Timeouts(
         connect=settings.UPSTREAM_CONNECT_TIMEOUT,
         read=settings.UPSTREAM_READ_TIMEOUT,
@@ -167,15 +171,20 @@ async def check_connection(provider: Provider) -> ConnectionResult:
     try:
         ids = tuple(await client.list_models())
     except GatewayError as exc:
-        return ConnectionResult(False, "Connection failed: " + _without_key(exc.message, api_key))
+        return ConnectionResult(
+            False, _("Connection failed: %(error)s") % {"error": _without_key(exc.message, api_key)}
+        )
     finally:
         await client.aclose()
     await cache.adelete(_cache_key(provider))
     if not ids:
-        return ConnectionResult(True, "Connected, but the gateway lists no models.")
-    shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
-    count = f"{len(ids)} model{'s' if len(ids) != 1 else ''}"
-    return ConnectionResult(True, f"Connected: the gateway offers {count}: {shown}.", ids)
+        return ConnectionResult(True, _("Connected, but the gateway lists no models."))
+    shown = ", ".join(ids[:20])
+    if len(ids) > 20:
+        shown = _("%(shown)s and %(more)s more") % {"shown": shown, "more": len(ids) - 20}
+    count = ngettext("%(count)s model", "%(count)s models", len(ids)) % {"count": len(ids)}
+    message = _("Connected: the gateway offers %(count)s: %(shown)s.")
+    return ConnectionResult(True, message % {"count": count, "shown": shown}, ids)
 
 
 def parse_model_choice(value: str) -> tuple[Provider | None, str]:

@@ -13,7 +13,9 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import F, Q, Sum
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from chat.models import ModelSetting, SiteSettings, Turn, UsageRecord
 from chat.services import budgets, model_access
@@ -152,28 +154,39 @@ def spent(user, now: dt.datetime | None = None) -> Spent:
 
 
 def money(amount: Decimal) -> str:
-    return f"{settings.COST_CURRENCY}{amount:,.2f}"
+    return _("%(currency)s%(amount)s") % {
+        "currency": settings.COST_CURRENCY,
+        "amount": f"{amount:,.2f}",
+    }
 
 
 def _when(moment: dt.datetime) -> str:
     local = timezone.localtime(moment)
-    return f"{local:%d %B %Y} at {local:%H:%M} {local.tzname()}"
+    # Translators: when a quota resets, e.g. "01 January 2027 at 00:00 UTC".
+    return _("%(date)s at %(time)s %(zone)s") % {
+        "date": formats.date_format(local, "d F Y"),
+        "time": f"{local:%H:%M}",
+        "zone": local.tzname(),
+    }
 
 
 def tokens(count: int) -> str:
-    return f"{count:,} token" if count == 1 else f"{count:,} tokens"
+    return ngettext("%(count)s token", "%(count)s tokens", count) % {"count": f"{count:,}"}
 
 
 def used_up(
     name: str, limit: int | Decimal, limit_text: str, used_text: str, resets: dt.datetime
 ) -> str:
     """A refusal that reads well for a limit of zero as for any other limit."""
+    values = {"name": name, "limit": limit_text, "used": used_text, "resets": _when(resets)}
     if not limit:
-        return f"Your {name} is {limit_text}, so you cannot send messages. Ask an administrator."
-    return (
-        f"You have used all {limit_text} of your {name} ({used_text}). "
-        f"It resets on {_when(resets)}."
-    )
+        return (
+            _("Your %(name)s is %(limit)s, so you cannot send messages. Ask an administrator.")
+            % values
+        )
+    return _(
+        "You have used all %(limit)s of your %(name)s (%(used)s). It resets on %(resets)s."
+    ) % (values)
 
 
 def check(user, provider, model: str, now: dt.datetime | None = None) -> dict:
@@ -185,7 +198,8 @@ def check(user, provider, model: str, now: dt.datetime | None = None) -> dict:
     row = _situation(user, provider, model)
     if row["model_enabled"] is False:
         raise TurnRejected(
-            f"The model “{model}” has been turned off by an administrator. Pick another model."
+            _("The model “%(model)s” has been turned off by an administrator. Pick another model.")
+            % {"model": model}
         )
     if not model_access.may_use_model(user, provider, model):
         raise TurnRejected(model_access.refusal(model))
@@ -201,15 +215,20 @@ def _check_rate(user, rate: int | None, now: dt.datetime) -> None:
     """Refuse when the user has sent ``rate`` messages in the last minute (``None``: no limit)."""
     if rate == 0:
         raise TurnRejected(
-            "Your rate limit is 0 messages a minute, so you cannot send messages. "
-            "Ask an administrator."
+            _(
+                "Your rate limit is 0 messages a minute, so you cannot send messages. "
+                "Ask an administrator."
+            )
         )
     if rate and _recent_turns(user, now - RATE_WINDOW) >= rate:
         oldest = _request_times(user, now - RATE_WINDOW)[rate - 1]
         wait = max(1, int((oldest + RATE_WINDOW - now).total_seconds()) + 1)
         raise TurnRejected(
-            f"You are sending messages too quickly: the limit is {rate} a minute. "
-            f"Try again in {wait} seconds."
+            _(
+                "You are sending messages too quickly: the limit is %(rate)d a minute. "
+                "Try again in %(wait)d seconds."
+            )
+            % {"rate": rate, "wait": wait}
         )
 
 
@@ -220,27 +239,35 @@ def _check_spending(user, limits: Limits, now: dt.datetime) -> None:
     used = spent(user, now)
     tomorrow, next_month = next_resets(now)
     periods = [
-        ("daily quota", limits.tokens_per_day, used.tokens_today, tokens, "used today", tomorrow),
         (
-            "monthly quota",
+            _("daily quota"),
+            limits.tokens_per_day,
+            used.tokens_today,
+            tokens,
+            _("used today"),
+            tomorrow,
+        ),
+        (
+            _("monthly quota"),
             limits.tokens_per_month,
             used.tokens_this_month,
             tokens,
-            "used this month",
+            _("used this month"),
             next_month,
         ),
         (
-            "monthly budget",
+            _("monthly budget"),
             limits.cost_per_month,
             used.cost_this_month,
             money,
-            "spent this month",
+            _("spent this month"),
             next_month,
         ),
     ]
     for name, limit, amount, show, how, resets in periods:
         if limit is not None and amount >= limit:
-            raise TurnRejected(used_up(name, limit, show(limit), f"{show(amount)} {how}", resets))
+            used_text = _("%(amount)s %(how)s") % {"amount": show(amount), "how": how}
+            raise TurnRejected(used_up(name, limit, show(limit), used_text, resets))
 
 
 def _recent_turns(user, since: dt.datetime) -> int:
@@ -263,8 +290,12 @@ def quota_lines(user, now: dt.datetime | None = None) -> tuple[Limits, list[Quot
     used = spent(user, now)
     tomorrow, next_month = next_resets(now)
     lines = [
-        QuotaLine("Tokens today", limits.tokens_per_day, used.tokens_today, tomorrow),
-        QuotaLine("Tokens this month", limits.tokens_per_month, used.tokens_this_month, next_month),
-        QuotaLine("Cost this month", limits.cost_per_month, used.cost_this_month, next_month, True),
+        QuotaLine(_("Tokens today"), limits.tokens_per_day, used.tokens_today, tomorrow),
+        QuotaLine(
+            _("Tokens this month"), limits.tokens_per_month, used.tokens_this_month, next_month
+        ),
+        QuotaLine(
+            _("Cost this month"), limits.cost_per_month, used.cost_this_month, next_month, True
+        ),
     ]
     return limits, lines

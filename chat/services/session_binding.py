@@ -25,15 +25,17 @@ from django.db.models import Subquery
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
+from django.utils.translation import gettext_lazy as _
 
 from chat import live
 
 log = logging.getLogger(__name__)
 
-LOGGED_OUT = "You logged out. Log in again to continue."
-SESSION_ENDED = "Your session has ended. Log in again to continue."
-PASSWORD_CHANGED = "Your password was changed. Log in again with the new one."
-DEACTIVATED = "Your account was deactivated or removed. Ask an administrator."
+# Lazy: each is shown in the language of whoever's page (or logout) it is rendered for.
+LOGGED_OUT = _("You logged out. Log in again to continue.")
+SESSION_ENDED = _("Your session has ended. Log in again to continue.")
+PASSWORD_CHANGED = _("Your password was changed. Log in again with the new one.")
+DEACTIVATED = _("Your account was deactivated or removed. Ask an administrator.")
 
 
 def user_group(user_id: int) -> str:
@@ -93,7 +95,8 @@ def _send(user_id: int, message: live.SessionMessage) -> None:
 def end_session_sockets(user_id: int, session_key: str | None, reason: str) -> None:
     """Close the sockets of one session at once (logout): they say ``reason``."""
     tag = session_tag(session_key)
-    _send(user_id, live.SessionEnded(type="session.ended", session=tag, reason=reason))
+    message = live.SessionEnded(type="session.ended", session=tag, reason=str(reason))
+    _send(user_id, message)
 
 
 def _check_now(user_ids: Iterable[int]) -> None:

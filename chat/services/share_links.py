@@ -13,6 +13,7 @@ import secrets
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 
 from chat.models import ShareLink, SiteSettings, Thread, Turn
 from chat.services import conversation
@@ -63,10 +64,10 @@ def snapshot_leaf(thread: Thread) -> Turn | None:
 def create_link(user: AbstractBaseUser, thread: Thread) -> ShareLink:
     """A new link to the thread as it is now. Only its owner makes links. Raises ShareLinkError."""
     if thread.owner_id != user.pk:
-        raise ShareLinkError("Only the owner of a chat can share it by link.")
+        raise ShareLinkError(_("Only the owner of a chat can share it by link."))
     leaf = snapshot_leaf(thread)
     if leaf is None:
-        raise ShareLinkError("There is no finished answer to share yet.")
+        raise ShareLinkError(_("There is no finished answer to share yet."))
     return ShareLink.objects.create(
         thread=thread,
         leaf=leaf,

@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 
 from chat.models import Access, Team, Thread, ThreadShare
 
@@ -34,35 +35,37 @@ def share(
 ) -> ThreadShare:
     """Share with one team or one user; sharing again with the same one changes its access."""
     if access not in Access.values:
-        raise ShareRefused("Choose read only or collaborate.")
+        raise ShareRefused(_("Choose read only or collaborate."))
     if (team_id is None) == (not username):
-        raise ShareRefused("Choose a team or type a username.")
+        raise ShareRefused(_("Choose a team or type a username."))
     target: dict
     if team_id is not None:
         team = teams_for(thread.owner).filter(pk=team_id).first()
         if team is None:
-            raise ShareRefused("You can only share with a team you belong to.")
+            raise ShareRefused(_("You can only share with a team you belong to."))
         target = {"team": team}
     else:
         user = get_user_model().objects.filter(username=username.strip(), is_active=True).first()
         if user is None:
-            raise ShareRefused(f"There is no user called “{username.strip()}”.")
+            raise ShareRefused(
+                _("There is no user called “%(username)s”.") % {"username": username.strip()}
+            )
         if user.pk == thread.owner_id:
-            raise ShareRefused("This is your own chat.")
+            raise ShareRefused(_("This is your own chat."))
         target = {"user": user}
     try:
         with transaction.atomic():
-            shared, _ = ThreadShare.objects.update_or_create(
+            shared, _created = ThreadShare.objects.update_or_create(
                 thread=thread, **target, defaults={"access": access}
             )
     except IntegrityError as exc:  # two owners' tabs sharing at once
-        raise ShareRefused("That share changed meanwhile; try again.") from exc
+        raise ShareRefused(_("That share changed meanwhile; try again.")) from exc
     return shared
 
 
 def change_access(thread: Thread, share_id: int, access: str) -> bool:
     if access not in Access.values:
-        raise ShareRefused("Choose read only or collaborate.")
+        raise ShareRefused(_("Choose read only or collaborate."))
     share_row = thread.shares.filter(pk=share_id).first()
     if share_row is None:
         return False

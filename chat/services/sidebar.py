@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
 
 from chat.models import Folder, Thread
 
@@ -30,12 +31,12 @@ def date_group(moment: dt.datetime, today: dt.date) -> str:
     day = timezone.localtime(moment).date()
     age = (today - day).days
     if age <= 0:
-        return "Today"
+        return _("Today")
     if age == 1:
-        return "Yesterday"
+        return _("Yesterday")
     if age <= 7:
-        return "Previous 7 days"
-    return day.strftime("%B %Y")
+        return _("Previous 7 days")
+    return formats.date_format(day, "YEAR_MONTH_FORMAT")  # "November 2026", "2026年11月"
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 
 from chat.models import Preset, Thread, ToolDefinition
 from chat.services import conversation, model_access, providers
@@ -28,7 +29,7 @@ def create_thread(
     model is chosen or the message cannot be sent."""
     provider, model = providers.parse_model_choice(model_choice)
     if provider is None:
-        raise TurnRejected("Pick a model first.")
+        raise TurnRejected(_("Pick a model first."))
     conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
     api = api if api in Api.values() else ""
     thread = Thread.objects.create(owner=user, provider=provider, model=model, api=api)
@@ -59,7 +60,7 @@ def choose_model(thread: Thread, model_choice: str, *, user) -> None:
     """Switch the thread to the picked ``"<provider id>:<model id>"``, if ``user`` may use it."""
     provider, model = providers.parse_model_choice(model_choice)
     if provider is None:
-        raise ModelRefused("That model is not available.", unknown=True)
+        raise ModelRefused(_("That model is not available."), unknown=True)
     if not model_access.may_use_model(user, provider, model):
         raise ModelRefused(model_access.refusal(model), unknown=False)
     thread.provider, thread.model = provider, model
@@ -89,10 +90,10 @@ def save_preset(
     the prompt it starts chats with, if any)."""
     name = name.strip()[:100]
     if not name:
-        raise PresetRefused("Give the preset a name.")
+        raise PresetRefused(_("Give the preset a name."))
     try:
         with transaction.atomic():
-            preset, _ = Preset.objects.update_or_create(
+            preset, _created = Preset.objects.update_or_create(
                 owner=user,
                 name=name,
                 defaults={
@@ -105,5 +106,5 @@ def save_preset(
             )
             preset.tools.set(thread.tools.all())
     except IntegrityError as exc:
-        raise PresetRefused("That name is taken.") from exc
+        raise PresetRefused(_("That name is taken.")) from exc
     return preset

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypedDict
 
+from django.utils.translation import gettext_lazy
+
 from chat.services import tools
 from chat.upstream import request
 
@@ -35,14 +37,15 @@ class ToolCallStatus(StrEnum):
         return _STATUS_LABELS[self]
 
 
+# Lazy: shown on the tool cards, in the reader's language.
 _STATUS_LABELS = {
-    ToolCallStatus.STREAMING: "calling…",
-    ToolCallStatus.DONE: "done",
-    ToolCallStatus.ERROR: "error",
-    ToolCallStatus.AWAITING: "waiting for your answer",
-    ToolCallStatus.REJECTED: "rejected",
-    ToolCallStatus.APPROVED: "running…",
-    ToolCallStatus.RUNNING: "running…",
+    ToolCallStatus.STREAMING: gettext_lazy("calling…"),
+    ToolCallStatus.DONE: gettext_lazy("done"),
+    ToolCallStatus.ERROR: gettext_lazy("error"),
+    ToolCallStatus.AWAITING: gettext_lazy("waiting for your answer"),
+    ToolCallStatus.REJECTED: gettext_lazy("rejected"),
+    ToolCallStatus.APPROVED: gettext_lazy("running…"),
+    ToolCallStatus.RUNNING: gettext_lazy("running…"),
 }
 
 

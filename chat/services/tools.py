@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import referencing
+from django.utils.translation import gettext as _
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, UnknownType, best_match
 from referencing.exceptions import Unresolvable
@@ -59,26 +60,35 @@ _SCHEMA_FORMATS = json_schema.format_checker()
 
 def _where(path: Iterable[Any]) -> str:
     parts = [str(p) for p in path]
-    return "at " + "/".join(parts) if parts else "at the top level"
+    if not parts:
+        return _("at the top level")
+    return _("at %(path)s") % {"path": "/".join(parts)}
 
 
 def parse_json_object(
     text: str, subject: str, *, plural: bool = True
 ) -> tuple[dict[str, Any] | None, str | None]:
     """Parse ``text`` as a JSON object; errors start with ``subject`` ("Parameters are …")."""
-    verb = "are" if plural else "is"
+    values = {"subject": subject, "depth": json_schema.MAX_DEPTH}
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno}, column {exc.colno}"
-        return None, f"{subject} {verb} not valid JSON: {exc.msg} ({where})."
+        where = _("line %(line)s, column %(column)s") % {"line": exc.lineno, "column": exc.colno}
+        values |= {"error": exc.msg, "where": where}
+        if plural:
+            return None, _("%(subject)s are not valid JSON: %(error)s (%(where)s).") % values
+        return None, _("%(subject)s is not valid JSON: %(error)s (%(where)s).") % values
     except RecursionError:
-        return None, f"{subject} {verb} nested too deeply."
+        if plural:
+            return None, _("%(subject)s are nested too deeply.") % values
+        return None, _("%(subject)s is nested too deeply.") % values
     if not isinstance(value, dict):
-        return None, f"{subject} must be a JSON object."
+        return None, _("%(subject)s must be a JSON object.") % values
     if json_schema.depth_exceeds(value):
         # Validation recurses per level: refuse before it does.
-        return None, f"{subject} {verb} nested too deeply (at most {json_schema.MAX_DEPTH} levels)."
+        if plural:
+            return None, _("%(subject)s are nested too deeply (at most %(depth)s levels).") % values
+        return None, _("%(subject)s is nested too deeply (at most %(depth)s levels).") % values
     return value, None
 
 
@@ -100,23 +110,33 @@ def _remote_ref(schema: Any) -> str | None:
 def schema_error(schema: dict[str, Any]) -> str | None:
     """Why ``schema`` is not a usable JSON Schema (Draft 2020-12), or None when it is."""
     if json_schema.depth_exceeds(schema):
-        return f"The schema is nested too deeply (at most {json_schema.MAX_DEPTH} levels)."
+        return _("The schema is nested too deeply (at most %(depth)s levels).") % {
+            "depth": json_schema.MAX_DEPTH
+        }
     try:
         Draft202012Validator.check_schema(schema, format_checker=_SCHEMA_FORMATS)
     except SchemaError as error:
         if isinstance(error.cause, json_schema.PatternRefused):
-            return (
-                f"The pattern {error.instance!r} ({_where(error.absolute_path)}) cannot be used: "
-                f"{error.cause}. Patterns are matched with RE2, which has no lookahead, "
-                "lookbehind or backreferences."
-            )
-        return f"This is not a valid JSON Schema: {error.message} ({_where(error.absolute_path)})."
+            return _(
+                "The pattern %(pattern)s (%(where)s) cannot be used: %(cause)s. Patterns are "
+                "matched with RE2, which has no lookahead, lookbehind or backreferences."
+            ) % {
+                "pattern": repr(error.instance),
+                "where": _where(error.absolute_path),
+                "cause": error.cause,
+            }
+        return _("This is not a valid JSON Schema: %(error)s (%(where)s).") % {
+            "error": error.message,
+            "where": _where(error.absolute_path),
+        }
     except RecursionError:
-        return "The schema is nested too deeply."
+        return _("The schema is nested too deeply.")
     ref = _remote_ref(schema)
     if ref is not None:
         # Only local references: resolving others would mean network access (see _NO_REMOTE_REFS).
-        return f'Only references inside the schema (starting with "#") are allowed, not "{ref}".'
+        return _(
+            'Only references inside the schema (starting with "#") are allowed, not "%(ref)s".'
+        ) % {"ref": ref}
     return None
 
 
@@ -128,17 +148,16 @@ def validate_definition(
     errors: dict[str, str] = {}
     name = (name or "").strip()
     if not name:
-        errors["name"] = "Enter a name."
+        errors["name"] = _("Enter a name.")
     elif not _NAME_RE.match(name):
-        errors["name"] = (
+        errors["name"] = _(
             "The name may only contain letters, digits, underscores and hyphens "
             "(at most 64 characters)."
         )
     if len(description or "") > MAX_DESCRIPTION_CHARS:
-        errors["description"] = (
-            f"The description can be at most {MAX_DESCRIPTION_CHARS} characters "
-            f"(it has {len(description)})."
-        )
+        errors["description"] = _(
+            "The description can be at most %(limit)s characters (it has %(count)s)."
+        ) % {"limit": MAX_DESCRIPTION_CHARS, "count": len(description)}
 
     schema: dict[str, Any] | None = None
     text = (parameters_text or "").strip()
@@ -148,15 +167,15 @@ def validate_definition(
         schema = dict(_EMPTY_SCHEMA)
     elif size > MAX_SCHEMA_BYTES:
         # Checked before parsing so an oversized paste costs nothing.
-        errors["parameters"] = (
-            f"Parameters can be at most {MAX_SCHEMA_BYTES} bytes (these are {size})."
-        )
+        errors["parameters"] = _(
+            "Parameters can be at most %(limit)s bytes (these are %(size)s)."
+        ) % {"limit": MAX_SCHEMA_BYTES, "size": size}
     else:
-        parsed, error = parse_json_object(text, "Parameters")
+        parsed, error = parse_json_object(text, _("Parameters"))
         if error:
             errors["parameters"] = error
         elif parsed.get("type") != "object":
-            errors["parameters"] = (
+            errors["parameters"] = _(
                 'Parameters must be a JSON Schema with "type": "object" at the top.'
             )
         elif message := schema_error(parsed):

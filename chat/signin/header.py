@@ -20,6 +20,7 @@ from django.contrib.auth.backends import RemoteUserBackend
 from django.contrib.auth.middleware import RemoteUserMiddleware
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
+from django.utils.translation import gettext_lazy as _
 
 from chat.models import ExternalIdentity
 from chat.signin.config import parse_group_list
@@ -59,7 +60,7 @@ def sign_in_from_header(username: str, groups_value: str | None):
     with the groups header when one is configured. Raises ``SignInRefused``."""
     username = username.strip()
     if not username:
-        raise refuse(ExternalIdentity.Kind.HEADER, "The proxy sent an empty user name.")
+        raise refuse(ExternalIdentity.Kind.HEADER, _("The proxy sent an empty user name."))
     person = ExternalPerson(
         kind=ExternalIdentity.Kind.HEADER,
         issuer=settings.TRUSTED_USER_HEADER,

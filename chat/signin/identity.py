@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.functional import lazy
+from django.utils.translation import gettext_lazy as _
 
 from chat.models import ExternalIdentity
 from chat.services import audit
@@ -28,6 +30,16 @@ METHOD_NAMES = dict(ExternalIdentity.Kind.choices)
 
 class SignInRefused(Exception):
     """The person may not sign in; the message is shown to them and audited."""
+
+
+def username_taken(username: str) -> str:
+    return deferred_message(
+        _(
+            "The username “%(username)s” already belongs to an account here that signs in "
+            "another way. Ask an administrator to link your sign-in to it."
+        ),
+        username=username,
+    )
 
 
 @dataclass
@@ -46,12 +58,26 @@ class ExternalPerson:
     groups: list[str] | None = field(default_factory=list)
 
 
+def english(text: object) -> str:
+    """Audit entries and log lines are English, whatever the language of the page."""
+    with translation.override("en"):
+        return str(text)
+
+
+def deferred_message(template: str, **values: object) -> str:
+    """A marked ``template`` with its values, translated only when shown: the person reads it
+    in their language, the audit log keeps it in English (``english``)."""
+    return lazy(lambda: (str(template) % values).strip(), str)()
+
+
 def refuse(person_or_kind, message: str, user=None) -> SignInRefused:
-    """Audit a refusal and return the exception to raise."""
+    """Audit a refusal (in English) and return the exception to raise (its message in the
+    language of whoever reads it)."""
     kind = getattr(person_or_kind, "kind", person_or_kind)
     subject = getattr(person_or_kind, "subject", "")
-    detail = f"{message} (subject {subject})" if subject else message
-    audit.record_sign_in(user, METHOD_NAMES.get(kind, kind), "refused", detail)
+    detail = english(message)
+    detail = f"{detail} (subject {subject})" if subject else detail
+    audit.record_sign_in(user, english(METHOD_NAMES.get(kind, kind)), "refused", detail)
     log.warning("sign-in refused (%s): %s", kind, detail)
     return SignInRefused(message)
 
@@ -88,7 +114,7 @@ def _check(person: ExternalPerson, allowed_groups: Sequence[str], user):
     """Every refusal, before anything is written (a refusal's audit entry must survive):
     the linked identity (or None) and the account to use (None: create one)."""
     if allowed_groups and not group_sync.in_any(person.groups or [], allowed_groups):
-        raise refuse(person, "Your organisation account is not in a group allowed here.")
+        raise refuse(person, _("Your organisation account is not in a group allowed here."))
     identity = (
         ExternalIdentity.objects.select_related("user")
         .filter(kind=person.kind, issuer=person.issuer, subject=person.subject)
@@ -96,22 +122,24 @@ def _check(person: ExternalPerson, allowed_groups: Sequence[str], user):
     )
     if identity is not None:
         if user is not None and user.pk != identity.user_id:
-            raise refuse(person, "This sign-in is linked to another account.", identity.user)
+            raise refuse(person, _("This sign-in is linked to another account."), identity.user)
         user = identity.user
     elif user is not None and user.pk is not None and not _may_adopt(user, person):
-        raise refuse(
-            person,
-            f"The username “{user.get_username()}” already belongs to an account here that "
-            "signs in another way. Ask an administrator to link your sign-in to it.",
-        )
+        raise refuse(person, username_taken(user.get_username()))
     elif user is None and (taken := _email_owner(person)) is not None:
         raise refuse(
             person,
-            f"The e-mail address {person.email} already belongs to the account "
-            f"“{taken.get_username()}” here. Ask an administrator to link your sign-in to it.",
+            deferred_message(
+                _(
+                    "The e-mail address %(email)s already belongs to the account “%(username)s” "
+                    "here. Ask an administrator to link your sign-in to it."
+                ),
+                email=person.email,
+                username=taken.get_username(),
+            ),
         )
     if user is not None and not user.is_active:
-        raise refuse(person, "This account is deactivated.", user)
+        raise refuse(person, _("This account is deactivated."), user)
     return identity, user
 
 
@@ -145,7 +173,7 @@ def sign_in(
             detail += f"; joined {', '.join(joined)}"
         if left:
             detail += f"; left {', '.join(left)}"
-        audit.record_sign_in(user, METHOD_NAMES[person.kind], "signed in", detail)
+        audit.record_sign_in(user, english(METHOD_NAMES[person.kind]), "signed in", detail)
     return user
 
 

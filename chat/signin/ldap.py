@@ -12,7 +12,13 @@ from django.core.exceptions import PermissionDenied
 from django_auth_ldap.backend import LDAPBackend
 
 from chat.models import ExternalIdentity
-from chat.signin.identity import ExternalPerson, SignInRefused, refuse, sign_in
+from chat.signin.identity import (
+    ExternalPerson,
+    SignInRefused,
+    refuse,
+    sign_in,
+    username_taken,
+)
 
 
 class SwitchboardLDAPBackend(LDAPBackend, BaseBackend):
@@ -44,11 +50,7 @@ class SwitchboardLDAPBackend(LDAPBackend, BaseBackend):
             return identity.user, False
         user, built = super().get_or_build_user(username, ldap_user)
         if not built and (user.has_usable_password() or user.external_identities.exists()):
-            refuse(
-                self._person(ldap_user),
-                f"The username “{user.get_username()}” already belongs to an account here that "
-                "signs in another way. Ask an administrator to link your sign-in to it.",
-            )
+            refuse(self._person(ldap_user), username_taken(user.get_username()))
             raise PermissionDenied
         return user, built
 

@@ -13,11 +13,18 @@ from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.django_client import DjangoOAuth2App, OAuth
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 from joserfc.errors import JoseError
 from requests import RequestException
 
 from chat.models import ExternalIdentity
-from chat.signin.identity import ExternalPerson, SignInRefused, refuse, sign_in
+from chat.signin.identity import (
+    ExternalPerson,
+    SignInRefused,
+    deferred_message,
+    refuse,
+    sign_in,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +74,7 @@ def start(request: HttpRequest, redirect_uri: str):
     except (RequestException, ValueError) as error:
         log.warning("OIDC discovery failed: %r", error)
         raise refuse(
-            ExternalIdentity.Kind.OIDC, "The sign-in provider could not be reached. Try again."
+            ExternalIdentity.Kind.OIDC, _("The sign-in provider could not be reached. Try again.")
         ) from error
 
 
@@ -104,7 +111,10 @@ def finish(request: HttpRequest) -> Result:
         if metadata.get("issuer") != settings.OIDC_ISSUER:
             raise refuse(
                 ExternalIdentity.Kind.OIDC,
-                f"The provider names itself {metadata.get('issuer')!r}, not OIDC_ISSUER.",
+                deferred_message(
+                    _("The provider names itself %(issuer)s, not OIDC_ISSUER."),
+                    issuer=repr(metadata.get("issuer")),
+                ),
             )
         token = app.authorize_access_token(
             request,
@@ -120,16 +130,17 @@ def finish(request: HttpRequest) -> Result:
         raise refuse(ExternalIdentity.Kind.OIDC, _describe(error)) from error
     except JoseError as error:  # signature, iss, aud, exp, nonce
         raise refuse(
-            ExternalIdentity.Kind.OIDC, f"The provider's ID token was rejected: {error}"
+            ExternalIdentity.Kind.OIDC,
+            deferred_message(_("The provider's ID token was rejected: %(error)s"), error=error),
         ) from error
     except (RequestException, ValueError, KeyError) as error:
         log.warning("OIDC provider unreachable or answered nonsense: %r", error)
         raise refuse(
-            ExternalIdentity.Kind.OIDC, "The sign-in provider could not be reached. Try again."
+            ExternalIdentity.Kind.OIDC, _("The sign-in provider could not be reached. Try again.")
         ) from error
     claims = token.get("userinfo")
     if not claims:
-        raise refuse(ExternalIdentity.Kind.OIDC, "The provider sent no ID token.")
+        raise refuse(ExternalIdentity.Kind.OIDC, _("The provider sent no ID token."))
     user = sign_in(
         _person(dict(claims)),
         admin_groups=settings.OIDC_ADMIN_GROUPS,
@@ -140,12 +151,16 @@ def finish(request: HttpRequest) -> Result:
 
 def _describe(error: OAuthError) -> str:
     if error.error == "mismatching_state":
-        return "This sign-in was not started in this browser (state mismatch). Start again."
+        return _("This sign-in was not started in this browser (state mismatch). Start again.")
     if error.error == "invalid_grant":
-        return "The provider refused the sign-in code (already used or expired). Start again."
+        return _("The provider refused the sign-in code (already used or expired). Start again.")
     if error.error == "access_denied":
-        return "The provider did not let you in."
-    return f"The provider answered: {error.error}: {error.description or ''}".strip()
+        return _("The provider did not let you in.")
+    return deferred_message(
+        _("The provider answered: %(error)s: %(description)s"),
+        error=error.error,
+        description=error.description or "",
+    )
 
 
 def logout_url(id_token: str, post_logout_redirect_uri: str) -> str | None:

@@ -11,18 +11,24 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from django.views.decorators.http import require_GET
 
 from chat.signin import oidc
 from chat.signin.backends import ACCOUNT_BACKEND
 from chat.signin.identity import SignInRefused
 
+# The default of OIDC_BUTTON_LABEL (project/settings.py), marked here so that it has a
+# translation; a label staff set themselves is shown as they wrote it.
+gettext_noop("Sign in with your organisation")
+
 
 def login_options(request: HttpRequest) -> dict:
     """Context for the login page: the provider button, and whether the password form shows
     (local passwords, or LDAP, which uses the same form)."""
     return {
-        "oidc_button_label": settings.OIDC_BUTTON_LABEL if oidc.enabled() else "",
+        "oidc_button_label": _(settings.OIDC_BUTTON_LABEL) if oidc.enabled() else "",
         "password_login": settings.LOCAL_LOGIN or bool(settings.LDAP_SERVER_URI),
     }
 
@@ -39,7 +45,7 @@ def _safe_next(request: HttpRequest, value: str) -> str:
 @require_GET
 def oidc_login(request: HttpRequest) -> HttpResponse:
     if not oidc.enabled():
-        raise Http404("OpenID Connect sign-in is not configured.")
+        raise Http404(_("OpenID Connect sign-in is not configured."))
     request.session[oidc.SESSION_NEXT] = _safe_next(request, request.GET.get("next", ""))
     try:
         return oidc.start(request, request.build_absolute_uri(reverse("oidc-callback")))
@@ -51,7 +57,7 @@ def oidc_login(request: HttpRequest) -> HttpResponse:
 @require_GET
 def oidc_callback(request: HttpRequest) -> HttpResponse:
     if not oidc.enabled():
-        raise Http404("OpenID Connect sign-in is not configured.")
+        raise Http404(_("OpenID Connect sign-in is not configured."))
     next_url = request.session.pop(oidc.SESSION_NEXT, "") or reverse(settings.LOGIN_REDIRECT_URL)
     try:
         result = oidc.finish(request)

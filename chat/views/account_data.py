@@ -9,6 +9,7 @@ from django.contrib.auth import logout
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNotFound
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
 from chat.services import account_data, announcements
@@ -16,7 +17,7 @@ from chat.services import account_data, announcements
 
 class DeleteAccountForm(forms.Form):
     confirm = forms.CharField(
-        label="Type your username (or your password) to confirm",
+        label=_("Type your username (or your password) to confirm"),
         strip=False,
         max_length=4096,
         widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
@@ -62,7 +63,7 @@ def delete_my_account(request: HttpRequest) -> HttpResponse:
 @require_POST
 def dismiss_announcement(request: HttpRequest, announcement_id: int) -> HttpResponse:
     if not announcements.dismiss(request.user, announcement_id):
-        return HttpResponseNotFound("No such announcement.")
+        return HttpResponseNotFound(_("No such announcement."))
     if request.htmx:
         return HttpResponse(announcements.render_for(request.user, request=request))
     back = request.headers.get("referer", "")

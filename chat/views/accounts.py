@@ -9,6 +9,8 @@ from django.contrib.auth.decorators import login_not_required
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.text import get_text_list
+from django.utils.translation import gettext as _
 
 from chat.forms import AccountCreationForm
 from chat.models import SiteSettings
@@ -34,7 +36,9 @@ def setup(request: HttpRequest) -> HttpResponse:
             user.is_staff = user.is_superuser = True
             user.save()
         login(request, user, backend=ACCOUNT_BACKEND)
-        messages.success(request, "Welcome! Your account is the administrator of this Switchboard.")
+        messages.success(
+            request, _("Welcome! Your account is the administrator of this Switchboard.")
+        )
         return redirect("chat:home")
     return render(request, "registration/setup.html", {"form": form})
 
@@ -43,15 +47,20 @@ def setup(request: HttpRequest) -> HttpResponse:
 def signup(request: HttpRequest) -> HttpResponse:
     site = SiteSettings.load()
     if not site.allow_signup or not settings.LOCAL_LOGIN:
-        raise Http404("Sign-up is turned off. Ask an administrator for an account.")
+        raise Http404(_("Sign-up is turned off. Ask an administrator for an account."))
     domains = login_throttle.parse_domains(site.allowed_email_domains)
     form = AccountCreationForm(request.POST or None)
     if domains:
         form.fields["email"].required = True
-        form.fields["email"].help_text = "An address at " + " or ".join(domains) + "."
+        form.fields["email"].help_text = _("An address at %(domains)s.") % {
+            "domains": get_text_list(domains)  # "a or b", "a, b or c": Django's own "or"
+        }
     if request.method == "POST" and form.is_valid():
         if not login_throttle.email_domain_allowed(form.cleaned_data["email"], domains):
-            form.add_error("email", "Sign-up is open to addresses at " + ", ".join(domains) + ".")
+            form.add_error(
+                "email",
+                _("Sign-up is open to addresses at %(domains)s.") % {"domains": ", ".join(domains)},
+            )
             return render(request, "registration/signup.html", {"form": form})
         user = form.save()
         login(request, user, backend=ACCOUNT_BACKEND)

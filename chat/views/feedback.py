@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from chat.models import Turn
@@ -19,7 +20,7 @@ def give_feedback(request: HttpRequest, thread_id: int, turn_id: int) -> HttpRes
     thread = permissions.thread_for(request.user, thread_id)
     turn = Turn.objects.filter(pk=turn_id, thread_id=thread_id).first() if thread else None
     if turn is None:
-        raise Http404("No such answer.")
+        raise Http404(_("No such answer."))
     rating = request.POST.get("rating", "")
     comment = request.POST.get("comment")  # None: a thumb was pressed, the comment stays
     given = feedback.of_turn(request.user, turn)

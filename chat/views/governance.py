@@ -12,6 +12,8 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from chat.models import AuditLogEntry, Provider
@@ -19,11 +21,13 @@ from chat.services import budgets, providers, roles
 
 
 def _requires(check, what: str):
+    """A view decorator: 403 unless ``check(user)``; ``what`` names who may (translated)."""
+
     def decorator(view):
         @wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             if not check(request.user):
-                raise PermissionDenied(f"This page is for {what}.")
+                raise PermissionDenied(_("This page is for %(who)s.") % {"who": what})
             return view(request, *args, **kwargs)
 
         return wrapper
@@ -31,8 +35,8 @@ def _requires(check, what: str):
     return decorator
 
 
-usage_viewer_required = _requires(roles.may_view_usage, "staff and auditors")
-audit_viewer_required = _requires(roles.may_view_audit_log, "staff and auditors")
+usage_viewer_required = _requires(roles.may_view_usage, gettext_lazy("staff and auditors"))
+audit_viewer_required = _requires(roles.may_view_audit_log, gettext_lazy("staff and auditors"))
 
 
 @require_GET
@@ -87,10 +91,10 @@ def test_unsaved_provider(request: HttpRequest) -> JsonResponse:
     """The admin's add form: GET /v1/models with the URL and key typed so far, nothing stored.
     Staff only (the admin wraps it in ``admin_view``, which also checks CSRF)."""
     if not (request.user.is_active and request.user.is_staff):
-        raise PermissionDenied("Only staff can test a provider.")
+        raise PermissionDenied(_("Only staff can test a provider."))
     base_url = request.POST.get("base_url", "").strip()
     if not base_url.startswith(("http://", "https://")):
-        return JsonResponse({"ok": False, "message": "Enter the base URL first (https://…/v1)."})
+        return JsonResponse({"ok": False, "message": _("Enter the base URL first (https://…/v1).")})
     provider = Provider(name=request.POST.get("name", "") or "New provider", base_url=base_url)
     provider.set_api_key(request.POST.get("api_key", ""))
     result = async_to_sync(providers.check_connection)(provider)

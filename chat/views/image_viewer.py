@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET
 
@@ -24,7 +25,7 @@ def remote_image_page(request: HttpRequest) -> HttpResponse:
     src = request.GET.get("src", "")
     image = remote_image(src) if len(src) <= _MAX_URL_CHARS else None
     if image is None:
-        return HttpResponseBadRequest("Not an http(s) image address.", content_type="text/plain")
+        return HttpResponseBadRequest(_("Not an http(s) image address."), content_type="text/plain")
     response = render(
         request,
         "chat/remote_image.html",

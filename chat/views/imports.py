@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from chat.services import importing
@@ -16,7 +17,7 @@ def import_chats(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         upload = request.FILES.get("file")
         if upload is None:
-            context["error"] = "Choose a file to import."
+            context["error"] = _("Choose a file to import.")
         else:
             try:
                 context["imported"] = importing.import_upload(request.user, upload, upload.size)

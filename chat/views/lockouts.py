@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 
 from chat.services import login_throttle
 
@@ -15,17 +16,20 @@ from chat.services import login_throttle
 def _lockouts(request: HttpRequest) -> HttpResponse:
     # Clearing a lockout lets someone guess passwords again: those who manage users only.
     if not request.user.has_perm("auth.change_user"):
-        raise PermissionDenied("Only staff who manage users can see and clear lockouts.")
+        raise PermissionDenied(_("Only staff who manage users can see and clear lockouts."))
     if request.method == "POST":
         cleared = login_throttle.clear_lockout(request.user, request.POST.get("lockout", ""))
         if cleared:
-            messages.success(request, f"Cleared: {cleared.label} may try to log in again.")
+            messages.success(
+                request,
+                _("Cleared: %(who)s may try to log in again.") % {"who": cleared.label},
+            )
         else:
-            messages.warning(request, "That lockout had already ended.")
+            messages.warning(request, _("That lockout had already ended."))
         return HttpResponseRedirect(request.path)
     context = {
         **admin.site.each_context(request),
-        "title": "Login lockouts",
+        "title": _("Login lockouts"),
         "lockouts": login_throttle.current_lockouts(),
         "per_username": settings.LOGIN_FAILURES_PER_USERNAME,
         "per_ip": settings.LOGIN_FAILURES_PER_IP,

@@ -7,6 +7,7 @@ from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
+from django.utils.translation import gettext as _
 
 from chat.services import login_throttle
 
@@ -23,7 +24,8 @@ class ThrottledLoginMixin:
         if wait:
             self.throttled = True
             raise forms.ValidationError(
-                f"Too many failed logins. Try again in {login_throttle.wait_words(wait)}.",
+                _("Too many failed logins. Try again in %(wait)s.")
+                % {"wait": login_throttle.wait_words(wait)},
                 code="throttled",
             )
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from chat.services.mcp import registry
@@ -20,9 +21,12 @@ def _section(request: HttpRequest, **extra) -> HttpResponse:
 def refresh_server(request: HttpRequest, server_id: int) -> HttpResponse:
     server = registry.servers_for(request.user).filter(pk=server_id).first()
     if server is None:
-        raise Http404("No such MCP server.")
+        raise Http404(_("No such MCP server."))
     listed, error = registry.refresh_now(server)
-    notice = error or f"{server.name}: {len(listed)} tools listed."
+    notice = error or _("%(server)s: %(count)d tools listed.") % {
+        "server": server.name,
+        "count": len(listed),
+    }
     return _section(request, mcp_notice=notice, mcp_error=bool(error))
 
 
@@ -33,7 +37,9 @@ def add_tool(request: HttpRequest, tool_id: int) -> HttpResponse:
     except registry.LibraryRefused as refusal:
         return _section(request, mcp_notice=str(refusal), mcp_error=True)
     # The MCP section, and the library (out of band) with the tool in it.
-    section = _section(request, mcp_notice=f"Added “{tool.name}”.").content.decode()
+    section = _section(
+        request, mcp_notice=_("Added “%(name)s”.") % {"name": tool.name}
+    ).content.decode()
     library = render(request, "chat/tools.html#tool-library", _library(request)).content.decode()
     library = library.replace(
         '<div id="tool-library"', '<div id="tool-library" hx-swap-oob="true"', 1

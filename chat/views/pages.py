@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -138,7 +139,7 @@ def earlier_turns(request: HtmxHttpRequest, thread_id: int) -> HttpResponse:
         else None
     )
     if page is None:
-        raise Http404("No such message.")
+        raise Http404(_("No such message."))
     feedback.attach(request.user, page["turns"])  # the viewer's 👍/👎 under each answer
     return render(request, "chat/thread.html#history-page", page)
 

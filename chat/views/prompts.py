@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chat.models import Prompt
@@ -18,7 +19,7 @@ MENU_SIZE = 50
 def _own_or_404(request: HttpRequest, prompt_id: int) -> Prompt:
     prompt = prompts.own_prompt(request.user, prompt_id)
     if prompt is None:
-        raise Http404("No such prompt.")
+        raise Http404(_("No such prompt."))
     return prompt
 
 
@@ -58,7 +59,7 @@ def save_prompt(request: HttpRequest, prompt_id: int | None = None) -> HttpRespo
         context = _context(request, values=values, error=str(exc), editing=prompt)
         return render(request, "chat/prompts.html#prompt-form", context)
     return render(
-        request, "chat/prompts.html#saved", _context(request, notice="Prompt saved.", oob=True)
+        request, "chat/prompts.html#saved", _context(request, notice=_("Prompt saved."), oob=True)
     )
 
 
@@ -96,7 +97,7 @@ def use_prompt(request: HttpRequest, prompt_id: int) -> HttpResponse:
     with the posted values, as JSON ``{"text": …}``, or ``{"error": …}`` with status 400."""
     prompt = prompts.usable_prompt(request.user, prompt_id)
     if prompt is None:
-        raise Http404("No such prompt.")
+        raise Http404(_("No such prompt."))
     if request.method == "POST":
         try:
             return JsonResponse({"text": prompts.fill(prompt.text, request.POST.dict())})

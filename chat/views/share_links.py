@@ -11,6 +11,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chat.markdown import render_markdown
@@ -45,7 +46,7 @@ def links_panel(request: HttpRequest, thread_id: int) -> HttpResponse:
 def revoke_link(request: HttpRequest, thread_id: int, link_id: int) -> HttpResponse:
     thread = owned_thread_or_404(request, thread_id)
     if not share_links.revoke_link(request.user, thread, link_id):
-        raise Http404("No such link.")
+        raise Http404(_("No such link."))
     return _panel(request, thread)
 
 
@@ -60,7 +61,7 @@ def _opened_link(view: Callable[[HttpRequest, ShareLink], HttpResponse]):
             return redirect_to_login(request.get_full_path())
         link = share_links.link_for(token)
         if link is None:
-            raise Http404("This link does not exist or was revoked.")
+            raise Http404(_("This link does not exist or was revoked."))
         return view(request, link)
 
     return with_link

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from chat.models import Access, Thread
@@ -36,7 +37,7 @@ def sharing_panel(request: HttpRequest, thread_id: int) -> HttpResponse:
     try:
         team_id = parse_id(target)
         if target and team_id is None:
-            raise sharing.ShareRefused("You can only share with a team you belong to.")
+            raise sharing.ShareRefused(_("You can only share with a team you belong to."))
         share = sharing.share(
             thread,
             access=request.POST.get("access", ""),
@@ -45,7 +46,9 @@ def sharing_panel(request: HttpRequest, thread_id: int) -> HttpResponse:
         )
     except sharing.ShareRefused as exc:
         return _panel(request, thread, error=str(exc), status=422)
-    return _panel(request, thread, notice=f"Shared with {share.team or share.user}.")
+    return _panel(
+        request, thread, notice=_("Shared with %(whom)s.") % {"whom": share.team or share.user}
+    )
 
 
 @require_POST
@@ -53,15 +56,15 @@ def change_share(request: HttpRequest, thread_id: int, share_id: int) -> HttpRes
     thread = owned_thread_or_404(request, thread_id)
     try:
         if not sharing.change_access(thread, share_id, request.POST.get("access", "")):
-            raise Http404("No such share.")
+            raise Http404(_("No such share."))
     except sharing.ShareRefused as exc:
         return _panel(request, thread, error=str(exc), status=422)
-    return _panel(request, thread, notice="Access changed.")
+    return _panel(request, thread, notice=_("Access changed."))
 
 
 @require_POST
 def revoke_share(request: HttpRequest, thread_id: int, share_id: int) -> HttpResponse:
     thread = owned_thread_or_404(request, thread_id)
     if not sharing.revoke(thread, share_id):
-        raise Http404("No such share.")
-    return _panel(request, thread, notice="No longer shared; their open pages were closed.")
+        raise Http404(_("No such share."))
+    return _panel(request, thread, notice=_("No longer shared; their open pages were closed."))

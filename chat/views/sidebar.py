@@ -14,6 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -58,14 +59,14 @@ def _answer_after(request: HttpRequest, change: Callable[[], object]) -> HttpRes
 def _thread(request: HttpRequest, thread_id: int) -> Thread:
     thread = organise.own_thread(request.user, thread_id)
     if thread is None:
-        raise Http404("No such chat.")
+        raise Http404(_("No such chat."))
     return thread
 
 
 def _folder(request: HttpRequest, folder_id: int | None) -> Folder:
     folder = organise.own_folder(request.user, folder_id) if folder_id else None
     if folder is None:
-        raise Http404("No such folder.")
+        raise Http404(_("No such folder."))
     return folder
 
 
@@ -93,13 +94,13 @@ def more_chats(request: HttpRequest) -> HttpResponse:
             grouped=grouped,
         )
     except sidebar.BadCursor as exc:
-        raise Http404("No such page.") from exc
+        raise Http404(_("No such page.")) from exc
     context = {
         "page": page,
         "thread": _current_thread(request),
         "scope": scope,
         "archive_view": scope == "archived=1",
-        "empty_note": "Empty: move chats here with their menu, or drag them."
+        "empty_note": _("Empty: move chats here with their menu, or drag them.")
         if folder_scope
         else "",
     }
@@ -133,7 +134,7 @@ def archive(request: HttpRequest, thread_id: int) -> HttpResponse:
     archived = _flag(request, "archived")
     organise.set_archived(thread, archived)
     if not request.htmx and not archived:
-        messages.success(request, f"“{thread.title}” is back in your chats.")
+        messages.success(request, _("“%(title)s” is back in your chats.") % {"title": thread.title})
     return _answer(request)
 
 

@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
 from chat.models import Provider, Turn, UsageRecord
@@ -30,28 +31,30 @@ def staff_required(view):
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if not (request.user.is_active and request.user.is_staff):
-            raise PermissionDenied("This page is for staff.")
+            raise PermissionDenied(_("This page is for staff."))
         return view(request, *args, **kwargs)
 
     return wrapper
 
 
 class UsageFilterForm(forms.Form):
-    start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    start = forms.DateField(label=_("From"), widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label=_("To"), widget=forms.DateInput(attrs={"type": "date"}))
     granularity = forms.ChoiceField(
-        label="Group by",
-        choices=[("day", "Day"), ("week", "Week"), ("month", "Month")],
+        label=_("Group by"),
+        choices=[("day", _("Day")), ("week", _("Week")), ("month", _("Month"))],
         initial="day",
     )
-    user = forms.TypedChoiceField(label="User", required=False, coerce=int, empty_value=None)
+    user = forms.TypedChoiceField(label=_("User"), required=False, coerce=int, empty_value=None)
     provider = forms.TypedChoiceField(
-        label="Provider", required=False, coerce=int, empty_value=None
+        label=_("Provider"), required=False, coerce=int, empty_value=None
     )
-    model = forms.ChoiceField(label="Model", required=False)
-    api = forms.ChoiceField(label="API", required=False, choices=[("", "Any"), *Api.choices()])
+    model = forms.ChoiceField(label=_("Model"), required=False)
+    api = forms.ChoiceField(
+        label=_("API"), required=False, choices=[("", _("Any")), *Api.choices()]
+    )
     status = forms.ChoiceField(
-        label="Status", required=False, choices=[("", "Any"), *Turn.Status.choices]
+        label=_("Status"), required=False, choices=[("", _("Any")), *Turn.Status.choices]
     )
 
     def __init__(self, data, *args, **kwargs) -> None:
@@ -64,22 +67,22 @@ class UsageFilterForm(forms.Form):
         }
         super().__init__(data, *args, **kwargs)
         users = get_user_model().objects.order_by("username").values_list("pk", "username")
-        self.fields["user"].choices = [("", "Everyone"), *users]
+        self.fields["user"].choices = [("", _("Everyone")), *users]
         self.fields["provider"].choices = [
-            ("", "Any"),
+            ("", _("Any")),
             *Provider.objects.order_by("name").values_list("pk", "name"),
         ]
         models = UsageRecord.objects.order_by("model").values_list("model", flat=True).distinct()
-        self.fields["model"].choices = [("", "Any"), *((m, m) for m in models if m)]
+        self.fields["model"].choices = [("", _("Any")), *((m, m) for m in models if m)]
 
     def clean(self):
         cleaned = super().clean()
         start, end = cleaned.get("start"), cleaned.get("end")
         if start and end:
             if start > end:
-                raise forms.ValidationError("“From” must be on or before “To”.")
+                raise forms.ValidationError(_("“From” must be on or before “To”."))
             if (end - start).days > MAX_RANGE_DAYS:
-                raise forms.ValidationError("Pick a range of at most three years.")
+                raise forms.ValidationError(_("Pick a range of at most three years."))
         return cleaned
 
     def filters(self) -> usage.UsageFilters:

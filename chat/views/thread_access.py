@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
+from django.utils.translation import gettext as _
 
 from chat.models import Thread
 from chat.services import permissions
@@ -15,7 +16,7 @@ def thread_or_404(request: HttpRequest, thread_id: int) -> Thread:
     """A thread the user may read."""
     thread = permissions.thread_for(request.user, thread_id)
     if thread is None:
-        raise Http404("No such chat.")
+        raise Http404(_("No such chat."))
     return thread
 
 
@@ -28,7 +29,7 @@ def writable_thread_or_404(
     except ReadOnly as exc:
         raise PermissionDenied(str(exc)) from exc
     if thread is None:
-        raise Http404("No such chat.")
+        raise Http404(_("No such chat."))
     return thread
 
 

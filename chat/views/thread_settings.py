@@ -6,6 +6,7 @@ import dataclasses
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from chat.models import Preset, Thread, ToolDefinition
@@ -31,7 +32,9 @@ def _panel(
     for spec in parameters.specs_for(api):
         if spec.name == "tool_choice":  # a named function is one more choice per tool
             prefix = parameters.FUNCTION_PREFIX
-            named = tuple((f"{prefix}{t.name}", f"Call {t.name}") for t in tools)
+            named = tuple(
+                (f"{prefix}{t.name}", _("Call %(name)s") % {"name": t.name}) for t in tools
+            )
             spec = dataclasses.replace(spec, choices=spec.choices + named)
         row = (spec, values.get(spec.name, ""), errors.get(spec.name, ""))
         groups.setdefault(spec.group, []).append(row)
@@ -68,7 +71,7 @@ def thread_settings(request: HttpRequest, thread_id: int) -> HttpResponse:
     api = _api_of(request.POST.get("api", ""), thread)
     tool_ids = {parse_id(pk) for pk in request.POST.getlist("tools")}
     if None in tool_ids:  # the form only ever sends ids of the user's tools
-        return HttpResponseBadRequest("That tool id is not valid.", content_type="text/plain")
+        return HttpResponseBadRequest(_("That tool id is not valid."), content_type="text/plain")
     chosen = list(ToolDefinition.objects.filter(owner=request.user, pk__in=tool_ids))
     params, errors = parameters.validate(request.POST, api, tool_names={t.name for t in chosen})
     if errors:
@@ -83,7 +86,7 @@ def thread_settings(request: HttpRequest, thread_id: int) -> HttpResponse:
         )
     threads.save_settings(thread, api=api, params=params, tools=chosen)
     return _panel(
-        request, thread, api=api, values=parameters.form_values(params), notice="Settings saved."
+        request, thread, api=api, values=parameters.form_values(params), notice=_("Settings saved.")
     )
 
 
@@ -101,7 +104,7 @@ def save_preset(request: HttpRequest, thread_id: int) -> HttpResponse:
     except threads.PresetRefused as exc:
         errors, notice = {"preset_name": str(exc)}, ""
     else:
-        errors, notice = {}, f"Saved as preset “{preset.name}”."
+        errors, notice = {}, _("Saved as preset “%(name)s”.") % {"name": preset.name}
     return _panel(
         request, thread, api=_api_of("", thread), values=values, errors=errors, notice=notice
     )

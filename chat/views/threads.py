@@ -9,6 +9,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -49,7 +50,7 @@ def rename_thread(request: HtmxHttpRequest, thread_id: int) -> HttpResponse:
 def delete_thread(request: HtmxHttpRequest, thread_id: int) -> HttpResponse:
     thread = owned_thread_or_404(request, thread_id)
     thread.delete()  # its running answers are stopped, wherever they run (chat.signals)
-    messages.success(request, "Chat deleted.")
+    messages.success(request, _("Chat deleted."))
     url = reverse("chat:home")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 

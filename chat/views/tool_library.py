@@ -7,6 +7,7 @@ import json
 from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from chat.models import ToolDefinition
@@ -21,7 +22,7 @@ EXAMPLE_SCHEMA = json.dumps(
 def _tool_or_404(request: HttpRequest, tool_id: int) -> ToolDefinition:
     tool = ToolDefinition.objects.filter(owner=request.user, pk=tool_id).first()
     if tool is None:
-        raise Http404("No such tool.")
+        raise Http404(_("No such tool."))
     return tool
 
 
@@ -55,12 +56,12 @@ def _save(request: HttpRequest, tool: ToolDefinition | None) -> HttpResponse:
         try:
             tool.save()
         except IntegrityError:
-            errors = {"name": "You already have a tool with that name."}
+            errors = {"name": _("You already have a tool with that name.")}
     if errors:
         context = _library(request, values=values, errors=errors, editing=tool)
         return render(request, "chat/tools.html#tool-form", context)
     # A fresh form, and the library (out of band) with the saved tool in it.
-    context = _library(request, notice=f"Saved “{tool.name}”.")
+    context = _library(request, notice=_("Saved “%(name)s”.") % {"name": tool.name})
     form = render(request, "chat/tools.html#tool-form", context).content.decode()
     library = render(request, "chat/tools.html#tool-library", context).content.decode()
     library = library.replace(
@@ -91,7 +92,9 @@ def edit_tool(request: HttpRequest, tool_id: int) -> HttpResponse:
 def update_tool(request: HttpRequest, tool_id: int) -> HttpResponse:
     tool = _tool_or_404(request, tool_id)
     if tool.mcp_tool_id:  # its MCP server defines it
-        return HttpResponseBadRequest("This tool's server defines it.", content_type="text/plain")
+        return HttpResponseBadRequest(
+            _("This tool's server defines it."), content_type="text/plain"
+        )
     return _save(request, tool)
 
 
@@ -99,7 +102,7 @@ def update_tool(request: HttpRequest, tool_id: int) -> HttpResponse:
 def delete_tool(request: HttpRequest, tool_id: int) -> HttpResponse:
     _tool_or_404(request, tool_id).delete()
     return render(
-        request, "chat/tools.html#tool-library", _library(request, notice="Tool deleted.")
+        request, "chat/tools.html#tool-library", _library(request, notice=_("Tool deleted."))
     )
 
 
@@ -107,7 +110,7 @@ def delete_tool(request: HttpRequest, tool_id: int) -> HttpResponse:
 def add_builtin(request: HttpRequest, key: str) -> HttpResponse:
     builtin = tools.BUILTINS.get(key)
     if builtin is None:
-        raise Http404("No such built-in tool.")
+        raise Http404(_("No such built-in tool."))
     ToolDefinition.objects.update_or_create(
         owner=request.user,
         name=builtin.name,
@@ -120,5 +123,5 @@ def add_builtin(request: HttpRequest, key: str) -> HttpResponse:
     return render(
         request,
         "chat/tools.html#tool-library",
-        _library(request, notice=f"Added “{builtin.name}”."),
+        _library(request, notice=_("Added “%(name)s”.") % {"name": builtin.name}),
     )

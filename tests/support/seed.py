@@ -11,7 +11,7 @@ The document (every key optional)::
     {"default_provider": true,
      "users": [{"username": "alice", "password": "…", "email": "", "superuser": false}],
      "teams": [{"name": "Research", "members": ["alice"], "token_budget_per_month": 100}],
-     "model_settings": [{"model": "gpt-5.4", "teams": ["Research"]}],
+     "model_settings": [{"model": "gpt-5.4", "teams": ["Research"], "price_input": "2.5"}],
      "usage": [{"user": "alice", "total_tokens": 90}],
      "threads": [{"owner": "alice", "title": "A chat", "model": "demo-chat"}]}
 """
@@ -78,7 +78,8 @@ def create(document: dict[str, Any]) -> dict[str, Any]:
             team.members.add(*(users[name] for name in spec.get("members", [])))
         for spec in document.get("model_settings", []):
             provider = provider or Provider.objects.get(is_default=True)
-            setting = ModelSetting.objects.create(provider=provider, model=spec["model"])
+            prices = {k: v for k, v in spec.items() if k in ("price_input", "price_output")}
+            setting = ModelSetting.objects.create(provider=provider, model=spec["model"], **prices)
             setting.allowed_teams.add(*Team.objects.filter(name__in=spec.get("teams", [])))
         for spec in document.get("usage", []):
             UsageRecord.objects.create(user=users[spec["user"]], total_tokens=spec["total_tokens"])

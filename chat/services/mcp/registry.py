@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat.models import McpServer, McpTool, ToolDefinition
 from chat.services import tools
@@ -160,7 +161,8 @@ def _library_name(tool: McpTool, taken: set[str]) -> str:
     name = _UNSAFE.sub("_", f"{tool.server.name}_{tool.name}")[:64]
     if name in taken or not _NAME_RE.match(name):
         raise LibraryRefused(
-            f"You already have a tool named {tool.name!r}; rename or delete it first."
+            _("You already have a tool named %(name)s; rename or delete it first.")
+            % {"name": repr(tool.name)}
         )
     return name
 
@@ -173,9 +175,12 @@ def add_to_library(user, tool_id: int) -> ToolDefinition:
         .first()
     )
     if tool is None:
-        raise LibraryRefused("That tool is not offered to you.")
+        raise LibraryRefused(_("That tool is not offered to you."))
     if tool.problem:
-        raise LibraryRefused(f"{tool.name} cannot be offered to a model: {tool.problem}")
+        raise LibraryRefused(
+            _("%(name)s cannot be offered to a model: %(problem)s")
+            % {"name": tool.name, "problem": tool.problem}
+        )
     existing = ToolDefinition.objects.filter(owner=user, mcp_tool=tool).first()
     if existing is not None:
         return existing
@@ -189,4 +194,4 @@ def add_to_library(user, tool_id: int) -> ToolDefinition:
             mcp_tool=tool,
         )
     except IntegrityError as error:  # added twice at once
-        raise LibraryRefused("That name was just taken; try again.") from error
+        raise LibraryRefused(_("That name was just taken; try again.")) from error

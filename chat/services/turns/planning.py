@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat.models import Provider, Thread, Turn
 from chat.services import conversation, parameters, permissions, refusals, tool_loop, usage
@@ -89,9 +90,9 @@ def _provider_for(thread: Thread) -> Provider:
         thread.provider if thread.provider and thread.provider.enabled else default_provider()
     )
     if provider is None:
-        raise refusals.TurnRejected("No gateway is configured. Ask an administrator to add one.")
+        raise refusals.TurnRejected(_("No gateway is configured. Ask an administrator to add one."))
     if not thread.model:
-        raise refusals.TurnRejected("Pick a model first.")
+        raise refusals.TurnRejected(_("Pick a model first."))
     return provider
 
 
@@ -110,19 +111,19 @@ def plan_turn(
     with transaction.atomic():
         thread = permissions.writable_thread_for(user, thread_id)
         if thread is None:
-            raise refusals.TurnRejected("This chat no longer exists.")
+            raise refusals.TurnRejected(_("This chat no longer exists."))
         text = conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
         # All the thread's turns in one query: whether one is busy, the path to continue and
         # the new turn's siblings.
         tree = conversation.ThreadTree(thread)
         if any(turn.status in Turn.ACTIVE for turn in tree.turns.values()):
-            raise refusals.TurnRejected("An answer is still being written. Stop it or wait.")
+            raise refusals.TurnRejected(_("An answer is still being written. Stop it or wait."))
         provider = _provider_for(thread)
         defaults = usage.check_allowed(user, provider, thread.model)
         leaf = branch_of if branch else thread.current_turn_id
         path = tree.path(leaf) if leaf is not None else []
         if branch and branch_of is not None and not path:
-            raise refusals.TurnRejected("This message no longer exists.")
+            raise refusals.TurnRejected(_("This message no longer exists."))
         turn = create_turn(
             thread,
             user,
@@ -148,7 +149,7 @@ def plan_branch(user, *, turn_id: int, text: str | None, channel: str) -> TurnPl
     """A new sibling of ``turn_id``: its message again (``text`` None) or an edited one."""
     turn = Turn.objects.filter(pk=turn_id).only("thread_id", "parent_id", "user_text").first()
     if turn is None or permissions.thread_for(user, turn.thread_id) is None:
-        raise refusals.TurnRejected("This message no longer exists.")
+        raise refusals.TurnRejected(_("This message no longer exists."))
     return plan_turn(
         user,
         thread_id=turn.thread_id,
@@ -169,15 +170,15 @@ def record_tool_answer(
         turn = Turn.objects.select_for_update().filter(pk=turn_id).first()
         thread = permissions.writable_thread_for(user, turn.thread_id) if turn else None
         if thread is None:
-            raise refusals.TurnRejected("This message no longer exists.")
+            raise refusals.TurnRejected(_("This message no longer exists."))
         if turn.status != Turn.Status.AWAITING_TOOL:
-            raise refusals.TurnRejected("This tool call was already answered.")
+            raise refusals.TurnRejected(_("This tool call was already answered."))
         step = tool_loop.last_step(turn.tool_calls)
         call = next((c for c in step if c["call_id"] == call_id), None)
         if call is None or call["status"] != "awaiting":
-            raise refusals.TurnRejected("This tool call was already answered.")
+            raise refusals.TurnRejected(_("This tool call was already answered."))
         if result is not None and len(result) > settings.MAX_MESSAGE_CHARS:
-            raise refusals.TurnRejected("That result is too long.")
+            raise refusals.TurnRejected(_("That result is too long."))
         if not mcp_calls.answer_approval(call, result):  # Approve/Reject of an MCP call
             tool_loop.answer(call, result)
         if any(c["status"] == "awaiting" for c in step):

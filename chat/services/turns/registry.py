@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat import live
 from chat.models import Turn
@@ -36,7 +37,7 @@ accepting_turns = True
 
 def refuse_while_shutting_down() -> None:
     if not accepting_turns:
-        raise refusals.TurnRejected("This server is restarting. Send again in a moment.")
+        raise refusals.TurnRejected(_("This server is restarting. Send again in a moment."))
 
 
 def add(runner: TurnRunner) -> None:

@@ -31,6 +31,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat import image_policy, live, log_context, metrics
 from chat.channel_layer import ChannelLayerUnavailable
@@ -187,11 +188,11 @@ class TurnRunner:
                 Turn.Status.CANCELLED if self.stop_requested else Turn.Status.INTERRUPTED
             )
             if not self.stop_requested:
-                self.state.error = "The server restarted before this answer finished."
+                self.state.error = _("The server restarted before this answer finished.")
         except Exception:
             log.exception("turn %s failed inside Switchboard", self.turn_id)
             self.state.status = Turn.Status.FAILED
-            self.state.error = "Switchboard hit an internal error while generating this answer."
+            self.state.error = _("Switchboard hit an internal error while generating this answer.")
         finally:
             self.finishing = True
             for helper in helpers:
@@ -228,7 +229,7 @@ class TurnRunner:
                 return
             if self.state.status == Turn.Status.IN_PROGRESS:
                 self.state.status = Turn.Status.FAILED
-                self.state.error = "The gateway ended the answer without saying it was complete."
+                self.state.error = _("The gateway ended the answer without saying it was complete.")
                 return
             if not calls:
                 return
@@ -243,7 +244,9 @@ class TurnRunner:
             self._dirty.set()
             if steps >= settings.TOOL_MAX_STEPS:
                 self.state.status = Turn.Status.INCOMPLETE
-                self.state.error = f"Stopped after {steps} tool steps without a final answer."
+                self.state.error = _(
+                    "Stopped after %(steps)s tool steps without a final answer."
+                ) % {"steps": steps}
                 return
             api, body = request.after_tools(self.state.tool_calls, self.state.response_id)
 
@@ -303,7 +306,9 @@ class TurnRunner:
                 Turn.Status.INCOMPLETE if event.status == "incomplete" else Turn.Status.COMPLETED
             )
             if event.reason:
-                state.error = f"The answer stopped early ({event.reason.replace('_', ' ')})."
+                state.error = _("The answer stopped early (%(reason)s).") % {
+                    "reason": event.reason.replace("_", " ")
+                }
 
     def _apply_tool_event(
         self,

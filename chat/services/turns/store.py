@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from chat.models import TURN_USAGE_FIELDS, Turn
 from chat.services import turn_mirror, usage
@@ -35,7 +36,7 @@ DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
 FINISH_RETRY_FIRST_DELAY = 0.1
 FINISH_RETRY_MAX_DELAY = 2.0
 
-REAPED_ERROR = (
+REAPED_ERROR = _(
     "This answer was cut off: the server writing it stopped, or could not reach the database,"
     " before it finished."
 )
@@ -110,7 +111,10 @@ def store_end(turn: Turn, fields: dict[str, Any], *, earlier_usage: Usage | None
         if stored:
             # Also while paused for a tool answer: those tokens are spent even if nobody
             # answers (record_turn records only what is new when the turn resumes).
-            usage.record_turn(turn)
+            record = usage.record_turn(turn)
+            # The answer's cost when this is its only record: the end rendered next for every
+            # socket (``fragments.answer_cost``) then needs no query for it.
+            turn.recorded_cost = record.cost if record is not None and not record.step else None
         elif Turn.objects.filter(pk=turn.pk, status=Turn.Status.INTERRUPTED).update(
             **fields, runner_channel=""
         ):
@@ -134,7 +138,7 @@ def close_dead_turn(turn_id: int, is_stale: Q) -> bool:
     with transaction.atomic():
         closed = Turn.objects.filter(is_stale, pk=turn_id, status=Turn.Status.IN_PROGRESS).update(
             status=Turn.Status.INTERRUPTED,
-            error=REAPED_ERROR,
+            error=str(REAPED_ERROR),
             finished_at=timezone.now(),
             runner_channel="",
         )
