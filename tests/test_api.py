@@ -27,8 +27,8 @@ def client(site: ApiSite, key: str, **headers: str) -> openai.OpenAI:
 
 def test_models_lists_what_the_key_may_use(api_site):
     models = [m.id for m in client(api_site, "ann").models.list()]
-    # demo-reasoner is turned off by staff; the demo gateway offers the other three.
-    assert models == ["demo-chat", "gpt-5.4", "gpt-5.4-mini"]
+    # demo-reasoner is turned off by staff; the demo gateway offers the other four.
+    assert models == ["demo-chat", "demo-text", "gpt-5.4", "gpt-5.4-mini"]
     assert [m.id for m in client(api_site, "ann_mini").models.list()] == ["gpt-5.4-mini"]
 
 
