@@ -52,8 +52,22 @@ def build_request(
 # -- encoding a neutral Request ------------------------------------------------------------------
 
 
-def _message(message: neutral.Message) -> dict[str, Any]:
-    return {"role": message.role, "content": message.text}
+def _file_part(file: neutral.MessageFile, file_parts: bool) -> dict[str, Any]:
+    """An image as an ``image_url`` part; a document as the provider's ``file`` part when its
+    model takes one, else as a text part carrying the document's name and text."""
+    if file.is_image:
+        return {"type": "image_url", "image_url": {"url": file.data_url}}
+    if file_parts or file.text is None:
+        return {"type": "file", "file": {"filename": file.name, "file_data": file.data_url}}
+    return {"type": "text", "text": f"File {file.name}:\n\n{file.text}"}
+
+
+def _message(message: neutral.Message, file_parts: bool = False) -> dict[str, Any]:
+    if not message.files:
+        return {"role": message.role, "content": message.text}
+    parts = [{"type": "text", "text": message.text}] if message.text else []
+    parts += [_file_part(file, file_parts) for file in message.files]
+    return {"role": message.role, "content": parts}
 
 
 def tool_body(tool: neutral.ToolSpec) -> dict[str, Any]:
@@ -105,7 +119,7 @@ def encode(request: neutral.Request) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     if request.parameters.instructions:
         messages.append({"role": "system", "content": request.parameters.instructions})
-    messages += [_message(m) for m in request.history]
+    messages += [_message(m, request.file_parts) for m in request.history]
     for step in request.tool_steps:
         messages += _tool_step(step)
     fields = neutral.common_fields(request) | _parameter_fields(request.parameters)

@@ -8,6 +8,7 @@ of content (an image, a file, audio) is one field here and one encoder per API.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
@@ -56,6 +57,11 @@ class MessageFile:
     @property
     def is_image(self) -> bool:
         return self.media_type.startswith("image/")
+
+    @property
+    def data_url(self) -> str:
+        """The bytes as a base64 ``data:`` URL, the one form both APIs take inline."""
+        return f"data:{self.media_type};base64,{base64.b64encode(self.data).decode('ascii')}"
 
 
 @dataclass(frozen=True)
@@ -172,6 +178,9 @@ class Request:
     tools: list[ToolSpec] = field(default_factory=list)
     tool_steps: list[list[ToolResult]] = field(default_factory=list)
     continue_from: str | None = None
+    # Chat Completions: send documents as the provider's "file" part (its model list says the
+    # model takes files) instead of as their text.
+    file_parts: bool = False
     user: str | None = None  # a pseudonym of the account, for the gateway's abuse monitoring
 
     @property

@@ -36,7 +36,7 @@ from chat import image_policy, live, log_context, metrics
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.markdown import StreamingMarkdown, render_tail
 from chat.models import Turn
-from chat.services import fallbacks, titles, tool_loop, turn_mirror
+from chat.services import fallbacks, refusals, titles, tool_loop, turn_mirror
 from chat.services.mcp import calls as mcp_calls
 from chat.services.turns import registry, store
 from chat.services.turns.planning import TurnPlan
@@ -77,14 +77,7 @@ class StreamState:
 
     def add_usage(self, step: events.Usage) -> None:
         """Tool-loop steps each report usage; the turn's is their sum."""
-        total = self.usage
-        self.usage = events.Usage(
-            total.input_tokens + step.input_tokens,
-            total.output_tokens + step.output_tokens,
-            total.total_tokens + step.total_tokens,
-            total.cached_tokens + step.cached_tokens,
-            total.reasoning_tokens + step.reasoning_tokens,
-        )
+        self.usage = self.usage + step
 
     def saved_fields(self) -> dict[str, Any]:
         """What a checkpoint stores."""
@@ -108,6 +101,8 @@ class StreamState:
                 turn.total_tokens,
                 turn.cached_tokens,
                 turn.reasoning_tokens,
+                turn.image_tokens,
+                turn.audio_tokens,
             ),
         )
         if turn.output_text:
@@ -224,7 +219,8 @@ class TurnRunner:
                     retried_with_history = True
                     api, body = request.first(full_history=True)
                     continue
-                self.state.status, self.state.error = Turn.Status.FAILED, failure.message
+                self.state.status = Turn.Status.FAILED
+                self.state.error = refusals.explain_upstream_failure(failure)
                 return
             if self.state.status == Turn.Status.IN_PROGRESS:
                 self.state.status = Turn.Status.FAILED
