@@ -10,7 +10,7 @@ from typing import Any
 
 from demo_gateway.errors import invalid_request, missing_parameter
 
-SAMPLE_RATE = 8000
+SAMPLE_RATE = 24000  # 16-bit mono, as OpenAI sends pcm16
 DURATION_MS = 400
 AUDIO_TOKENS = DURATION_MS // 20  # one token per 20 ms of speech, per choice
 FORMATS = ("wav", "pcm16")

@@ -34,6 +34,25 @@ class ReasoningDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ChoiceDelta:
+    """Text of a choice after the first (``n > 1``): its answer, or a spoken answer's transcript.
+    Choice 0's text is a :class:`TextDelta`."""
+
+    choice: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDelta:
+    """A piece of a spoken answer (``modalities`` with audio): base64 ``data`` of ``choice``.
+    Each piece decodes on its own; the answer is the pieces' bytes in order. Its transcript
+    comes as the choice's text."""
+
+    data: str
+    choice: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallDelta:
     """A piece of a tool call's arguments while they stream in."""
 
@@ -128,5 +147,14 @@ class Failed:
 
 
 Event = (
-    Started | TextDelta | ReasoningDelta | ToolCallDelta | ToolCallDone | Usage | Completed | Failed
+    Started
+    | TextDelta
+    | ReasoningDelta
+    | ChoiceDelta
+    | AudioDelta
+    | ToolCallDelta
+    | ToolCallDone
+    | Usage
+    | Completed
+    | Failed
 )

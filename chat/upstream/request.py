@@ -15,6 +15,12 @@ from typing import Any
 
 # A tool choice that forces one function is stored as "function:<name>".
 FUNCTION_PREFIX = "function:"
+# Spoken answers (Chat Completions ``modalities`` + ``audio``): the stored values and the voices
+# and formats OpenAI-compatible gateways offer.
+TEXT_ONLY = "text"
+TEXT_AND_AUDIO = "text_audio"
+VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer")
+AUDIO_FORMATS = ("wav", "mp3", "flac", "opus", "pcm16")
 
 
 class Api(StrEnum):
@@ -126,6 +132,9 @@ class Parameters:
     response_format: str | None = None  # text, json_object, json_schema
     response_schema: dict[str, Any] | None = None
     n: int | None = None
+    modalities: str | None = None  # TEXT_ONLY or TEXT_AND_AUDIO (Chat Completions)
+    audio_voice: str | None = None
+    audio_format: str | None = None
     tool_choice: str | None = None  # auto, none, required, or FUNCTION_PREFIX + a tool's name
     parallel_tool_calls: bool | None = None
     store: bool | None = None

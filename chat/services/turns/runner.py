@@ -38,7 +38,7 @@ from chat.markdown import StreamingMarkdown, render_tail
 from chat.models import Turn
 from chat.services import fallbacks, refusals, titles, tool_loop, turn_mirror
 from chat.services.mcp import calls as mcp_calls
-from chat.services.turns import registry, store
+from chat.services.turns import choices, registry, store
 from chat.services.turns.planning import TurnPlan
 from chat.upstream import events
 
@@ -70,6 +70,8 @@ class StreamState:
     status: str = Turn.Status.IN_PROGRESS
     error: str = ""
     first_token_at: float | None = None
+    # Choices after the first (n > 1) and spoken answers: stored when the answer ends.
+    other: choices.OtherOutput = field(default_factory=choices.OtherOutput)
 
     @property
     def has_output(self) -> bool:
@@ -288,6 +290,8 @@ class TurnRunner:
                 state.reasoning.append(event.text)
                 state.thoughts.append(event.text)
             self._dirty.set()
+        elif isinstance(event, events.ChoiceDelta | events.AudioDelta):
+            state.other.add(event)
         elif isinstance(event, events.Started):
             state.response_id = event.response_id or state.response_id
             state.model = event.model or state.model
@@ -428,9 +432,10 @@ class TurnRunner:
         }
         if not self.resuming:
             fields["time_to_first_token_ms"] = round((first - started) * 1000) if first else None
+        extras = choices.Extras.of(self.plan.turn, state.other, fields)
         try:
             message = await store.retry_while_unreachable(
-                lambda: database_sync_to_async(self._store_end)(fields),
+                lambda: database_sync_to_async(self._store_end)(fields, extras),
                 what=f"the end of turn {self.turn_id}",
             )
         except Exception:
@@ -444,11 +449,13 @@ class TurnRunner:
             log.warning("could not tell turn %s's viewers it ended", self.turn_id)
         titles.schedule_after(self.plan.turn)  # a first answer: a model titles the chat
 
-    def _store_end(self, fields: dict) -> live.TurnFinished:
+    def _store_end(self, fields: dict, extras: choices.Extras | None) -> live.TurnFinished:
         """Store the end of the turn; the message telling its viewers, with the finished turn
         rendered once for all of them (without it when nothing of this runner's was stored:
-        sockets render what is)."""
+        sockets render what is). New sibling choices change the switcher: counted again."""
         earlier = self.usage_at_start if self.resuming else None
-        if store.store_end(self.plan.turn, fields, earlier_usage=earlier):
-            return live.finished(self.plan.turn, siblings=self.plan.siblings, log=log)
+        store_extras = extras.store if extras is not None else None
+        if store.store_end(self.plan.turn, fields, earlier_usage=earlier, extras=store_extras):
+            siblings = None if extras is not None and extras.adds_turns else self.plan.siblings
+            return live.finished(self.plan.turn, siblings=siblings, log=log)
         return live.TurnFinished(type="turn.finished", turn_id=self.turn_id)
