@@ -222,3 +222,26 @@ async def make_thread_async(make_thread, user, *, model="demo-chat", api=None):
         thread.api = api.value
         await thread.asave(update_fields=["api"])
     return thread
+
+
+async def test_the_model_list_says_which_models_read_files(client):
+    models, takes_files = await client.list_models_and_inputs()
+    assert "demo-chat" in takes_files and "demo-text" in models and "demo-text" not in takes_files
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_chat_documents_go_as_file_parts_once_the_model_list_says_so(
+    make_thread, user, files_by_text, demo_requests, provider
+):
+    from chat.services import providers
+
+    thread = await make_thread_async(make_thread, user, api=Api.CHAT)
+    files_by_text["Summarise my notes"] = (NOTES,)
+    files_by_text["And again"] = (NOTES,)
+    await run_turn(user, thread, "Summarise my notes")  # no model list cached yet: the text
+    content = demo_requests()[-1]["messages"][0]["content"]
+    assert content[1] == {"type": "text", "text": "File notes.md:\n\n# Notes\nsecond line"}
+    await providers.models_of(provider, refresh=True)
+    turn = await run_turn(user, thread, "And again")
+    assert arrived(demo_requests()[-1]) == {"notes.md": sha(NOTES.data)}
+    assert f"file: notes.md {len(NOTES.data)} bytes, first line: # Notes" in turn.output_text

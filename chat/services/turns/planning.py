@@ -10,10 +10,19 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.models import Provider, Thread, Turn
-from chat.services import conversation, parameters, permissions, refusals, tool_loop, usage
+from chat.services import (
+    conversation,
+    parameters,
+    permissions,
+    providers,
+    refusals,
+    tool_loop,
+    usage,
+)
 from chat.services.mcp import calls as mcp_calls
 from chat.services.providers import default_provider
 from chat.services.upstream_request import RequestPlan
+from chat.upstream.request import Api
 
 
 @dataclass
@@ -49,6 +58,7 @@ def request_for(turn: Turn, thread: Thread, path: list[Turn], user) -> RequestPl
             )
             for tool in thread.tools.all()
         },
+        file_parts=turn.api == Api.CHAT and providers.takes_file_parts(turn.provider, turn.model),
     )
 
 
