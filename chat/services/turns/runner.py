@@ -128,6 +128,8 @@ class TurnRunner:
         self.stop_requested = False
         # Set while the end of the turn is being stored: a stop then must not cancel that write.
         self.finishing = False
+        # What the answer brought besides choice 0's text, stored with its end (``_finish``).
+        self.extras: choices.Extras | None = None
         self.task: asyncio.Task[None] | None = None
         self._dirty = asyncio.Event()
         # Set once the thread's sockets were told about the turn (``launch``): no delta may
@@ -432,10 +434,10 @@ class TurnRunner:
         }
         if not self.resuming:
             fields["time_to_first_token_ms"] = round((first - started) * 1000) if first else None
-        extras = choices.Extras.of(self.plan.turn, state.other, fields)
+        self.extras = choices.Extras.of(self.plan.turn, state.other, fields)
         try:
             message = await store.retry_while_unreachable(
-                lambda: database_sync_to_async(self._store_end)(fields, extras),
+                lambda: database_sync_to_async(self._store_end)(fields),
                 what=f"the end of turn {self.turn_id}",
             )
         except Exception:
@@ -449,11 +451,12 @@ class TurnRunner:
             log.warning("could not tell turn %s's viewers it ended", self.turn_id)
         titles.schedule_after(self.plan.turn)  # a first answer: a model titles the chat
 
-    def _store_end(self, fields: dict, extras: choices.Extras | None) -> live.TurnFinished:
+    def _store_end(self, fields: dict) -> live.TurnFinished:
         """Store the end of the turn; the message telling its viewers, with the finished turn
         rendered once for all of them (without it when nothing of this runner's was stored:
         sockets render what is). New sibling choices change the switcher: counted again."""
         earlier = self.usage_at_start if self.resuming else None
+        extras = self.extras
         store_extras = extras.store if extras is not None else None
         if store.store_end(self.plan.turn, fields, earlier_usage=earlier, extras=store_extras):
             siblings = None if extras is not None and extras.adds_turns else self.plan.siblings
