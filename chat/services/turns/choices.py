@@ -86,34 +86,33 @@ def wav_of_pcm16(samples: bytes) -> bytes:
     return header + samples
 
 
-def store_audio(turn: Turn, owner_id: int, data: bytes, audio_format: str) -> Attachment:
-    """The turn's spoken answer as an attachment from the model, through the default storage."""
+def audio_file(choice: int, data: bytes, audio_format: str) -> Attachment:
+    """A spoken answer written to the default storage, as an attachment from the model not saved
+    yet (its row is written with the turn's end; the bytes before, outside that transaction)."""
     if audio_format == "pcm16":
         data = wav_of_pcm16(data)
     extension, content_type = _AUDIO_TYPES.get(audio_format, _AUDIO_TYPES["wav"])
     attachment = Attachment(
-        owner_id=owner_id,
-        thread_id=turn.thread_id,
-        turn=turn,
         kind=Attachment.Kind.AUDIO,
         from_model=True,
-        name=f"answer-{turn.pk}.{extension}",
+        name=f"spoken-answer-{choice + 1}.{extension}",
         content_type=content_type,
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
     )
     attachment.file.save(attachment.name, ContentFile(data), save=False)
-    attachment.save()
     return attachment
 
 
 @dataclass
 class Extras:
-    """The end of a turn's other output, stored with it (``store``, inside its transaction)."""
+    """The end of a turn's other output: its audio written first (``write_audio``, off the event
+    loop), then its rows stored with the turn's end (``store``, inside that transaction)."""
 
     output: OtherOutput
     shares: list[events.Usage]
     audio_format: str
+    audio: dict[int, Attachment] = field(default_factory=dict)  # written, rows not saved yet
 
     @property
     def adds_turns(self) -> bool:
@@ -131,10 +130,15 @@ class Extras:
         audio_format = (turn.params or {}).get("audio_format") or "wav"
         return cls(output, shares, audio_format)
 
+    def write_audio(self) -> None:
+        kept = {0, *self.output.other_choices()}
+        for choice, data in self.output.audio.items():
+            if data and choice in kept and choice not in self.audio:
+                self.audio[choice] = audio_file(choice, bytes(data), self.audio_format)
+
     def store(self, turn: Turn) -> None:
         owner_id = Thread.objects.values_list("owner_id", flat=True).get(pk=turn.thread_id)
-        if self.output.audio.get(0):
-            store_audio(turn, owner_id, bytes(self.output.audio[0]), self.audio_format)
+        self._attach_audio(turn, 0, owner_id)
         for share, choice in zip(self.shares[1:], self.output.other_choices(), strict=True):
             sibling = Turn.objects.create(
                 thread_id=turn.thread_id,
@@ -153,8 +157,15 @@ class Extras:
                 **usage_fields(share),
             )
             usage.record_turn(sibling)
-            if self.output.audio.get(choice):
-                store_audio(sibling, owner_id, bytes(self.output.audio[choice]), self.audio_format)
+            self._attach_audio(sibling, choice, owner_id)
+
+    def _attach_audio(self, turn: Turn, choice: int, owner_id: int) -> None:
+        attachment = self.audio.get(choice)
+        if attachment is not None:
+            attachment.owner_id = owner_id
+            attachment.thread_id = turn.thread_id
+            attachment.turn = turn
+            attachment.save()  # an insert (also when a retried transaction inserts it again)
 
 
 def spoken_answers(turn: Turn) -> list[Attachment]:

@@ -435,6 +435,9 @@ class TurnRunner:
         if not self.resuming:
             fields["time_to_first_token_ms"] = round((first - started) * 1000) if first else None
         self.extras = choices.Extras.of(self.plan.turn, state.other, fields)
+        if self.extras is not None and state.other.audio:
+            # Written before the transaction that stores the end: no lock held meanwhile.
+            await asyncio.to_thread(self.extras.write_audio)
         try:
             message = await store.retry_while_unreachable(
                 lambda: database_sync_to_async(self._store_end)(fields),
