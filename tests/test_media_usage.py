@@ -2,6 +2,7 @@
 shown on the usage pages and in the CSV (as its last columns, so existing readers keep working)."""
 
 import csv
+import datetime as dt
 import io
 from decimal import Decimal
 
@@ -92,3 +93,13 @@ def test_members_usage_page_shows_their_image_tokens(client, user, media_records
 def test_report_totals_sum_image_and_audio_tokens(media_records):
     totals = usage.totals(UsageRecord.objects.filter(created_at__lte=timezone.now()))
     assert (totals["image_tokens"], totals["audio_tokens"]) == (85, 20)
+
+
+def test_rolled_up_old_records_keep_their_image_and_audio_tokens(media_records):
+    from chat.services import retention
+
+    old = timezone.now() - dt.timedelta(days=400)
+    UsageRecord.objects.update(created_at=old)
+    assert retention._roll_up(retention.detailed_usage_before(30)) == (3, 1)
+    (rolled,) = UsageRecord.objects.all()
+    assert rolled.rolled_up and (rolled.image_tokens, rolled.audio_tokens) == (85, 20)
