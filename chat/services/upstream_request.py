@@ -23,6 +23,7 @@ class RequestPlan:
     user_text: str
     user_tag: str  # a non-reversible id of the account, for upstream abuse monitoring
     tools: dict[str, tool_loop.ToolSpec] = field(default_factory=dict)
+    file_parts: bool = False  # documents as Chat "file" parts (the model list says it reads files)
 
     def _request(self, **kwargs: Any) -> tuple[str, dict[str, Any]]:
         api = Api(self.api)
@@ -33,6 +34,7 @@ class RequestPlan:
             parameters=parameters.request_parameters(self.params, api),
             tools=list(self.tools.values()),
             user=self.user_tag,
+            file_parts=self.file_parts,
             **kwargs,
         )
         return self.api, encode(request)

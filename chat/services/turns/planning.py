@@ -11,10 +11,19 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from chat.models import Provider, Thread, Turn
-from chat.services import conversation, parameters, permissions, refusals, tool_loop, usage
+from chat.services import (
+    conversation,
+    parameters,
+    permissions,
+    providers,
+    refusals,
+    tool_loop,
+    usage,
+)
 from chat.services.mcp import calls as mcp_calls
 from chat.services.providers import default_provider
 from chat.services.upstream_request import RequestPlan
+from chat.upstream.request import Api
 
 
 @dataclass
@@ -50,6 +59,7 @@ def request_for(turn: Turn, thread: Thread, path: list[Turn], user) -> RequestPl
             )
             for tool in thread.tools.all()
         },
+        file_parts=turn.api == Api.CHAT and providers.takes_file_parts(turn.provider, turn.model),
     )
 
 
