@@ -140,7 +140,7 @@ def _set_translation(entry: polib.POEntry, text: str | list[str], count: int) ->
 
 def _set_header(catalog: polib.POFile) -> None:
     """makemessages starts a catalog with a fuzzy template header, which msgfmt would skip."""
-    catalog.header = f"Switchboard: the {LOCALE} catalog (README \"Languages\")."
+    catalog.header = f'Switchboard: the {LOCALE} catalog (README "Languages").'
     catalog.metadata_is_fuzzy = 0
     catalog.metadata.update(HEADER)
     if catalog.metadata.get("PO-Revision-Date", "").startswith("YEAR"):

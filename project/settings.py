@@ -229,6 +229,7 @@ LOGOUT_REDIRECT_URL = "login"
 LANGUAGE_CODE = "en-us"
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+FORMAT_MODULE_PATH = ["project.formats"]  # dates and numbers: Django's formats, a few changed
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600  # the switch is remembered for a year
 LANGUAGE_COOKIE_SAMESITE = "Lax"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
