@@ -4,21 +4,25 @@ complete, the language from the browser or the user menu's switch, remembered.""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import shutil
 from pathlib import Path
 
 import polib
 import pytest
+from asgiref.sync import sync_to_async
 from django.template import Context, Template
 from django.test.utils import override_settings
 from django.utils import translation
 from playwright.sync_api import Page, expect
 
+from chat.models import Turn
 from devtools import i18n
 from devtools.template_strings import unmarked, unmarked_in
 from tests.support.browser import log_in
 from tests.support.seed import seed_data_dir
+from tests.ws import ORIGIN, finished, receive_until, socket
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGS = [i18n.catalog_path(domain) for domain in i18n.DOMAINS]
@@ -225,6 +229,60 @@ def test_the_catalog_loads_on_the_first_run_setup_page(client, settings, db):
     assert client.get("/").status_code == 302  # everything else still leads to the setup
 
 
+# What arrives over the websocket ------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("header", "regenerate", "viewing"),
+    [
+        ((b"cookie", b"django_language=zh-hans"), "重新生成", "正在查看："),
+        ((b"accept-language", b"zh-CN,zh;q=0.9"), "重新生成", "正在查看："),
+        ((b"accept-language", b"en-GB"), "Regenerate", "Viewing:"),
+    ],
+)
+async def test_live_fragments_are_in_the_language_of_the_page(
+    make_thread, user, cookie_of, header, regenerate, viewing
+):
+    thread = await sync_to_async(make_thread)(user)
+    name, session = await cookie_of(user)
+    headers = (
+        [(name, session + b"; " + header[1])]
+        if header[0] == b"cookie"
+        else [(name, session), header]
+    )
+    ws = socket(thread.pk, ORIGIN, *headers)
+    assert (await ws.connect())[0]
+    assert viewing in await ws.receive_presence()
+    await ws.send_to(json.dumps({"message": "Hello"}))
+    turn_id = None
+    while turn_id is None:
+        turn_id = await Turn.objects.filter(thread=thread).values_list("pk", flat=True).afirst()
+    received = await receive_until(ws, finished(turn_id))
+    assert regenerate in received[-1]
+    await ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_viewer_in_another_language_gets_the_turn_in_theirs(make_thread, user, cookie_of):
+    """The turn's end is rendered once in the sender's language; an English page watching a
+    Chinese sender renders it in English."""
+    thread = await sync_to_async(make_thread)(user)
+    name, session = await cookie_of(user)
+    chinese = socket(thread.pk, ORIGIN, (name, session + b"; django_language=zh-hans"))
+    english = socket(thread.pk, ORIGIN, (name, session))
+    assert (await chinese.connect())[0] and (await english.connect())[0]
+    await chinese.send_to(json.dumps({"message": "Hello"}))
+    turn_id = None
+    while turn_id is None:
+        turn_id = await Turn.objects.filter(thread=thread).values_list("pk", flat=True).afirst()
+    assert "重新生成" in (await receive_until(chinese, finished(turn_id)))[-1]
+    seen_in_english = await receive_until(english, finished(turn_id))
+    assert "Regenerate" in seen_in_english[-1] and "重新生成" not in "".join(seen_in_english)
+    await chinese.disconnect()
+    await english.disconnect()
+
+
 @pytest.mark.browser
 def test_switching_to_chinese_in_the_browser(live_app, browser_page: Page, tmp_path):
     from tests.live_server import ARTIFACTS
@@ -233,7 +291,7 @@ def test_switching_to_chinese_in_the_browser(live_app, browser_page: Page, tmp_p
     seed_data_dir(tmp_path, users=[{"username": "li", "email": "", "password": PASSWORD}])
     page = browser_page
     log_in(page, live_app, "li")
-    page.get_by_label("Message", exact=True).fill("你好 #chunks=4")
+    page.get_by_label("Message", exact=True).fill("你好")
     page.get_by_label("Message", exact=True).press("Enter")
     page.wait_for_url("**/t/*/")
     expect(page.locator("article.turn[data-status='completed']")).to_have_count(1)
