@@ -27,11 +27,16 @@ install-dev: signin-deps $(VENV)/.installed-dev
 signin-deps:
 	@PYTHON=$(PYTHON) bash .ci/signin-deps.sh
 
-# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser),
+# and a Chinese font, so the zh-hans pages show text, not boxes (README "Languages").
 browser:
 	@test -x /usr/bin/chromium || { \
 		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@fc-list :lang=zh | grep -q . || { \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			--no-install-recommends fonts-wqy-microhei >/dev/null; }
 
 # Debian's redis-server: tests that restart Redis start one of their own (tests/redis_server.py).
 redis-server:

@@ -70,6 +70,7 @@ def extract(root: Path = ROOT) -> None:
                 domain=domain,
                 ignore_patterns=IGNORE,
                 no_location=True,  # no line numbers: catalogs merge cleanly across branches
+                no_wrap=True,  # one line per string, as `fill` writes them
                 no_obsolete=True,
                 verbosity=0,
             )
@@ -84,6 +85,20 @@ HEADER = {
     "Plural-Forms": "nplurals=1; plural=0;",
     "Last-Translator": "Switchboard",
 }
+
+
+# `(window.gettext || …)("text")`: a call xgettext cannot see, so "text" never reaches the catalog.
+_HIDDEN_JS_CALL = re.compile(r"\(\s*window\.gettext\s*\|\|.*?\)\s*\)\s*\(\s*(['\"])(.*?)\1")
+
+
+def hidden_js_strings(directory: Path) -> list[str]:
+    """Strings in ``directory``'s scripts passed to gettext in a form makemessages misses
+    (write ``gettext("…")``, or ``_("…")`` after ``var _ = window.gettext || …``)."""
+    return [
+        f"{path.name}: {match[2]!r}"
+        for path in sorted(directory.glob("*.js"))
+        for match in _HIDDEN_JS_CALL.finditer(path.read_text(encoding="utf-8"))
+    ]
 
 
 def _needs_translation(entry: polib.POEntry) -> bool:
@@ -170,6 +185,26 @@ def fill(translations: dict[str, str | list[str]], root: Path = ROOT) -> list[st
     return left
 
 
+def _unmarked_anywhere() -> list[str]:
+    """Strings the catalogs cannot have yet: unmarked template text, hidden script calls."""
+    from devtools.template_strings import unmarked_in
+
+    found = [f"unmarked in {name}: {text!r}" for name, texts in
+             unmarked_in(ROOT / "templates").items() for text in texts]  # fmt: skip
+    return found + [f"not extractable: {line}" for line in hidden_js_strings(ROOT / "static/js")]
+
+
+def _unused(translations: dict[str, str | list[str]]) -> list[str]:
+    """Pending translations no catalog asks for (not marked, or makemessages not run yet)."""
+    msgids = set()
+    for domain in DOMAINS:
+        path = catalog_path(domain)
+        if path.exists():
+            for entry in polib.pofile(path):
+                msgids.update({entry.msgid, entry.msgid_plural} - {""})
+    return sorted(set(translations) - msgids)
+
+
 def main(argv: list[str]) -> int:
     command, args = (argv[0], argv[1:]) if argv else ("check", [])
     if command == "extract":
@@ -180,16 +215,20 @@ def main(argv: list[str]) -> int:
         extract()
         command = "check"
     if command == "fill":
-        left = fill(load_pending(Path(arg) for arg in args))
+        translations = load_pending(Path(arg) for arg in args)
+        left = fill(translations)
+        for msgid in _unused(translations):
+            print(f"in no catalog (run `make makemessages`?): {msgid!r}", file=sys.stderr)
     elif command == "check":
         paths = [catalog_path(domain) for domain in DOMAINS]
         left = [line for path in paths if path.exists() for line in problems(path)]
+        left += _unmarked_anywhere()
     else:
         print(__doc__)
         return 2
     for line in left:
         print(line)
-    print(f"{len(left)} entr{'y' if len(left) == 1 else 'ies'} still to translate", file=sys.stderr)
+    print(f"{len(left)} problem(s) left", file=sys.stderr)
     return 1 if left else 0
 
 

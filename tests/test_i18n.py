@@ -62,6 +62,12 @@ def test_every_template_string_is_marked_for_translation():
     assert unmarked_in(ROOT / "templates") == {}
 
 
+def test_script_strings_are_in_a_form_makemessages_extracts(tmp_path):
+    (tmp_path / "a.js").write_text('x = (window.gettext || ((s) => s))("Queued");\n_("Seen");')
+    assert i18n.hidden_js_strings(tmp_path) == ["a.js: 'Queued'"]
+    assert i18n.hidden_js_strings(ROOT / "static" / "js") == []
+
+
 # The catalogs -----------------------------------------------------------------------------------
 
 
