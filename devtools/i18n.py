@@ -180,7 +180,8 @@ def fill(translations: dict[str, str | list[str]], root: Path = ROOT) -> list[st
                 entry.msgstr_plural = {i: entry.msgstr_plural.get(i, "") for i in range(count)}
             if _needs_translation(entry) and entry.msgid in translations:
                 _set_translation(entry, translations[entry.msgid], count)
-        catalog.save(str(path))
+        if str(catalog) != path.read_text(encoding="utf-8"):  # unchanged: keep its .mo current
+            catalog.save(str(path))
         left += problems(path)
     return left
 

@@ -17,9 +17,10 @@ from django.test.utils import override_settings
 from django.utils import translation
 from playwright.sync_api import Page, expect
 
-from chat.models import Turn
+from chat.models import SiteSettings, Turn
 from devtools import i18n
 from devtools.template_strings import unmarked, unmarked_in
+from tests import test_csp
 from tests.support.browser import log_in
 from tests.support.seed import seed_data_dir
 from tests.ws import ORIGIN, finished, receive_until, socket
@@ -149,6 +150,24 @@ def test_the_browser_language_picks_chinese(logged_in_client):
     assert "新对话" in page and "New chat" not in page
     assert "消息（Enter 发送，Shift+Enter 换行）" in page
     assert 'href="/accounts/password_change/">修改密码</a>' in page
+
+
+thread = test_csp.thread  # a staff member's chat with a finished answer (a fixture)
+
+
+@pytest.mark.parametrize("url", test_csp.PAGES)
+def test_every_page_renders_in_chinese(staff_client, thread, url):
+    """Every page of test_csp.PAGES (a template error in a rarely drawn translation would be a
+    500 here), with Chinese in it, in a page that says so."""
+    SiteSettings.load()
+    response = staff_client.get(
+        url.format(thread=thread.pk, turn=thread.current_turn_id), **CHINESE
+    )
+    assert response.status_code == 200, url
+    body = response.content.decode()
+    assert re.search(r"[\u4e00-\u9fff]", body) or not body.strip(), url  # (no earlier turns)
+    if "<html" in body:
+        assert html_lang(response) == "zh-hans", url
 
 
 def test_the_login_page_and_django_forms_follow_the_browser(client, user):
