@@ -232,6 +232,7 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 FORMAT_MODULE_PATH = ["project.formats"]  # dates and numbers: Django's formats, a few changed
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600  # the switch is remembered for a year
 LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_HTTPONLY = True  # only the server reads it
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
