@@ -319,6 +319,7 @@ def test_switching_to_chinese_in_the_browser(live_app, browser_page: Page, tmp_p
     page.get_by_label("Message", exact=True).fill("你好")
     page.get_by_label("Message", exact=True).press("Enter")
     page.wait_for_url("**/t/*/")
+    chat_url = page.url
     expect(page.locator("article.turn[data-status='completed']")).to_have_count(1)
     expect(page.locator(".copy-code").first).to_have_text("Copy")
 
@@ -334,7 +335,16 @@ def test_switching_to_chinese_in_the_browser(live_app, browser_page: Page, tmp_p
 
     page.reload()  # remembered
     expect(page.get_by_role("button", name="发送")).to_be_visible()
+    # …past logging out: the login page, Django's own form labels included, stays Chinese.
+    page.get_by_role("button", name="退出登录").click()
+    expect(page.get_by_role("heading", name="登录")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "i18n-chinese-login.png")
+    page.get_by_label("用户名").fill("li")
+    page.get_by_label("密码").fill(PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    expect(page.get_by_role("link", name="新对话")).to_be_visible()
     page.get_by_label("语言").select_option(label="English")
     page.get_by_role("button", name="切换").click()
     expect(page.get_by_role("link", name="New chat")).to_be_visible()
+    page.goto(chat_url)
     expect(page.locator(".copy-code").first).to_have_text("Copy")
