@@ -6,6 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: run install install-dev signin-deps browser redis-server test lint services test-scaleout bench bench-peers clean
+.PHONY: gettext messages makemessages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +27,16 @@ install-dev: signin-deps $(VENV)/.installed-dev
 signin-deps:
 	@PYTHON=$(PYTHON) bash .ci/signin-deps.sh
 
-# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser),
+# and a Chinese font, so the zh-hans pages show text, not boxes (README "Languages").
 browser:
 	@test -x /usr/bin/chromium || { \
 		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@fc-list :lang=zh | grep -q . || { \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			--no-install-recommends fonts-wqy-microhei >/dev/null; }
 
 # Debian's redis-server: tests that restart Redis start one of their own (tests/redis_server.py).
 redis-server:
@@ -39,16 +45,34 @@ redis-server:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 			--no-install-recommends redis-server >/dev/null; }
 
+# Translations (README "Languages"): the .po catalogs under locale/ are compiled to .mo files
+# (not in git) by Debian's gettext (msgfmt), installed when missing; a changed .po recompiles.
+gettext:
+	@command -v msgfmt >/dev/null || { \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			--no-install-recommends gettext >/dev/null; }
+
+MO_FILES := $(patsubst %.po,%.mo,$(wildcard locale/*/LC_MESSAGES/*.po))
+messages: $(MO_FILES)
+
+%.mo: %.po | gettext
+	msgfmt --check-format -o $@ $<
+
+# After marking strings: new msgids into the catalogs (then `python -m devtools.i18n fill`).
+makemessages: install-dev gettext
+	$(PY) -m devtools.i18n extract
+
 # Embedded defaults: SQLite under data/, in-memory channel layer, built-in demo gateway.
 # Plain HTTP on loopback, so the HTTPS-only cookie and redirect settings are off here.
-run: install
+run: install messages
 	$(PY) manage.py migrate --noinput
 	DJANGO_SECURE=$${DJANGO_SECURE:-0} PORT=$(PORT) $(VENV)/bin/daphne -b $(HOST) -p $(PORT) project.asgi:application
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
 
-test: install-dev browser redis-server lint
+test: install-dev browser redis-server messages lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # PostgreSQL and Redis from Debian's packages, on 127.0.0.1 (idempotent; prints the URLs).
@@ -62,7 +86,7 @@ SCALEOUT_TESTS ?= tests/test_consumer.py tests/test_generation.py tests/test_dep
 	tests/test_usage.py tests/test_hardening_config.py tests/test_multiprocess.py tests/test_faults.py \
 	tests/test_worker_faults.py tests/test_turn_mirror.py tests/test_channel_layer.py \
 	tests/test_session_binding.py
-test-scaleout: install-dev
+test-scaleout: install-dev messages
 	@urls=$$(bash .ci/services.sh) && eval "$$urls" && \
 		$(VENV)/bin/pytest -m "not browser" $(SCALEOUT_TESTS) $(PYTEST_ARGS)
 

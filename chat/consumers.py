@@ -18,9 +18,10 @@ from channels.consumer import get_handler_name
 from channels.db import aclose_old_connections, database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.utils import translation
 from django.utils.translation import gettext as _
 
-from chat import fragments, live, metrics, ws_actions
+from chat import fragments, languages, live, metrics, ws_actions
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.models import Turn
 from chat.request_ids import parse_id
@@ -66,6 +67,9 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         await aclose_old_connections()
 
     async def connect(self) -> None:
+        # Everything rendered for this socket (and by the turns it starts) is in its page's
+        # language: the consumer's handlers all run in this task's context.
+        translation.activate(languages.language_of_scope(self.scope))
         user = self.scope["user"]
         if not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -224,10 +228,10 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     async def turn_created(self, message: live.TurnCreated) -> None:
         turn_id = message["turn_id"]
-        if message.get("html"):
+        if shared := live.shared_html(message):
             # Rendered once by the runner, before any of the turn's deltas was published.
             self.offsets.shows(turn_id, (0, 0))
-            await self.send(message["html"])
+            await self.send(shared)
             return
         # Running elsewhere, a just-created turn has no text yet: its deltas start at block 0.
         snapshot = registry.running_snapshot(turn_id)
@@ -269,7 +273,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         self.offsets.forget(message["turn_id"])
         # The runner renders the end of its turn once for every socket; a turn ended otherwise
         # (stopped while waiting for a tool, found dead) is rendered as stored.
-        html = message.get("html") or await self._render(
+        html = live.shared_html(message) or await self._render(
             fragments.finished_turn, message["turn_id"]
         )
         if html:

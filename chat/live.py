@@ -25,6 +25,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.utils import translation
 from django.utils.safestring import SafeString, mark_safe
 
 from chat import fragments
@@ -86,6 +87,7 @@ class TurnCreated(TypedDict):
     turn_id: int
     linear: bool
     html: NotRequired[str]
+    language: NotRequired[str]  # the language of ``html`` (``shared_html``)
 
 
 class TurnUpdated(TypedDict):
@@ -101,6 +103,7 @@ class TurnFinished(TypedDict):
     type: Literal["turn.finished"]
     turn_id: int
     html: NotRequired[str]
+    language: NotRequired[str]  # the language of ``html`` (``shared_html``)
 
 
 class PathChanged(TypedDict):
@@ -245,9 +248,18 @@ async def announce(
             message["html"] = await database_sync_to_async(fragments.appended_turn)(
                 turn, empty, siblings
             )
+            message["language"] = translation.get_language()
         except Exception:
             log.exception("could not render the new turn %s", turn.pk)  # sockets will
     await publish(turn.thread_id, message)
+
+
+def shared_html(message: TurnCreated | TurnFinished) -> str | None:
+    """The fragment rendered once for every socket, for a socket whose page is in the language
+    it was rendered in (the sender's); another socket renders the turn itself."""
+    if message.get("language") == translation.get_language():
+        return message.get("html")
+    return None
 
 
 def finished(turn: Turn, *, siblings: Siblings | None, log: Any) -> TurnFinished:
@@ -256,6 +268,7 @@ def finished(turn: Turn, *, siblings: Siblings | None, log: Any) -> TurnFinished
     message = TurnFinished(type="turn.finished", turn_id=turn.pk)
     try:
         message["html"] = fragments.finished_turn(turn, siblings)
+        message["language"] = translation.get_language()
     except Exception:
         log.exception("could not render the end of turn %s", turn.pk)
     return message

@@ -12,6 +12,8 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 EXEMPT_PATHS = {"/healthz", "/metrics"}
+# The setup page itself loads the JavaScript catalog and offers the language switch.
+LANGUAGE_PATHS = {"/jsi18n/", "/i18n/setlang/"}
 API_PREFIX = "/api/"
 
 
@@ -34,6 +36,7 @@ class FirstRunMiddleware:
         if (
             not settings.FIRST_RUN_SETUP
             or request.path in EXEMPT_PATHS
+            or request.path in LANGUAGE_PATHS
             or request.path.startswith(API_PREFIX)  # keys only; JSON errors, never a redirect
         ):
             return self.get_response(request)  # e.g. /healthz answers even when the DB is down

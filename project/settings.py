@@ -62,6 +62,9 @@ MIDDLEWARE = [
     "chat.csp.SiteCSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language: the language cookie (the user menu's switch), else the browser's
+    # Accept-Language, else LANGUAGE_CODE. After sessions, before anything that renders text.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -221,7 +224,16 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:home"
 LOGOUT_REDIRECT_URL = "login"
 
+# English unless the browser or the user's choice says otherwise (README "Languages"). The
+# catalogs live in locale/ (compiled by `make messages`); Django's own (admin, login forms) ship
+# with Django.
 LANGUAGE_CODE = "en-us"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+FORMAT_MODULE_PATH = ["project.formats"]  # dates and numbers: Django's formats, a few changed
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600  # the switch is remembered for a year
+LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_HTTPONLY = True  # only the server reads it
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
@@ -236,6 +248,7 @@ WHITENOISE_USE_FINDERS = env_bool("STATIC_USE_FINDERS", True)
 SECURE = env_bool("DJANGO_SECURE", not DEBUG)
 SESSION_COOKIE_SECURE = SECURE
 CSRF_COOKIE_SECURE = SECURE
+LANGUAGE_COOKIE_SECURE = SECURE
 SECURE_SSL_REDIRECT = SECURE
 # A proxy's health check talks plain HTTP on loopback.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]

@@ -4,6 +4,7 @@ from django.contrib.auth.views import PasswordChangeView
 from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
+from django.views.i18n import JavaScriptCatalog, set_language
 
 import chat.request_ids  # noqa: F401 (registers the <id:…> converter)
 from chat import health, metrics
@@ -20,6 +21,14 @@ urlpatterns = [
     path(
         "favicon.ico",
         login_not_required(RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+    ),
+    # Languages (README "Languages"): the user menu's switch posts here (it sets the language
+    # cookie); the JavaScript catalog gives static/js/*.js gettext() in the page's language.
+    path("i18n/setlang/", login_not_required(set_language), name="set_language"),
+    path(
+        "jsi18n/",
+        login_not_required(JavaScriptCatalog.as_view(packages=["chat"])),
+        name="javascript-catalog",
     ),
     path("admin/usage/", staff.dashboard, name="staff-usage"),
     path("admin/usage/export.csv", staff.usage_csv, name="staff-usage-csv"),

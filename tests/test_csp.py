@@ -79,7 +79,14 @@ def test_the_first_run_setup_page(client, fresh_middleware):
 
 
 @pytest.mark.parametrize(
-    "url", ["/accounts/login/", "/admin/login/", "/accounts/password_reset/", "/static/css/app.css"]
+    "url",
+    [
+        "/accounts/login/",
+        "/admin/login/",
+        "/accounts/password_reset/",
+        "/static/css/app.css",
+        "/jsi18n/",
+    ],
 )
 def test_pages_before_logging_in(client, fresh_middleware, user, url):
     response = client.get(url)

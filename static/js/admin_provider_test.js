@@ -2,6 +2,8 @@
 // the test endpoint (nothing is stored) and shows its answer next to the button.
 (function () {
   "use strict";
+  // Django's JavaScript catalog (/jsi18n/, loaded by the change form) translates; without it, English.
+  var gettext = window.gettext || function (text) { return text; };
   function run(button) {
     var box = button.closest(".test-unsaved");
     var form = button.closest("form");
@@ -12,7 +14,7 @@
       data.append(name, field ? field.value : "");
     });
     data.append("csrfmiddlewaretoken", form.elements.namedItem("csrfmiddlewaretoken").value);
-    result.textContent = "Testing…";
+    result.textContent = gettext("Testing…");
     button.disabled = true;
     fetch(box.dataset.testUrl, { method: "POST", body: data, credentials: "same-origin" })
       .then(function (response) {
@@ -24,7 +26,7 @@
         result.className = answer.ok ? "test-ok" : "test-failed errornote";
       })
       .catch(function (error) {
-        result.textContent = "Could not test: " + error.message;
+        result.textContent = gettext("Could not test:") + " " + error.message;
         result.className = "test-failed errornote";
       })
       .finally(function () {

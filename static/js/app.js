@@ -1,6 +1,8 @@
 // Switchboard's own small script: Enter to send, follow the stream, copy buttons, Escape to stop.
 (function () {
   "use strict";
+  // Django's JavaScript catalog (/jsi18n/, loaded before this file) translates; without it, English.
+  var gettext = window.gettext || function (text) { return text; };
 
   function turns() { return document.getElementById("turns"); }
 
@@ -99,8 +101,8 @@
       var button = document.createElement("button");
       button.type = "button";
       button.className = "copy-code";
-      button.textContent = "Copy";
-      button.setAttribute("aria-label", "Copy code");
+      button.textContent = gettext("Copy");
+      button.setAttribute("aria-label", gettext("Copy code"));
       button.dataset.copy = "#" + pre.id + " code";
       pre.appendChild(button);
     });
@@ -120,10 +122,17 @@
   // loaded once opens again by itself when its message is redrawn (end of a stream, reconnect).
   // A click with a modifier key keeps the link's own behaviour (open the image page in a tab).
   var loadedImages = new Set();
+  // The frame is named after the image's host (the link's text is in the answer's language).
+  function imageTitle(link) {
+    var host = "";
+    try { host = new URL(new URL(link.href).searchParams.get("src")).host; } catch (error) { /* no src */ }
+    var interpolate = window.interpolate || function (format, values) { return format.replace("%s", values[0]); };
+    return interpolate(gettext("Image from %s"), [host]);
+  }
   function openRemoteImage(link) {
     var frame = document.createElement("iframe");
     frame.className = "remote-image-frame";
-    frame.title = link.textContent.replace(/^Load image/, "Image");
+    frame.title = imageTitle(link);
     frame.setAttribute("sandbox", "allow-same-origin");
     frame.referrerPolicy = "no-referrer";
     frame.addEventListener("load", function () {

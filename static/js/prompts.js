@@ -3,6 +3,8 @@
 // its variables in a small form, then its filled text replaces the "/…" in the box.
 (function () {
   "use strict";
+  // Django's JavaScript catalog (/jsi18n/, loaded before this file) translates; without it, English.
+  var gettext = window.gettext || function (text) { return text; };
 
   var menu = null;       // the open listbox, or null
   var items = [];        // the prompts it lists
@@ -41,12 +43,12 @@
     menu.id = "prompt-menu";
     menu.className = "prompt-menu";
     menu.setAttribute("role", "listbox");
-    menu.setAttribute("aria-label", "Prompts");
+    menu.setAttribute("aria-label", gettext("Prompts"));
     items = prompts;
     if (!prompts.length) {
       var none = document.createElement("li");
       none.className = "muted";
-      none.textContent = "No prompt matches. Manage prompts from the sidebar.";
+      none.textContent = gettext("No prompt matches. Manage prompts from the sidebar.");
       menu.appendChild(none);
     }
     prompts.forEach(function (prompt, i) {

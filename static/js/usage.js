@@ -2,6 +2,8 @@
 // The tables under the charts carry the same figures, for screen readers and without JS.
 (function () {
   "use strict";
+  // Django's JavaScript catalog (/jsi18n/, loaded before this file) translates; without it, English.
+  var gettext = window.gettext || function (text) { return text; };
 
   function draw() {
     var source = document.getElementById("usage-chart-data");
@@ -21,11 +23,11 @@
       data: {
         labels: data.periods,
         datasets: [
-          { type: "bar", label: "Input tokens", data: data.input, stack: "tokens",
+          { type: "bar", label: gettext("Input tokens"), data: data.input, stack: "tokens",
             backgroundColor: accent, yAxisID: "tokens" },
-          { type: "bar", label: "Output tokens", data: data.output, stack: "tokens",
+          { type: "bar", label: gettext("Output tokens"), data: data.output, stack: "tokens",
             backgroundColor: "#8fb0ff", yAxisID: "tokens" },
-          { type: "line", label: "Estimated cost", data: data.cost, borderColor: "#e8833a",
+          { type: "line", label: gettext("Estimated cost"), data: data.cost, borderColor: "#e8833a",
             backgroundColor: "#e8833a", yAxisID: "cost", pointRadius: 2, tension: 0.2 }
         ]
       },
@@ -34,9 +36,9 @@
         scales: {
           x: { stacked: true },
           tokens: { type: "linear", position: "left", stacked: true, beginAtZero: true,
-                    title: { display: true, text: "tokens" } },
+                    title: { display: true, text: gettext("tokens") } },
           cost: { type: "linear", position: "right", beginAtZero: true,
-                  grid: { drawOnChartArea: false }, title: { display: true, text: "cost" } }
+                  grid: { drawOnChartArea: false }, title: { display: true, text: gettext("cost") } }
         }
       }
     });
@@ -45,7 +47,7 @@
       new Chart(document.getElementById(pair[0]), {
         type: "bar",
         data: { labels: pair[1].labels,
-                datasets: [{ label: "Tokens", data: pair[1].tokens, backgroundColor: accent }] },
+                datasets: [{ label: gettext("Tokens"), data: pair[1].tokens, backgroundColor: accent }] },
         options: { indexAxis: "y", plugins: { legend: { display: false } },
                    scales: { x: { beginAtZero: true } } }
       });

@@ -30,7 +30,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from chat import image_policy, live, log_context, metrics
@@ -139,6 +139,9 @@ class TurnRunner:
         self.announced.set()
         self._channel_layer = get_channel_layer()
         self.mirror = turn_mirror.TextMirror(self.turn_id)
+        # The language of the page that started the turn: what it renders once for every socket
+        # (the end of the turn, tool cards) is in it; other pages re-render (live.shared_html).
+        self.language = translation.get_language()
 
     # -- public -------------------------------------------------------------------------------
 
@@ -171,6 +174,7 @@ class TurnRunner:
 
     async def run(self) -> None:
         log_context.bind(turn_id=self.turn_id, user_id=self.plan.turn.author_id)
+        translation.activate(self.language)
         started = time.monotonic()
         helpers = [
             asyncio.create_task(self._flush_loop()),
