@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run install install-dev signin-deps browser redis-server test lint services test-scaleout bench bench-peers clean
+.PHONY: run install install-dev signin-deps browser redis-server test lint services test-scaleout bench bench-peers clean static axe
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,11 @@ redis-server:
 
 # Embedded defaults: SQLite under data/, in-memory channel layer, built-in demo gateway.
 # Plain HTTP on loopback, so the HTTPS-only cookie and redirect settings are off here.
-run: install
+# Hashed, gzip- and brotli-compressed copies in STATIC_ROOT (pages name only those files).
+static: install
+	$(PY) manage.py collectstatic --noinput -v0
+
+run: install static
 	$(PY) manage.py migrate --noinput
 	DJANGO_SECURE=$${DJANGO_SECURE:-0} PORT=$(PORT) $(VENV)/bin/daphne -b $(HOST) -p $(PORT) project.asgi:application
 
@@ -68,7 +72,7 @@ test-scaleout: install-dev
 
 # Benchmark: demo gateway + app under Daphne + load generator, figures vs a direct baseline
 # (bench/README.md). BENCH_ARGS=--quick for the under-a-minute version CI runs.
-bench: install-dev browser
+bench: install-dev browser static
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 # The API path raced against LiteLLM's proxy on this machine (bench/peers.py): LiteLLM goes in

@@ -11,6 +11,7 @@ from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
+from django.utils.translation import gettext_lazy
 
 from chat.models import (
     Announcement,
@@ -45,6 +46,10 @@ User = get_user_model()
 
 # The admin's own login page counts failed logins like /accounts/login/ does.
 admin.site.login_form = ThrottledAdminAuthenticationForm
+# Whose administration this is, on every admin page and tab (Django's own words otherwise).
+admin.site.site_header = gettext_lazy("Switchboard administration")
+admin.site.site_title = gettext_lazy("Switchboard administration")
+admin.site.index_title = gettext_lazy("Site administration")
 
 
 class AuditedAdmin(admin.ModelAdmin):
@@ -367,6 +372,10 @@ class ThreadAdmin(admin.ModelAdmin):
     raw_id_fields = ("current_turn",)
     inlines = [ThreadShareInline]
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A chat is started by its owner in the chat (the first message makes it), never here.
+        return False
+
 
 @admin.register(Turn)
 class TurnAdmin(admin.ModelAdmin):
@@ -382,6 +391,10 @@ class TurnAdmin(admin.ModelAdmin):
     list_filter = ("status", "model")
     list_select_related = ("thread",)
     raw_id_fields = ("thread", "parent", "author")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A turn is a message sent in a chat and its answer: only the chat makes one.
+        return False
 
 
 # -- users and quotas ---------------------------------------------------------------------------
