@@ -32,6 +32,12 @@ browser:
 		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# axe-core for the accessibility checks of the browser tests (tests/axe, pinned by its lock;
+# injected into the pages by Playwright, never served by the app). Needs npm (signin-deps).
+axe: signin-deps
+	@test -f tests/axe/node_modules/axe-core/axe.min.js || \
+		(cd tests/axe && npm ci --no-audit --no-fund --loglevel=error)
+
 # Debian's redis-server: tests that restart Redis start one of their own (tests/redis_server.py).
 redis-server:
 	@command -v redis-server >/dev/null || { \
@@ -52,7 +58,7 @@ run: install static
 lint: install-dev
 	$(VENV)/bin/ruff check .
 
-test: install-dev browser redis-server lint
+test: install-dev browser redis-server axe lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # PostgreSQL and Redis from Debian's packages, on 127.0.0.1 (idempotent; prints the URLs).

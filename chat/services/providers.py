@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -70,12 +71,21 @@ class ProviderModels:
     error: str = ""
     # (model id, display name) for the models staff renamed.
     display_names: tuple[tuple[str, str], ...] = ()
+    # Served by the built-in demo gateway: canned answers, marked "demo" in the picker.
+    demo: bool = False
 
     @property
     def options(self) -> list[tuple[str, str]]:
         """(value, label) pairs for the model picker; the value names the provider too."""
         names = dict(self.display_names)
         return [(f"{self.provider_id}:{model}", names.get(model, model)) for model in self.models]
+
+
+def is_builtin_demo(provider: Provider) -> bool:
+    """Whether ``provider`` is the demo gateway mounted in this app (at ``/demo/v1``, on
+    whatever host and port it was reached when the provider was made)."""
+    demo_path = urlsplit(settings.DEMO_GATEWAY_URL).path.rstrip("/")
+    return urlsplit(provider.base_url).path.rstrip("/") == demo_path
 
 
 def _cache_key(provider: Provider) -> str:
@@ -108,7 +118,9 @@ async def _gateway_models(provider: Provider, *, refresh: bool = False) -> Provi
         return cached
     try:
         ids = await client_for(provider).list_models()
-        result = ProviderModels(provider.pk, provider.name, tuple(ids))
+        result = ProviderModels(
+            provider.pk, provider.name, tuple(ids), demo=is_builtin_demo(provider)
+        )
         await cache.aset(key, result, settings.MODEL_LIST_CACHE_SECONDS)
     except GatewayError as exc:
         # A provider that is down is shown as such; not cached long, so it recovers quickly.
