@@ -178,6 +178,8 @@ def test_every_page_fits_and_every_message_is_reachable(live_app, browser, tmp_p
         assert header["height"] < (70 if size != "desktop" else 200), size
         expect(page.get_by_label("Message", exact=True)).to_be_in_viewport()
         expect(page.get_by_role("button", name="Send")).to_be_in_viewport()
+        # The built-in demo gateway's model says so beside the picker.
+        expect(page.locator("#model-picker .demo-badge")).to_be_visible()
         page.screenshot(path=ARTIFACTS / f"layout-{size}-chat.png")
         if size == "phone":  # the settings panel fits too, opened from the "⋯" menu
             page.get_by_role("button", name="More actions").click()

@@ -41,3 +41,14 @@ def test_admin_offers_no_add_for_threads_and_turns(staff_client, user, provider,
     assert staff_client.get(f"/admin/chat/{model}/add/").status_code == 403
     index = staff_client.get("/admin/").content.decode()
     assert f"/admin/chat/{model}/" in index and f"/admin/chat/{model}/add/" not in index
+
+
+def test_only_the_built_in_demo_gateway_counts_as_demo(provider, settings):
+    from chat.models import Provider
+    from chat.services.providers import is_builtin_demo
+
+    assert not is_builtin_demo(provider)  # a gateway of its own, even if it is a test double
+    settings.DEMO_GATEWAY_URL = "http://127.0.0.1:8000/demo/v1"
+    mounted = Provider(name="Demo", base_url="http://chat.example.org:8443/demo/v1/")
+    assert is_builtin_demo(mounted)  # the mounted one, on whatever host it was reached
+    assert not is_builtin_demo(Provider(name="Real", base_url="https://gateway.example/v1"))
