@@ -40,6 +40,7 @@ PAGES = [
     "/t/{thread}/",
     "/search/?q=Quarterly",
     "/archived/",
+    "/t/{thread}/menu/",
     "/tools/",
     "/prompts/",
     "/import/",
