@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run install install-dev signin-deps browser redis-server test lint services test-scaleout bench bench-peers clean
+.PHONY: run install install-dev signin-deps browser redis-server test lint services test-scaleout bench bench-peers clean static axe
 .PHONY: gettext messages makemessages
 
 $(VENV)/.installed: pyproject.toml
@@ -38,6 +38,12 @@ browser:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 			--no-install-recommends fonts-wqy-microhei >/dev/null; }
 
+# axe-core for the accessibility checks of the browser tests (tests/axe, pinned by its lock;
+# injected into the pages by Playwright, never served by the app). Needs npm (signin-deps).
+axe: signin-deps
+	@test -f tests/axe/node_modules/axe-core/axe.min.js || \
+		(cd tests/axe && npm ci --no-audit --no-fund --loglevel=error)
+
 # Debian's redis-server: tests that restart Redis start one of their own (tests/redis_server.py).
 redis-server:
 	@command -v redis-server >/dev/null || { \
@@ -65,14 +71,18 @@ makemessages: install-dev gettext
 
 # Embedded defaults: SQLite under data/, in-memory channel layer, built-in demo gateway.
 # Plain HTTP on loopback, so the HTTPS-only cookie and redirect settings are off here.
-run: install messages
+# Hashed, gzip- and brotli-compressed copies in STATIC_ROOT (pages name only those files).
+static: install
+	$(PY) manage.py collectstatic --noinput -v0
+
+run: install static messages
 	$(PY) manage.py migrate --noinput
 	DJANGO_SECURE=$${DJANGO_SECURE:-0} PORT=$(PORT) $(VENV)/bin/daphne -b $(HOST) -p $(PORT) project.asgi:application
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
 
-test: install-dev browser redis-server messages lint
+test: install-dev browser redis-server axe messages lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # PostgreSQL and Redis from Debian's packages, on 127.0.0.1 (idempotent; prints the URLs).
@@ -92,7 +102,7 @@ test-scaleout: install-dev messages
 
 # Benchmark: demo gateway + app under Daphne + load generator, figures vs a direct baseline
 # (bench/README.md). BENCH_ARGS=--quick for the under-a-minute version CI runs.
-bench: install-dev browser
+bench: install-dev browser static
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 # The API path raced against LiteLLM's proxy on this machine (bench/peers.py): LiteLLM goes in

@@ -46,6 +46,10 @@ User = get_user_model()
 
 # The admin's own login page counts failed logins like /accounts/login/ does.
 admin.site.login_form = ThrottledAdminAuthenticationForm
+# Whose administration this is, on every admin page and tab (Django's own words otherwise).
+admin.site.site_header = _("Switchboard administration")
+admin.site.site_title = _("Switchboard administration")
+admin.site.index_title = _("Site administration")
 
 
 class AuditedAdmin(admin.ModelAdmin):
@@ -371,6 +375,10 @@ class ThreadAdmin(admin.ModelAdmin):
     raw_id_fields = ("current_turn",)
     inlines = [ThreadShareInline]
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A chat is started by its owner in the chat (the first message makes it), never here.
+        return False
+
 
 @admin.register(Turn)
 class TurnAdmin(admin.ModelAdmin):
@@ -386,6 +394,10 @@ class TurnAdmin(admin.ModelAdmin):
     list_filter = ("status", "model")
     list_select_related = ("thread",)
     raw_id_fields = ("thread", "parent", "author")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A turn is a message sent in a chat and its answer: only the chat makes one.
+        return False
 
 
 # -- users and quotas ---------------------------------------------------------------------------

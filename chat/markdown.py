@@ -127,6 +127,20 @@ def _aligned_cell(self, tokens: list[Token], idx: int, options: OptionsDict, env
     return self.renderToken(tokens, idx, options, env)
 
 
+def _scrolling_table_open(
+    self, tokens: list[Token], idx: int, options: OptionsDict, env: dict
+) -> str:
+    """A table in a box that scrolls sideways: a wide table never widens (or is clipped by)
+    the answer. The box takes keyboard focus, so it scrolls without a mouse too."""
+    return '<div class="table-scroll" tabindex="0">' + self.renderToken(tokens, idx, options, env)
+
+
+def _scrolling_table_close(
+    self, tokens: list[Token], idx: int, options: OptionsDict, env: dict
+) -> str:
+    return self.renderToken(tokens, idx, options, env) + "</div>"
+
+
 def _make_parser() -> MarkdownIt:
     parser = MarkdownIt("commonmark", {"html": False, "highlight": _highlight}).enable(
         ["table", "strikethrough"]
@@ -134,6 +148,8 @@ def _make_parser() -> MarkdownIt:
     parser.add_render_rule("th_open", _aligned_cell)
     parser.add_render_rule("td_open", _aligned_cell)
     math_plugin(parser)
+    parser.add_render_rule("table_open", _scrolling_table_open)
+    parser.add_render_rule("table_close", _scrolling_table_close)
     return parser
 
 
@@ -148,6 +164,8 @@ _CLEANER = nh3.Cleaner(
     # data: for inline images (``_guard_urls`` keeps only image types, and no data: link).
     url_schemes={"http", "https", "mailto", "data"},
     link_rel="noopener noreferrer nofollow",
+    # The table's scroll box (``_scrolling_table_open``) is focusable; no other value passes.
+    tag_attribute_values={"div": {"tabindex": {"0"}}},
 )
 
 # nh3's output is serialized canonically: every attribute value double-quoted, with "<", ">",

@@ -243,6 +243,13 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
 # Serve straight from static/ unless the deployment ran collectstatic and turned this off.
 WHITENOISE_USE_FINDERS = env_bool("STATIC_USE_FINDERS", True)
+# Hashed names (app.3f2a….js, cached for good: an upgrade never serves yesterday's file) and
+# gzip + brotli copies made once by collectstatic, which `make run`, the deployment steps and
+# the test session run (a page names only files listed in staticfiles/staticfiles.json).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 # Security: secure by default; a plain-HTTP intranet install sets DJANGO_SECURE=0 (README).
 SECURE = env_bool("DJANGO_SECURE", not DEBUG)

@@ -15,6 +15,7 @@ from django.test.utils import override_settings
 
 from chat import image_policy
 from chat.models import Provider, Thread
+from tests.support.static_files import collect_static_if_stale
 
 pytest_plugins = [
     "tests.gateway_fixtures",
@@ -62,6 +63,13 @@ def _redis_per_process():
     with override_settings(CHANNEL_LAYERS=layers, CACHES=caches):
         yield
         _clear_cache()  # the channel layer's leftovers too: they share the prefix
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _static_files_collected():
+    """Pages name hashed static files from STATIC_ROOT's manifest (whitenoise's manifest
+    storage): the in-process test client and every Daphne a test starts read it."""
+    collect_static_if_stale()
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from django.conf import settings as django_settings
 
 from tests.gateway_fixtures import free_port
 from tests.support import databases
@@ -71,7 +72,8 @@ def _cluster_template(demo_gateway_url, demo_api_key, tmp_path_factory) -> Itera
         "OPENAI_BASE_URL": demo_gateway_url,
         "OPENAI_API_KEY": demo_api_key,
         "SWITCHBOARD_DATA_DIR": str(data_dir),
-        "STATIC_ROOT": str(data_dir / "static"),
+        # Collected once per session (tests/support/static_files.py).
+        "STATIC_ROOT": str(django_settings.STATIC_ROOT),
     }
     databases.create_database(database_url, name)
     try:

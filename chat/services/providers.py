@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -74,12 +75,21 @@ class ProviderModels:
     display_names: tuple[tuple[str, str], ...] = ()
     # The models the gateway's list says read files: documents go to them as Chat "file" parts.
     file_models: frozenset[str] = frozenset()
+    # Served by the built-in demo gateway: canned answers, marked "demo" in the picker.
+    demo: bool = False
 
     @property
     def options(self) -> list[tuple[str, str]]:
         """(value, label) pairs for the model picker; the value names the provider too."""
         names = dict(self.display_names)
         return [(f"{self.provider_id}:{model}", names.get(model, model)) for model in self.models]
+
+
+def is_builtin_demo(provider: Provider) -> bool:
+    """Whether ``provider`` is the demo gateway mounted in this app (at ``/demo/v1``, on
+    whatever host and port it was reached when the provider was made)."""
+    demo_path = urlsplit(settings.DEMO_GATEWAY_URL).path.rstrip("/")
+    return urlsplit(provider.base_url).path.rstrip("/") == demo_path
 
 
 def _cache_key(provider: Provider) -> str:
@@ -112,7 +122,13 @@ async def _gateway_models(provider: Provider, *, refresh: bool = False) -> Provi
         return cached
     try:
         ids, file_models = await client_for(provider).list_models_and_inputs()
-        result = ProviderModels(provider.pk, provider.name, tuple(ids), file_models=file_models)
+        result = ProviderModels(
+            provider.pk,
+            provider.name,
+            tuple(ids),
+            file_models=file_models,
+            demo=is_builtin_demo(provider),
+        )
         await cache.aset(key, result, settings.MODEL_LIST_CACHE_SECONDS)
     except GatewayError as exc:
         # A provider that is down is shown as such; not cached long, so it recovers quickly.

@@ -22,7 +22,8 @@
     if (menu) menu.remove();
     menu = null; items = []; active = -1;
     var el = box();
-    if (el) { el.setAttribute("aria-expanded", "false"); el.removeAttribute("aria-activedescendant"); }
+    // No aria-expanded: a textarea cannot be a combobox (ARIA in HTML), axe reports it.
+    if (el) { el.removeAttribute("aria-controls"); el.removeAttribute("aria-activedescendant"); }
   }
 
   function highlight(index) {
@@ -68,7 +69,6 @@
     });
     el.parentNode.insertBefore(menu, el);
     el.setAttribute("aria-controls", "prompt-menu");
-    el.setAttribute("aria-expanded", "true");
     if (prompts.length) highlight(0);
   }
 

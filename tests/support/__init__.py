@@ -2,5 +2,6 @@
 
 ``processes``: running ``manage.py`` and Daphne workers; ``databases``: PostgreSQL databases and
 Redis prefixes of a cluster, and SQL on them; ``seed``: creating accounts and data in a running
-app's database; ``htmx``: reading server-pushed fragments the way htmx applies them.
+app's database; ``htmx``: reading server-pushed fragments the way htmx applies them;
+``static_files``: the static files collected once per session (hashed names).
 """
