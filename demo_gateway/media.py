@@ -115,7 +115,7 @@ def describe_image(data: bytes, param: str) -> Attachment:
             ),
         )
     kind, width, height = size
-    description = f"image: {kind} {width}×{height} sha256:{sha8(data)}"  # noqa: RUF001
+    description = f"image: {kind} {width}×{height} sha256:{sha8(data)}"
     return {"kind": "image", "description": description, "param": param}
 
 

@@ -316,7 +316,7 @@ def test_images_and_spoken_answers_pass_through_with_their_tokens_recorded(api_s
         audio={"voice": "alloy", "format": "wav"},
     )
     message = answer.choices[0].message
-    assert message.audio.transcript.startswith("image: png 4×3 sha256:")  # noqa: RUF001
+    assert message.audio.transcript.startswith("image: png 4×3 sha256:")
     assert base64.b64decode(message.audio.data)[:4] == b"RIFF"
     record = api_site.wait_for_record("ann", before + 1)[before]
     assert record["image"] == 85 and record["audio"] > 0

@@ -64,7 +64,7 @@ async def test_responses_image_is_described_by_format_size_and_hash(post, fmt, m
     part = {"type": "input_image", "image_url": data_url(data, media_type)}
     response = await post("responses", responses_body(part))
     assert response.status_code == 200, response.text
-    expected = f"image: {fmt.lower()} {size[0]}×{size[1]} sha256:{sha8(data)}"  # noqa: RUF001
+    expected = f"image: {fmt.lower()} {size[0]}×{size[1]} sha256:{sha8(data)}"
     assert answer_of(response).startswith(expected + "\n")
     usage = response.json()["usage"]
     assert usage["input_tokens_details"]["image_tokens"] == IMAGE_TOKENS
@@ -112,7 +112,7 @@ async def test_chat_image_and_file_parts_and_image_tokens(post):
     response = await post("chat/completions", body)
     answer = response.json()["choices"][0]["message"]["content"]
     assert answer.startswith(
-        f"image: png 5×4 sha256:{sha8(png)}\nfile: a.txt 3 bytes, first line: hi\n\n"  # noqa: RUF001
+        f"image: png 5×4 sha256:{sha8(png)}\nfile: a.txt 3 bytes, first line: hi\n\n"
     )
     assert response.json()["usage"]["prompt_tokens_details"]["image_tokens"] == IMAGE_TOKENS
 

@@ -92,7 +92,7 @@ async def test_responses_sends_images_and_files_inline_and_the_bytes_arrive_whol
     content = body["input"][0]["content"]
     assert [part["type"] for part in content] == ["input_text", "input_image", "input_file"]
     assert arrived(body) == {"image": sha(PHOTO.data), "report.pdf": sha(PDF.data)}
-    assert f"image: png 7×5 sha256:{sha(PHOTO.data)[:8]}" in text  # noqa: RUF001
+    assert f"image: png 7×5 sha256:{sha(PHOTO.data)[:8]}" in text
     assert f"file: report.pdf {len(PDF.data)} bytes, first line: %PDF-1.4" in text
     assert usage.image_tokens == IMAGE_TOKENS
 
@@ -106,7 +106,7 @@ async def test_chat_sends_images_as_image_url_and_documents_as_their_text(client
     assert content[2] == {"type": "text", "text": "File notes.md:\n\n# Notes\nsecond line"}
     # A document without text (nothing could be read from it) goes as the file itself.
     assert arrived(body) == {"image": sha(PHOTO.data), "report.pdf": sha(PDF.data)}
-    assert f"image: png 7×5 sha256:{sha(PHOTO.data)[:8]}" in text  # noqa: RUF001
+    assert f"image: png 7×5 sha256:{sha(PHOTO.data)[:8]}" in text
     assert usage.image_tokens == IMAGE_TOKENS
 
 
@@ -171,7 +171,7 @@ async def test_turn_stores_image_tokens_and_follow_ups_do_not_resend_files(
     files_by_text["Look at my photo"] = (PHOTO,)
     first = await run_turn(user, thread, "Look at my photo")
     assert first.status == Turn.Status.COMPLETED, first.error
-    assert f"image: png 7×5 sha256:{sha(PHOTO.data)[:8]}" in first.output_text  # noqa: RUF001
+    assert f"image: png 7×5 sha256:{sha(PHOTO.data)[:8]}" in first.output_text
     assert first.image_tokens == IMAGE_TOKENS
     record = await UsageRecord.objects.aget(turn=first)
     assert record.image_tokens == IMAGE_TOKENS
