@@ -255,7 +255,7 @@ def test_the_javascript_catalog_is_a_script_of_this_site_in_the_pages_language(c
 
 def test_pages_load_the_catalog_before_their_scripts(logged_in_client):
     page = logged_in_client.get("/").content.decode()
-    assert page.index('<script src="/jsi18n/" defer>') < page.index("js/app.js")
+    assert page.index('<script src="/jsi18n/" defer>') < page.index("/static/js/app.")
 
 
 def test_the_catalog_loads_on_the_first_run_setup_page(client, settings, db):
