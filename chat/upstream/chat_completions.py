@@ -7,11 +7,11 @@ whole. Tool calls are numbered by their ``index`` within choice 0.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import request as neutral
+from . import wire_json
 from .events import (
     Completed,
     Event,
@@ -220,7 +220,7 @@ class ChatStreamTranslator:
         if data == "[DONE]":
             return self._end()
         try:
-            chunk = json.loads(data)
+            chunk = wire_json.loads(data)
         except (ValueError, RecursionError):  # RecursionError: nested past Python's stack
             return [Failed(MALFORMED_MESSAGE, "protocol")]
         if not isinstance(chunk, dict):
