@@ -6,7 +6,6 @@ standard library: the bench scripts import it without Django or pytest.
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 
@@ -33,7 +32,7 @@ def free_port() -> int:
 
 def daphne_command(port: int, app: str = APP) -> list[str]:
     """The command line of a Daphne process serving ``app`` on 127.0.0.1:``port``."""
-    return [sys.executable, "-m", os.environ.get("DAPHNE_MODULE", "daphne"), "-b", "127.0.0.1", "-p", str(port), app]
+    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
 
 
 def demo_gateway_command(port: int, *, api_key: str, delay_ms: int) -> list[str]:
