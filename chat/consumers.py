@@ -12,18 +12,15 @@ closes when that session ends, and every action re-checks the session and the th
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 
 from channels.consumer import get_handler_name
 from channels.db import aclose_old_connections, database_sync_to_async
-from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections
 
-from chat import consumer_loop, fragments, live, metrics, ws_actions
+from chat import fragments, live, metrics, ws_actions
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.models import Thread, Turn
 from chat.request_ids import parse_id
@@ -58,20 +55,6 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     _DATABASE_FREE = frozenset(
         {"turn.delta", "presence.join", "presence.here", "presence.leave", "websocket.receive"}
     )
-
-    async def __call__(self, scope: dict, receive, send) -> None:
-        """Channels' ``AsyncConsumer.__call__`` with a cheaper message loop
-        (``chat.consumer_loop``: no new task and ``asyncio.wait`` per message)."""
-        self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        sources = [receive]
-        if self.channel_layer is not None:
-            self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-            sources.append(self.channel_receive)
-        self.base_send = send
-        with contextlib.suppress(StopConsumer):
-            await consumer_loop.dispatch_in_order(sources, self.dispatch)
 
     async def dispatch(self, message: dict) -> None:
         if message.get("type") in self._DATABASE_FREE:
