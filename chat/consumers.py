@@ -51,9 +51,17 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     # streaming answer (every socket, every coalescing window) that thread hop cost more than
     # the handler itself. Handlers here that may need the database call ``_db_ready`` first.
     # ``websocket.receive`` is here because ``receive`` closes old connections itself, in the
-    # same hop as its session and access checks (``_may_still_act``).
+    # same hop as its session and access checks (``_may_still_act``); ``turn.created`` because
+    # it usually carries its HTML, and the new turn's first delta queues behind it.
     _DATABASE_FREE = frozenset(
-        {"turn.delta", "presence.join", "presence.here", "presence.leave", "websocket.receive"}
+        {
+            "turn.delta",
+            "turn.created",
+            "presence.join",
+            "presence.here",
+            "presence.leave",
+            "websocket.receive",
+        }
     )
 
     async def dispatch(self, message: dict) -> None:
@@ -246,6 +254,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             self.offsets.shows(turn_id, (0, 0))
             await self.send(message["html"])
             return
+        await self._db_ready()
         # Running elsewhere, a just-created turn has no text yet: its deltas start at block 0.
         snapshot = registry.running_snapshot(turn_id)
         self.offsets.remember(snapshot)
