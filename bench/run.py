@@ -172,6 +172,9 @@ class Bench:
             "STREAM_COALESCE_SECONDS": str(self.window_s),
             # A few seeded users stand in for many people: no per-user message rate limit.
             "RATE_LIMIT_PER_MINUTE": "0",
+            # Every measured turn is a thread's first: with titles on, each would add a title
+            # request to the gateway and a sidebar redraw, which are not relaying.
+            "AUTO_TITLES": "0",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }

@@ -20,10 +20,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.db import close_old_connections
 
 from chat import fragments, languages, live, metrics, ws_actions
 from chat.channel_layer import ChannelLayerUnavailable
-from chat.models import Turn
+from chat.models import Thread, Turn
 from chat.request_ids import parse_id
 from chat.services import (
     announcements,
@@ -51,7 +52,19 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     # ``close_old_connections`` in a worker thread before *every* handler: for the deltas of a
     # streaming answer (every socket, every coalescing window) that thread hop cost more than
     # the handler itself. Handlers here that may need the database call ``_db_ready`` first.
-    _DATABASE_FREE = frozenset({"turn.delta", "presence.join", "presence.here", "presence.leave"})
+    # ``websocket.receive`` is here because ``receive`` closes old connections itself, in the
+    # same hop as its session and access checks (``_may_still_act``); ``turn.created`` because
+    # it usually carries its HTML, and the new turn's first delta queues behind it.
+    _DATABASE_FREE = frozenset(
+        {
+            "turn.delta",
+            "turn.created",
+            "presence.join",
+            "presence.here",
+            "presence.leave",
+            "websocket.receive",
+        }
+    )
 
     async def dispatch(self, message: dict) -> None:
         if message.get("type") in self._DATABASE_FREE:
@@ -197,8 +210,26 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     async def _may_still_act(self) -> bool:
         """Before every action, whatever messages this socket missed (another process changed
         things without Redis, say): its session still lets its user act, and the user may still
-        see this thread (its access level is refreshed). Otherwise the socket closes."""
-        return not self.ended and await self._check_session() and await self._recheck_access()
+        see this thread (its access level is refreshed). Otherwise the socket closes.
+
+        Both checks (and what ``dispatch`` skipped for ``websocket.receive``) in one hop to the
+        database thread: every hop waits behind the other sockets' and runners' work there,
+        and a sent message makes its first token wait for these."""
+        if self.ended:
+            return False
+
+        def check() -> tuple[str | None, Thread | None]:
+            close_old_connections()
+            problem = session_binding.session_problem(self.user_id, self.session_key)
+            if problem:
+                return problem, None
+            return None, permissions.thread_for(self.scope["user"], self.thread_id)
+
+        problem, thread = await database_sync_to_async(check)()
+        if problem:
+            await self._end_session(problem)
+            return False
+        return await self._follow_access(thread)
 
     async def _own_turn_id(self, data: dict) -> int:
         """The turn named in a request, if it belongs to this socket's thread."""
@@ -233,6 +264,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             self.offsets.shows(turn_id, (0, 0))
             await self.send(shared)
             return
+        await self._db_ready()
         # Running elsewhere, a just-created turn has no text yet: its deltas start at block 0.
         snapshot = registry.running_snapshot(turn_id)
         self.offsets.remember(snapshot)
@@ -303,7 +335,13 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         """Whether this user may still see the thread. No longer: the chat leaves the page, which
         says why, and the socket closes. Changed: the page's writing controls follow."""
         user = self.scope["user"]
-        thread = await database_sync_to_async(permissions.thread_for)(user, self.thread_id)
+        return await self._follow_access(
+            await database_sync_to_async(permissions.thread_for)(user, self.thread_id)
+        )
+
+    async def _follow_access(self, thread: Thread | None) -> bool:
+        """``_recheck_access`` once the thread was looked up (None: no longer visible)."""
+        user = self.scope["user"]
         if thread is None:
             self.ended = True
             await self.channel_layer.group_discard(self.group, self.channel_name)
@@ -373,9 +411,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     async def announcements_changed(self, message: dict) -> None:
         """Staff saved or removed a banner: show this user's current ones."""
         user = self.scope["user"]
-        await self.send(
-            await database_sync_to_async(announcements.render_for)(user, swap_oob=True)
-        )
+        await self.send(await database_sync_to_async(announcements.render_for)(user, swap_oob=True))
 
     # -- presence ---------------------------------------------------------------------------
 

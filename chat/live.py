@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from typing import Any, Literal, NotRequired, TypedDict
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import translation
 from django.utils.safestring import SafeString, mark_safe
@@ -237,21 +236,22 @@ def delta(piece: Snapshot, *, tool_calls: list[dict] | None) -> TurnDelta:
     return message
 
 
-async def announce(
-    turn: Turn, empty: Snapshot, *, linear: bool, siblings: Siblings | None, log: Any
-) -> None:
+def created(turn: Turn, *, linear: bool, siblings: Siblings | None, log: Any) -> TurnCreated:
     """``turn.created``, with the new turn's fragment (rendered once, for every socket) when
-    it continues the path on screen. Raises ``ChannelLayerUnavailable``."""
+    it continues the path on screen. Called in the database thread right after the turn is
+    planned (``launch``), so the first delta never waits for a render queued behind other
+    work there."""
     message = TurnCreated(type="turn.created", turn_id=turn.pk, linear=linear)
     if linear:
+        empty = snapshot(
+            turn.pk, blocks=(), tail="", reasoning_blocks=(), reasoning_tail="", tool_calls=[]
+        )
         try:
-            message["html"] = await database_sync_to_async(fragments.appended_turn)(
-                turn, empty, siblings
-            )
+            message["html"] = fragments.appended_turn(turn, empty, siblings)
             message["language"] = translation.get_language()
         except Exception:
             log.exception("could not render the new turn %s", turn.pk)  # sockets will
-    await publish(turn.thread_id, message)
+    return message
 
 
 def shared_html(message: TurnCreated | TurnFinished) -> str | None:

@@ -369,3 +369,43 @@ async def test_the_runner_renders_the_new_and_the_finished_turn_once_for_every_s
     assert seen[0][-1] == seen[1][-1]
     await first.disconnect()
     await second.disconnect()
+
+
+async def test_the_first_token_does_not_wait_behind_other_work_in_the_database_thread(
+    thread, user, cookie_of, monkeypatch
+):
+    """Once a turn is planned, nothing before its first delta needs the database thread, which
+    every socket and runner of the worker share: a slow job queued there right after the plan
+    (another user's export, say) must not hold up the answer appearing."""
+    import contextvars
+    import time
+
+    from asgiref.sync import sync_to_async
+
+    from chat.services.turns import planning
+
+    loop = asyncio.get_running_loop()
+    blocked: list[asyncio.Future] = []
+    plan_turn = planning.plan_turn
+
+    def plan_then_block(*args, **kwargs):
+        plan = plan_turn(*args, **kwargs)
+        # Queued on the database thread while the plan is still running: next in line there.
+        slow = sync_to_async(lambda: time.sleep(3))
+        loop.call_soon_threadsafe(
+            lambda: blocked.append(asyncio.ensure_future(slow())), context=contextvars.Context()
+        )
+        return plan
+
+    monkeypatch.setattr(planning, "plan_turn", plan_then_block)
+    ws = socket(thread.pk, ORIGIN, await cookie_of(user))
+    assert (await ws.connect())[0]
+    sent = loop.time()
+    await ws.send_to(json.dumps({"action": "send", "message": "quick #chunks=5 #delay=0"}))
+    await receive_until(ws, r'-tail" hx-swap-oob="innerHTML"', wait=10)
+    first_delta = loop.time() - sent
+    await asyncio.gather(*blocked)
+    await receive_until(ws, r'data-status="completed"')
+    await ws.disconnect()
+    assert blocked, "the slow job was queued"
+    assert first_delta < 2, f"the first delta waited {first_delta:.1f} s for the database thread"

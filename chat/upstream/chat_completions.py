@@ -10,11 +10,11 @@ choice's text, its base64 ``data`` pieces are ``AudioDelta`` events.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import request as neutral
+from . import wire_json
 from .events import (
     AudioDelta,
     ChoiceDelta,
@@ -283,7 +283,7 @@ class ChatStreamTranslator:
         if data == "[DONE]":
             return self._end()
         try:
-            chunk = json.loads(data)
+            chunk = wire_json.loads(data)
         except (ValueError, RecursionError):  # RecursionError: nested past Python's stack
             return [Failed(MALFORMED_MESSAGE, "protocol")]
         if not isinstance(chunk, dict):

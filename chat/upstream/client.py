@@ -18,6 +18,7 @@ import httpx
 
 from . import chat_completions, responses_api
 from .events import Completed, Event, Failed
+from .network import use_asyncio_backend
 from .sse import SSEMessage, SSEParser
 
 __all__ = [
@@ -163,6 +164,8 @@ class GatewayClient:
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
             transport=transport,
         )
+        if transport is None:
+            use_asyncio_backend(self._http)  # no anyio cancel scope around every read
         self._in_flight = 0
         self._retired = False
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import request as neutral
+from . import wire_json
 from .events import (
     Completed,
     Event,
@@ -269,7 +269,7 @@ class ResponsesStreamTranslator:
         if not data or data == "[DONE]":
             return []
         try:
-            payload = json.loads(data)
+            payload = wire_json.loads(data)
         except (ValueError, RecursionError):  # RecursionError: nested past Python's stack
             return [Failed(MALFORMED_MESSAGE, "protocol")]
         if not isinstance(payload, dict):

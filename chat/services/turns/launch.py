@@ -23,10 +23,11 @@ async def start_turn(user, thread_id: int, text: str) -> Turn:
     """Send a message at the end of the thread's current path. Raises TurnRejected."""
     registry.refuse_while_shutting_down()
     channel = live.new_runner_channel()
-    plan = await database_sync_to_async(planning.plan_turn)(
-        user, thread_id=thread_id, text=text, channel=channel
+    return await _launch(
+        *await database_sync_to_async(_planned)(
+            lambda: planning.plan_turn(user, thread_id=thread_id, text=text, channel=channel)
+        )
     )
-    return await _launch(plan)
 
 
 async def start_new_thread(user, create_thread: Callable[[], Thread], text: str) -> Turn:
@@ -40,17 +41,19 @@ async def start_new_thread(user, create_thread: Callable[[], Thread], text: str)
             thread = create_thread()
             return planning.plan_turn(user, thread_id=thread.pk, text=text, channel=channel)
 
-    return await _launch(await database_sync_to_async(plan)())
+    return await _launch(*await database_sync_to_async(_planned)(plan))
 
 
 async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
     """A new sibling of ``turn_id``: the same message asked again (regenerate, retry), or an
     edited one. The new branch becomes the visible path. Raises TurnRejected."""
     registry.refuse_while_shutting_down()
-    plan = await database_sync_to_async(planning.plan_branch)(
-        user, turn_id=turn_id, text=text, channel=live.new_runner_channel()
+    channel = live.new_runner_channel()
+    return await _launch(
+        *await database_sync_to_async(_planned)(
+            lambda: planning.plan_branch(user, turn_id=turn_id, text=text, channel=channel)
+        )
     )
-    return await _launch(plan)
 
 
 async def answer_tool_call(user, turn_id: int, call_id: str, result: str | None) -> None:
@@ -74,20 +77,26 @@ async def answer_tool_call(user, turn_id: int, call_id: str, result: str | None)
         runner.announced.set()
 
 
-async def _launch(plan: planning.TurnPlan) -> Turn:
+def _planned(
+    make_plan: Callable[[], planning.TurnPlan],
+) -> tuple[planning.TurnPlan, live.TurnCreated]:
+    """In the database thread: the plan, and the announcement of its turn rendered in the same
+    hop (one hop fewer before the first delta, which waits for the announcement)."""
+    plan = make_plan()
+    created = live.created(plan.turn, linear=plan.linear, siblings=plan.siblings, log=log)
+    return plan, created
+
+
+async def _launch(plan: planning.TurnPlan, created: live.TurnCreated) -> Turn:
     registry.ensure_reaper()
     runner = TurnRunner(plan)
     registry.add(runner)
-    # The upstream request starts now; the new turn's fragment is rendered meanwhile, once for
-    # every socket, and its first delta waits until the sockets have it.
+    # The upstream request starts now; its first delta waits until the sockets were told
+    # about the turn (a publish, nothing rendered any more).
     runner.announced.clear()
     runner.start()
     try:
-        # In the caller's context: its thread-sensitive executor renders. The snapshot is
-        # empty: nothing is published before the announcement.
-        await live.announce(
-            plan.turn, runner.snapshot(), linear=plan.linear, siblings=plan.siblings, log=log
-        )
+        await live.publish(plan.turn.thread_id, created)
     except ChannelLayerUnavailable:  # the turn runs; sockets catch up when Redis is back
         log.warning("could not announce turn %s", plan.turn.pk)
     finally:

@@ -1,0 +1,252 @@
+"""An asyncio-native network backend for httpcore (under the gateway's ``httpx.AsyncClient``).
+
+Why: httpcore's default backend on asyncio goes through anyio, which opens a cancel scope
+(``anyio.fail_after``, a few ``current_task``/sniffio look-ups) around *every* socket read. A
+streamed answer is one small read per SSE event, so on the relay's profile that wrapper cost
+more than parsing the event. Here a read is a buffer check, or one future with one timer
+(the read timeout) when no data is waiting. Behaviour is httpcore's contract: the same
+exceptions (``ReadTimeout``, ``ReadError``, ``ConnectError``…), EOF as ``b""``, TLS through
+``loop.start_tls``, ``is_readable`` for pooled keep-alive connections.
+"""
+
+# httpcore's interface passes ``timeout`` to every call: ASYNC109 does not apply.
+# ruff: noqa: ASYNC109
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+import httpx
+from httpcore._utils import is_socket_readable
+
+__all__ = ["AsyncioBackend", "use_asyncio_backend"]
+
+# Reading from the socket pauses while this much is buffered and unread (a slow consumer).
+_HIGH_WATER = 256 * 1024
+
+
+def _expire(waiter: asyncio.Future[None], error: type[Exception]) -> None:
+    if not waiter.done():
+        waiter.set_exception(error())
+
+
+class _StreamProtocol(asyncio.Protocol):
+    """Buffers what the socket receives until httpcore reads it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.eof = False
+        self.error: Exception | None = None
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self.writing_paused = False
+
+    # -- asyncio's callbacks ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._wake_reader()
+        if len(self.buffer) > _HIGH_WATER and not self._reading_paused and self.transport:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake_reader()
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self.error = exc
+        self._wake_reader()
+        self.writing_paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    def _wake_reader(self) -> None:
+        if self._read_waiter is not None and not self._read_waiter.done():
+            self._read_waiter.set_result(None)
+
+    # -- what the stream awaits -------------------------------------------------------------
+
+    async def wait_readable(self, timeout: float | None) -> None:
+        self._read_waiter = waiter = self.loop.create_future()
+        timer = None
+        if timeout is not None:
+            timer = self.loop.call_later(timeout, _expire, waiter, httpcore.ReadTimeout)
+        try:
+            await waiter
+        finally:
+            self._read_waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    def take(self, max_bytes: int) -> bytes:
+        data = bytes(self.buffer[:max_bytes])
+        del self.buffer[:max_bytes]
+        if self._reading_paused and len(self.buffer) < _HIGH_WATER // 4 and self.transport:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def drain(self, timeout: float | None) -> None:
+        self._drain_waiter = waiter = self.loop.create_future()
+        timer = None
+        if timeout is not None:
+            timer = self.loop.call_later(timeout, _expire, waiter, httpcore.WriteTimeout)
+        try:
+            await waiter
+        finally:
+            self._drain_waiter = None
+            if timer is not None:
+                timer.cancel()
+
+
+class AsyncioStream(httpcore.AsyncNetworkStream):
+    def __init__(self, transport: asyncio.Transport, protocol: _StreamProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        protocol = self._protocol
+        if not protocol.buffer and not protocol.eof:
+            await protocol.wait_readable(timeout)
+        if protocol.buffer:
+            return protocol.take(max_bytes)
+        if protocol.error is not None:
+            raise httpcore.ReadError(str(protocol.error) or type(protocol.error).__name__)
+        return b""
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        if self._transport.is_closing():
+            raise httpcore.WriteError("the connection is closed")
+        self._transport.write(buffer)
+        if self._protocol.writing_paused:
+            await self._protocol.drain(timeout)
+            if self._transport.is_closing() and self._protocol.error is not None:
+                raise httpcore.WriteError(str(self._protocol.error))
+
+    async def aclose(self) -> None:
+        self._transport.close()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = self._protocol.loop
+        try:
+            async with asyncio.timeout(timeout):
+                transport = await loop.start_tls(
+                    self._transport, self._protocol, ssl_context, server_hostname=server_hostname
+                )
+        except TimeoutError as exc:
+            self._transport.close()
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except (OSError, ssl.SSLError, ConnectionError) as exc:
+            self._transport.close()
+            raise httpcore.ConnectError(str(exc)) from exc
+        if transport is None:  # the connection closed during the handshake
+            raise httpcore.ConnectError("the connection closed during the TLS handshake")
+        self._protocol.transport = transport  # type: ignore[assignment]
+        return AsyncioStream(transport, self._protocol)  # type: ignore[arg-type]
+
+    def get_extra_info(self, info: str) -> Any:
+        transport = self._transport
+        if info == "ssl_object":
+            return transport.get_extra_info("ssl_object")
+        if info == "client_addr":
+            return transport.get_extra_info("sockname")
+        if info == "server_addr":
+            return transport.get_extra_info("peername")
+        if info == "socket":
+            return transport.get_extra_info("socket")
+        if info == "is_readable":
+            # The protocol reads eagerly: what the server sent (or its close) is buffered here.
+            protocol = self._protocol
+            sock = transport.get_extra_info("socket")
+            return bool(protocol.buffer) or protocol.eof or is_socket_readable(sock)
+        return None
+
+
+class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        local = (local_address, 0) if local_address else None
+        return await self._connect(
+            loop.create_connection(lambda: _StreamProtocol(loop), host, port, local_addr=local),
+            timeout,
+            socket_options,
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        return await self._connect(
+            loop.create_unix_connection(lambda: _StreamProtocol(loop), path),
+            timeout,
+            socket_options,
+        )
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    @staticmethod
+    async def _connect(
+        connecting: Any, timeout: float | None, socket_options: Iterable[Any] | None
+    ) -> AsyncioStream:
+        try:
+            async with asyncio.timeout(timeout):
+                transport, protocol = await connecting
+        except TimeoutError as exc:  # before OSError: TimeoutError is one
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        sock = transport.get_extra_info("socket")
+        for option in socket_options or ():
+            sock.setsockopt(*option)
+        return AsyncioStream(transport, protocol)
+
+
+def use_asyncio_backend(client: httpx.AsyncClient) -> None:
+    """Make every connection pool of ``client`` (its default transport and any proxy mounts
+    taken from the environment) use :class:`AsyncioBackend`. A transport that is not httpx's
+    own (tests' mock transports) is left as it is."""
+    backend = AsyncioBackend()
+    transports = [client._transport, *client._mounts.values()]
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        if isinstance(pool, httpcore.AsyncConnectionPool):
+            pool._network_backend = backend

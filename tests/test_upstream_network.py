@@ -1,0 +1,197 @@
+"""The gateway client's asyncio network backend (chat/upstream/network.py) against raw sockets:
+what httpcore's anyio backend did, a connection reset, a server closing an idle keep-alive
+connection, a body larger than the read buffer, and the JSON fallback of the SSE parser."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing, asynccontextmanager
+
+import pytest
+
+from chat import gc_tuning
+from chat.upstream import responses_api
+from chat.upstream.client import CUT_MESSAGE, GatewayClient, Timeouts
+from chat.upstream.events import Completed, Failed, TextDelta
+from chat.upstream.network import AsyncioBackend
+from chat.upstream.sse import SSEMessage
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def sse(event: dict) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+def chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+)
+
+
+def answer(words: list[str]) -> bytes:
+    events = [{"type": "response.created", "response": {"id": "resp_1", "model": "m"}}]
+    events += [{"type": "response.output_text.delta", "delta": w} for w in words]
+    events.append({"type": "response.completed", "response": {"id": "resp_1"}})
+    return b"".join(chunk(sse(e)) for e in events) + b"0\r\n\r\n"
+
+
+async def read_request(reader: asyncio.StreamReader) -> None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        0,
+    )
+    await reader.readexactly(length)
+
+
+@asynccontextmanager
+async def raw_server(handler: Handler) -> AsyncIterator[tuple[str, list[int]]]:
+    """A one-off HTTP server on 127.0.0.1; yields its /v1 URL and a list counting connections."""
+    connections: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1", connections
+    finally:
+        server.close()
+
+
+async def ask(client: GatewayClient) -> list:
+    stream = client.stream_responses({"model": "m", "input": "hi", "stream": True})
+    async with aclosing(stream) as events:
+        return [event async for event in events]
+
+
+def test_the_client_reads_through_the_asyncio_backend():
+    client = GatewayClient("http://127.0.0.1:9/v1", "key")
+    assert isinstance(client._http._transport._pool._network_backend, AsyncioBackend)
+
+
+async def test_keep_alive_connections_are_reused_and_a_closed_idle_one_is_replaced():
+    closing = []
+
+    async def handler(reader, writer):
+        while True:
+            await read_request(reader)
+            writer.write(SSE_HEAD + answer(["one ", "two"]))
+            await writer.drain()
+            if closing:  # the server ends idle connections after an answer
+                return
+
+    async with raw_server(handler) as (url, connections):
+        client = GatewayClient(url, "key", timeouts=Timeouts(2, 5, 30))
+        first, second = await ask(client), await ask(client)
+        assert len(connections) == 1  # one connection for both answers
+        closing.append(True)
+        await ask(client)
+        await asyncio.sleep(0.1)  # the server's close reaches the idle pooled connection
+        fourth = await ask(client)
+        await client.aclose()
+    for events in (first, second, fourth):
+        assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "one two"
+        assert isinstance(events[-1], Completed)
+    assert len(connections) == 2  # the closed one was not used again
+
+
+async def test_a_connection_reset_mid_answer_keeps_the_text_and_says_cut_off():
+    async def handler(reader, writer):
+        await read_request(reader)
+        body = answer(["partial ", "text ", "never ", "finished"])
+        writer.write(SSE_HEAD + body[: len(body) // 2])
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST, not a clean close
+
+    async with raw_server(handler) as (url, _):
+        client = GatewayClient(url, "key", timeouts=Timeouts(2, 5, 30))
+        events = await ask(client)
+        await client.aclose()
+    assert any(isinstance(e, TextDelta) for e in events)
+    assert isinstance(events[-1], Failed) and events[-1].message == CUT_MESSAGE
+
+
+async def test_a_body_larger_than_the_read_buffer_arrives_whole():
+    words = [f"word{i} " for i in range(60_000)]  # about 5 MB of events, read as it comes
+
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(SSE_HEAD + answer(words))
+        await writer.drain()
+
+    async with raw_server(handler) as (url, _):
+        client = GatewayClient(url, "key", timeouts=Timeouts(2, 5, 60))
+        stream = client.stream_responses({"model": "m", "input": "hi", "stream": True})
+        received = []
+        async with aclosing(stream) as events:
+            async for event in events:
+                received.append(event)
+                if len(received) == 10:
+                    await asyncio.sleep(0.3)  # a slow reader: the socket buffer fills up
+        await client.aclose()
+    assert "".join(e.text for e in received if isinstance(e, TextDelta)) == "".join(words)
+    assert isinstance(received[-1], Completed)
+
+
+async def test_a_gateway_that_answers_nothing_times_out_on_the_read_timeout():
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(SSE_HEAD)
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    async with raw_server(handler) as (url, _):
+        client = GatewayClient(url, "key", timeouts=Timeouts(2, 0.3, 30))
+        events = await ask(client)
+        await client.aclose()
+    assert isinstance(events[-1], Failed) and events[-1].kind == "timeout"
+    assert "nothing for 0.3 s" in events[-1].message
+
+
+def test_sse_json_that_only_the_standard_library_accepts_still_streams():
+    # A lone surrogate escape: orjson refuses it, json (and so this relay before) accepts it.
+    translator = responses_api.ResponsesStreamTranslator()
+    data = '{"type": "response.output_text.delta", "delta": "a\\ud800b"}'
+    events = translator.feed(SSEMessage("response.output_text.delta", data))
+    assert [e.text for e in events if isinstance(e, TextDelta)] == ["a\ud800b"]
+    broken = translator.feed(SSEMessage("response.output_text.delta", '{"type": '))
+    assert isinstance(broken[0], Failed)
+
+
+@pytest.fixture
+def restored_gc():
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+
+
+def test_serving_freezes_the_start_up_heap_and_collects_young_objects_less_often(restored_gc):
+    gc.unfreeze()
+    gc_tuning.tune_for_serving()
+    assert gc.get_freeze_count() > 10_000  # Django and the app, out of every full collection
+    assert gc.get_threshold()[0] == gc_tuning.YOUNG_THRESHOLD
