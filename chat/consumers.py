@@ -18,9 +18,9 @@ from channels.consumer import get_handler_name
 from channels.db import aclose_old_connections, database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import close_old_connections
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django.db import close_old_connections
 
 from chat import fragments, languages, live, metrics, ws_actions
 from chat.channel_layer import ChannelLayerUnavailable
