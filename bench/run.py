@@ -172,6 +172,9 @@ class Bench:
             "STREAM_COALESCE_SECONDS": str(self.window_s),
             # A few seeded users stand in for many people: no per-user message rate limit.
             "RATE_LIMIT_PER_MINUTE": "0",
+            # #2 to #4 measure the relay itself, so no line of waiting turns unless asked
+            # (MAX_RUNNING_TURNS=200 make bench: at 500 streams, 300 wait and start in order).
+            "MAX_RUNNING_TURNS": os.environ.get("MAX_RUNNING_TURNS", "0"),
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }

@@ -49,7 +49,9 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     # ``close_old_connections`` in a worker thread before *every* handler: for the deltas of a
     # streaming answer (every socket, every coalescing window) that thread hop cost more than
     # the handler itself. Handlers here that may need the database call ``_db_ready`` first.
-    _DATABASE_FREE = frozenset({"turn.delta", "presence.join", "presence.here", "presence.leave"})
+    _DATABASE_FREE = frozenset(
+        {"turn.delta", "turn.waiting", "presence.join", "presence.here", "presence.leave"}
+    )
 
     async def dispatch(self, message: dict) -> None:
         if message.get("type") in self._DATABASE_FREE:
@@ -243,6 +245,10 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             await self._show_live(message["turn_id"], render_stored=False)
             return
         await self.send(self.offsets.take_delta(message))
+
+    async def turn_waiting(self, message: live.TurnWaiting) -> None:
+        """The turn waits for a place in a saturated process: show how many are ahead."""
+        await self.send(message["html"])
 
     async def turn_updated(self, message: live.TurnUpdated) -> None:
         """Show a turn's current state (live when it is running, on any worker)."""

@@ -88,6 +88,16 @@ class TurnCreated(TypedDict):
     html: NotRequired[str]
 
 
+class TurnWaiting(TypedDict):
+    """The process is saturated: the turn waits in line (``turns.admission``), ``ahead`` turns
+    before it; ``html`` shows that place in the turn's open tail."""
+
+    type: Literal["turn.waiting"]
+    turn_id: int
+    ahead: int
+    html: str
+
+
 class TurnUpdated(TypedDict):
     """Show the turn as it is now (a tool answer came in)."""
 
@@ -173,6 +183,7 @@ GroupMessage = (
     TurnCreated
     | TurnDelta
     | TurnUpdated
+    | TurnWaiting
     | TurnFinished
     | PathChanged
     | ThreadRetitled

@@ -293,6 +293,12 @@ TURN_FINISH_RETRY_SECONDS = env_float("TURN_FINISH_RETRY_SECONDS", 60.0)
 # interrupted (chat/shutdown.py). systemd's TimeoutStopSec must be longer.
 SHUTDOWN_GRACE_SECONDS = env_float("SHUTDOWN_GRACE_SECONDS", 20.0)
 MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 32000)
+# Turns streaming at once in one process (one core); the next ones wait in line, showing their
+# place, and a message is refused while MAX_QUEUED_TURNS wait (chat/services/turns/admission.py).
+# 200: the last full bench carried 100 streams of 50 chunks/s within its latency goal and used
+# about one core at ~150 (147 µs per chunk at 500 streams); real models stream slower. 0: no cap.
+MAX_RUNNING_TURNS = max(0, env_int("MAX_RUNNING_TURNS", 200))
+MAX_QUEUED_TURNS = max(0, env_int("MAX_QUEUED_TURNS", 1000))
 # After a chat's first answer, a small model writes its title (see chat/services/titles.py).
 AUTO_TITLES = env_bool("AUTO_TITLES", True)
 # A thread page shows this many of the newest turns; "Show earlier messages" loads more.
