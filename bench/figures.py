@@ -261,7 +261,7 @@ def _page_in_browser(run: Run, chrome: Any) -> None:
     f = run.by_id["8b"]
     f.value, f.baseline = long["shown_ms"], short["shown_ms"]
     f.added = f.value - f.baseline
-    f.met = f.value <= 1000
+    f.met = f.value <= 1000 and long["longest_task_ms"] <= 50
     f.note = f"{long['turns']} turns shown; longest task {long['longest_task_ms']:.0f} ms"
 
 
@@ -466,7 +466,9 @@ def figure_list(config: dict[str, Any]) -> list[Figure]:
         Figure("7a", "#7 RSS per idle websocket", "KB", "≤ 50 KB"),
         Figure("7b", "#7 RSS per active stream", "KB", "(report)"),
         Figure("8a", f"#8 server time, page of {turns} turns", "ms", "≤ 150 ms"),
-        Figure("8b", f"#8 browser time to shown, {turns} turns", "ms", "≤ 1,000 ms"),
+        Figure(
+            "8b", f"#8 browser time to shown, {turns} turns", "ms", "≤ 1,000 ms, no task > 50 ms"
+        ),
         Figure(
             "9",
             f"#9 longest main-thread task, {config['answer_kb']} KB stream",
