@@ -34,7 +34,6 @@ from common import (
     cpu_seconds,
     daphne_command,
     free_port,
-    rss_kb,
     wait_http,
 )
 

@@ -54,7 +54,7 @@ class Inbox:
     what each open websocket cost. The same interface as far as the layer uses it; ``_queue``
     for ``InMemoryChannelLayer._clean_expired``."""
 
-    __slots__ = ("capacity", "_queue", "_waiters")
+    __slots__ = ("_queue", "_waiters", "capacity")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
