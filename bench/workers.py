@@ -69,6 +69,19 @@ def services() -> tuple[str, str] | None:
     return None
 
 
+def unreachable(database_url: str, redis_url: str) -> str:
+    """Why PostgreSQL or Redis does not answer (an env file left by stopped servers), or ""."""
+    import psycopg
+    import redis
+
+    try:
+        psycopg.connect(database_url, connect_timeout=3).close()
+        redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
+    except (psycopg.Error, redis.RedisError) as exc:
+        return f"PostgreSQL/Redis not answering ({type(exc).__name__})"
+    return ""
+
+
 def _pct(values: list[float]) -> dict[str, Any]:
     return {"p50": percentile(values, 50), "p99": percentile(values, 99), "n": len(values)}
 
@@ -310,6 +323,8 @@ def measure(streams: int = 100, chunks: int = 100, probes: int = 10) -> dict[str
         return {
             "skipped": "no PostgreSQL/Redis: start them with `eval \"$(bash .ci/services.sh)\"`"
         }
+    if problem := unreachable(*found):
+        return {"skipped": problem}
     with tempfile.TemporaryDirectory(prefix="switchboard-workers-") as tmp:
         cluster = Cluster(*found, Path(tmp))
         try:
