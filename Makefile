@@ -43,7 +43,7 @@ redis-server:
 # Plain HTTP on loopback, so the HTTPS-only cookie and redirect settings are off here.
 run: install
 	$(PY) manage.py migrate --noinput
-	DJANGO_SECURE=$${DJANGO_SECURE:-0} PORT=$(PORT) $(VENV)/bin/daphne -b $(HOST) -p $(PORT) project.asgi:application
+	DJANGO_SECURE=$${DJANGO_SECURE:-0} PORT=$(PORT) $(VENV)/bin/daphne --ping-interval 60 -b $(HOST) -p $(PORT) project.asgi:application
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
