@@ -33,7 +33,7 @@ from chat.services import (
     titles,
     turn_mirror,
 )
-from chat.services.turns import launch, registry
+from chat.services.turns import admission, launch, registry
 
 log = logging.getLogger(__name__)
 
@@ -409,6 +409,8 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         snapshot = registry.running_snapshot(turn_id)
         if snapshot is not None:
             await self.turn_snapshot(snapshot)
+            if waiting := admission.waiting_message_for(turn_id):  # still in line: say so
+                await self.send(waiting["html"])
             return
         if render_stored:
             # The mirrored text when it is newer than the checkpoint (its runner may be dead).

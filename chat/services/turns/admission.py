@@ -150,6 +150,12 @@ def waiting_message(turn_id: int, ahead: int) -> live.TurnWaiting:
 process_admission = Admission()
 
 
+def waiting_message_for(turn_id: int) -> live.TurnWaiting | None:
+    """The place in line of a turn waiting in this process (for a socket that just opened)."""
+    ahead = process_admission.position(turn_id)
+    return None if ahead is None else waiting_message(turn_id, ahead)
+
+
 def refuse_when_full() -> None:
     """Raises ``TurnRejected`` when this process's line is full (before planning a turn)."""
     process_admission.refuse_when_full()
