@@ -77,7 +77,7 @@ static: install
 
 run: install static messages
 	$(PY) manage.py migrate --noinput
-	DJANGO_SECURE=$${DJANGO_SECURE:-0} PORT=$(PORT) $(VENV)/bin/daphne -b $(HOST) -p $(PORT) project.asgi:application
+	DJANGO_SECURE=$${DJANGO_SECURE:-0} PORT=$(PORT) $(VENV)/bin/daphne --ping-interval 60 -b $(HOST) -p $(PORT) project.asgi:application
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

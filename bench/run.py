@@ -9,7 +9,7 @@ Starts, as separate processes on 127.0.0.1: the demo gateway (demo_gateway, pace
 app under Daphne with production-like settings (DEBUG off, its own SQLite file, the mounted demo
 gateway off, a provider pointing at the separate gateway), and the load generator
 (bench/loadgen.py: logs in, opens threads, streams over websockets like the browser; or reads
-the gateway's SSE directly: the baseline); then the standalone scripts (#10 to #14, each
+the gateway's SSE directly: the baseline); then the standalone scripts (#10 to #16, each
 ``measure()`` in its own process on its own throwaway database). Prints a table and writes
 bench/results/*.json.
 Exits non-zero only when the harness itself breaks, never because a goal is missed.
@@ -83,13 +83,16 @@ FULL: dict[str, Any] = {
     "markdown_kb": [10, 100],
     "markdown_repeats": 3,
     "query_chunks": [100, 10_000],
-    # The standalone scripts (#10 to #14): measure()'s arguments, each run in its own process.
+    # The standalone scripts (#10 to #16): measure()'s arguments, each run in its own process.
     "scripts": {
         "governance": {"records": 20_000, "repeat": 2000},
         "metrics_scrape": {"turns": 10_000, "records": 100_000, "repeat": 50},
         "sidebar": {"chats": 10_000, "repeat": 200},
         "chat_import": {"conversations": 300, "exchanges": 30, "repeat": 3},
         "mcp_calls": {},  # no sizes: 5 turns of 5 calls, 25 direct calls
+        "idle_sockets": {"sockets": [1000, 5000], "idle_seconds": 30},
+        # Needs PostgreSQL + Redis (.ci/services.sh, left running by `make test-scaleout`).
+        "workers": {"streams": 200, "chunks": 250, "probes": 10},
     },
     "scripts_skipped": [],  # left out of a run that names no figures (--only runs them)
 }
@@ -115,10 +118,12 @@ QUICK: dict[str, Any] = FULL | {
         "metrics_scrape": {"turns": 1000, "records": 10_000, "repeat": 10},
         "sidebar": {"chats": 1000, "repeat": 20},
         "chat_import": {"conversations": 30, "exchanges": 30, "repeat": 1},
+        "idle_sockets": {"sockets": [100, 500], "idle_seconds": 5},
+        "workers": {"streams": 20, "chunks": 50, "probes": 3},
     },
     # Left out to keep quick mode short (about 5 s each, mostly migrations; mcp_calls has no
     # smaller size): --quick --only metrics,import,mcp runs them, at the sizes above.
-    "scripts_skipped": ["metrics_scrape", "chat_import", "mcp_calls"],
+    "scripts_skipped": ["metrics_scrape", "chat_import", "mcp_calls", "idle_sockets"],
 }
 
 
@@ -175,6 +180,9 @@ class Bench:
             # Every measured turn is a thread's first: with titles on, each would add a title
             # request to the gateway and a sidebar redraw, which are not relaying.
             "AUTO_TITLES": "0",
+            # #2 to #4 measure the relay itself, so no line of waiting turns unless asked
+            # (MAX_RUNNING_TURNS=200 make bench: at 500 streams, 300 wait and start in order).
+            "MAX_RUNNING_TURNS": os.environ.get("MAX_RUNNING_TURNS", "0"),
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
@@ -510,7 +518,7 @@ def main() -> int:
     fatal = ""
     log(f"{mode} benchmark; work dir {workdir}")
     try:
-        if needs_app(figures):  # the standalone scripts (#10 to #14) start what they need
+        if needs_app(figures):  # the standalone scripts (#10 to #16) start what they need
             bench.start()
         measure(bench, args.quick, figures)
     except Exception as exc:

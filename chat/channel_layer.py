@@ -48,8 +48,63 @@ def copy_message(message: dict) -> dict:
     return copied
 
 
+class Inbox:
+    """One channel's waiting messages and its receiver, for a fraction of ``asyncio.Queue``'s
+    memory: an idle socket's queue (three deques and an ``Event``, about 3 KB) was a tenth of
+    what each open websocket cost. The same interface as far as the layer uses it; ``_queue``
+    for ``InMemoryChannelLayer._clean_expired``."""
+
+    __slots__ = ("_queue", "_waiters", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._queue: list[tuple[float, dict]] = []  # short: at most ``capacity`` (100)
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def qsize(self) -> int:
+        return len(self._queue)
+
+    def empty(self) -> bool:
+        return not self._queue
+
+    def put_nowait(self, item: tuple[float, dict]) -> None:
+        if len(self._queue) >= self.capacity:
+            raise asyncio.QueueFull
+        self._queue.append(item)
+        self._wake()
+
+    def get_nowait(self) -> tuple[float, dict]:
+        if not self._queue:
+            raise asyncio.QueueEmpty
+        return self._queue.pop(0)
+
+    async def get(self) -> tuple[float, dict]:
+        while not self._queue:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # it was woken for a message it will not take: pass it on
+                raise
+        return self._queue.pop(0)
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
 class LocalChannelLayer(InMemoryChannelLayer):
     def __init__(self, clean_interval: float = 1.0, **kwargs: Any) -> None:
+        # Memberships end when sockets leave; Channels' default (a day) silently dropped a
+        # tab left open longer from its thread's group.
+        kwargs.setdefault("group_expiry", 10 * 365 * 86400)
         super().__init__(**kwargs)
         self.clean_interval = clean_interval
         self._next_clean = 0.0
@@ -70,7 +125,7 @@ class LocalChannelLayer(InMemoryChannelLayer):
     def _put(self, channel: str, message: dict) -> None:
         queue = self.channels.get(channel)
         if queue is None:
-            queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
+            queue = self.channels[channel] = Inbox(self.get_capacity(channel))
         try:
             queue.put_nowait((time.time() + self.expiry, copy_message(message)))
         except asyncio.QueueFull:
@@ -90,7 +145,7 @@ class LocalChannelLayer(InMemoryChannelLayer):
         self._clean_expired()
         queue = self.channels.get(channel)
         if queue is None:
-            queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
+            queue = self.channels[channel] = Inbox(self.get_capacity(channel))
         try:
             _, message = await queue.get()
         finally:

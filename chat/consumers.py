@@ -36,7 +36,7 @@ from chat.services import (
     titles,
     turn_mirror,
 )
-from chat.services.turns import launch, registry
+from chat.services.turns import admission, launch, registry
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         {
             "turn.delta",
             "turn.created",
+            "turn.waiting",
             "presence.join",
             "presence.here",
             "presence.leave",
@@ -286,6 +287,10 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             return
         await self.send(self.offsets.take_delta(message))
 
+    async def turn_waiting(self, message: live.TurnWaiting) -> None:
+        """The turn waits for a place in a saturated process: show how many are ahead."""
+        await self.send(message["html"])
+
     async def turn_updated(self, message: live.TurnUpdated) -> None:
         """Show a turn's current state (live when it is running, on any worker)."""
         await self._show_live(message["turn_id"])
@@ -449,6 +454,8 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         snapshot = registry.running_snapshot(turn_id)
         if snapshot is not None:
             await self.turn_snapshot(snapshot)
+            if waiting := admission.waiting_message_for(turn_id):  # still in line: say so
+                await self.send(waiting["html"])
             return
         if render_stored:
             # The mirrored text when it is newer than the checkpoint (its runner may be dead).

@@ -89,6 +89,16 @@ class TurnCreated(TypedDict):
     language: NotRequired[str]  # the language of ``html`` (``shared_html``)
 
 
+class TurnWaiting(TypedDict):
+    """The process is saturated: the turn waits in line (``turns.admission``), ``ahead`` turns
+    before it; ``html`` shows that place in the turn's open tail."""
+
+    type: Literal["turn.waiting"]
+    turn_id: int
+    ahead: int
+    html: str
+
+
 class TurnUpdated(TypedDict):
     """Show the turn as it is now (a tool answer came in)."""
 
@@ -175,6 +185,7 @@ GroupMessage = (
     TurnCreated
     | TurnDelta
     | TurnUpdated
+    | TurnWaiting
     | TurnFinished
     | PathChanged
     | ThreadRetitled

@@ -30,9 +30,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Daphne pings every open websocket every 20 s by default: at 5,000 idle sockets that was most of
+# the idle CPU (bench #15). Every 60 s still finds a dead peer within 90 s (ping timeout 30 s);
+# nginx's websocket read timeout is an hour (docs/deploy/nginx.conf). Production: the same in
+# docs/deploy/switchboard@.service and `make run`.
+DAPHNE_OPTIONS = ("--ping-interval", "60")
+
+
 def daphne_command(port: int, app: str = APP) -> list[str]:
     """The command line of a Daphne process serving ``app`` on 127.0.0.1:``port``."""
-    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+    listen = ["-b", "127.0.0.1", "-p", str(port)]
+    return [sys.executable, "-m", "daphne", *DAPHNE_OPTIONS, *listen, app]
 
 
 def demo_gateway_command(port: int, *, api_key: str, delay_ms: int) -> list[str]:

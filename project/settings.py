@@ -182,6 +182,8 @@ CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "switchboard")
 # While Redis is unreachable (a restart), a channel-layer send waits this long for it to come
 # back before giving up (chat/channel_layer.py); receiving waits as long as it takes.
 CHANNEL_LAYER_RETRY_SECONDS = env_float("CHANNEL_LAYER_RETRY_SECONDS", 10.0)
+# Messages waiting for one Redis channel list; all sockets of a worker share one (see below).
+CHANNEL_LAYER_CAPACITY = max(100, env_int("CHANNEL_LAYER_CAPACITY", 100_000))
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -196,6 +198,13 @@ if REDIS_URL:
                 # swallow a task's cancellation (a stopped runner's helper then never ends).
                 "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
                 "prefix": CHANNEL_LAYER_PREFIX,
+                # channels_redis keeps what waits for all of a worker's sockets in ONE Redis list
+                # (the process's "specific.…!" channel, one entry per group message), and its
+                # default capacity of 100 applies to that list: with a few dozen answers
+                # streaming, a worker a moment behind had group messages dropped silently, a
+                # turn's end included (its pages stayed "in progress"; bench/workers.py lost 10
+                # of 40). Messages still expire after 60 s.
+                "capacity": CHANNEL_LAYER_CAPACITY,
             },
         }
     }
@@ -314,10 +323,18 @@ TURN_FINISH_RETRY_SECONDS = env_float("TURN_FINISH_RETRY_SECONDS", 60.0)
 # interrupted (chat/shutdown.py). systemd's TimeoutStopSec must be longer.
 SHUTDOWN_GRACE_SECONDS = env_float("SHUTDOWN_GRACE_SECONDS", 20.0)
 MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 32000)
+# Turns streaming at once in one process (one core); the next ones wait in line, showing their
+# place, and a message is refused while MAX_QUEUED_TURNS wait (chat/services/turns/admission.py).
+# 200: the last full bench carried 100 streams of 50 chunks/s within its latency goal and used
+# about one core at ~150 (147 µs per chunk at 500 streams); real models stream slower. 0: no cap.
+MAX_RUNNING_TURNS = max(0, env_int("MAX_RUNNING_TURNS", 200))
+MAX_QUEUED_TURNS = max(0, env_int("MAX_QUEUED_TURNS", 1000))
 # After a chat's first answer, a small model writes its title (see chat/services/titles.py).
 AUTO_TITLES = env_bool("AUTO_TITLES", True)
-# A thread page shows this many of the newest turns; "Show earlier messages" loads more.
-HISTORY_PAGE_TURNS = max(1, env_int("HISTORY_PAGE_TURNS", 40))
+# A thread page shows this many of the newest turns; "Show earlier messages" loads more. 10:
+# Chromium builds each shown turn in the load's one task (about 3 ms a rich turn on the bench
+# machine): 40 made a 120-350 ms long task, 10 keeps it near the 50 ms goal (bench #8).
+HISTORY_PAGE_TURNS = max(1, env_int("HISTORY_PAGE_TURNS", 10))
 # Upstream requests one turn may make while the model keeps calling tools.
 TOOL_MAX_STEPS = env_int("TOOL_MAX_STEPS", 8)
 # Largest chat import accepted (a ChatGPT export, its zip, or Switchboard's JSON), in bytes;

@@ -137,3 +137,19 @@ async def test_a_send_gives_up_with_a_clear_error_after_the_retry_window(redis_s
     await asyncio.to_thread(redis_server.start)
     await layer.group_send("thread-1", {"type": "x"})  # and works again once it is back
     await layer.close_pools()
+
+
+async def test_a_busy_workers_sockets_miss_no_group_message(redis_server, settings):
+    # channels_redis keeps what waits for all of a worker's sockets in one Redis list (one entry
+    # per group message); its capacity, as configured, must hold more than a moment's traffic
+    # (100 did not: at 40 streams a turn's end was dropped for a quarter of them, bench #16).
+    layer = _redis_layer(redis_server, capacity=settings.CHANNEL_LAYER_CAPACITY)
+    sockets = [await layer.new_channel() for _ in range(2)]
+    for channel in sockets:
+        await layer.group_add("thread-1", channel)
+    for n in range(150):  # 150 deltas published before the worker reads any
+        await layer.group_send("thread-1", {"type": "turn.delta", "n": n})
+    for channel in sockets:
+        received = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(150)]
+        assert received == list(range(150))
+    await layer.close_pools()

@@ -23,7 +23,7 @@ from chat.channel_layer import ChannelLayerUnavailable
 from chat.models import Provider, Thread, Turn
 from chat.services import conversation, permissions, usage
 from chat.services.refusals import TurnRejected
-from chat.services.turns import registry
+from chat.services.turns import admission, registry
 from chat.services.turns.planning import TurnPlan, create_turn, request_for
 from chat.services.turns.runner import TurnRunner
 
@@ -103,6 +103,7 @@ def _plan_comparison(
 async def start_comparison(user, thread_id: int, text: str, models: object) -> list[Turn]:
     """Send ``text`` to every model of ``models`` at once. Raises TurnRejected."""
     registry.refuse_while_shutting_down()
+    admission.refuse_when_full()
     choices = parse_choices(models)
     plans = await database_sync_to_async(_plan_comparison)(user, thread_id, text, choices)
     return await _start_together(thread_id, plans)
@@ -114,6 +115,7 @@ async def start_new_comparison(
     """The first message of a new chat, compared: ``create_thread()`` and the turns in one
     transaction (a refused comparison leaves no empty chat). Raises TurnRejected."""
     registry.refuse_while_shutting_down()
+    admission.refuse_when_full()
     choices = parse_choices(models)
 
     def plan() -> list[TurnPlan]:

@@ -13,7 +13,7 @@ from django.db import transaction
 from chat import live
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.models import Thread, Turn
-from chat.services.turns import planning, registry
+from chat.services.turns import admission, planning, registry
 from chat.services.turns.runner import StreamState, TurnRunner
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 async def start_turn(user, thread_id: int, text: str) -> Turn:
     """Send a message at the end of the thread's current path. Raises TurnRejected."""
     registry.refuse_while_shutting_down()
+    admission.refuse_when_full()
     channel = live.new_runner_channel()
     return await _launch(
         *await database_sync_to_async(_planned)(
@@ -34,6 +35,7 @@ async def start_new_thread(user, create_thread: Callable[[], Thread], text: str)
     """The first message of a new chat: ``create_thread()`` and the first turn are created in
     one transaction, so a refused turn (quota, rate limit, empty message…) leaves no empty chat
     behind. Raises TurnRejected."""
+    admission.refuse_when_full()
     channel = live.new_runner_channel()
 
     def plan() -> planning.TurnPlan:
@@ -48,6 +50,7 @@ async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
     """A new sibling of ``turn_id``: the same message asked again (regenerate, retry), or an
     edited one. The new branch becomes the visible path. Raises TurnRejected."""
     registry.refuse_while_shutting_down()
+    admission.refuse_when_full()
     channel = live.new_runner_channel()
     return await _launch(
         *await database_sync_to_async(_planned)(

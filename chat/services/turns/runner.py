@@ -39,7 +39,7 @@ from chat.markdown import StreamingMarkdown, render_tail
 from chat.models import Turn
 from chat.services import fallbacks, refusals, titles, tool_loop, turn_mirror
 from chat.services.mcp import calls as mcp_calls
-from chat.services.turns import choices, registry, store
+from chat.services.turns import admission, choices, registry, store
 from chat.services.turns.planning import TurnPlan
 from chat.upstream import events
 
@@ -184,7 +184,10 @@ class TurnRunner:
         if self.resuming:
             self._dirty.set()
         try:
-            await self._consume(started)
+            # In a saturated process the turn first waits for a place (shown to its viewers).
+            await admission.run_admitted(
+                self.turn_id, self.thread_id, self.announced, lambda: self._consume(started)
+            )
         except asyncio.CancelledError:
             asyncio.current_task().uncancel()
             self.state.status = (
