@@ -86,6 +86,25 @@ class Browser:
             "longest_task_ms": max((t["duration"] for t in long_tasks), default=0.0),
         }
 
+    def script_bytes(self, path: str) -> dict:
+        """The JavaScript a page loads: bytes as decoded (what the browser parses) and as
+        transferred from the server (compressed), from the Resource Timing entries."""
+        page = self.context.new_page()
+        try:
+            page.goto(self.app_url + path, wait_until="load")
+            scripts = page.evaluate(
+                "() => performance.getEntriesByType('resource')"
+                ".filter(e => e.initiatorType === 'script')"
+                ".map(e => ({decoded: e.decodedBodySize, encoded: e.encodedBodySize}))"
+            )
+        finally:
+            page.close()
+        return {
+            "scripts": len(scripts),
+            "decoded_bytes": sum(s["decoded"] for s in scripts),
+            "encoded_bytes": sum(s["encoded"] for s in scripts),
+        }
+
     def stream_long_tasks(self, thread_path: str, message: str, timeout_s: float) -> dict:
         """Send ``message`` from the composer like a person and record long tasks until the
         answer is finished."""

@@ -72,12 +72,13 @@ def main() -> None:
         )
         owner_index = {user.pk: index for index, user in enumerate(users)}
 
-        # The page figures: a long finished thread and a one-turn thread, owned by a page user.
+        # The page figures: a long finished thread, a 40-turn and a one-turn thread, owned by a
+        # page user.
         page_user = User.objects.create(
             username="benchpage", email="benchpage@example.com", password=password_hash
         )
         pages = {}
-        for label, count in (("long", args.page_turns), ("short", 1)):
+        for label, count in (("long", args.page_turns), ("short", 1), ("forty", 40)):
             thread = Thread.objects.create(
                 owner=page_user, provider=provider, model="demo-chat", title=f"{count} turns"
             )

@@ -320,9 +320,7 @@ async def _measure(cluster: Cluster, seed: dict, streams: int, chunks: int, prob
 def measure(streams: int = 100, chunks: int = 100, probes: int = 10) -> dict[str, Any]:
     found = services()
     if found is None:
-        return {
-            "skipped": "no PostgreSQL/Redis: start them with `eval \"$(bash .ci/services.sh)\"`"
-        }
+        return {"skipped": 'no PostgreSQL/Redis: start them with `eval "$(bash .ci/services.sh)"`'}
     if problem := unreachable(*found):
         return {"skipped": problem}
     with tempfile.TemporaryDirectory(prefix="switchboard-workers-") as tmp:
