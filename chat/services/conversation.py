@@ -9,7 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from chat.models import Provider, Thread, Turn
 from chat.services.refusals import TurnRejected
-from chat.upstream.request import Api, Message
+from chat.upstream.request import Api, Message, MessageFile
 
 TITLE_LENGTH = 60
 
@@ -138,14 +138,22 @@ def validate_message(text: str, max_chars: int) -> str:
     return text
 
 
-def history(path: list[Turn], new_text: str) -> list[Message]:
-    """The whole conversation up to the new message, as neutral messages for the upstream."""
+def history(
+    path: list[Turn],
+    new_text: str,
+    files: dict[int, tuple[MessageFile, ...]] | None = None,
+    new_files: tuple[MessageFile, ...] = (),
+) -> list[Message]:
+    """The whole conversation up to the new message, as neutral messages for the upstream;
+    each user message with the files it was sent with (``files`` by turn id, read off the
+    loop by ``attachments.upstream.load``)."""
+    files = files or {}
     messages: list[Message] = []
     for turn in path:
-        messages.append(Message("user", turn.user_text))
+        messages.append(Message("user", turn.user_text, files=files.get(turn.pk, ())))
         if turn.output_text:
             messages.append(Message("assistant", turn.output_text))
-    messages.append(Message("user", new_text))
+    messages.append(Message("user", new_text, files=new_files))
     return messages
 
 

@@ -8,8 +8,9 @@ from typing import Any
 
 from chat.models import Turn
 from chat.services import conversation, parameters, tool_loop
+from chat.services.attachments import upstream as attachment_upstream
 from chat.upstream.encoding import encode
-from chat.upstream.request import Api, Request
+from chat.upstream.request import Api, MessageFile, Request
 
 
 @dataclass
@@ -23,13 +24,32 @@ class RequestPlan:
     user_text: str
     user_tag: str  # a non-reversible id of the account, for upstream abuse monitoring
     tools: dict[str, tool_loop.ToolSpec] = field(default_factory=dict)
+    turn_id: int | None = None  # the turn these requests are for (its files go with it)
+    # The files of the path's and this turn's user messages, by turn id: ``load_files``.
+    files: dict[int, tuple[MessageFile, ...]] = field(default_factory=dict)
+    files_loaded: bool = False
+
+    async def load_files(self) -> None:
+        """Read the conversation's files (once per turn), off the event loop."""
+        if self.files_loaded:
+            return
+        turn_ids = [turn.pk for turn in self.path]
+        if self.turn_id is not None:
+            turn_ids.append(self.turn_id)
+        self.files = await attachment_upstream.load(turn_ids)
+        self.files_loaded = True
 
     def _request(self, **kwargs: Any) -> tuple[str, dict[str, Any]]:
         api = Api(self.api)
         request = Request(
             api=api,
             model=self.model,
-            history=conversation.history(self.path, self.user_text),
+            history=conversation.history(
+                self.path,
+                self.user_text,
+                self.files,
+                self.files.get(self.turn_id, ()) if self.turn_id is not None else (),
+            ),
             parameters=parameters.request_parameters(self.params, api),
             tools=list(self.tools.values()),
             user=self.user_tag,

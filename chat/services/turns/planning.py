@@ -3,14 +3,16 @@ and load everything its runner needs, so the runner never touches the ORM."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from chat.models import Provider, Thread, Turn
+from chat.models import Attachment, Provider, Thread, Turn
 from chat.services import conversation, parameters, permissions, refusals, tool_loop, usage
+from chat.services.attachments import linking as attachment_linking
 from chat.services.mcp import calls as mcp_calls
 from chat.services.providers import default_provider
 from chat.services.upstream_request import RequestPlan
@@ -49,6 +51,7 @@ def request_for(turn: Turn, thread: Thread, path: list[Turn], user) -> RequestPl
             )
             for tool in thread.tools.all()
         },
+        turn_id=turn.pk,
     )
 
 
@@ -103,15 +106,27 @@ def plan_turn(
     channel: str,
     branch_of: int | None = None,
     branch: bool = False,
+    attachment_ids: list[uuid.UUID] | None = None,
+    files_of: int | None = None,
+    new_chat: bool = False,
 ) -> TurnPlan:
     """Create the turn: after the current turn, or (``branch``) as a new child of
     ``branch_of`` (None: a new first message). Its runner will listen on ``channel``.
+    ``attachment_ids``: the user's unsent files it carries (``new_chat``: uploaded on the
+    new-chat page); ``files_of``: a turn whose files it carries again (a new version).
     Raises TurnRejected."""
     with transaction.atomic():
         thread = permissions.writable_thread_for(user, thread_id)
         if thread is None:
             raise refusals.TurnRejected("This chat no longer exists.")
-        text = conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
+        has_files = bool(attachment_ids) or (
+            files_of is not None and Attachment.objects.filter(turn_id=files_of).exists()
+        )
+        # A message may be only files; otherwise it needs text.
+        if has_files and not text.strip():
+            text = ""
+        else:
+            text = conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
         # All the thread's turns in one query: whether one is busy, the path to continue and
         # the new turn's siblings.
         tree = conversation.ThreadTree(thread)
@@ -133,10 +148,15 @@ def plan_turn(
             defaults=defaults,
             runner_channel=channel,
         )
+        attachment_linking.link_to_turn(
+            user, thread, turn, attachment_ids or [], new_chat=new_chat
+        )
+        if files_of is not None:
+            attachment_linking.copy_to_turn(files_of, turn)
         linear = thread.current_turn_id == (path[-1].pk if path else None)
         thread.current_turn = turn
         if not path and not branch:
-            thread.title = conversation.title_from(text)
+            thread.title = conversation.title_from(text or _files_title(attachment_ids))
         thread.save(update_fields=["current_turn", "title", "updated_at"])
         tree.turns[turn.pk] = turn
         tree.children.setdefault(turn.parent_id, []).append(turn)
@@ -156,7 +176,14 @@ def plan_branch(user, *, turn_id: int, text: str | None, channel: str) -> TurnPl
         channel=channel,
         branch_of=turn.parent_id,
         branch=True,
+        files_of=turn_id,
     )
+
+
+def _files_title(attachment_ids: list[uuid.UUID] | None) -> str:
+    """A chat that starts with files only is named after the first."""
+    first = Attachment.objects.filter(pk__in=attachment_ids or []).order_by("position").first()
+    return first.name if first else ""
 
 
 def record_tool_answer(

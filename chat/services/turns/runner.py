@@ -203,6 +203,7 @@ class TurnRunner:
 
     async def _consume(self, started: float) -> None:
         request = self.plan.request
+        await request.load_files()  # the conversation's attached files, read off the loop
         if self.resuming:
             await self._run_mcp_calls(tool_loop.last_step(self.state.tool_calls))  # approved
             api, body = request.after_tools(self.state.tool_calls, self.state.response_id)
