@@ -124,7 +124,11 @@ def purge(*, dry_run: bool = False, now: dt.datetime | None = None) -> PurgeCoun
             )
         else:
             replaced, created = _roll_up(records)
-    unsent = attachment_store.stale_unsent(now).count() if dry_run else attachment_store.purge_unsent(now=now)
+    unsent = (
+        attachment_store.stale_unsent(now).count()
+        if dry_run
+        else attachment_store.purge_unsent(now=now)
+    )
     counts = PurgeCounts(chats, turns, shares, replaced, created, unsent)
     if not dry_run and (chats or replaced or unsent):
         audit.record_event(
