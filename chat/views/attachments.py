@@ -6,6 +6,7 @@ upload never blocks the event loop."""
 from __future__ import annotations
 
 import uuid
+from urllib.parse import unquote
 
 from django.conf import settings
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -38,7 +39,7 @@ def upload(request: HttpRequest) -> HttpResponse:
         thread_id = parse_id(request.POST.get("thread", "")) if request.POST.get("thread") else None
         attachment = store.store_upload(request.user, upload, thread_id=thread_id)
     except UploadRefused as exc:
-        name = name or clean_name(request.headers.get("X-File-Name", ""))
+        name = name or clean_name(unquote(request.headers.get("X-File-Name", "")))
         return render(request, "chat/attachments.html#refused", {"name": name, "reason": exc})
     return render(request, "chat/attachments.html#chip", {"attachment": attachment})
 
