@@ -112,7 +112,7 @@ def test_a_truncated_png_is_refused(logged_in_client):
 
 
 def test_a_50_megapixel_image_is_refused_as_a_decompression_bomb(logged_in_client):
-    # A tiny file that would decode to 50 million pixels: 10,000 × 5,000 of one colour.
+    # A tiny file that would decode to 50 million pixels: 10,000 by 5,000 of one colour.
     out = io.BytesIO()
     Image.new("1", (10_000, 5_000)).save(out, "PNG")  # 1 bit a pixel: cheap to make here
     bomb = out.getvalue()
@@ -173,9 +173,7 @@ def test_a_long_name_is_cut_keeping_its_extension(logged_in_client):
     assert len(name) == 120 and name.endswith(".csv")
 
 
-def test_uploading_to_a_chat_one_may_only_read_is_refused(
-    client, user, other_user, make_thread
-):
+def test_uploading_to_a_chat_one_may_only_read_is_refused(client, user, other_user, make_thread):
     from chat.models import Access, ThreadShare
 
     thread = make_thread(user)
@@ -205,7 +203,10 @@ def test_removing_an_unsent_file_deletes_it_from_storage(
 ):
     post_file(logged_in_client, "shot.png", image_bytes())
     attachment = Attachment.objects.get()
-    paths = [settings.MEDIA_ROOT / attachment.file.name, settings.MEDIA_ROOT / attachment.thumbnail.name]
+    paths = [
+        settings.MEDIA_ROOT / attachment.file.name,
+        settings.MEDIA_ROOT / attachment.thumbnail.name,
+    ]
     assert all(p.exists() for p in paths)
     with django_capture_on_commit_callbacks(execute=True):
         logged_in_client.post(reverse("chat:attachment-remove", args=[attachment.pk]))
