@@ -28,6 +28,8 @@ def turn_context(
     """Template context of one turn; a running turn shows the live snapshot of its answer.
     ``attachments``: the turn's files when the caller loaded a page's at once (else a query)."""
     if attachments is None:
+        attachments = getattr(turn, "attachment_list", None)  # set when the turn was planned
+    if attachments is None:
         attachments = attachment_linking.of_turns([turn.pk]).get(turn.pk, [])
     offset_html = ""
     if snapshot is not None:

@@ -42,9 +42,17 @@ class Siblings:
 class ThreadTree:
     """All turns of a thread, loaded in one query: the visible path, siblings and leaves."""
 
-    def __init__(self, thread: Thread) -> None:
+    def __init__(self, thread: Thread, *, file_flags: bool = False) -> None:
         self.thread = thread
-        self.turns = {t.pk: t for t in thread.turns.all()}
+        turns = thread.turns.all()
+        if file_flags:  # each turn's ``has_files``: whether its message carried files
+            from django.db.models import Exists, OuterRef
+
+            from chat.models import Attachment
+
+            sent = Attachment.objects.filter(turn=OuterRef("pk"), from_model=False)
+            turns = turns.annotate(has_files=Exists(sent))
+        self.turns = {t.pk: t for t in turns}
         self.children: dict[int | None, list[Turn]] = {}
         for turn in self.turns.values():  # ordered by creation, so siblings are too
             self.children.setdefault(turn.parent_id, []).append(turn)

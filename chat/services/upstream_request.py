@@ -25,6 +25,7 @@ class RequestPlan:
     user_tag: str  # a non-reversible id of the account, for upstream abuse monitoring
     tools: dict[str, tool_loop.ToolSpec] = field(default_factory=dict)
     turn_id: int | None = None  # the turn these requests are for (its files go with it)
+    file_turn_ids: list[int] | None = None  # turns with files (None: maybe any of them)
     # The files of the path's and this turn's user messages, by turn id: ``load_files``.
     files: dict[int, tuple[MessageFile, ...]] = field(default_factory=dict)
     files_loaded: bool = False
@@ -33,10 +34,12 @@ class RequestPlan:
         """Read the conversation's files (once per turn), off the event loop."""
         if self.files_loaded:
             return
-        turn_ids = [turn.pk for turn in self.path]
-        if self.turn_id is not None:
-            turn_ids.append(self.turn_id)
-        self.files = await attachment_upstream.load(turn_ids)
+        if self.file_turn_ids is None:
+            turn_ids = [turn.pk for turn in self.path]
+            turn_ids += [self.turn_id] if self.turn_id is not None else []
+        else:
+            turn_ids = self.file_turn_ids
+        self.files = await attachment_upstream.load(turn_ids) if turn_ids else {}
         self.files_loaded = True
 
     def _request(self, **kwargs: Any) -> tuple[str, dict[str, Any]]:

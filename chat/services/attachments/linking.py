@@ -48,12 +48,14 @@ def refuse_in_comparison(raw: object) -> None:
         )
 
 
-def link_to_turn(user, thread: Thread, turn: Turn, ids: list[uuid.UUID], *, new_chat: bool) -> None:
+def link_to_turn(
+    user, thread: Thread, turn: Turn, ids: list[uuid.UUID], *, new_chat: bool
+) -> list[Attachment]:
     """Attach the user's unsent files ``ids`` to ``turn`` (in the caller's transaction), in
     the order given. ``new_chat``: the files were uploaded on the new-chat page. Raises
-    TurnRejected (the caller's transaction then creates nothing)."""
+    TurnRejected (the caller's transaction then creates nothing). Returns them in order."""
     if not ids:
-        return
+        return []
     files = Attachment.objects.select_for_update().filter(
         pk__in=ids, owner=user, turn__isnull=True, from_model=False
     )
@@ -65,9 +67,10 @@ def link_to_turn(user, thread: Thread, turn: Turn, ids: list[uuid.UUID], *, new_
         attachment = found[pk]
         attachment.turn, attachment.thread, attachment.position = turn, thread, position
     Attachment.objects.bulk_update(found.values(), ["turn", "thread", "position"])
+    return [found[pk] for pk in ids]
 
 
-def copy_to_turn(source_turn_id: int, turn: Turn) -> None:
+def copy_to_turn(source_turn_id: int, turn: Turn) -> list[Attachment]:
     """The user's files of ``source_turn_id`` also on ``turn`` (a new version of it)."""
     copies = [
         Attachment(
@@ -94,7 +97,7 @@ def copy_to_turn(source_turn_id: int, turn: Turn) -> None:
         )
         for original in Attachment.objects.filter(turn_id=source_turn_id, from_model=False)
     ]
-    Attachment.objects.bulk_create(copies)
+    return Attachment.objects.bulk_create(copies)
 
 
 def of_turns(turn_ids: Iterable[int]) -> dict[int, list[Attachment]]:

@@ -52,7 +52,17 @@ def request_for(turn: Turn, thread: Thread, path: list[Turn], user) -> RequestPl
             for tool in thread.tools.all()
         },
         turn_id=turn.pk,
+        file_turn_ids=_turns_with_files(path, turn),
     )
+
+
+def _turns_with_files(path: list[Turn], turn: Turn) -> list[int]:
+    """The turns whose files the request reads: those known to have some (a path from a tree
+    loaded with ``file_flags``, a turn planned with its files), and any not known."""
+    ids = [t.pk for t in path if getattr(t, "has_files", True)]
+    if getattr(turn, "attachment_list", True):
+        ids.append(turn.pk)
+    return ids
 
 
 def create_turn(
@@ -129,7 +139,7 @@ def plan_turn(
             text = conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
         # All the thread's turns in one query: whether one is busy, the path to continue and
         # the new turn's siblings.
-        tree = conversation.ThreadTree(thread)
+        tree = conversation.ThreadTree(thread, file_flags=True)
         if any(turn.status in Turn.ACTIVE for turn in tree.turns.values()):
             raise refusals.TurnRejected("An answer is still being written. Stop it or wait.")
         provider = _provider_for(thread)
@@ -148,11 +158,12 @@ def plan_turn(
             defaults=defaults,
             runner_channel=channel,
         )
-        attachment_linking.link_to_turn(
+        # Kept on the turn: its fragments and its request need them, with no query.
+        turn.attachment_list = attachment_linking.link_to_turn(
             user, thread, turn, attachment_ids or [], new_chat=new_chat
         )
         if files_of is not None:
-            attachment_linking.copy_to_turn(files_of, turn)
+            turn.attachment_list = attachment_linking.copy_to_turn(files_of, turn)
         linear = thread.current_turn_id == (path[-1].pk if path else None)
         thread.current_turn = turn
         if not path and not branch:
