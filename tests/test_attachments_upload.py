@@ -212,3 +212,34 @@ def test_removing_an_unsent_file_deletes_it_from_storage(
         logged_in_client.post(reverse("chat:attachment-remove", args=[attachment.pk]))
     assert not Attachment.objects.exists()
     assert not any(p.exists() for p in paths)
+
+
+def test_under_daphne_the_body_is_left_to_django(live_app, tmp_path):
+    """Twisted used to parse every multipart body itself, on the event loop that streams every
+    answer (a 10 MB upload stopped them all for about a second: bench/attachments.py), and
+    answered 400 to a body its parser did not like. Now only Django reads it, in a thread."""
+    import httpx
+
+    from tests.support.browser import PASSWORD
+    from tests.support.seed import seed_data_dir
+
+    seed_data_dir(tmp_path, users=[{"username": "ann", "password": PASSWORD}])
+    with httpx.Client(base_url=live_app, trust_env=False, timeout=30) as http:
+        login = http.get("/accounts/login/")
+        token = login.text.split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
+        http.post(
+            "/accounts/login/",
+            data={"username": "ann", "password": PASSWORD, "csrfmiddlewaretoken": token},
+            headers={"Referer": live_app + "/accounts/login/"},
+        )
+        headers = {"X-CSRFToken": http.cookies["csrftoken"], "Referer": live_app + "/"}
+        not_mime = http.post(
+            "/files/upload/",
+            content=b"no parts here",
+            headers={**headers, "Content-Type": "multipart/form-data; boundary=xyz"},
+        )
+        assert not_mime.status_code == 200 and "No file arrived" in not_mime.text
+        real = http.post(
+            "/files/upload/", files={"file": ("a.csv", b"x,y\n", "text/csv")}, headers=headers
+        )
+        assert 'name="attachments"' in real.text
