@@ -9,7 +9,7 @@ Starts, as separate processes on 127.0.0.1: the demo gateway (demo_gateway, pace
 app under Daphne with production-like settings (DEBUG off, its own SQLite file, the mounted demo
 gateway off, a provider pointing at the separate gateway), and the load generator
 (bench/loadgen.py: logs in, opens threads, streams over websockets like the browser; or reads
-the gateway's SSE directly: the baseline); then the standalone scripts (#10 to #14, each
+the gateway's SSE directly: the baseline); then the standalone scripts (#10 to #15, each
 ``measure()`` in its own process on its own throwaway database). Prints a table and writes
 bench/results/*.json.
 Exits non-zero only when the harness itself breaks, never because a goal is missed.
@@ -83,13 +83,15 @@ FULL: dict[str, Any] = {
     "markdown_kb": [10, 100],
     "markdown_repeats": 3,
     "query_chunks": [100, 10_000],
-    # The standalone scripts (#10 to #14): measure()'s arguments, each run in its own process.
+    # The standalone scripts (#10 to #15): measure()'s arguments, each run in its own process.
     "scripts": {
         "governance": {"records": 20_000, "repeat": 2000},
         "metrics_scrape": {"turns": 10_000, "records": 100_000, "repeat": 50},
         "sidebar": {"chats": 10_000, "repeat": 200},
         "chat_import": {"conversations": 300, "exchanges": 30, "repeat": 3},
         "mcp_calls": {},  # no sizes: 5 turns of 5 calls, 25 direct calls
+        # The streams must outlast the uploads (a few seconds): 300 chunks at 50/s.
+        "attachments": {"streams": 20, "chunks": 300},
     },
     "scripts_skipped": [],  # left out of a run that names no figures (--only runs them)
 }
@@ -507,7 +509,7 @@ def main() -> int:
     fatal = ""
     log(f"{mode} benchmark; work dir {workdir}")
     try:
-        if needs_app(figures):  # the standalone scripts (#10 to #14) start what they need
+        if needs_app(figures):  # the standalone scripts (#10 to #15) start what they need
             bench.start()
         measure(bench, args.quick, figures)
     except Exception as exc:
