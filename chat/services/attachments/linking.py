@@ -9,13 +9,14 @@ import uuid
 from collections.abc import Iterable
 
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from chat.models import Attachment, Thread, Turn
 from chat.services.attachments import limits
 from chat.services.attachments.errors import UploadRefused
 from chat.services.refusals import TurnRejected
 
-UNAVAILABLE = (
+UNAVAILABLE = gettext_lazy(
     "One of the attached files is no longer available (removed, already sent, or not yours). "
     "Remove it and attach it again."
 )
@@ -28,11 +29,11 @@ def parse_ids(raw: object) -> list[uuid.UUID]:
         return []
     values = [raw] if isinstance(raw, str) else raw
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise TurnRejected(_(UNAVAILABLE))
+        raise TurnRejected(str(UNAVAILABLE))
     try:
         ids = list(dict.fromkeys(uuid.UUID(value) for value in values if value))
     except ValueError:
-        raise TurnRejected(_(UNAVAILABLE)) from None
+        raise TurnRejected(str(UNAVAILABLE)) from None
     try:
         limits.check_files_per_message(len(ids))
     except UploadRefused as exc:
@@ -62,7 +63,7 @@ def link_to_turn(
     files = files.filter(thread__isnull=True) if new_chat else files.filter(thread=thread)
     found = {attachment.pk: attachment for attachment in files}
     if len(found) != len(ids):
-        raise TurnRejected(_(UNAVAILABLE))
+        raise TurnRejected(str(UNAVAILABLE))
     for position, pk in enumerate(ids):
         attachment = found[pk]
         attachment.turn, attachment.thread, attachment.position = turn, thread, position
