@@ -243,3 +243,30 @@ def test_under_daphne_the_body_is_left_to_django(live_app, tmp_path):
             "/files/upload/", files={"file": ("a.csv", b"x,y\n", "text/csv")}, headers=headers
         )
         assert 'name="attachments"' in real.text
+
+
+def test_staff_set_a_users_daily_upload_quota_in_the_admin(staff_client, client):
+    """The quota form of a user (Admin → Users) has the field; what staff save applies."""
+    from django.contrib.auth import get_user_model
+
+    response = staff_client.post(
+        "/admin/auth/user/add/",
+        {
+            "username": "uploader",
+            "email": "uploader@example.com",
+            "role": "member",
+            "usable_password": "true",
+            "password1": "a long passphrase 7",
+            "password2": "a long passphrase 7",
+            "quota-TOTAL_FORMS": "1",
+            "quota-INITIAL_FORMS": "0",
+            "quota-MIN_NUM_FORMS": "0",
+            "quota-MAX_NUM_FORMS": "1",
+            "quota-0-upload_bytes_per_day": "4",
+        },
+    )
+    assert response.status_code == 302
+    uploader = get_user_model().objects.get(username="uploader")
+    assert UserQuota.objects.get(user=uploader).upload_bytes_per_day == 4
+    client.force_login(uploader)
+    assert "0 bytes of 4 bytes today" in refusal(post_file(client, "five.txt", b"12345"))

@@ -120,3 +120,36 @@ def test_attach_paste_remove_send_and_see_the_thumbnails(live_app, browser_page:
     page.screenshot(path=ARTIFACTS / "attachments-thread.png", full_page=True)
     page.locator("article.turn").first.screenshot(path=ARTIFACTS / "attachments-first-turn.png")
     assert errors == []
+
+
+def test_a_large_upload_shows_progress_and_send_waits_for_it(
+    live_app, browser_page: Page, tmp_path
+):
+    seed_data_dir(tmp_path, users=[{"username": "bob", "password": PASSWORD}])
+    page = browser_page
+    errors = watch_errors(page)
+    log_in(page, live_app, "bob")
+    page.get_by_label("Model", exact=True).select_option(label="demo-chat")
+    # A slow uplink (about 1 MB/s), so a 4 MB file takes a few seconds.
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 1_000_000},
+    )
+    log_lines = b"".join(b"line %07d of a long log\n" % n for n in range(170_000))
+    attach_with_button(page, "server.log", log_lines, "text/plain")
+    progress = page.locator("#attachment-chips .uploading progress")
+    expect(progress).to_be_visible()
+    page.wait_for_function(
+        "() => { const p = document.querySelector('#attachment-chips .uploading progress');"
+        " return p && p.value > 0 && p.value < 100; }"
+    )
+    page.screenshot(path=ARTIFACTS / "attachments-progress.png")
+    # Send now: the message goes once the upload has finished, with the file.
+    page.get_by_label("Message", exact=True).fill("Summarise this log")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#attachment-chips .uploading")).to_have_count(1)  # still uploading
+    page.wait_for_url("**/t/*/", timeout=60_000)
+    expect(page.locator("article.turn .sent-document")).to_have_text("server.log")
+    assert errors == []
