@@ -11,6 +11,7 @@ from urllib.parse import unquote
 from django.conf import settings
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from chat.request_ids import parse_id
@@ -34,20 +35,17 @@ def upload(request: HttpRequest) -> HttpResponse:
             limits.check_file_size(declared)
         upload = request.FILES.get("file")
         if upload is None:
-            raise UploadRefused(_no_file())
+            raise UploadRefused(_("No file arrived. Try again."))
         name = clean_name(upload.name or "")
-        thread_id = parse_id(request.POST.get("thread", "")) if request.POST.get("thread") else None
+        raw_thread = request.POST.get("thread", "")
+        thread_id = parse_id(raw_thread) if raw_thread else None
+        if raw_thread and thread_id is None:
+            raise UploadRefused(_("This chat no longer exists."))
         attachment = store.store_upload(request.user, upload, thread_id=thread_id)
     except UploadRefused as exc:
         name = name or clean_name(unquote(request.headers.get("X-File-Name", "")))
         return render(request, "chat/attachments.html#refused", {"name": name, "reason": exc})
     return render(request, "chat/attachments.html#chip", {"attachment": attachment})
-
-
-def _no_file() -> str:
-    from django.utils.translation import gettext as _
-
-    return _("No file arrived. Try again.")
 
 
 @require_POST

@@ -130,7 +130,8 @@ def plan_turn(
         if thread is None:
             raise refusals.TurnRejected("This chat no longer exists.")
         has_files = bool(attachment_ids) or (
-            files_of is not None and Attachment.objects.filter(turn_id=files_of).exists()
+            files_of is not None
+            and Attachment.objects.filter(turn_id=files_of, from_model=False).exists()
         )
         # A message may be only files; otherwise it needs text.
         if has_files and not text.strip():
