@@ -30,6 +30,18 @@ async ([encoded, name]) => {
 """
 
 
+DROP_FILE = """
+([text, name]) => {
+  const data = new DataTransfer();
+  data.items.add(new File([text], name, { type: "text/markdown" }));
+  const box = document.getElementById("message");
+  for (const type of ["dragenter", "dragover", "drop"]) {
+    box.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+  }
+}
+"""
+
+
 def watch_errors(page: Page) -> list[str]:
     errors: list[str] = []
     page.on("console", lambda m: m.type == "error" and errors.append(f"{m.text} {m.location}"))
@@ -84,6 +96,9 @@ def test_attach_paste_remove_send_and_see_the_thumbnails(live_app, browser_page:
     pasted = chips.filter(has_text="screenshot.png")
     expect(pasted.locator("img")).to_be_visible()
     expect(chips).to_have_count(2)
+    # Dropping a file onto the composer attaches it as well.
+    page.evaluate(DROP_FILE, ["# Notes\n", "dropped.md"])
+    expect(chips.filter(has_text="dropped.md")).to_contain_text("8 bytes")
     page.screenshot(path=ARTIFACTS / "attachments-chips.png")
 
     page.get_by_label("Message", exact=True).fill("What is in these pictures?")
@@ -92,6 +107,7 @@ def test_attach_paste_remove_send_and_see_the_thumbnails(live_app, browser_page:
     expect(page.locator("article.turn[data-status='completed']")).to_have_count(1)
     sent = page.locator("article.turn .sent-files .sent-image img")
     expect(sent).to_have_count(2)
+    expect(page.locator("article.turn .sent-document")).to_have_text("dropped.md")
     expect(page.locator("#attachment-chips .attachment-chip")).to_have_count(0)
     for index in range(2):
         assert sent.nth(index).evaluate("img => img.complete && img.naturalWidth > 0")

@@ -127,13 +127,16 @@
     event.target.value = "";  // the same file can be chosen again
   });
 
-  // Drag and drop onto the composer.
+  // Drag and drop onto the composer. A file dropped elsewhere on the page is ignored (the
+  // browser would otherwise leave the page for the file, losing what was typed).
+  function carriesFiles(event) {
+    return event.dataTransfer && Array.prototype.indexOf.call(event.dataTransfer.types, "Files") >= 0;
+  }
   document.addEventListener("dragover", function (event) {
     var form = composer();
-    if (!form || !form.contains(event.target) || !event.dataTransfer) return;
-    if (Array.prototype.indexOf.call(event.dataTransfer.types, "Files") < 0) return;
+    if (!form || !carriesFiles(event)) return;
     event.preventDefault();
-    form.classList.add("dropping");
+    if (form.contains(event.target)) form.classList.add("dropping");
   });
   document.addEventListener("dragleave", function (event) {
     var form = composer();
@@ -141,10 +144,10 @@
   });
   document.addEventListener("drop", function (event) {
     var form = composer();
-    if (!form || !form.contains(event.target) || !event.dataTransfer || !event.dataTransfer.files.length) return;
+    if (!form || !carriesFiles(event)) return;
     event.preventDefault();
     form.classList.remove("dropping");
-    uploadAll(event.dataTransfer.files);
+    if (form.contains(event.target)) uploadAll(event.dataTransfer.files);
   });
 
   // Pasting an image (a screenshot) into the message box.
