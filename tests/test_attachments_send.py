@@ -283,3 +283,19 @@ def _purge_committed(retention):
 
     with transaction.atomic():
         return retention.purge()
+
+
+def test_a_reload_keeps_the_unsent_chips_of_their_owner_only(
+    thread, user, other_user, logged_in_client
+):
+    from django.test import Client
+
+    from chat.models import Access, ThreadShare
+
+    ThreadShare.objects.create(thread=thread, user=other_user, access=Access.COLLABORATE)
+    draft = attach(user, "draft.txt", b"not sent yet", thread)
+    url = reverse("chat:thread", args=[thread.pk])
+    assert f'value="{draft.pk}"' in logged_in_client.get(url).content.decode()
+    collaborator = Client()
+    collaborator.force_login(other_user)
+    assert str(draft.pk) not in collaborator.get(url).content.decode()

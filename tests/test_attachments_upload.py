@@ -46,6 +46,7 @@ def test_an_image_becomes_a_chip_with_its_thumbnail_and_is_stored_privately(
     assert attachment.owner == user and attachment.turn is None
     path = settings.MEDIA_ROOT / attachment.file.name
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
     with Image.open(settings.MEDIA_ROOT / attachment.thumbnail.name) as thumb:
         assert max(thumb.size) == 320
 
