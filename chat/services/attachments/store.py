@@ -52,8 +52,8 @@ def store_upload(user, upload: UploadedFile, *, thread_id: int | None) -> Attach
         created_at=timezone.now(),
         position=waiting,
     )
-    thumbnail = _describe(attachment, name, data)
-    _save(attachment, thumbnail)
+    stored, thumbnail = _describe(attachment, name, data)
+    _save(attachment, stored, thumbnail)
     return attachment
 
 
@@ -66,9 +66,9 @@ def _check_writable(user, thread_id: int) -> None:
         raise UploadRefused(_("This chat no longer exists."))
 
 
-def _describe(attachment: Attachment, name: str, data: bytes) -> bytes | None:
-    """Fill in what the file is (kind, type, size, hash, sides); returns the stored bytes'
-    thumbnail for an image. An image is stored re-encoded, without its metadata."""
+def _describe(attachment: Attachment, name: str, data: bytes) -> tuple[bytes, bytes | None]:
+    """Fill in what the file is (kind, type, size, hash, sides); returns the bytes to store
+    and, for an image, its thumbnail. An image is stored re-encoded, without its metadata."""
     image = images.open_image(data)
     thumbnail = None
     if image is not None:
@@ -81,15 +81,13 @@ def _describe(attachment: Attachment, name: str, data: bytes) -> bytes | None:
         attachment.kind, attachment.content_type = sniffed.kind, sniffed.content_type
     attachment.size = len(data)
     attachment.sha256 = hashlib.sha256(data).hexdigest()
-    attachment._data = data  # for _save only
-    return thumbnail
+    return data, thumbnail
 
 
-def _save(attachment: Attachment, thumbnail: bytes | None) -> None:
+def _save(attachment: Attachment, data: bytes, thumbnail: bytes | None) -> None:
     """Files first, then the row (in its own short transaction); files of a row that could not
     be written are removed again."""
-    attachment.file.save(attachment.name, ContentFile(attachment._data), save=False)
-    del attachment._data
+    attachment.file.save(attachment.name, ContentFile(data), save=False)
     try:
         if thumbnail is not None:
             attachment.thumbnail.save("thumb.webp", ContentFile(thumbnail), save=False)

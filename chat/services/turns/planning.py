@@ -129,15 +129,7 @@ def plan_turn(
         thread = permissions.writable_thread_for(user, thread_id)
         if thread is None:
             raise refusals.TurnRejected("This chat no longer exists.")
-        has_files = bool(attachment_ids) or (
-            files_of is not None
-            and Attachment.objects.filter(turn_id=files_of, from_model=False).exists()
-        )
-        # A message may be only files; otherwise it needs text.
-        if has_files and not text.strip():
-            text = ""
-        else:
-            text = conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
+        text = _message_text(text, bool(attachment_ids), files_of)
         # All the thread's turns in one query: whether one is busy, the path to continue and
         # the new turn's siblings.
         tree = conversation.ThreadTree(thread, file_flags=True)
@@ -160,15 +152,13 @@ def plan_turn(
             runner_channel=channel,
         )
         # Kept on the turn: its fragments and its request need them, with no query.
-        turn.attachment_list = attachment_linking.link_to_turn(
-            user, thread, turn, attachment_ids or [], new_chat=new_chat
-        )
-        if files_of is not None:
-            turn.attachment_list = attachment_linking.copy_to_turn(files_of, turn)
+        turn.attachment_list = _files_for(user, thread, turn, attachment_ids, files_of, new_chat)
         linear = thread.current_turn_id == (path[-1].pk if path else None)
         thread.current_turn = turn
         if not path and not branch:
-            thread.title = conversation.title_from(text or _files_title(attachment_ids))
+            # A chat that starts with files only is named after the first.
+            first_file = turn.attachment_list[0].name if turn.attachment_list else ""
+            thread.title = conversation.title_from(text or first_file)
         thread.save(update_fields=["current_turn", "title", "updated_at"])
         tree.turns[turn.pk] = turn
         tree.children.setdefault(turn.parent_id, []).append(turn)
@@ -192,10 +182,29 @@ def plan_branch(user, *, turn_id: int, text: str | None, channel: str) -> TurnPl
     )
 
 
-def _files_title(attachment_ids: list[uuid.UUID] | None) -> str:
-    """A chat that starts with files only is named after the first."""
-    first = Attachment.objects.filter(pk__in=attachment_ids or []).order_by("position").first()
-    return first.name if first else ""
+def _files_for(
+    user,
+    thread: Thread,
+    turn: Turn,
+    ids: list[uuid.UUID] | None,
+    files_of: int | None,
+    new_chat: bool,
+) -> list[Attachment]:
+    """The new turn's files: the user's unsent ``ids``, or those of ``files_of`` again."""
+    if files_of is not None:
+        return attachment_linking.copy_to_turn(files_of, turn)
+    return attachment_linking.link_to_turn(user, thread, turn, ids or [], new_chat=new_chat)
+
+
+def _message_text(text: str, attaching: bool, files_of: int | None) -> str:
+    """The message checked; one with files may have no text. Raises TurnRejected."""
+    has_files = attaching or (
+        files_of is not None
+        and Attachment.objects.filter(turn_id=files_of, from_model=False).exists()
+    )
+    if has_files and not text.strip():
+        return ""
+    return conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
 
 
 def record_tool_answer(
