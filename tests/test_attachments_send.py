@@ -299,3 +299,22 @@ def test_a_reload_keeps_the_unsent_chips_of_their_owner_only(
     collaborator = Client()
     collaborator.force_login(other_user)
     assert str(draft.pk) not in collaborator.get(url).content.decode()
+
+
+def test_continuing_a_response_reads_only_the_new_messages_files(thread, user):
+    """With previous_response_id the upstream holds the earlier files: they are not read again
+    (storage, shrinking), unless the upstream forgot the response (full-history retry)."""
+    old = attach(user, "old.txt", b"earlier", thread)
+    first = planning.plan_turn(user, thread_id=thread.pk, text="1", channel="c1",
+                               attachment_ids=[old.pk])  # fmt: skip
+    Turn.objects.filter(pk=first.turn.pk).update(
+        status=Turn.Status.COMPLETED, output_text="ok", response_id="resp_1", api="responses"
+    )
+    Thread.objects.filter(pk=thread.pk).update(api="responses")
+    new = attach(user, "new.txt", b"latest", thread)
+    plan = planning.plan_turn(user, thread_id=thread.pk, text="2", channel="c2",
+                              attachment_ids=[new.pk])  # fmt: skip
+    async_to_sync(plan.request.load_files)()
+    assert set(plan.request.files) == {plan.turn.pk}
+    async_to_sync(plan.request.load_files)(whole_history=True)
+    assert plan.request.files[first.turn.pk][0].data == b"earlier"

@@ -28,19 +28,31 @@ class RequestPlan:
     file_turn_ids: list[int] | None = None  # turns with files (None: maybe any of them)
     # The files of the path's and this turn's user messages, by turn id: ``load_files``.
     files: dict[int, tuple[MessageFile, ...]] = field(default_factory=dict)
-    files_loaded: bool = False
+    files_read: set[int] = field(default_factory=set)  # turns whose files are in ``files``
 
-    async def load_files(self) -> None:
-        """Read the conversation's files (once per turn), off the event loop."""
-        if self.files_loaded:
-            return
-        if self.file_turn_ids is None:
-            turn_ids = [turn.pk for turn in self.path]
-            turn_ids += [self.turn_id] if self.turn_id is not None else []
+    async def load_files(self, *, whole_history: bool | None = None) -> None:
+        """Read the files the requests will send, off the event loop: the new message's, and
+        the earlier messages' when the whole conversation is sent (Chat Completions, or no
+        response to continue from; ``whole_history`` forces it: the full-history retry)."""
+        if whole_history is None:
+            parent = self.path[-1] if self.path else None
+            whole_history = Api(self.api) != Api.RESPONSES or not conversation.continuation_id(
+                parent
+            )
+        if self.file_turn_ids is None:  # not known: any turn may have some
+            candidates = [turn.pk for turn in self.path] + [self.turn_id]
         else:
-            turn_ids = self.file_turn_ids
-        self.files = await attachment_upstream.load(turn_ids) if turn_ids else {}
-        self.files_loaded = True
+            candidates = self.file_turn_ids
+        wanted = [
+            pk
+            for pk in candidates
+            if pk is not None
+            and pk not in self.files_read
+            and (whole_history or pk == self.turn_id)
+        ]
+        if wanted:
+            self.files |= await attachment_upstream.load(wanted)
+            self.files_read.update(wanted)
 
     def _request(self, **kwargs: Any) -> tuple[str, dict[str, Any]]:
         api = Api(self.api)

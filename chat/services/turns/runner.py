@@ -223,6 +223,7 @@ class TurnRunner:
                 ):
                     # The upstream forgot the previous response: resend the whole path, once.
                     retried_with_history = True
+                    await request.load_files(whole_history=True)
                     api, body = request.first(full_history=True)
                     continue
                 self.state.status, self.state.error = Turn.Status.FAILED, failure.message
