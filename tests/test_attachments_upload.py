@@ -271,3 +271,16 @@ def test_staff_set_a_users_daily_upload_quota_in_the_admin(staff_client, client)
     assert UserQuota.objects.get(user=uploader).upload_bytes_per_day == 4
     client.force_login(uploader)
     assert "0 bytes of 4 bytes today" in refusal(post_file(client, "five.txt", b"12345"))
+
+
+def test_webp_and_animated_gif_are_accepted_and_keep_their_frames(logged_in_client, settings):
+    post_file(logged_in_client, "pic.webp", image_bytes("WEBP", (30, 20)))
+    frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    post_file(logged_in_client, "anim.gif", out.getvalue())
+    webp, gif = Attachment.objects.order_by("name").reverse()
+    assert (webp.content_type, webp.width, webp.height) == ("image/webp", 30, 20)
+    assert gif.content_type == "image/gif"
+    with Image.open(settings.MEDIA_ROOT / gif.file.name) as stored:
+        assert stored.n_frames == 3
