@@ -545,7 +545,10 @@ class ModelSetting(models.Model):
 _USAGE_GROUPS = ["user", "provider_name", "model"]
 # The token counts of a request, and every column of a usage record that reports add up.
 USAGE_TOKEN_FIELDS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
-USAGE_SUMS = (*USAGE_TOKEN_FIELDS, "total_tokens", "cost", "requests")
+# Tokens spent on images and audio (issue 13): part of the input / output counts above, kept
+# apart so that reports and the CSV can show them (the CSV adds them as its last columns).
+MEDIA_TOKEN_FIELDS = ("image_tokens", "audio_tokens")
+USAGE_SUMS = (*USAGE_TOKEN_FIELDS, "total_tokens", "cost", "requests", *MEDIA_TOKEN_FIELDS)
 # A turn's usage columns (as the gateway reports them), in the order chats are exported with.
 TURN_USAGE_FIELDS = (
     "input_tokens",
@@ -553,6 +556,7 @@ TURN_USAGE_FIELDS = (
     "total_tokens",
     "cached_tokens",
     "reasoning_tokens",
+    *MEDIA_TOKEN_FIELDS,
 )
 
 

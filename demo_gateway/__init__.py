@@ -47,12 +47,27 @@ its result, is an HTTP 400 ``invalid_request_error``.
 Chat Completions ``n`` (1 to 128) returns that many choices; when ``n > 1`` each answer starts with
 "Choice K of N." and usage counts all of them.
 
+Images and files (``media``): Responses ``input_image`` (``image_url``: a base64 ``data:`` URL)
+and ``input_file`` (``filename`` + ``file_data``), Chat ``image_url`` and ``file`` parts. URLs are
+refused (400), never fetched. The answer starts with one checkable line per image or file of the
+last user message: "image: png 640\u00d7480 sha256:<first 8 hex>" (size read from the PNG, JPEG,
+WebP or GIF header) or "file: NAME SIZE bytes, first line: …". Each image in the conversation
+counts ``IMAGE_TOKENS`` (85) input tokens, reported as ``input_tokens_details.image_tokens`` /
+``prompt_tokens_details.image_tokens``. ``/v1/models`` lists ``input_modalities`` and
+``output_modalities``; ``demo-text`` is text only and refuses images, files and audio with a 400.
+
+Spoken answers (``audio``): Chat ``modalities: ["text", "audio"]`` with ``audio: {voice,
+format}`` (``wav`` or ``pcm16``) answers with a 0.4 s tone (pitch per choice) instead of text:
+``message.audio`` {id, data (base64), transcript, expires_at}, or streamed as ``delta.audio``
+transcript pieces then base64 ``data`` pieces; ``completion_tokens_details.audio_tokens`` counts it.
+
 It is its own package, apart from Switchboard's client code (``chat/upstream/``) and from Django:
 it shares none of the app's translators, which is what makes it a fair test partner.
 Modules: ``directives`` (the ``#`` words), ``conversation`` (requests read and validated),
-``tools``, ``answers`` (the deterministic text), ``plans`` (one planned answer), ``wire`` (SSE
-events and JSON bodies), ``app`` (the ASGI app), ``asgi`` (an app configured from the
-environment), ``__main__`` (``python -m demo_gateway``).
+``media`` (images and files), ``audio`` (spoken answers), ``tools``, ``answers`` (the
+deterministic text), ``plans`` (one planned answer), ``wire`` (SSE events and JSON bodies),
+``app`` (the ASGI app), ``asgi`` (an app configured from the environment), ``__main__``
+(``python -m demo_gateway``).
 """
 
 from demo_gateway.answers import compose_answer

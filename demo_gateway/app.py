@@ -23,6 +23,7 @@ from demo_gateway.asgi_io import (
     wait_for,
     watch_disconnect,
 )
+from demo_gateway.audio import requested_audio
 from demo_gateway.conversation import (
     Message,
     check_responses_tool_outputs,
@@ -30,7 +31,7 @@ from demo_gateway.conversation import (
     messages_from_input,
 )
 from demo_gateway.errors import Done, HTTPError, error_body, invalid_request, missing_parameter
-from demo_gateway.plans import MODELS, Plan, make_plan
+from demo_gateway.plans import MODELS, Plan, check_modalities, make_plan, modalities_of
 from demo_gateway.tools import offered_tools, requested_tool_choice
 from demo_gateway.wire import (
     Cut,
@@ -118,7 +119,10 @@ class DemoGateway:
             )
         self._check_key(scope)
         if route == "models":
-            data = [{"id": m, "object": "model", "owned_by": "switchboard-demo"} for m in MODELS]
+            data = [
+                {"id": m, "object": "model", "owned_by": "switchboard-demo", **modalities_of(m)}
+                for m in MODELS
+            ]
             await send_json(send, 200, {"object": "list", "data": data})
         elif route == "requests":
             if scope["method"] == "DELETE":
@@ -169,6 +173,7 @@ class DemoGateway:
         if new_messages is None and not (previous and "input" not in body):
             raise missing_parameter("input")
         check_responses_tool_outputs(history + (new_messages or []))
+        check_modalities(model, new_messages or [], audio=False)
         tools = offered_tools(body, "responses")
         instructions = body.get("instructions")
         plan = make_plan(
@@ -209,6 +214,8 @@ class DemoGateway:
                 "'messages' must be a non-empty array.", "messages", "invalid_value"
             )
         messages = messages_from_chat(raw)
+        audio = requested_audio(body)
+        check_modalities(model, messages, audio=audio is not None)
         tools = offered_tools(body, "chat")
         n = body.get("n")
         if n is None:
@@ -232,6 +239,7 @@ class DemoGateway:
             tool_choice=requested_tool_choice(body, tools),
             parallel_tool_calls=body.get("parallel_tool_calls") is not False,
             n=n,
+            audio=audio,
         )
         plan.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         _raise_http_fault(plan)

@@ -17,7 +17,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_MAX_BODY = 8 * 1024 * 1024
+_MAX_BODY = 64 * 1024 * 1024  # room for several base64 images and files
 HANG_SECONDS = 3600.0
 
 

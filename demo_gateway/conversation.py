@@ -11,6 +11,7 @@ from demo_gateway.errors import (
     missing_parameter,
     required_string,
 )
+from demo_gateway.media import Attachment, file_part, image_part
 
 Message = dict[str, Any]
 
@@ -28,7 +29,32 @@ def text_of(content: Any) -> str:
     return ""
 
 
-# Conversation messages are plain dicts: {"role", "content"}, plus "tool_calls" (a list of
+def files_of(content: Any, param: str) -> list[Attachment]:
+    """The images and files among a message's content parts, decoded and described. Both APIs'
+    part shapes are read: Responses ``input_image`` / ``input_file``, Chat ``image_url`` / ``file``.
+    """
+    found: list[Attachment] = []
+    for number, part in enumerate(content if isinstance(content, list) else []):
+        if not isinstance(part, dict):
+            continue
+        where = f"{param}[{number}]"
+        kind = part.get("type")
+        if kind == "input_image":
+            found.append(image_part(part.get("image_url"), f"{where}.image_url"))
+        elif kind == "image_url":
+            url = part.get("image_url")
+            url = url.get("url") if isinstance(url, dict) else url
+            found.append(image_part(url, f"{where}.image_url.url"))
+        elif kind == "input_file":
+            found.append(file_part(part, where))
+        elif kind == "file":
+            inner = part.get("file")
+            found.append(file_part(inner if isinstance(inner, dict) else {}, f"{where}.file"))
+    return found
+
+
+# Conversation messages are plain dicts: {"role", "content"}, plus "files" (the images and files
+# the message carried, described, see ``demo_gateway.media``), plus "tool_calls" (a list of
 # {"call_id", "name", "arguments"}) on an assistant message that called tools, and "call_id" on a
 # {"role": "tool"} message carrying one result. Both APIs are read into this one shape.
 
@@ -45,7 +71,14 @@ def messages_from_input(value: Any) -> list[Message] | None:
             continue
         kind = item.get("type", "message")
         if kind == "message" and "role" in item:
-            messages.append({"role": str(item["role"]), "content": text_of(item.get("content"))})
+            content = item.get("content")
+            messages.append(
+                {
+                    "role": str(item["role"]),
+                    "content": text_of(content),
+                    "files": files_of(content, f"input[{position}].content"),
+                }
+            )
         elif kind == "function_call":
             call = {
                 "call_id": required_string(item, "call_id", f"input[{position}]"),
@@ -80,7 +113,12 @@ def messages_from_chat(raw: list[Any]) -> list[Message]:
                 ),
             )
         role = str(item.get("role"))
-        message: Message = {"role": role, "content": text_of(item.get("content"))}
+        content = item.get("content")
+        message: Message = {
+            "role": role,
+            "content": text_of(content),
+            "files": files_of(content, f"messages[{position}].content"),
+        }
         if role == "assistant" and isinstance(item.get("tool_calls"), list) and item["tool_calls"]:
             calls = []
             for number, call in enumerate(item["tool_calls"]):

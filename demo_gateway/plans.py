@@ -18,12 +18,43 @@ from demo_gateway.answers import (
     tokens_of,
     tool_reasoning,
 )
+from demo_gateway.audio import AUDIO_TOKENS, AudioRequest, tone
 from demo_gateway.conversation import Message, count_words, message_words, text_of
 from demo_gateway.directives import Directives, parse_directives
+from demo_gateway.errors import invalid_request
+from demo_gateway.media import IMAGE_TOKENS
 from demo_gateway.tools import call_names, tool_arguments
 
-MODELS = ("demo-chat", "demo-reasoner", "gpt-5.4", "gpt-5.4-mini")
+MODELS = ("demo-chat", "demo-reasoner", "demo-text", "gpt-5.4", "gpt-5.4-mini")
 REASONING_MODELS = frozenset({"demo-reasoner"})
+# What each model takes in and gives back, as /v1/models lists it (default: everything).
+_TEXT_ONLY = {"input_modalities": ["text"], "output_modalities": ["text"]}
+_FULL = {"input_modalities": ["text", "image", "file"], "output_modalities": ["text", "audio"]}
+MODEL_MODALITIES = {"demo-text": _TEXT_ONLY}
+
+
+def modalities_of(model: str) -> dict[str, list[str]]:
+    return MODEL_MODALITIES.get(model, _FULL)
+
+
+def check_modalities(model: str, conversation: list[Message], audio: bool) -> None:
+    """A 400 like OpenAI's when the model cannot take an image or file sent, or cannot speak."""
+    inputs = modalities_of(model)["input_modalities"]
+    for message in conversation:
+        for attachment in message.get("files") or ():
+            if attachment["kind"] not in inputs:
+                raise invalid_request(
+                    f"Invalid content: the model '{model}' does not support {attachment['kind']} "
+                    "input.",
+                    attachment["param"],
+                    "unsupported_content",
+                )
+    if audio and "audio" not in modalities_of(model)["output_modalities"]:
+        raise invalid_request(
+            f"The model '{model}' does not support audio output.", "modalities", "invalid_value"
+        )
+
+
 _ARGUMENT_PIECES = 4  # a tool call's arguments stream in about this many pieces
 
 
@@ -54,6 +85,7 @@ class Choice:
     calls: list[ToolCall]
     incomplete: bool = False
     output_tokens: int = 0  # reasoning, answer and call arguments, one word per token
+    audio: bytes | None = None  # the spoken answer (its transcript is the answer text)
 
     @property
     def answer(self) -> str:
@@ -121,23 +153,46 @@ class Plan:
         return self.first.reasoning
 
 
-def _usage(schema: str, *, input_tokens: int, cached: int, output: int, reasoning: int) -> dict:
-    total = input_tokens + output
+@dataclass(frozen=True, slots=True)
+class _Counts:
+    input_tokens: int
+    cached: int
+    output: int
+    reasoning: int
+    image: int = 0  # input tokens spent on images (part of input_tokens)
+    audio: int = 0  # output tokens spent on audio (part of output)
+
+
+def _usage(schema: str, counts: _Counts) -> dict:
+    total = counts.input_tokens + counts.output
     if schema == "chat":
         return {
-            "prompt_tokens": input_tokens,
-            "completion_tokens": output,
+            "prompt_tokens": counts.input_tokens,
+            "completion_tokens": counts.output,
             "total_tokens": total,
-            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0},
+            "prompt_tokens_details": {
+                "cached_tokens": counts.cached,
+                "audio_tokens": 0,
+                "image_tokens": counts.image,
+            },
+            "completion_tokens_details": {
+                "reasoning_tokens": counts.reasoning,
+                "audio_tokens": counts.audio,
+            },
         }
     return {
-        "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": cached},
-        "output_tokens": output,
-        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "input_tokens": counts.input_tokens,
+        "input_tokens_details": {"cached_tokens": counts.cached, "image_tokens": counts.image},
+        "output_tokens": counts.output,
+        "output_tokens_details": {"reasoning_tokens": counts.reasoning},
         "total_tokens": total,
     }
+
+
+def _attachment_lines(message: Message | None) -> str:
+    """What the gateway saw of the message's images and files, one checkable line each."""
+    lines = [a["description"] for a in (message or {}).get("files") or ()]
+    return "\n".join(lines) + "\n\n" if lines else ""
 
 
 def make_plan(
@@ -153,6 +208,7 @@ def make_plan(
     tool_choice: tuple[str, str] = ("auto", ""),
     parallel_tool_calls: bool = True,
     n: int = 1,
+    audio: AudioRequest | None = None,
 ) -> Plan:
     conversation = history + new_messages
     user_positions = [i for i, m in enumerate(conversation) if m.get("role") == "user"]
@@ -180,6 +236,7 @@ def make_plan(
             if results
             else compose_answer(user_text, turn)
         )
+        text = _attachment_lines(conversation[last_user] if user_positions else None) + text
     choices = [
         _plan_choice(
             f"Choice {number} of {n}.\n\n{text}" if n > 1 else text,
@@ -191,14 +248,26 @@ def make_plan(
         )
         for number in range(1, n + 1)
     ]
+    if audio is not None:
+        for index, choice in enumerate(choices):
+            if not choice.calls:
+                choice.audio = tone(index, audio.format)
+                choice.output_tokens += AUDIO_TOKENS
+    images = sum(
+        attachment["kind"] == "image"
+        for message in conversation
+        for attachment in message.get("files") or ()
+    )
     input_tokens = count_words(instructions) + sum(message_words(m) for m in conversation)
-    usage = _usage(
-        directives.usage or default_usage,
-        input_tokens=max(1, input_tokens),
+    counts = _Counts(
+        input_tokens=max(1, input_tokens) + images * IMAGE_TOKENS,
         cached=sum(message_words(m) for m in history),
         output=sum(choice.output_tokens for choice in choices),
         reasoning=len(reasoning_tokens) * n,
+        image=images * IMAGE_TOKENS,
+        audio=sum(AUDIO_TOKENS for choice in choices if choice.audio is not None),
     )
+    usage = _usage(directives.usage or default_usage, counts)
     return Plan(
         model=model, directives=directives, conversation=conversation, choices=choices, usage=usage
     )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from demo_gateway.plans import Plan, ToolCall
+from demo_gateway.plans import Choice, Plan, ToolCall
 
 _FAULT_AFTER = {"cut": 3, "malformed": 3, "timeout": 2}  # deltas sent before the fault
 _KEEPALIVE_EVERY = 20  # deltas between SSE comment lines (they exercise clients' parsers)
+_AUDIO_PIECES = 4  # a spoken answer's bytes stream in this many base64 pieces
+_AUDIO_LIFETIME = 3600  # seconds; "expires_at" of an audio answer, as OpenAI reports it
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,19 +259,26 @@ def _chat_choice_frames(plan: Plan, index: int, include_usage: bool) -> Iterator
     def faults(sent: int) -> Iterator[Frame]:
         return _text_faults(plan, sent) if index == 0 else iter(())
 
-    content = None if choice.calls else ""
+    content = None if choice.calls or choice.audio is not None else ""
     yield chunk({"role": "assistant", "content": content, "refusal": None}, paced=False)
     if index == 0:
         yield _KEEPALIVE
     for piece in choice.reasoning_chunks:
         yield chunk({"reasoning_content": piece}, paced=True)
     sent = 0
+    audio_id = f"audio_{plan.id[9:]}_{index}"
     for piece in choice.answer_chunks:
         yield from faults(sent)
         if sent and sent % _KEEPALIVE_EVERY == 0:
             yield _KEEPALIVE
         sent += 1
-        yield chunk({"content": piece}, paced=True)
+        if choice.audio is None:
+            yield chunk({"content": piece}, paced=True)
+        else:  # a spoken answer's text is its transcript
+            yield chunk({"audio": {"id": audio_id, "transcript": piece}}, paced=True)
+    for piece in _audio_pieces(choice):
+        audio = {"id": audio_id, "data": piece, "expires_at": plan.created + _AUDIO_LIFETIME}
+        yield chunk({"audio": audio}, paced=True)
     for number, call in enumerate(choice.calls):
         header = {
             "index": number,
@@ -286,14 +296,33 @@ def _chat_choice_frames(plan: Plan, index: int, include_usage: bool) -> Iterator
     yield chunk({}, choice.finish_reason, paced=False)
 
 
+def _audio_pieces(choice: Choice) -> list[str]:
+    """The spoken answer in base64 pieces, each decodable on its own (whole samples)."""
+    if choice.audio is None:
+        return []
+    size = -(-len(choice.audio) // _AUDIO_PIECES)
+    size += size % 2
+    return [
+        base64.b64encode(choice.audio[i : i + size]).decode()
+        for i in range(0, len(choice.audio), size)
+    ]
+
+
 def chat_completion(plan: Plan) -> dict:
     choices = []
     for index, choice in enumerate(plan.choices):
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": None if choice.calls else choice.answer,
+            "content": None if choice.calls or choice.audio is not None else choice.answer,
             "refusal": None,
         }
+        if choice.audio is not None:
+            message["audio"] = {
+                "id": f"audio_{plan.id[9:]}_{index}",
+                "expires_at": plan.created + _AUDIO_LIFETIME,
+                "data": base64.b64encode(choice.audio).decode(),
+                "transcript": choice.answer,
+            }
         if choice.reasoning_chunks:
             message["reasoning_content"] = choice.reasoning
         if choice.calls:

@@ -71,10 +71,14 @@ class ApiSite:
     def records(self, key: str) -> list[dict]:
         rows = self.query(
             "select model, status, source, input_tokens, output_tokens, total_tokens, "
-            "estimated, user_id from chat_usagerecord where api_key_id = ? order by id",
+            "estimated, user_id, image_tokens, audio_tokens from chat_usagerecord "
+            "where api_key_id = ? order by id",
             self.key_id(key),
         )
-        names = ("model", "status", "source", "input", "output", "total", "estimated", "user")
+        names = (
+            *("model", "status", "source", "input", "output", "total", "estimated", "user"),
+            *("image", "audio"),
+        )
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     def wait_for_record(self, key: str, count: int, timeout: float = 10.0) -> list[dict]:

@@ -27,8 +27,8 @@ def client(site: ApiSite, key: str, **headers: str) -> openai.OpenAI:
 
 def test_models_lists_what_the_key_may_use(api_site):
     models = [m.id for m in client(api_site, "ann").models.list()]
-    # demo-reasoner is turned off by staff; the demo gateway offers the other three.
-    assert models == ["demo-chat", "gpt-5.4", "gpt-5.4-mini"]
+    # demo-reasoner is turned off by staff; the demo gateway offers the other four.
+    assert models == ["demo-chat", "demo-text", "gpt-5.4", "gpt-5.4-mini"]
     assert [m.id for m in client(api_site, "ann_mini").models.list()] == ["gpt-5.4-mini"]
 
 
@@ -288,3 +288,35 @@ def test_curl_style_request_and_cors(api_site):
     assert response.status_code == 200 and response.json()["object"] == "chat.completion"
     anonymous = httpx.get(api_site.base_url + "/models", follow_redirects=False)
     assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_images_and_spoken_answers_pass_through_with_their_tokens_recorded(api_site):
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 3), (1, 2, 3)).save(buffer, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    api = client(api_site, "ann")
+    before = len(api_site.records("ann"))
+    answer = api.chat.completions.create(
+        model="demo-chat",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            }
+        ],
+        modalities=["text", "audio"],
+        audio={"voice": "alloy", "format": "wav"},
+    )
+    message = answer.choices[0].message
+    assert message.audio.transcript.startswith("image: png 4×3 sha256:")  # noqa: RUF001
+    assert base64.b64decode(message.audio.data)[:4] == b"RIFF"
+    record = api_site.wait_for_record("ann", before + 1)[before]
+    assert record["image"] == 85 and record["audio"] > 0

@@ -46,7 +46,7 @@ def test_staff_sets_up_a_gateway_and_a_quota_that_a_member_hits(
     page.get_by_role("button", name="Save and continue editing").click()
     page.get_by_role("link", name="Test connection").click()
     expect(page.locator(".messagelist")).to_contain_text(
-        "Team gateway: Connected: the gateway offers 4 models: demo-chat"
+        "Team gateway: Connected: the gateway offers 5 models: demo-chat"
     )
     assert demo_key(tmp_path) not in page.content()
     page.screenshot(path=ARTIFACTS / "admin-test-connection.png", full_page=True)

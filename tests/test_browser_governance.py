@@ -81,7 +81,7 @@ def test_test_connection_before_saving_a_provider(live_app, browser_page: Page, 
     expect(result).to_contain_text("Connection failed: The gateway refused the API key (401)")
     page.get_by_label("Api key").fill(demo_key(tmp_path))
     button.click()
-    expect(result).to_contain_text("Connected: the gateway offers 4 models: demo-chat")
+    expect(result).to_contain_text("Connected: the gateway offers 5 models: demo-chat")
     page.screenshot(path=ARTIFACTS / "governance-test-before-save.png", full_page=True)
     # Nothing was saved: the provider list has only the built-in demo gateway.
     page.goto(live_app + "/admin/chat/provider/")

@@ -60,14 +60,15 @@ def test_specs_cover_the_seed_parameters():
         "reasoning_effort", "reasoning_summary", "truncation", "stop", "presence_penalty",
         "frequency_penalty", "seed", "logit_bias", "response_format", "response_schema",
         "tool_choice", "parallel_tool_calls", "store", "metadata", "top_k",
-        "repetition_penalty", "n",
+        "repetition_penalty", "n", "modalities", "audio_voice", "audio_format",
     }  # fmt: skip
     assert set(SPECS_BY_NAME) == expected
 
 
 RESPONSES_ONLY = {"reasoning_summary", "truncation", "store", "metadata", "top_k",
                   "repetition_penalty"}  # fmt: skip
-CHAT_ONLY = {"presence_penalty", "frequency_penalty", "logit_bias", "n", "max_tokens_field"}
+CHAT_ONLY = {"presence_penalty", "frequency_penalty", "logit_bias", "n", "max_tokens_field",
+             "modalities", "audio_voice", "audio_format"}  # fmt: skip
 
 
 def test_specs_for_each_api_hide_the_other_apis_parameters():

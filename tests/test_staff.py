@@ -157,7 +157,7 @@ def test_csv_export_of_the_filtered_records(staff_client, records, user):
 def test_test_connection_lists_the_models(staff_client, provider):
     response = staff_client.get(f"/admin/chat/provider/{provider.pk}/test-connection/", follow=True)
     html = response.content.decode()
-    assert "Demo: Connected: the gateway offers 4 models: demo-chat, demo-reasoner" in html
+    assert "Demo: Connected: the gateway offers 5 models: demo-chat, demo-reasoner" in html
     assert response.redirect_chain[-1][0] == f"/admin/chat/provider/{provider.pk}/change/"
 
 
@@ -186,7 +186,7 @@ def test_the_test_connection_action_on_the_list(staff_client, provider):
         {"action": "test_connections", "_selected_action": [provider.pk]},
         follow=True,
     )
-    assert "Connected: the gateway offers 4 models" in response.content.decode()
+    assert "Connected: the gateway offers 5 models" in response.content.decode()
 
 
 def test_import_models_creates_model_settings(staff_client, provider):
@@ -197,6 +197,7 @@ def test_import_models_creates_model_settings(staff_client, provider):
     assert set(ModelSetting.objects.values_list("model", flat=True)) == {
         "demo-chat",
         "demo-reasoner",
+        "demo-text",
         "gpt-5.4",
         "gpt-5.4-mini",
     }

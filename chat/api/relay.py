@@ -125,6 +125,8 @@ def _finish(call: Call) -> None:
             cached_tokens=usage.cached_tokens,
             output_tokens=usage.output_tokens,
             reasoning_tokens=usage.reasoning_tokens,
+            image_tokens=usage.image_tokens,
+            audio_tokens=usage.audio_tokens,
             total_tokens=total,
             cost=cost,
             estimated=estimated,

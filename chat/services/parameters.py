@@ -18,8 +18,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.utils.translation import gettext_lazy as _
+
 from chat.services.tools import MAX_SCHEMA_BYTES, parse_json_object, schema_error
-from chat.upstream.request import FUNCTION_PREFIX, Api, Parameters
+from chat.upstream.request import (
+    AUDIO_FORMATS,
+    FUNCTION_PREFIX,
+    TEXT_AND_AUDIO,
+    TEXT_ONLY,
+    VOICES,
+    Api,
+    Parameters,
+)
 
 __all__ = [
     "APIS",
@@ -254,6 +264,33 @@ SPECS: tuple[ParamSpec, ...] = (
         minimum=1,
         maximum=8,
         help="Completions generated per request (1 to 8); each one costs tokens.",
+        group="Output",
+    ),
+    ParamSpec(
+        "modalities",
+        _("Answer as"),
+        "choice",
+        _CHAT_ONLY,
+        choices=((TEXT_ONLY, _("Text")), (TEXT_AND_AUDIO, _("Text and audio"))),
+        help=_("Text and audio: the model also speaks its answer; a player shows next to it."),
+        group="Output",
+    ),
+    ParamSpec(
+        "audio_voice",
+        _("Voice"),
+        "choice",
+        _CHAT_ONLY,
+        choices=tuple((voice, voice.capitalize()) for voice in VOICES),
+        help=_("The voice of spoken answers (with “Text and audio”)."),
+        group="Output",
+    ),
+    ParamSpec(
+        "audio_format",
+        _("Audio format"),
+        "choice",
+        _CHAT_ONLY,
+        choices=tuple((name, name) for name in AUDIO_FORMATS),
+        help=_("The format of spoken answers; WAV when not set."),
         group="Output",
     ),
     ParamSpec(
@@ -541,6 +578,12 @@ def validate(
         and "response_schema" not in errors
     ):
         errors["response_schema"] = "Enter the JSON Schema the answer must match."
+    if (
+        params.get("modalities") == TEXT_AND_AUDIO
+        and "audio_voice" not in params
+        and "audio_voice" not in errors
+    ):
+        errors["audio_voice"] = str(_("Choose the voice of spoken answers."))
     return params, errors
 
 

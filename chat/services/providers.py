@@ -70,6 +70,8 @@ class ProviderModels:
     error: str = ""
     # (model id, display name) for the models staff renamed.
     display_names: tuple[tuple[str, str], ...] = ()
+    # The models the gateway's list says read files: documents go to them as Chat "file" parts.
+    file_models: frozenset[str] = frozenset()
 
     @property
     def options(self) -> list[tuple[str, str]]:
@@ -107,14 +109,23 @@ async def _gateway_models(provider: Provider, *, refresh: bool = False) -> Provi
     if not refresh and (cached := await cache.aget(key)) is not None:
         return cached
     try:
-        ids = await client_for(provider).list_models()
-        result = ProviderModels(provider.pk, provider.name, tuple(ids))
+        ids, file_models = await client_for(provider).list_models_and_inputs()
+        result = ProviderModels(provider.pk, provider.name, tuple(ids), file_models=file_models)
         await cache.aset(key, result, settings.MODEL_LIST_CACHE_SECONDS)
     except GatewayError as exc:
         # A provider that is down is shown as such; not cached long, so it recovers quickly.
         result = ProviderModels(provider.pk, provider.name, error=str(exc))
         await cache.aset(key, result, 15)
     return result
+
+
+def takes_file_parts(provider: Provider | None, model: str) -> bool:
+    """Whether the provider's (cached) model list says ``model`` reads files; False when the
+    list is not cached: the document's text is sent then, which every model reads."""
+    if provider is None:
+        return False
+    cached = cache.get(_cache_key(provider))
+    return isinstance(cached, ProviderModels) and model in cached.file_models
 
 
 async def all_models(*, refresh: bool = False) -> list[ProviderModels]:

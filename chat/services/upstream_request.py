@@ -24,6 +24,7 @@ class RequestPlan:
     user_text: str
     user_tag: str  # a non-reversible id of the account, for upstream abuse monitoring
     tools: dict[str, tool_loop.ToolSpec] = field(default_factory=dict)
+    file_parts: bool = False  # documents as Chat "file" parts (the model list says it reads files)
     turn_id: int | None = None  # the turn these requests are for (its files go with it)
     file_turn_ids: list[int] | None = None  # turns with files (None: maybe any of them)
     # The files of the path's and this turn's user messages, by turn id: ``load_files``.
@@ -68,6 +69,7 @@ class RequestPlan:
             parameters=parameters.request_parameters(self.params, api),
             tools=list(self.tools.values()),
             user=self.user_tag,
+            file_parts=self.file_parts,
             **kwargs,
         )
         return self.api, encode(request)

@@ -18,13 +18,20 @@ from django.db.models import CharField, Count, F, QuerySet, Sum
 from django.db.models.functions import Cast, Substr, TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
 
-from chat.models import USAGE_TOKEN_FIELDS, ModelSetting, Provider, Turn, UsageRecord
+from chat.models import (
+    MEDIA_TOKEN_FIELDS,
+    USAGE_TOKEN_FIELDS,
+    ModelSetting,
+    Provider,
+    Turn,
+    UsageRecord,
+)
 from chat.services import quotas
 
 MILLION = Decimal(1_000_000)
 COST_PLACES = Decimal("0.000001")
 CHARS_PER_TOKEN = 4  # the usual rule of thumb, for turns the gateway reported no usage for
-_TOKEN_FIELDS = USAGE_TOKEN_FIELDS
+_TOKEN_FIELDS = (*USAGE_TOKEN_FIELDS, *MEDIA_TOKEN_FIELDS)
 
 
 def check_allowed(user, provider, model: str) -> dict:
@@ -66,6 +73,8 @@ def _estimate(turn: Turn) -> dict[str, int]:
         "cached_tokens": 0,
         "output_tokens": math.ceil(produced / CHARS_PER_TOKEN),
         "reasoning_tokens": math.ceil(len(turn.reasoning_text) / CHARS_PER_TOKEN),
+        "image_tokens": turn.image_tokens,  # images and audio cannot be guessed from text
+        "audio_tokens": turn.audio_tokens,
     }
 
 
@@ -167,6 +176,8 @@ _SUMS = {
     "reasoning_tokens": Sum("reasoning_tokens"),
     "total_tokens": Sum("total_tokens"),
     "cost": Sum("cost"),
+    "image_tokens": Sum("image_tokens"),
+    "audio_tokens": Sum("audio_tokens"),
 }
 
 
@@ -389,6 +400,8 @@ _CSV_RECORD_COLUMNS = (
     "estimated",
     "requests",
     "kind",
+    # Added after the first release of the export: last, so existing readers keep working.
+    *MEDIA_TOKEN_FIELDS,
 )
 CSV_COLUMNS = (
     "time",

@@ -1,8 +1,11 @@
 """``POST /v1/chat/completions``: build the request; translate its stream or body into events.
 
-Only choice 0 is relayed: with ``n > 1`` the chunks of the other choices (text and tool calls)
-are skipped, streamed or not, while the usage reported, which covers every choice, is passed on
-whole. Tool calls are numbered by their ``index`` within choice 0.
+Choice 0 is relayed whole (text, reasoning, tool calls, audio); with ``n > 1`` the other choices'
+text comes as ``ChoiceDelta`` and their audio as ``AudioDelta`` (their reasoning and tool calls are
+skipped), streamed or not, while the usage reported, which covers every choice, is passed on
+whole. Tool calls are numbered by their ``index`` within choice 0. A spoken answer
+(``modalities`` with audio) comes as ``message.audio`` / ``delta.audio``: its transcript is the
+choice's text, its base64 ``data`` pieces are ``AudioDelta`` events.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any
 
 from . import request as neutral
 from .events import (
+    AudioDelta,
+    ChoiceDelta,
     Completed,
     Event,
     Failed,
@@ -52,8 +57,22 @@ def build_request(
 # -- encoding a neutral Request ------------------------------------------------------------------
 
 
-def _message(message: neutral.Message) -> dict[str, Any]:
-    return {"role": message.role, "content": message.text}
+def _file_part(file: neutral.MessageFile, file_parts: bool) -> dict[str, Any]:
+    """An image as an ``image_url`` part; a document as the provider's ``file`` part when its
+    model takes one, else as a text part carrying the document's name and text."""
+    if file.is_image:
+        return {"type": "image_url", "image_url": {"url": file.data_url}}
+    if file_parts or file.text is None:
+        return {"type": "file", "file": {"filename": file.name, "file_data": file.data_url}}
+    return {"type": "text", "text": f"File {file.name}:\n\n{file.text}"}
+
+
+def _message(message: neutral.Message, file_parts: bool = False) -> dict[str, Any]:
+    if not message.files:
+        return {"role": message.role, "content": message.text}
+    parts = [{"type": "text", "text": message.text}] if message.text else []
+    parts += [_file_part(file, file_parts) for file in message.files]
+    return {"role": message.role, "content": parts}
 
 
 def tool_body(tool: neutral.ToolSpec) -> dict[str, Any]:
@@ -96,6 +115,12 @@ def _parameter_fields(params: neutral.Parameters) -> dict[str, Any]:
             fields["response_format"] = {"type": "json_schema", "json_schema": schema}
     elif params.response_format in ("text", "json_object"):
         fields["response_format"] = {"type": params.response_format}
+    if params.modalities == neutral.TEXT_AND_AUDIO:
+        fields["modalities"] = ["text", "audio"]
+        fields["audio"] = {
+            "voice": params.audio_voice or neutral.VOICES[0],
+            "format": params.audio_format or "wav",
+        }
     return fields
 
 
@@ -105,7 +130,7 @@ def encode(request: neutral.Request) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     if request.parameters.instructions:
         messages.append({"role": "system", "content": request.parameters.instructions})
-    messages += [_message(m) for m in request.history]
+    messages += [_message(m, request.file_parts) for m in request.history]
     for step in request.tool_steps:
         messages += _tool_step(step)
     fields = neutral.common_fields(request) | _parameter_fields(request.parameters)
@@ -141,6 +166,40 @@ def _first_choice(choices: Any) -> dict[str, Any] | None:
     return None
 
 
+def _other_choices(choices: Any) -> list[tuple[int, dict[str, Any]]]:
+    """(index, choice) of every choice after the first, in the order given."""
+    return [
+        (choice["index"], choice)
+        for choice in (choices if isinstance(choices, list) else [])
+        if isinstance(choice, dict)
+        and isinstance(choice.get("index"), int)
+        and not isinstance(choice["index"], bool)
+        and choice["index"] > 0
+    ]
+
+
+def _audio_events(part: dict[str, Any], choice: int) -> list[Event]:
+    """A spoken answer's transcript (as the choice's text) and base64 audio, whole or a piece."""
+    audio = part.get("audio")
+    if not isinstance(audio, dict):
+        return []
+    events: list[Event] = []
+    transcript = audio.get("transcript")
+    if isinstance(transcript, str) and transcript:
+        events.append(TextDelta(transcript) if choice == 0 else ChoiceDelta(choice, transcript))
+    if isinstance(audio.get("data"), str) and audio["data"]:
+        events.append(AudioDelta(audio["data"], choice))
+    return events
+
+
+def _other_choice_events(index: int, part: dict[str, Any]) -> list[Event]:
+    """What is relayed of choice ``index`` > 0: its text, and its audio."""
+    events: list[Event] = []
+    if isinstance(part.get("content"), str) and part["content"]:
+        events.append(ChoiceDelta(index, part["content"]))
+    return events + _audio_events(part, index)
+
+
 def _content_events(part: dict[str, Any]) -> list[Event]:
     """Reasoning, then text, of a whole ``message`` or a streamed ``delta`` (same fields)."""
     events: list[Event] = []
@@ -169,6 +228,10 @@ def parse_response(body: dict[str, Any]) -> list[Event]:
     choice = _first_choice(body.get("choices")) or {}
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
     events.extend(_content_events(message))
+    events.extend(_audio_events(message, 0))
+    for index, other in _other_choices(body.get("choices")):
+        if isinstance(other.get("message"), dict):
+            events.extend(_other_choice_events(index, other["message"]))
     tool_calls = message.get("tool_calls")
     for position, call in enumerate(tool_calls if isinstance(tool_calls, list) else []):
         function = call.get("function") if isinstance(call, dict) else None
@@ -238,11 +301,15 @@ class ChatStreamTranslator:
         if isinstance(chunk.get("usage"), dict):
             # Some gateways repeat running usage on every chunk; the last one reported wins.
             self._usage = Usage.from_payload(chunk["usage"])
+        for index, other in _other_choices(chunk.get("choices")):
+            if isinstance(other.get("delta"), dict):
+                events.extend(_other_choice_events(index, other["delta"]))
         choice = _first_choice(chunk.get("choices"))
         if choice is None:
             return events
         delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
         events.extend(_content_events(delta))
+        events.extend(_audio_events(delta, 0))
         tool_calls = delta.get("tool_calls")
         for position, piece in enumerate(tool_calls if isinstance(tool_calls, list) else []):
             if isinstance(piece, dict):

@@ -107,6 +107,15 @@ def http_failure(status_code: int, body: bytes) -> Failed:
     return Failed(text, "http", status_code=status_code, code=code)
 
 
+def _takes_files(item: dict[str, Any]) -> bool:
+    """A model-list entry that says the model reads files (documents) as input."""
+    architecture = item.get("architecture")
+    inputs = item.get("input_modalities")
+    if inputs is None and isinstance(architecture, dict):
+        inputs = architecture.get("input_modalities")
+    return isinstance(item.get("id"), str) and isinstance(inputs, list) and "file" in inputs
+
+
 def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -166,6 +175,12 @@ class GatewayClient:
 
     async def list_models(self) -> list[str]:
         """Model ids the gateway offers, sorted. Raises :class:`GatewayError`."""
+        return (await self.list_models_and_inputs())[0]
+
+    async def list_models_and_inputs(self) -> tuple[list[str], frozenset[str]]:
+        """Model ids the gateway offers, sorted, and those its list says take files as input
+        (``input_modalities``, or OpenRouter's ``architecture.input_modalities``, with "file").
+        Raises :class:`GatewayError`."""
         try:
             async with asyncio.timeout(self.timeouts.total):
                 response = await self._http.get("models")
@@ -181,7 +196,10 @@ class GatewayClient:
         if not isinstance(items, list):
             raise GatewayError("The gateway's list of models could not be read.", "protocol")
         ids = {item.get("id") if isinstance(item, dict) else item for item in items}
-        return sorted(model for model in ids if isinstance(model, str) and model)
+        takes_files = frozenset(
+            item["id"] for item in items if isinstance(item, dict) and _takes_files(item)
+        )
+        return sorted(model for model in ids if isinstance(model, str) and model), takes_files
 
     def stream_responses(self, body: dict[str, Any]) -> AsyncIterator[Event]:
         """POST ``/responses`` (see :func:`responses_api.build_request`) and yield its events."""

@@ -6,7 +6,7 @@ events, so nothing above ``chat.upstream`` knows which API or which usage schema
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 
@@ -34,6 +34,25 @@ class ReasoningDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ChoiceDelta:
+    """Text of a choice after the first (``n > 1``): its answer, or a spoken answer's transcript.
+    Choice 0's text is a :class:`TextDelta`."""
+
+    choice: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDelta:
+    """A piece of a spoken answer (``modalities`` with audio): base64 ``data`` of ``choice``.
+    Each piece decodes on its own; the answer is the pieces' bytes in order. Its transcript
+    comes as the choice's text."""
+
+    data: str
+    choice: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallDelta:
     """A piece of a tool call's arguments while they stream in."""
 
@@ -58,6 +77,12 @@ class Usage:
     total_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    image_tokens: int = 0  # input tokens spent on images (part of input_tokens)
+    audio_tokens: int = 0  # tokens of audio heard and spoken (part of input and output)
+
+    def __add__(self, other: Usage) -> Usage:
+        """Both counts together (a tool loop's steps each report their own)."""
+        return Usage(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any] | None) -> Usage:
@@ -77,13 +102,17 @@ class Usage:
         input_tokens = number(payload.get("input_tokens", payload.get("prompt_tokens")))
         output_tokens = number(payload.get("output_tokens", payload.get("completion_tokens")))
         total = number(payload.get("total_tokens")) or input_tokens + output_tokens
-        cached = number(
-            details("input_tokens_details", "prompt_tokens_details").get("cached_tokens")
+        inputs = details("input_tokens_details", "prompt_tokens_details")
+        outputs = details("output_tokens_details", "completion_tokens_details")
+        return cls(
+            input_tokens,
+            output_tokens,
+            total,
+            number(inputs.get("cached_tokens")),
+            number(outputs.get("reasoning_tokens")),
+            number(inputs.get("image_tokens")),
+            number(inputs.get("audio_tokens")) + number(outputs.get("audio_tokens")),
         )
-        reasoning = number(
-            details("output_tokens_details", "completion_tokens_details").get("reasoning_tokens")
-        )
-        return cls(input_tokens, output_tokens, total, cached, reasoning)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,5 +147,14 @@ class Failed:
 
 
 Event = (
-    Started | TextDelta | ReasoningDelta | ToolCallDelta | ToolCallDone | Usage | Completed | Failed
+    Started
+    | TextDelta
+    | ReasoningDelta
+    | ChoiceDelta
+    | AudioDelta
+    | ToolCallDelta
+    | ToolCallDone
+    | Usage
+    | Completed
+    | Failed
 )

@@ -8,12 +8,19 @@ of content (an image, a file, audio) is one field here and one encoder per API.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
 # A tool choice that forces one function is stored as "function:<name>".
 FUNCTION_PREFIX = "function:"
+# Spoken answers (Chat Completions ``modalities`` + ``audio``): the stored values and the voices
+# and formats OpenAI-compatible gateways offer.
+TEXT_ONLY = "text"
+TEXT_AND_AUDIO = "text_audio"
+VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer")
+AUDIO_FORMATS = ("wav", "mp3", "flac", "opus", "pcm16")
 
 
 class Api(StrEnum):
@@ -56,6 +63,11 @@ class MessageFile:
     @property
     def is_image(self) -> bool:
         return self.media_type.startswith("image/")
+
+    @property
+    def data_url(self) -> str:
+        """The bytes as a base64 ``data:`` URL, the one form both APIs take inline."""
+        return f"data:{self.media_type};base64,{base64.b64encode(self.data).decode('ascii')}"
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,9 @@ class Parameters:
     response_format: str | None = None  # text, json_object, json_schema
     response_schema: dict[str, Any] | None = None
     n: int | None = None
+    modalities: str | None = None  # TEXT_ONLY or TEXT_AND_AUDIO (Chat Completions)
+    audio_voice: str | None = None
+    audio_format: str | None = None
     tool_choice: str | None = None  # auto, none, required, or FUNCTION_PREFIX + a tool's name
     parallel_tool_calls: bool | None = None
     store: bool | None = None
@@ -172,6 +187,9 @@ class Request:
     tools: list[ToolSpec] = field(default_factory=list)
     tool_steps: list[list[ToolResult]] = field(default_factory=list)
     continue_from: str | None = None
+    # Chat Completions: send documents as the provider's "file" part (its model list says the
+    # model takes files) instead of as their text.
+    file_parts: bool = False
     user: str | None = None  # a pseudonym of the account, for the gateway's abuse monitoring
 
     @property

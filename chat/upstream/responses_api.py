@@ -61,8 +61,18 @@ def build_request(
 # -- encoding a neutral Request ------------------------------------------------------------------
 
 
+def _file_part(file: neutral.MessageFile) -> dict[str, Any]:
+    """An image as ``input_image``, any other file as ``input_file`` (both inline, base64)."""
+    if file.is_image:
+        return {"type": "input_image", "image_url": file.data_url}
+    return {"type": "input_file", "filename": file.name, "file_data": file.data_url}
+
+
 def _message(message: neutral.Message) -> dict[str, Any]:
-    return {"role": message.role, "content": message.text}
+    if not message.files:
+        return {"role": message.role, "content": message.text}
+    parts = [{"type": "input_text", "text": message.text}] if message.text else []
+    return {"role": message.role, "content": parts + [_file_part(f) for f in message.files]}
 
 
 def tool_body(tool: neutral.ToolSpec) -> dict[str, Any]:
@@ -120,7 +130,9 @@ def encode(request: neutral.Request) -> dict[str, Any]:
     if request.tool_steps:
         input: str | list[dict[str, Any]] = [_tool_output(r) for r in request.tool_steps[-1]]
     elif previous:
-        input = request.history[-1].text
+        new = request.history[-1]
+        # Only the new message: its files go with it, earlier ones are in the stored response.
+        input = [_message(new)] if new.files else new.text
     else:
         input = [_message(m) for m in request.history]
     fields = neutral.common_fields(request) | _parameter_fields(request.parameters)

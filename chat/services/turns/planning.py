@@ -11,11 +11,20 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.models import Attachment, Provider, Thread, Turn
-from chat.services import conversation, parameters, permissions, refusals, tool_loop, usage
+from chat.services import (
+    conversation,
+    parameters,
+    permissions,
+    providers,
+    refusals,
+    tool_loop,
+    usage,
+)
 from chat.services.attachments import linking as attachment_linking
 from chat.services.mcp import calls as mcp_calls
 from chat.services.providers import default_provider
 from chat.services.upstream_request import RequestPlan
+from chat.upstream.request import Api
 
 
 @dataclass
@@ -53,6 +62,7 @@ def request_for(turn: Turn, thread: Thread, path: list[Turn], user) -> RequestPl
         },
         turn_id=turn.pk,
         file_turn_ids=_turns_with_files(path, turn),
+        file_parts=turn.api == Api.CHAT and providers.takes_file_parts(turn.provider, turn.model),
     )
 
 

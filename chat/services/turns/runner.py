@@ -36,9 +36,9 @@ from chat import image_policy, live, log_context, metrics
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.markdown import StreamingMarkdown, render_tail
 from chat.models import Turn
-from chat.services import fallbacks, titles, tool_loop, turn_mirror
+from chat.services import fallbacks, refusals, titles, tool_loop, turn_mirror
 from chat.services.mcp import calls as mcp_calls
-from chat.services.turns import registry, store
+from chat.services.turns import choices, registry, store
 from chat.services.turns.planning import TurnPlan
 from chat.upstream import events
 
@@ -70,6 +70,8 @@ class StreamState:
     status: str = Turn.Status.IN_PROGRESS
     error: str = ""
     first_token_at: float | None = None
+    # Choices after the first (n > 1) and spoken answers: stored when the answer ends.
+    other: choices.OtherOutput = field(default_factory=choices.OtherOutput)
 
     @property
     def has_output(self) -> bool:
@@ -77,14 +79,7 @@ class StreamState:
 
     def add_usage(self, step: events.Usage) -> None:
         """Tool-loop steps each report usage; the turn's is their sum."""
-        total = self.usage
-        self.usage = events.Usage(
-            total.input_tokens + step.input_tokens,
-            total.output_tokens + step.output_tokens,
-            total.total_tokens + step.total_tokens,
-            total.cached_tokens + step.cached_tokens,
-            total.reasoning_tokens + step.reasoning_tokens,
-        )
+        self.usage = self.usage + step
 
     def saved_fields(self) -> dict[str, Any]:
         """What a checkpoint stores."""
@@ -108,6 +103,8 @@ class StreamState:
                 turn.total_tokens,
                 turn.cached_tokens,
                 turn.reasoning_tokens,
+                turn.image_tokens,
+                turn.audio_tokens,
             ),
         )
         if turn.output_text:
@@ -131,6 +128,8 @@ class TurnRunner:
         self.stop_requested = False
         # Set while the end of the turn is being stored: a stop then must not cancel that write.
         self.finishing = False
+        # What the answer brought besides choice 0's text, stored with its end (``_finish``).
+        self.extras: choices.Extras | None = None
         self.task: asyncio.Task[None] | None = None
         self._dirty = asyncio.Event()
         # Set once the thread's sockets were told about the turn (``launch``): no delta may
@@ -226,7 +225,8 @@ class TurnRunner:
                     await request.load_files(whole_history=True)
                     api, body = request.first(full_history=True)
                     continue
-                self.state.status, self.state.error = Turn.Status.FAILED, failure.message
+                self.state.status = Turn.Status.FAILED
+                self.state.error = refusals.explain_upstream_failure(failure)
                 return
             if self.state.status == Turn.Status.IN_PROGRESS:
                 self.state.status = Turn.Status.FAILED
@@ -294,6 +294,8 @@ class TurnRunner:
                 state.reasoning.append(event.text)
                 state.thoughts.append(event.text)
             self._dirty.set()
+        elif isinstance(event, events.ChoiceDelta | events.AudioDelta):
+            state.other.add(event)
         elif isinstance(event, events.Started):
             state.response_id = event.response_id or state.response_id
             state.model = event.model or state.model
@@ -434,6 +436,10 @@ class TurnRunner:
         }
         if not self.resuming:
             fields["time_to_first_token_ms"] = round((first - started) * 1000) if first else None
+        self.extras = choices.Extras.of(self.plan.turn, state.other, fields)
+        if self.extras is not None and state.other.audio:
+            # Written before the transaction that stores the end: no lock held meanwhile.
+            await asyncio.to_thread(self.extras.write_audio)
         try:
             message = await store.retry_while_unreachable(
                 lambda: database_sync_to_async(self._store_end)(fields),
@@ -453,8 +459,11 @@ class TurnRunner:
     def _store_end(self, fields: dict) -> live.TurnFinished:
         """Store the end of the turn; the message telling its viewers, with the finished turn
         rendered once for all of them (without it when nothing of this runner's was stored:
-        sockets render what is)."""
+        sockets render what is). New sibling choices change the switcher: counted again."""
         earlier = self.usage_at_start if self.resuming else None
-        if store.store_end(self.plan.turn, fields, earlier_usage=earlier):
-            return live.finished(self.plan.turn, siblings=self.plan.siblings, log=log)
+        extras = self.extras
+        store_extras = extras.store if extras is not None else None
+        if store.store_end(self.plan.turn, fields, earlier_usage=earlier, extras=store_extras):
+            siblings = None if extras is not None and extras.adds_turns else self.plan.siblings
+            return live.finished(self.plan.turn, siblings=siblings, log=log)
         return live.TurnFinished(type="turn.finished", turn_id=self.turn_id)

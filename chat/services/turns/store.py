@@ -96,11 +96,18 @@ async def retry_while_unreachable(write: Callable[[], Awaitable[T]], *, what: st
             delay = min(delay * 2, FINISH_RETRY_MAX_DELAY)
 
 
-def store_end(turn: Turn, fields: dict[str, Any], *, earlier_usage: Usage | None) -> bool:
+def store_end(
+    turn: Turn,
+    fields: dict[str, Any],
+    *,
+    earlier_usage: Usage | None,
+    extras: Callable[[Turn], None] | None = None,
+) -> bool:
     """Store the end of the turn and its usage record in one transaction (a retry after a
     failure that left it unclear whether the commit happened never counts twice). True when
     this runner's end is what the turn now shows. ``earlier_usage``: what earlier runners of a
-    resumed turn already recorded."""
+    resumed turn already recorded. ``extras(turn)`` stores, in the same transaction, what the
+    answer brought besides its text (other choices, spoken answers: ``choices.Extras``)."""
     for name, value in fields.items():
         setattr(turn, name, value)
     with transaction.atomic():
@@ -111,12 +118,16 @@ def store_end(turn: Turn, fields: dict[str, Any], *, earlier_usage: Usage | None
             # Also while paused for a tool answer: those tokens are spent even if nobody
             # answers (record_turn records only what is new when the turn resumes).
             usage.record_turn(turn)
+            if extras is not None:
+                extras(turn)
         elif Turn.objects.filter(pk=turn.pk, status=Turn.Status.INTERRUPTED).update(
             **fields, runner_channel=""
         ):
             # Closed from its last checkpoint by a worker that took this runner for dead:
             # the whole answer replaces that, and only usage not recorded yet is added.
             usage.record_turn(turn, recount=True)
+            if extras is not None:
+                extras(turn)
         elif not Turn.objects.filter(pk=turn.pk).exists():
             # Deleted with its thread meanwhile: the tokens were spent all the same.
             earlier = None if earlier_usage is None else asdict(earlier_usage)
