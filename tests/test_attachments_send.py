@@ -318,3 +318,17 @@ def test_continuing_a_response_reads_only_the_new_messages_files(thread, user):
     assert set(plan.request.files) == {plan.turn.pk}
     async_to_sync(plan.request.load_files)(whole_history=True)
     assert plan.request.files[first.turn.pk][0].data == b"earlier"
+
+
+async def test_the_gateway_receives_the_stored_bytes_of_each_file(thread, user, demo_requests):
+    """End to end: attachments → history → encoders → the demo gateway, which names what it
+    got (an image's format, sides and SHA-256; a file's name, size and first line)."""
+    shot = await sync_to_async(attach)(user, "shot.png", image_bytes("PNG", (600, 400)), thread)
+    notes = await sync_to_async(attach)(user, "notes.txt", b"first line\nsecond", thread)
+    turn = await run_turn(user, thread, "What did I send?", [shot, notes])
+    assert turn.status == Turn.Status.COMPLETED, turn.error
+    assert f"image: png 600×400 sha256:{shot.sha256[:8]}" in turn.output_text  # noqa: RUF001
+    assert "file: notes.txt 17 bytes, first line: first line" in turn.output_text
+    follow_up = await run_turn(user, thread, "And now?", [])
+    assert follow_up.status == Turn.Status.COMPLETED
+    assert demo_requests()[-1]["input"] == "And now?"  # continued: the files are not resent

@@ -5,6 +5,7 @@ full image. Screenshots in the artifacts."""
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -117,6 +118,11 @@ def test_attach_paste_remove_send_and_see_the_thumbnails(live_app, browser_page:
     full = page.request.get(live_app + href)
     assert full.status == 200 and full.headers["content-type"] == "image/png"
     assert full.headers["content-disposition"] == 'inline; filename="holiday.png"'
+    # The demo gateway names what it received: the image's size and the hash of those bytes.
+    digest = hashlib.sha256(full.body()).hexdigest()[:8]
+    answer = page.locator("article.turn").first.locator(".answer")
+    expect(answer).to_contain_text(f"image: png 800×600 sha256:{digest}")  # noqa: RUF001
+    expect(answer).to_contain_text("file: dropped.md 8 bytes, first line: # Notes")
     with page.context.expect_page() as opened:
         page.locator("article.turn .sent-image").first.click()
     opened.value.wait_for_load_state()
