@@ -370,7 +370,9 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     async def announcements_changed(self, message: dict) -> None:
         """Staff saved or removed a banner: show this user's current ones."""
         user = self.scope["user"]
-        await self.send(await database_sync_to_async(announcements.render_for)(user, swap_oob=True))
+        await self.send(
+            await database_sync_to_async(announcements.render_for)(user, swap_oob=True)
+        )
 
     # -- presence ---------------------------------------------------------------------------
 

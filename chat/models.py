@@ -528,7 +528,7 @@ class ModelSetting(models.Model):
         "fallback models",
         default=list,
         blank=True,
-        help_text="Tried in order when this model fails before answering (429, 5xx, no "
+        help_text='Tried in order when this model fails before answering (429, 5xx, no '
         'connection), e.g. ["gpt-5.4-mini"]. Chat and API alike.',
     )
 

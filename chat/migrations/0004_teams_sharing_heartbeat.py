@@ -6,118 +6,79 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("chat", "0003_usage_quotas_audit"),
+        ('chat', '0003_usage_quotas_audit'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="Team",
+            name='Team',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("name", models.CharField(max_length=100, unique=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=100, unique=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                "ordering": ["name"],
+                'ordering': ['name'],
             },
         ),
         migrations.CreateModel(
-            name="ThreadShare",
+            name='ThreadShare',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "access",
-                    models.CharField(
-                        choices=[("read", "Read only"), ("collaborate", "Collaborate")],
-                        default="read",
-                        max_length=20,
-                    ),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('access', models.CharField(choices=[('read', 'Read only'), ('collaborate', 'Collaborate')], default='read', max_length=20)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                "ordering": ["created_at", "pk"],
+                'ordering': ['created_at', 'pk'],
             },
         ),
         migrations.AddField(
-            model_name="turn",
-            name="heartbeat_at",
+            model_name='turn',
+            name='heartbeat_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name="turn",
-            name="runner_channel",
-            field=models.CharField(blank=True, default="", max_length=200),
+            model_name='turn',
+            name='runner_channel',
+            field=models.CharField(blank=True, default='', max_length=200),
         ),
         migrations.AddIndex(
-            model_name="turn",
-            index=models.Index(fields=["status", "heartbeat_at"], name="turn_status_heartbeat"),
+            model_name='turn',
+            index=models.Index(fields=['status', 'heartbeat_at'], name='turn_status_heartbeat'),
         ),
         migrations.AddField(
-            model_name="team",
-            name="members",
-            field=models.ManyToManyField(
-                blank=True, related_name="teams", to=settings.AUTH_USER_MODEL
-            ),
+            model_name='team',
+            name='members',
+            field=models.ManyToManyField(blank=True, related_name='teams', to=settings.AUTH_USER_MODEL),
         ),
         migrations.AddField(
-            model_name="threadshare",
-            name="team",
-            field=models.ForeignKey(
-                blank=True,
-                null=True,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="shares",
-                to="chat.team",
-            ),
+            model_name='threadshare',
+            name='team',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='shares', to='chat.team'),
         ),
         migrations.AddField(
-            model_name="threadshare",
-            name="thread",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE, related_name="shares", to="chat.thread"
-            ),
+            model_name='threadshare',
+            name='thread',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='shares', to='chat.thread'),
         ),
         migrations.AddField(
-            model_name="threadshare",
-            name="user",
-            field=models.ForeignKey(
-                blank=True,
-                null=True,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="thread_shares",
-                to=settings.AUTH_USER_MODEL,
-            ),
+            model_name='threadshare',
+            name='user',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='thread_shares', to=settings.AUTH_USER_MODEL),
         ),
         migrations.AddConstraint(
-            model_name="threadshare",
-            constraint=models.CheckConstraint(
-                condition=models.Q(
-                    models.Q(("team__isnull", False), ("user__isnull", True)),
-                    models.Q(("team__isnull", True), ("user__isnull", False)),
-                    _connector="OR",
-                ),
-                name="share_with_team_or_user",
-            ),
+            model_name='threadshare',
+            constraint=models.CheckConstraint(condition=models.Q(models.Q(('team__isnull', False), ('user__isnull', True)), models.Q(('team__isnull', True), ('user__isnull', False)), _connector='OR'), name='share_with_team_or_user'),
         ),
         migrations.AddConstraint(
-            model_name="threadshare",
-            constraint=models.UniqueConstraint(fields=("thread", "team"), name="unique_team_share"),
+            model_name='threadshare',
+            constraint=models.UniqueConstraint(fields=('thread', 'team'), name='unique_team_share'),
         ),
         migrations.AddConstraint(
-            model_name="threadshare",
-            constraint=models.UniqueConstraint(fields=("thread", "user"), name="unique_user_share"),
+            model_name='threadshare',
+            constraint=models.UniqueConstraint(fields=('thread', 'user'), name='unique_user_share'),
         ),
     ]

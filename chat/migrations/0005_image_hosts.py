@@ -4,18 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("chat", "0004_teams_sharing_heartbeat"),
+        ('chat', '0004_teams_sharing_heartbeat'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="sitesettings",
-            name="image_hosts",
-            field=models.TextField(
-                blank=True,
-                help_text="Images in messages from these hosts load by themselves (one per line, e.g. images.example.com, *.cdn.example.com or images.example.com:8443). Images from any other host show a “Load image from …” link instead, so a model cannot make readers' browsers contact a server of its choosing.",
-                verbose_name="allowed image hosts",
-            ),
+            model_name='sitesettings',
+            name='image_hosts',
+            field=models.TextField(blank=True, help_text="Images in messages from these hosts load by themselves (one per line, e.g. images.example.com, *.cdn.example.com or images.example.com:8443). Images from any other host show a “Load image from …” link instead, so a model cannot make readers' browsers contact a server of its choosing.", verbose_name='allowed image hosts'),
         ),
     ]

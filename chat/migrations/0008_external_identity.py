@@ -6,69 +6,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("chat", "0005_image_hosts"),
+        ('chat', '0005_image_hosts'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="team",
-            name="external_group",
-            field=models.CharField(
-                blank=True,
-                default="",
-                help_text="Organisation group whose members this team follows at every sign-in (OIDC, LDAP or proxy header). Empty: members are managed here by hand.",
-                max_length=200,
-            ),
+            model_name='team',
+            name='external_group',
+            field=models.CharField(blank=True, default='', help_text='Organisation group whose members this team follows at every sign-in (OIDC, LDAP or proxy header). Empty: members are managed here by hand.', max_length=200),
         ),
         migrations.CreateModel(
-            name="ExternalIdentity",
+            name='ExternalIdentity',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "kind",
-                    models.CharField(
-                        choices=[
-                            ("oidc", "OpenID Connect"),
-                            ("ldap", "LDAP"),
-                            ("header", "Proxy header"),
-                        ],
-                        max_length=10,
-                    ),
-                ),
-                ("issuer", models.CharField(max_length=500)),
-                ("subject", models.CharField(max_length=500)),
-                (
-                    "groups",
-                    models.JSONField(
-                        blank=True, default=list, help_text="Groups at the last sign-in."
-                    ),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("last_login_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "user",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="external_identities",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('kind', models.CharField(choices=[('oidc', 'OpenID Connect'), ('ldap', 'LDAP'), ('header', 'Proxy header')], max_length=10)),
+                ('issuer', models.CharField(max_length=500)),
+                ('subject', models.CharField(max_length=500)),
+                ('groups', models.JSONField(blank=True, default=list, help_text='Groups at the last sign-in.')),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('last_login_at', models.DateTimeField(blank=True, null=True)),
+                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='external_identities', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "verbose_name": "external identity",
-                "verbose_name_plural": "external identities",
-                "constraints": [
-                    models.UniqueConstraint(
-                        fields=("kind", "issuer", "subject"), name="unique_external_identity"
-                    )
-                ],
+                'verbose_name': 'external identity',
+                'verbose_name_plural': 'external identities',
+                'constraints': [models.UniqueConstraint(fields=('kind', 'issuer', 'subject'), name='unique_external_identity')],
             },
         ),
     ]

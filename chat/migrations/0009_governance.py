@@ -204,33 +204,17 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.CreateModel(
-            name="TeamSpend",
+            name='TeamSpend',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("month", models.DateField(help_text="First day of the month.")),
-                ("tokens", models.PositiveBigIntegerField(default=0)),
-                ("cost", models.DecimalField(decimal_places=6, default=0, max_digits=16)),
-                (
-                    "team",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="spend",
-                        to="chat.team",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('month', models.DateField(help_text='First day of the month.')),
+                ('tokens', models.PositiveBigIntegerField(default=0)),
+                ('cost', models.DecimalField(decimal_places=6, default=0, max_digits=16)),
+                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='spend', to='chat.team')),
             ],
             options={
-                "ordering": ["-month", "team"],
-                "constraints": [
-                    models.UniqueConstraint(
-                        fields=("team", "month"), name="unique_team_spend_month"
-                    )
-                ],
+                'ordering': ['-month', 'team'],
+                'constraints': [models.UniqueConstraint(fields=('team', 'month'), name='unique_team_spend_month')],
             },
         ),
         migrations.RunPython(rate_limit_zero_to_blank, rate_limit_blank_to_zero),

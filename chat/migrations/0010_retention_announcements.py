@@ -6,136 +6,70 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("chat", "0009_governance"),
+        ('chat', '0009_governance'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="Announcement",
+            name='Announcement',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("message", models.TextField(max_length=1000)),
-                (
-                    "level",
-                    models.CharField(
-                        choices=[("info", "Information"), ("warning", "Warning")],
-                        default="info",
-                        max_length=10,
-                    ),
-                ),
-                (
-                    "starts_at",
-                    models.DateTimeField(
-                        blank=True, help_text="Empty: shown from when it is saved.", null=True
-                    ),
-                ),
-                (
-                    "ends_at",
-                    models.DateTimeField(
-                        blank=True, help_text="Empty: shown until removed.", null=True
-                    ),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('message', models.TextField(max_length=1000)),
+                ('level', models.CharField(choices=[('info', 'Information'), ('warning', 'Warning')], default='info', max_length=10)),
+                ('starts_at', models.DateTimeField(blank=True, help_text='Empty: shown from when it is saved.', null=True)),
+                ('ends_at', models.DateTimeField(blank=True, help_text='Empty: shown until removed.', null=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                "ordering": ["-created_at", "-pk"],
+                'ordering': ['-created_at', '-pk'],
             },
         ),
         migrations.RemoveIndex(
-            model_name="usagerecord",
-            name="usage_time",
+            model_name='usagerecord',
+            name='usage_time',
         ),
         migrations.RemoveIndex(
-            model_name="usagerecord",
-            name="usage_user_time",
+            model_name='usagerecord',
+            name='usage_user_time',
         ),
         migrations.AddField(
-            model_name="sitesettings",
-            name="chat_retention_days",
-            field=models.PositiveIntegerField(
-                blank=True,
-                help_text="A chat nobody wrote in or changed for this many days is deleted with its shares. Empty: chats are kept for ever.",
-                null=True,
-                validators=[django.core.validators.MinValueValidator(1)],
-                verbose_name="delete chats not touched for (days)",
-            ),
+            model_name='sitesettings',
+            name='chat_retention_days',
+            field=models.PositiveIntegerField(blank=True, help_text='A chat nobody wrote in or changed for this many days is deleted with its shares. Empty: chats are kept for ever.', null=True, validators=[django.core.validators.MinValueValidator(1)], verbose_name='delete chats not touched for (days)'),
         ),
         migrations.AddField(
-            model_name="sitesettings",
-            name="usage_detail_days",
-            field=models.PositiveIntegerField(
-                blank=True,
-                help_text="Older usage records are rolled up into one record per day, user and model: the dashboard and quotas count the same totals, the per-turn detail is gone. Empty: every record is kept.",
-                null=True,
-                validators=[django.core.validators.MinValueValidator(1)],
-                verbose_name="keep usage records in detail for (days)",
-            ),
+            model_name='sitesettings',
+            name='usage_detail_days',
+            field=models.PositiveIntegerField(blank=True, help_text='Older usage records are rolled up into one record per day, user and model: the dashboard and quotas count the same totals, the per-turn detail is gone. Empty: every record is kept.', null=True, validators=[django.core.validators.MinValueValidator(1)], verbose_name='keep usage records in detail for (days)'),
         ),
         migrations.AddField(
-            model_name="usagerecord",
-            name="requests",
+            model_name='usagerecord',
+            name='requests',
             field=models.PositiveIntegerField(default=1),
         ),
         migrations.AddField(
-            model_name="usagerecord",
-            name="rolled_up",
+            model_name='usagerecord',
+            name='rolled_up',
             field=models.BooleanField(default=False),
         ),
         migrations.AddIndex(
-            model_name="usagerecord",
-            index=models.Index(
-                fields=[
-                    "created_at",
-                    "user",
-                    "provider_name",
-                    "model",
-                    "input_tokens",
-                    "cached_tokens",
-                    "output_tokens",
-                    "reasoning_tokens",
-                    "total_tokens",
-                    "cost",
-                    "requests",
-                ],
-                name="usage_time",
-            ),
+            model_name='usagerecord',
+            index=models.Index(fields=['created_at', 'user', 'provider_name', 'model', 'input_tokens', 'cached_tokens', 'output_tokens', 'reasoning_tokens', 'total_tokens', 'cost', 'requests'], name='usage_time'),
         ),
         migrations.AddIndex(
-            model_name="usagerecord",
-            index=models.Index(
-                fields=[
-                    "user",
-                    "created_at",
-                    "input_tokens",
-                    "cached_tokens",
-                    "output_tokens",
-                    "reasoning_tokens",
-                    "total_tokens",
-                    "cost",
-                    "requests",
-                ],
-                name="usage_user_time",
-            ),
+            model_name='usagerecord',
+            index=models.Index(fields=['user', 'created_at', 'input_tokens', 'cached_tokens', 'output_tokens', 'reasoning_tokens', 'total_tokens', 'cost', 'requests'], name='usage_user_time'),
         ),
         migrations.AddIndex(
-            model_name="usagerecord",
-            index=models.Index(
-                fields=["provider_name", "model", "input_tokens", "output_tokens"],
-                name="usage_model_tokens",
-            ),
+            model_name='usagerecord',
+            index=models.Index(fields=['provider_name', 'model', 'input_tokens', 'output_tokens'], name='usage_model_tokens'),
         ),
         migrations.AddField(
-            model_name="announcement",
-            name="dismissed_by",
-            field=models.ManyToManyField(
-                blank=True, editable=False, related_name="+", to=settings.AUTH_USER_MODEL
-            ),
+            model_name='announcement',
+            name='dismissed_by',
+            field=models.ManyToManyField(blank=True, editable=False, related_name='+', to=settings.AUTH_USER_MODEL),
         ),
     ]

@@ -7,177 +7,78 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("chat", "0012_prompts_share_links"),
+        ('chat', '0012_prompts_share_links'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="McpServer",
+            name='McpServer',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("name", models.CharField(max_length=100, unique=True)),
-                (
-                    "url",
-                    models.URLField(
-                        help_text="The server's endpoint, e.g. https://mcp.example/mcp",
-                        max_length=500,
-                    ),
-                ),
-                (
-                    "transport",
-                    models.CharField(
-                        choices=[
-                            ("streamable_http", "Streamable HTTP"),
-                            ("sse", "HTTP+SSE (older servers)"),
-                        ],
-                        default="streamable_http",
-                        max_length=20,
-                    ),
-                ),
-                ("headers_encrypted", models.TextField(blank=True, default="", editable=False)),
-                (
-                    "connect_timeout",
-                    models.FloatField(default=10.0, help_text="Seconds to connect and list tools."),
-                ),
-                (
-                    "call_timeout",
-                    models.FloatField(default=60.0, help_text="Seconds one tool call may take."),
-                ),
-                (
-                    "requires_approval",
-                    models.BooleanField(
-                        default=False,
-                        help_text="The user approves each call in its card before it runs.",
-                    ),
-                ),
-                ("enabled", models.BooleanField(default=True)),
-                ("tools_refreshed_at", models.DateTimeField(blank=True, editable=False, null=True)),
-                ("last_error", models.TextField(blank=True, default="", editable=False)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "teams",
-                    models.ManyToManyField(
-                        blank=True,
-                        help_text="Who may use its tools. None chosen: everyone.",
-                        related_name="mcp_servers",
-                        to="chat.team",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=100, unique=True)),
+                ('url', models.URLField(help_text="The server's endpoint, e.g. https://mcp.example/mcp", max_length=500)),
+                ('transport', models.CharField(choices=[('streamable_http', 'Streamable HTTP'), ('sse', 'HTTP+SSE (older servers)')], default='streamable_http', max_length=20)),
+                ('headers_encrypted', models.TextField(blank=True, default='', editable=False)),
+                ('connect_timeout', models.FloatField(default=10.0, help_text='Seconds to connect and list tools.')),
+                ('call_timeout', models.FloatField(default=60.0, help_text='Seconds one tool call may take.')),
+                ('requires_approval', models.BooleanField(default=False, help_text='The user approves each call in its card before it runs.')),
+                ('enabled', models.BooleanField(default=True)),
+                ('tools_refreshed_at', models.DateTimeField(blank=True, editable=False, null=True)),
+                ('last_error', models.TextField(blank=True, default='', editable=False)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('teams', models.ManyToManyField(blank=True, help_text='Who may use its tools. None chosen: everyone.', related_name='mcp_servers', to='chat.team')),
             ],
             options={
-                "verbose_name": "MCP server",
-                "ordering": ["name"],
+                'verbose_name': 'MCP server',
+                'ordering': ['name'],
             },
         ),
         migrations.CreateModel(
-            name="McpCall",
+            name='McpCall',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "created_at",
-                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
-                ),
-                ("server_name", models.CharField(max_length=100)),
-                ("tool_name", models.CharField(max_length=200)),
-                ("status", models.CharField(max_length=20)),
-                ("duration_ms", models.PositiveIntegerField(default=0)),
-                ("detail", models.TextField(blank=True, default="")),
-                ("arguments", models.JSONField(blank=True, null=True)),
-                (
-                    "turn",
-                    models.ForeignKey(
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to="chat.turn",
-                    ),
-                ),
-                (
-                    "user",
-                    models.ForeignKey(
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "server",
-                    models.ForeignKey(
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="calls",
-                        to="chat.mcpserver",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ('server_name', models.CharField(max_length=100)),
+                ('tool_name', models.CharField(max_length=200)),
+                ('status', models.CharField(max_length=20)),
+                ('duration_ms', models.PositiveIntegerField(default=0)),
+                ('detail', models.TextField(blank=True, default='')),
+                ('arguments', models.JSONField(blank=True, null=True)),
+                ('turn', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='chat.turn')),
+                ('user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('server', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='calls', to='chat.mcpserver')),
             ],
             options={
-                "verbose_name": "MCP call",
-                "ordering": ["-created_at"],
+                'verbose_name': 'MCP call',
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="McpTool",
+            name='McpTool',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("name", models.CharField(max_length=200)),
-                ("description", models.TextField(blank=True, default="")),
-                ("input_schema", models.JSONField(default=dict)),
-                ("available", models.BooleanField(default=True)),
-                (
-                    "problem",
-                    models.TextField(
-                        blank=True,
-                        default="",
-                        help_text="Why it cannot be offered to a model, if it cannot.",
-                    ),
-                ),
-                (
-                    "server",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="tools",
-                        to="chat.mcpserver",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=200)),
+                ('description', models.TextField(blank=True, default='')),
+                ('input_schema', models.JSONField(default=dict)),
+                ('available', models.BooleanField(default=True)),
+                ('problem', models.TextField(blank=True, default='', help_text='Why it cannot be offered to a model, if it cannot.')),
+                ('server', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tools', to='chat.mcpserver')),
             ],
             options={
-                "verbose_name": "MCP tool",
-                "ordering": ["server__name", "name"],
+                'verbose_name': 'MCP tool',
+                'ordering': ['server__name', 'name'],
             },
         ),
         migrations.AddField(
-            model_name="tooldefinition",
-            name="mcp_tool",
-            field=models.ForeignKey(
-                blank=True,
-                null=True,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="library_entries",
-                to="chat.mcptool",
-            ),
+            model_name='tooldefinition',
+            name='mcp_tool',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='library_entries', to='chat.mcptool'),
         ),
         migrations.AddConstraint(
-            model_name="mcptool",
-            constraint=models.UniqueConstraint(
-                fields=("server", "name"), name="unique_mcp_tool_per_server"
-            ),
+            model_name='mcptool',
+            constraint=models.UniqueConstraint(fields=('server', 'name'), name='unique_mcp_tool_per_server'),
         ),
     ]

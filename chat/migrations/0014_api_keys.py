@@ -7,110 +7,62 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("chat", "0013_mcp_servers"),
+        ('chat', '0013_mcp_servers'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="modelsetting",
-            name="fallback_models",
-            field=models.JSONField(
-                blank=True,
-                default=list,
-                help_text='Tried in order when this model fails before answering (429, 5xx, no connection), e.g. ["gpt-5.4-mini"]. Chat and API alike.',
-                verbose_name="fallback models",
-            ),
+            model_name='modelsetting',
+            name='fallback_models',
+            field=models.JSONField(blank=True, default=list, help_text='Tried in order when this model fails before answering (429, 5xx, no connection), e.g. ["gpt-5.4-mini"]. Chat and API alike.', verbose_name='fallback models'),
         ),
         migrations.AddField(
-            model_name="sitesettings",
-            name="api_enabled",
-            field=models.BooleanField(
-                default=True,
-                help_text="Let people call /api/v1 with their personal API keys. Off: every key is refused (running streams stop).",
-                verbose_name="API enabled",
-            ),
+            model_name='sitesettings',
+            name='api_enabled',
+            field=models.BooleanField(default=True, help_text='Let people call /api/v1 with their personal API keys. Off: every key is refused (running streams stop).', verbose_name='API enabled'),
         ),
         migrations.AddField(
-            model_name="usagerecord",
-            name="source",
-            field=models.CharField(db_index=True, default="chat", max_length=10),
+            model_name='usagerecord',
+            name='source',
+            field=models.CharField(db_index=True, default='chat', max_length=10),
         ),
         migrations.CreateModel(
-            name="ApiAccess",
+            name='ApiAccess',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("enabled", models.BooleanField(default=True, verbose_name="API enabled")),
-                (
-                    "user",
-                    models.OneToOneField(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="api_access",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('enabled', models.BooleanField(default=True, verbose_name='API enabled')),
+                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='api_access', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "verbose_name": "API access",
-                "verbose_name_plural": "API access",
+                'verbose_name': 'API access',
+                'verbose_name_plural': 'API access',
             },
         ),
         migrations.CreateModel(
-            name="ApiKey",
+            name='ApiKey',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("name", models.CharField(max_length=100)),
-                (
-                    "prefix",
-                    models.CharField(help_text="The key's first characters.", max_length=16),
-                ),
-                ("key_hash", models.CharField(editable=False, max_length=64, unique=True)),
-                (
-                    "allowed_models",
-                    models.JSONField(
-                        blank=True,
-                        default=list,
-                        help_text="Model ids this key may use; empty: any allowed.",
-                    ),
-                ),
-                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
-                ("last_used_at", models.DateTimeField(blank=True, null=True)),
-                ("expires_at", models.DateTimeField(blank=True, null=True)),
-                ("revoked_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "user",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="api_keys",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=100)),
+                ('prefix', models.CharField(help_text="The key's first characters.", max_length=16)),
+                ('key_hash', models.CharField(editable=False, max_length=64, unique=True)),
+                ('allowed_models', models.JSONField(blank=True, default=list, help_text='Model ids this key may use; empty: any allowed.')),
+                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('last_used_at', models.DateTimeField(blank=True, null=True)),
+                ('expires_at', models.DateTimeField(blank=True, null=True)),
+                ('revoked_at', models.DateTimeField(blank=True, null=True)),
+                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "verbose_name": "API key",
-                "ordering": ["-created_at", "-pk"],
+                'verbose_name': 'API key',
+                'ordering': ['-created_at', '-pk'],
             },
         ),
         migrations.AddField(
-            model_name="usagerecord",
-            name="api_key",
-            field=models.ForeignKey(
-                blank=True,
-                null=True,
-                on_delete=django.db.models.deletion.SET_NULL,
-                related_name="+",
-                to="chat.apikey",
-            ),
+            model_name='usagerecord',
+            name='api_key',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='chat.apikey'),
         ),
     ]
