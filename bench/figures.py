@@ -2,7 +2,7 @@
 
 Each ``Scenario`` names the figures it fills; ``run.py --only NAME`` (a scenario name or a figure
 id, comma-separated) measures just those, and a scenario runs when one of its figures is
-selected. The warm-up runs before any streaming figure. A scenario with a ``script`` (#10 to #16)
+selected. The warm-up runs before any streaming figure. A scenario with a ``script`` (#10 to #17)
 runs that standalone bench script's ``measure()`` in a process of its own and needs neither the app
 nor the gateway that run.py starts for the others. See bench/README.md for each figure.
 """
@@ -476,6 +476,23 @@ def two_workers(run: Run) -> None:
     f.detail = {"throughput": relay}
 
 
+def attachments(run: Run) -> None:
+    run.log("#17 streams while a 10 MB PDF and a 12 MP photo are uploaded and sent")
+    r = _script(run, "attachments")
+    f = run.by_id["17"]
+    with_uploads, without = r["with_uploads"], r["without_uploads"]
+    f.value, f.baseline = with_uploads["p99_ms"], without["p99_ms"]
+    f.added = r["added_p99_ms"]
+    f.met = f.added <= r["goal_added_p99_ms"] and not with_uploads["failed"]
+    f.note = (
+        f"p99 inter-chunk delay of {r['streams']} answers at 50 chunks/s (coalesced 40 ms), "
+        f"max {with_uploads['max_ms']:.0f} vs {without['max_ms']:.0f} ms; uploads "
+        f"{with_uploads['upload_report.pdf_s']:.2f} s (PDF) and "
+        f"{with_uploads['upload_photo.jpg_s']:.2f} s (photo), answer "
+        f"{with_uploads['send_to_answer_s']:.2f} s after sending; baseline = same app, no uploads"
+    )
+
+
 # In the order they run (#7 first, on fresh processes; the standalone scripts last).
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("warm-up", STREAMING, warm_up, preparation=True),
@@ -496,6 +513,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("mcp", ("14",), mcp_calls, script="mcp_calls"),
     Scenario("idle", ("15",), idle_sockets, script="idle_sockets"),
     Scenario("workers", ("16",), two_workers, script="workers"),
+    Scenario("attachments", ("17",), attachments, script="attachments"),
 )
 # --only names beyond the scenarios' own: groups of figures.
 ALIASES: dict[str, tuple[str, ...]] = {"page": ("8a", "8b", "8c", "8d")}
@@ -566,6 +584,13 @@ def figure_list(config: dict[str, Any]) -> list[Figure]:
             "#16 delta to a viewer on the other of 2 workers",
             "ms",
             "added p50 ≤ 5 ms",
+        ),
+        Figure(
+            "17",
+            f"#17 p99 inter-chunk delay, {scripts['attachments']['streams']} streams, "
+            "uploading 10 MB PDF + 12 MP photo",
+            "ms",
+            "added p99 ≤ 50 ms",
         ),
     ]
 

@@ -9,7 +9,7 @@ Starts, as separate processes on 127.0.0.1: the demo gateway (demo_gateway, pace
 app under Daphne with production-like settings (DEBUG off, its own SQLite file, the mounted demo
 gateway off, a provider pointing at the separate gateway), and the load generator
 (bench/loadgen.py: logs in, opens threads, streams over websockets like the browser; or reads
-the gateway's SSE directly: the baseline); then the standalone scripts (#10 to #16, each
+the gateway's SSE directly: the baseline); then the standalone scripts (#10 to #17, each
 ``measure()`` in its own process on its own throwaway database). Prints a table and writes
 bench/results/*.json.
 Exits non-zero only when the harness itself breaks, never because a goal is missed.
@@ -83,7 +83,7 @@ FULL: dict[str, Any] = {
     "markdown_kb": [10, 100],
     "markdown_repeats": 3,
     "query_chunks": [100, 10_000],
-    # The standalone scripts (#10 to #16): measure()'s arguments, each run in its own process.
+    # The standalone scripts (#10 to #17): measure()'s arguments, each run in its own process.
     "scripts": {
         "governance": {"records": 20_000, "repeat": 2000},
         "metrics_scrape": {"turns": 10_000, "records": 100_000, "repeat": 50},
@@ -93,6 +93,8 @@ FULL: dict[str, Any] = {
         "idle_sockets": {"sockets": [1000, 5000], "idle_seconds": 30},
         # Needs PostgreSQL + Redis (.ci/services.sh, left running by `make test-scaleout`).
         "workers": {"streams": 200, "chunks": 250, "probes": 10},
+        # The streams must outlast the uploads (a few seconds): 300 chunks at 50/s.
+        "attachments": {"streams": 20, "chunks": 300},
     },
     "scripts_skipped": [],  # left out of a run that names no figures (--only runs them)
 }
@@ -518,7 +520,7 @@ def main() -> int:
     fatal = ""
     log(f"{mode} benchmark; work dir {workdir}")
     try:
-        if needs_app(figures):  # the standalone scripts (#10 to #16) start what they need
+        if needs_app(figures):  # the standalone scripts (#10 to #17) start what they need
             bench.start()
         measure(bench, args.quick, figures)
     except Exception as exc:

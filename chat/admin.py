@@ -475,6 +475,7 @@ class UserQuotaInline(admin.StackedInline):
         ("cost_per_month", "requests_per_minute"),
         ("unlimited_rate", "exempt"),
         "billing_team",
+        "upload_bytes_per_day",  # attachments (chat/services/attachments/limits.py)
     )
 
 

@@ -36,6 +36,7 @@ from chat.services import (
     titles,
     turn_mirror,
 )
+from chat.services.attachments import linking as attachment_linking
 from chat.services.turns import admission, launch, registry
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,12 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         """One action of the browser's; raises ``TurnRejected`` (or ValueError) to refuse it."""
         user = self.scope["user"]
         if action == "send":
-            await launch.start_turn(user, self.thread_id, str(data.get("message", "")))
+            await launch.start_turn(
+                user,
+                self.thread_id,
+                str(data.get("message", "")),
+                attachment_linking.parse_ids(data.get("attachments")),
+            )
         elif action == "stop":
             await self._stop(data.get("turn_id"))
         elif action in ("retry", "regenerate"):
@@ -202,6 +208,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         elif action == "switch":
             await self._switch(await self._own_turn_id(data))
         elif action == "compare":
+            attachment_linking.refuse_in_comparison(data.get("attachments"))
             await compare.start_comparison(
                 user, self.thread_id, str(data.get("message", "")), data.get("compare_models")
             )

@@ -16,14 +16,23 @@ from django.utils.translation import gettext as _
 
 from chat import compare_columns as compare
 from chat.markdown import render_markdown
-from chat.models import Thread, Turn
+from chat.models import Attachment, Thread, Turn
+from chat.services.attachments import linking as attachment_linking
 from chat.services.conversation import Siblings, ThreadTree, siblings_of, sidebar_lists
 
 
 def turn_context(
-    turn: Turn, snapshot: dict | None = None, siblings: Siblings | None = None
+    turn: Turn,
+    snapshot: dict | None = None,
+    siblings: Siblings | None = None,
+    attachments: list[Attachment] | None = None,
 ) -> dict:
-    """Template context of one turn; a running turn shows the live snapshot of its answer."""
+    """Template context of one turn; a running turn shows the live snapshot of its answer.
+    ``attachments``: the turn's files when the caller loaded a page's at once (else a query)."""
+    if attachments is None:
+        attachments = getattr(turn, "attachment_list", None)  # set when the turn was planned
+    if attachments is None:
+        attachments = attachment_linking.of_turns([turn.pk]).get(turn.pk, [])
     offset_html = ""
     if snapshot is not None:
         offset_html = mark_safe(
@@ -53,6 +62,9 @@ def turn_context(
         "reasoning_html": reasoning_html,
         "user_html": mark_safe(render_markdown(turn.user_text)),
         "offset_html": offset_html,
+        # The files the message was sent with; the model's own (audio) for the answer.
+        "files": [a for a in attachments if not a.from_model],
+        "model_files": [a for a in attachments if a.from_model],
     }
 
 
@@ -72,8 +84,10 @@ def path_page(
     if more:
         earlier_url = f"{reverse('chat:earlier', args=[thread.pk])}?before={turns[0].pk}"
     spent = compare.costs([t.pk for t in turns if t.is_finished])
+    files = attachment_linking.of_turns(t.pk for t in turns)  # one query for the page
     items = [
-        turn_context(t, snapshots.get(t.pk), tree.siblings(t)) | {"cost": spent.get(t.pk)}
+        turn_context(t, snapshots.get(t.pk), tree.siblings(t), files.get(t.pk, []))
+        | {"cost": spent.get(t.pk)}
         for t in turns
     ]
     if before_id is None:

@@ -11,7 +11,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_de
 from django.dispatch import receiver
 
 from chat import image_policy
-from chat.models import SiteSettings, Team, Thread, ThreadShare, UsageRecord
+from chat.models import Attachment, SiteSettings, Team, Thread, ThreadShare, UsageRecord
 from chat.services import budgets, session_binding
 from chat.services.sharing import announce_after_commit, threads_shared_with_teams
 
@@ -24,6 +24,19 @@ def share_changed(sender, instance: ThreadShare, **kwargs) -> None:
 @receiver(post_delete, sender=Thread)
 def thread_deleted(sender, instance: Thread, **kwargs) -> None:
     announce_after_commit([instance.pk])
+
+
+@receiver(post_delete, sender=Attachment)
+def attachment_deleted(sender, instance: Attachment, **kwargs) -> None:
+    """A deleted file row (removed chip, deleted chat or account, retention) takes its stored
+    file and thumbnail along once the deletion is committed, unless another row (a version of
+    the same message) still names them."""
+    from django.db import transaction
+
+    from chat.services.attachments.store import delete_files
+
+    names = [instance.file.name, instance.thumbnail.name]
+    transaction.on_commit(lambda: delete_files(names))
 
 
 @receiver(pre_delete, sender=Thread)

@@ -2,6 +2,7 @@ from django.urls import path, re_path
 
 import chat.request_ids  # noqa: F401 (registers the <id:…> converter)
 from chat.views import (
+    attachments,
     feedback,
     image_viewer,
     imports,
@@ -90,4 +91,13 @@ urlpatterns = [
     path("prompts/<id:prompt_id>/use/", prompts.use_prompt, name="prompt-use"),
     path("tools/mcp/<id:server_id>/refresh/", mcp_views.refresh_server, name="mcp-refresh"),
     path("tools/mcp/tool/<id:tool_id>/add/", mcp_views.add_tool, name="mcp-add"),
+    # Files attached to messages (chat/views/attachments.py).
+    path("files/upload/", attachments.upload, name="attachment-upload"),
+    path("files/<uuid:attachment_id>/", attachments.serve, name="attachment"),
+    path(
+        "files/<uuid:attachment_id>/thumbnail/",
+        attachments.serve_thumbnail,
+        name="attachment-thumbnail",
+    ),
+    path("files/<uuid:attachment_id>/remove/", attachments.remove, name="attachment-remove"),
 ]

@@ -341,6 +341,43 @@ TOOL_MAX_STEPS = env_int("TOOL_MAX_STEPS", 8)
 # for a zip, also the size of the conversations.json inside.
 IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
 
+# Files attached to messages (chat/services/attachments): per file, per message, per user a day
+# (a user's quota overrides the last), and images: larger ones are refused (decompression
+# bombs), and downscaled to this side before they are sent upstream.
+MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
+MAX_FILES_PER_MESSAGE = env_int("MAX_FILES_PER_MESSAGE", 10, minimum=1)
+UPLOAD_BYTES_PER_DAY = env_int("UPLOAD_BYTES_PER_DAY", 500 * 1024 * 1024, minimum=0)
+MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
+UPSTREAM_IMAGE_MAX_SIDE = env_int("UPSTREAM_IMAGE_MAX_SIDE", 2048, minimum=64)
+# Where attachments are stored: "local" (MEDIA_ROOT, files 0600, never served directly) or
+# "s3" (any S3-compatible store through django-storages; several workers share it).
+STORAGE_BACKEND = env_str("STORAGE_BACKEND", "local").lower()
+if STORAGE_BACKEND == "local":
+    _DEFAULT_STORAGE = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+elif STORAGE_BACKEND == "s3":
+    if not env_str("S3_BUCKET"):
+        raise ImproperlyConfigured("STORAGE_BACKEND=s3 needs S3_BUCKET.")
+    _DEFAULT_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("S3_BUCKET"),
+            "endpoint_url": env_str("S3_ENDPOINT_URL") or None,
+            "access_key": env_str("S3_ACCESS_KEY_ID") or None,
+            "secret_key": env_secret("S3_SECRET_ACCESS_KEY") or None,
+            "region_name": env_str("S3_REGION") or None,
+            # Objects are private and never linked to: every read goes through our views.
+            "default_acl": "private",
+            "file_overwrite": False,
+            "querystring_auth": True,
+        },
+    }
+else:
+    raise ImproperlyConfigured(f"STORAGE_BACKEND={STORAGE_BACKEND!r}: use local or s3.")
+STORAGES = {
+    "default": _DEFAULT_STORAGE,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
 # LOG_FORMAT=json: one JSON object per line, with request / turn / user ids (chat/log_context.py).
 LOG_FORMAT = env_str("LOG_FORMAT", "text").lower()
 if LOG_FORMAT not in ("text", "json"):

@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.signin_fixtures",
     "tests.redis_server",
     "tests.workers",
+    "tests.attachment_fixtures",
 ]
 
 _numbers = itertools.count(1)

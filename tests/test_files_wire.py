@@ -147,10 +147,10 @@ def files_by_text(monkeypatch):
     files: dict[str, tuple[MessageFile, ...]] = {}
     original = conversation.history
 
-    def history(path, new_text):
+    def history(path, new_text, *attachments):
         return [
             dataclasses.replace(m, files=files.get(m.text, ())) if m.role == "user" else m
-            for m in original(path, new_text)
+            for m in original(path, new_text, *attachments)
         ]
 
     monkeypatch.setattr(conversation, "history", history)

@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 
 from chat.models import Provider, Thread, Turn
 from chat.services.refusals import TurnRejected
-from chat.upstream.request import Api, Message
+from chat.upstream.request import Api, Message, MessageFile
 
 TITLE_LENGTH = 60
 
@@ -43,9 +43,17 @@ class Siblings:
 class ThreadTree:
     """All turns of a thread, loaded in one query: the visible path, siblings and leaves."""
 
-    def __init__(self, thread: Thread) -> None:
+    def __init__(self, thread: Thread, *, file_flags: bool = False) -> None:
         self.thread = thread
-        self.turns = {t.pk: t for t in thread.turns.all()}
+        turns = thread.turns.all()
+        if file_flags:  # each turn's ``has_files``: whether its message carried files
+            from django.db.models import Exists, OuterRef
+
+            from chat.models import Attachment
+
+            sent = Attachment.objects.filter(turn=OuterRef("pk"), from_model=False)
+            turns = turns.annotate(has_files=Exists(sent))
+        self.turns = {t.pk: t for t in turns}
         self.children: dict[int | None, list[Turn]] = {}
         for turn in self.turns.values():  # ordered by creation, so siblings are too
             self.children.setdefault(turn.parent_id, []).append(turn)
@@ -140,14 +148,22 @@ def validate_message(text: str, max_chars: int) -> str:
     return text
 
 
-def history(path: list[Turn], new_text: str) -> list[Message]:
-    """The whole conversation up to the new message, as neutral messages for the upstream."""
+def history(
+    path: list[Turn],
+    new_text: str,
+    files: dict[int, tuple[MessageFile, ...]] | None = None,
+    new_files: tuple[MessageFile, ...] = (),
+) -> list[Message]:
+    """The whole conversation up to the new message, as neutral messages for the upstream;
+    each user message with the files it was sent with (``files`` by turn id, read off the
+    loop by ``attachments.upstream.load``)."""
+    files = files or {}
     messages: list[Message] = []
     for turn in path:
-        messages.append(Message("user", turn.user_text))
+        messages.append(Message("user", turn.user_text, files=files.get(turn.pk, ())))
         if turn.output_text:
             messages.append(Message("assistant", turn.output_text))
-    messages.append(Message("user", new_text))
+    messages.append(Message("user", new_text, files=new_files))
     return messages
 
 

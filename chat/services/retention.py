@@ -3,8 +3,9 @@ are deleted, and usage records older than the detail period are rolled up into o
 day, user, provider, model, API and status, so every total the dashboard and the quotas compute
 stays the same.
 
-Idempotent: a second run finds nothing left to do. Files go with their chats: nothing is
-uploaded yet, so deleting a thread (its turns and shares cascade) deletes everything it holds.
+Idempotent: a second run finds nothing left to do. Files go with their chats: deleting a thread
+cascades to its attachments, whose stored files ``chat.signals`` deletes after the commit.
+Uploads never sent within a day are deleted on every run, whatever the settings.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from django.utils import timezone
 
 from chat.models import USAGE_SUMS, SiteSettings, Thread, ThreadShare, Turn, UsageRecord
 from chat.services import audit
+from chat.services.attachments import store as attachment_store
 
 _ROLLED_KEYS = ("user_id", "provider_id", "provider_name", "model", "api", "status", "estimated")
 
@@ -30,12 +32,13 @@ class PurgeCounts:
     shares: int = 0
     usage_records: int = 0  # detailed records replaced by roll-ups
     rollups: int = 0  # roll-up records that replace them
+    unsent_files: int = 0  # uploads never sent within a day
 
     def describe(self) -> str:
         return (
             f"{self.chats} chats ({self.turns} messages, {self.shares} shares) deleted; "
             f"{self.usage_records} usage records rolled up into {self.rollups} daily records"
-        )
+        ) + (f"; {self.unsent_files} unsent files deleted" if self.unsent_files else "")
 
 
 def _start_of_local_day(days_ago: int, now: dt.datetime | None = None) -> dt.datetime:
@@ -121,8 +124,13 @@ def purge(*, dry_run: bool = False, now: dt.datetime | None = None) -> PurgeCoun
             )
         else:
             replaced, created = _roll_up(records)
-    counts = PurgeCounts(chats, turns, shares, replaced, created)
-    if not dry_run and (chats or replaced):
+    unsent = (
+        attachment_store.stale_unsent(now).count()
+        if dry_run
+        else attachment_store.purge_unsent(now=now)
+    )
+    counts = PurgeCounts(chats, turns, shares, replaced, created, unsent)
+    if not dry_run and (chats or replaced or unsent):
         audit.record_event(
             None,
             object_type="retention",

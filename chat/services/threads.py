@@ -22,7 +22,13 @@ class PresetRefused(Exception):
 
 
 def create_thread(
-    user: AbstractBaseUser, *, model_choice: str, api: str, preset_id: int | None, text: str
+    user: AbstractBaseUser,
+    *,
+    model_choice: str,
+    api: str,
+    preset_id: int | None,
+    text: str,
+    has_files: bool = False,
 ) -> Thread:
     """A new chat for its first message ``text``, with the chosen model and API, then the
     preset's settings if one was picked. Raises ``TurnRejected`` (and creates nothing) when no
@@ -30,7 +36,8 @@ def create_thread(
     provider, model = providers.parse_model_choice(model_choice)
     if provider is None:
         raise TurnRejected(_("Pick a model first."))
-    conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
+    if not (has_files and not text.strip()):  # a first message may be only files
+        conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
     api = api if api in Api.values() else ""
     thread = Thread.objects.create(owner=user, provider=provider, model=model, api=api)
     preset = Preset.objects.filter(owner=user, pk=preset_id).first() if preset_id else None

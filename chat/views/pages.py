@@ -25,6 +25,8 @@ from chat.services import (
     providers,
     threads,
 )
+from chat.services.attachments import composer as attachment_composer
+from chat.services.attachments import linking as attachment_linking
 from chat.services.refusals import TurnRejected
 from chat.services.turns import launch, registry
 from chat.upstream.request import Api
@@ -52,6 +54,7 @@ async def _new_chat_page(request: HtmxHttpRequest, *, refused: str = "") -> Http
     draft = request.POST if refused else {}
     context = await _model_context(request, draft.get("model", ""))
     context |= await sync_to_async(conversation.sidebar_lists)(user)
+    context |= await sync_to_async(attachment_composer.composer_context)(user, None)
     context |= {
         "thread": None,
         "presets": await sync_to_async(list)(Preset.objects.filter(owner=user)),
@@ -76,6 +79,7 @@ async def new_thread(request: HtmxHttpRequest) -> HttpResponse:
     user = await request.auser()
     text = request.POST.get("message", "")
     choice = request.POST.get("model", "")
+    attachments = request.POST.getlist("attachments")
 
     create = functools.partial(
         threads.create_thread,
@@ -84,14 +88,17 @@ async def new_thread(request: HtmxHttpRequest) -> HttpResponse:
         api=request.POST.get("api", ""),
         preset_id=parse_id(request.POST.get("preset", "")),
         text=text,
+        has_files=bool(attachments),
     )
 
     try:
         models = request.POST.getlist("compare_models")  # chat/services/compare.py
         if models:
+            attachment_linking.refuse_in_comparison(attachments)
             turn = (await compare.start_new_comparison(user, create, text, models))[0]
         else:
-            turn = await launch.start_new_thread(user, create, text)
+            ids = attachment_linking.parse_ids(attachments)
+            turn = await launch.start_new_thread(user, create, text, ids)
     except TurnRejected as exc:
         # Nothing was created; the page keeps the message so it can be sent again.
         if request.htmx:
@@ -116,6 +123,7 @@ async def thread_page(request: HtmxHttpRequest, thread_id: int) -> HttpResponse:
             "thread": thread,
             **page,
             **conversation.sidebar_lists(user),
+            **attachment_composer.composer_context(user, thread),
             "model_refused": refused,
         }
 

@@ -39,7 +39,8 @@
     var box = event.target;
     if (box.id === "message" && event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
-      if (box.value.trim()) box.form.requestSubmit();
+      // A message may be only attached files (static/js/attachments.js).
+      if (box.value.trim() || box.form.querySelector(".attachment-chip input")) box.form.requestSubmit();
     }
     if (event.key === "Escape" && !event.defaultPrevented) {  // shortcuts.js closes things first
       var stop = document.querySelector("button.stop");

@@ -5,6 +5,7 @@ the turn (``planning``), starts its runner and tells the thread's sockets (``cha
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 
 from channels.db import database_sync_to_async
@@ -19,19 +20,29 @@ from chat.services.turns.runner import StreamState, TurnRunner
 log = logging.getLogger(__name__)
 
 
-async def start_turn(user, thread_id: int, text: str) -> Turn:
-    """Send a message at the end of the thread's current path. Raises TurnRejected."""
+async def start_turn(
+    user, thread_id: int, text: str, attachment_ids: list[uuid.UUID] | None = None
+) -> Turn:
+    """Send a message (with the user's unsent files ``attachment_ids``) at the end of the
+    thread's current path. Raises TurnRejected."""
     registry.refuse_while_shutting_down()
     admission.refuse_when_full()
     channel = live.new_runner_channel()
     return await _launch(
         *await database_sync_to_async(_planned)(
-            lambda: planning.plan_turn(user, thread_id=thread_id, text=text, channel=channel)
+            lambda: planning.plan_turn(
+                user, thread_id=thread_id, text=text, channel=channel, attachment_ids=attachment_ids
+            )
         )
     )
 
 
-async def start_new_thread(user, create_thread: Callable[[], Thread], text: str) -> Turn:
+async def start_new_thread(
+    user,
+    create_thread: Callable[[], Thread],
+    text: str,
+    attachment_ids: list[uuid.UUID] | None = None,
+) -> Turn:
     """The first message of a new chat: ``create_thread()`` and the first turn are created in
     one transaction, so a refused turn (quota, rate limit, empty message…) leaves no empty chat
     behind. Raises TurnRejected."""
@@ -41,7 +52,14 @@ async def start_new_thread(user, create_thread: Callable[[], Thread], text: str)
     def plan() -> planning.TurnPlan:
         with transaction.atomic():
             thread = create_thread()
-            return planning.plan_turn(user, thread_id=thread.pk, text=text, channel=channel)
+            return planning.plan_turn(
+                user,
+                thread_id=thread.pk,
+                text=text,
+                channel=channel,
+                attachment_ids=attachment_ids,
+                new_chat=True,
+            )
 
     return await _launch(*await database_sync_to_async(_planned)(plan))
 

@@ -3,6 +3,7 @@ and load everything its runner needs, so the runner never touches the ORM."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -10,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from chat.models import Provider, Thread, Turn
+from chat.models import Attachment, Provider, Thread, Turn
 from chat.services import (
     conversation,
     parameters,
@@ -20,6 +21,7 @@ from chat.services import (
     tool_loop,
     usage,
 )
+from chat.services.attachments import linking as attachment_linking
 from chat.services.mcp import calls as mcp_calls
 from chat.services.providers import default_provider
 from chat.services.upstream_request import RequestPlan
@@ -59,8 +61,19 @@ def request_for(turn: Turn, thread: Thread, path: list[Turn], user) -> RequestPl
             )
             for tool in thread.tools.all()
         },
+        turn_id=turn.pk,
+        file_turn_ids=_turns_with_files(path, turn),
         file_parts=turn.api == Api.CHAT and providers.takes_file_parts(turn.provider, turn.model),
     )
+
+
+def _turns_with_files(path: list[Turn], turn: Turn) -> list[int]:
+    """The turns whose files the request reads: those known to have some (a path from a tree
+    loaded with ``file_flags``, a turn planned with its files), and any not known."""
+    ids = [t.pk for t in path if getattr(t, "has_files", True)]
+    if getattr(turn, "attachment_list", True):
+        ids.append(turn.pk)
+    return ids
 
 
 def create_turn(
@@ -114,18 +127,23 @@ def plan_turn(
     channel: str,
     branch_of: int | None = None,
     branch: bool = False,
+    attachment_ids: list[uuid.UUID] | None = None,
+    files_of: int | None = None,
+    new_chat: bool = False,
 ) -> TurnPlan:
     """Create the turn: after the current turn, or (``branch``) as a new child of
     ``branch_of`` (None: a new first message). Its runner will listen on ``channel``.
+    ``attachment_ids``: the user's unsent files it carries (``new_chat``: uploaded on the
+    new-chat page); ``files_of``: a turn whose files it carries again (a new version).
     Raises TurnRejected."""
     with transaction.atomic():
         thread = permissions.writable_thread_for(user, thread_id)
         if thread is None:
             raise refusals.TurnRejected(_("This chat no longer exists."))
-        text = conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
+        text = _message_text(text, bool(attachment_ids), files_of)
         # All the thread's turns in one query: whether one is busy, the path to continue and
         # the new turn's siblings.
-        tree = conversation.ThreadTree(thread)
+        tree = conversation.ThreadTree(thread, file_flags=True)
         if any(turn.status in Turn.ACTIVE for turn in tree.turns.values()):
             raise refusals.TurnRejected(_("An answer is still being written. Stop it or wait."))
         provider = _provider_for(thread)
@@ -144,10 +162,14 @@ def plan_turn(
             defaults=defaults,
             runner_channel=channel,
         )
+        # Kept on the turn: its fragments and its request need them, with no query.
+        turn.attachment_list = _files_for(user, thread, turn, attachment_ids, files_of, new_chat)
         linear = thread.current_turn_id == (path[-1].pk if path else None)
         thread.current_turn = turn
         if not path and not branch:
-            thread.title = conversation.title_from(text)
+            # A chat that starts with files only is named after the first.
+            first_file = turn.attachment_list[0].name if turn.attachment_list else ""
+            thread.title = conversation.title_from(text or first_file)
         thread.save(update_fields=["current_turn", "title", "updated_at"])
         tree.turns[turn.pk] = turn
         tree.children.setdefault(turn.parent_id, []).append(turn)
@@ -167,7 +189,33 @@ def plan_branch(user, *, turn_id: int, text: str | None, channel: str) -> TurnPl
         channel=channel,
         branch_of=turn.parent_id,
         branch=True,
+        files_of=turn_id,
     )
+
+
+def _files_for(
+    user,
+    thread: Thread,
+    turn: Turn,
+    ids: list[uuid.UUID] | None,
+    files_of: int | None,
+    new_chat: bool,
+) -> list[Attachment]:
+    """The new turn's files: the user's unsent ``ids``, or those of ``files_of`` again."""
+    if files_of is not None:
+        return attachment_linking.copy_to_turn(files_of, turn)
+    return attachment_linking.link_to_turn(user, thread, turn, ids or [], new_chat=new_chat)
+
+
+def _message_text(text: str, attaching: bool, files_of: int | None) -> str:
+    """The message checked; one with files may have no text. Raises TurnRejected."""
+    has_files = attaching or (
+        files_of is not None
+        and Attachment.objects.filter(turn_id=files_of, from_model=False).exists()
+    )
+    if has_files and not text.strip():
+        return ""
+    return conversation.validate_message(text, settings.MAX_MESSAGE_CHARS)
 
 
 def record_tool_answer(

@@ -210,6 +210,7 @@ class TurnRunner:
 
     async def _consume(self, started: float) -> None:
         request = self.plan.request
+        await request.load_files()  # the conversation's attached files, read off the loop
         if self.resuming:
             await self._run_mcp_calls(tool_loop.last_step(self.state.tool_calls))  # approved
             api, body = request.after_tools(self.state.tool_calls, self.state.response_id)
@@ -229,6 +230,7 @@ class TurnRunner:
                 ):
                     # The upstream forgot the previous response: resend the whole path, once.
                     retried_with_history = True
+                    await request.load_files(whole_history=True)
                     api, body = request.first(full_history=True)
                     continue
                 self.state.status = Turn.Status.FAILED
