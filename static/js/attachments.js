@@ -5,7 +5,7 @@
 (function () {
   "use strict";
 
-  var t = window.gettext || function (s) { return s; };
+  var _ = window.gettext || function (s) { return s; };
   var pending = 0;        // uploads still running
   var sendWhenDone = null; // the form whose send waits for them
   var held = null;         // chips of a message just sent, until the server says it was taken
@@ -45,7 +45,7 @@
     var progress = document.createElement("progress");
     progress.max = 100;
     progress.value = 0;
-    progress.setAttribute("aria-label", interpolate(t("Uploading %s"), [name]));
+    progress.setAttribute("aria-label", interpolate(_("Uploading %s"), [name]));
     chip.append(label, progress);
     return chip;
   }
@@ -87,11 +87,11 @@
     });
     request.addEventListener("load", function () {
       var answer = request.status === 200 ? fromHtml(request.responseText) : null;
-      chip.replaceWith(answer || refusedChip(name, t("The upload failed. Try again.")));
+      chip.replaceWith(answer || refusedChip(name, _("The upload failed. Try again.")));
       finished();
     });
     request.addEventListener("error", function () {
-      chip.replaceWith(refusedChip(name, t("The upload failed. Check the connection and try again.")));
+      chip.replaceWith(refusedChip(name, _("The upload failed. Check the connection and try again.")));
       finished();
     });
     pending += 1;
@@ -111,7 +111,7 @@
     var dismiss = document.createElement("button");
     dismiss.type = "button";
     dismiss.className = "icon attachment-dismiss";
-    dismiss.setAttribute("aria-label", t("Dismiss"));
+    dismiss.setAttribute("aria-label", _("Dismiss"));
     dismiss.textContent = "×";
     chip.append(label, why, dismiss);
     return chip;
