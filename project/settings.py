@@ -255,11 +255,6 @@ WHITENOISE_USE_FINDERS = env_bool("STATIC_USE_FINDERS", True)
 # Hashed names (app.3f2a….js, cached for good: an upgrade never serves yesterday's file) and
 # gzip + brotli copies made once by collectstatic, which `make run`, the deployment steps and
 # the test session run (a page names only files listed in staticfiles/staticfiles.json).
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
-}
-
 # Security: secure by default; a plain-HTTP intranet install sets DJANGO_SECURE=0 (README).
 SECURE = env_bool("DJANGO_SECURE", not DEBUG)
 SESSION_COOKIE_SECURE = SECURE
@@ -375,7 +370,8 @@ else:
     raise ImproperlyConfigured(f"STORAGE_BACKEND={STORAGE_BACKEND!r}: use local or s3.")
 STORAGES = {
     "default": _DEFAULT_STORAGE,
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Hashed names and gzip + brotli copies (`make static`): an upgrade never serves old files.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
 # LOG_FORMAT=json: one JSON object per line, with request / turn / user ids (chat/log_context.py).

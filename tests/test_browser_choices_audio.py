@@ -1,6 +1,8 @@
 """Issue 13 in a real browser: with n = 2 and spoken answers set in the chat's settings, the
 answer shows the 1/2 switcher and a player; switching shows the other choice, with its own
-player. (Playing the audio needs the attachment view that comes with uploads.)"""
+player, which loads the stored WAV through the attachment view."""
+
+import re
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -36,6 +38,12 @@ def test_two_spoken_choices_are_switchable(live_app, browser_page: Page):
     expect(second).to_contain_text("Choice 1 of 2.")
     expect(second.get_by_label("Spoken answer")).to_have_count(1)
     second.get_by_label("Spoken answer").scroll_into_view_if_needed()
+    # The player loads: its source is the thread's stored audio, and Chromium reads the WAV's
+    # length (the demo gateway's answer is 0.4 s).
+    audio = second.locator("audio")
+    expect(audio).to_have_attribute("src", re.compile(r"/files/[0-9a-f-]{36}/$"))
+    page.wait_for_function("a => a.readyState >= 1 && a.duration > 0", arg=audio.element_handle())
+    assert 0.2 < audio.evaluate("a => a.duration") < 2
     page.screenshot(path=ARTIFACTS / "choices-1-of-2.png")
 
     second.get_by_role("button", name="Next version").click()

@@ -96,7 +96,7 @@ def test_costs_and_times_follow_the_readers_language(thread, settings):
         html = fragments.render_turn(turn)
     relative = {html_lib.unescape(text) for _, _, text in TIME.findall(html)}
     assert relative == {"5分钟之前"}, relative  # Django's own Chinese for "5 minutes ago"
-    assert COST.findall(html) == ["€1234.50"]  # Django's zh_Hans format: no grouping
+    assert COST.findall(html) == ["€1,234.50"]  # project/formats/zh_Hans: grouped by thousands
 
 
 @pytest.mark.django_db(transaction=True)
