@@ -22,7 +22,15 @@ def test_two_spoken_choices_are_switchable(live_app, browser_page: Page):
     page.wait_for_url("**/t/*/")
     expect(page.locator("article.turn[data-status='completed']")).to_have_count(1)
 
+    # The page's socket first: when it opens, the server brings the page up to date.
+    expect(page.locator("#conversation")).to_have_attribute("data-socket", "open")
+    # htmx wires the panel's controls when the swap settles: change the API only after that.
+    page.evaluate(
+        "() => { window.__settled = false; document.body.addEventListener("
+        "'htmx:afterSettle', () => { window.__settled = true; }, {once: true}); }"
+    )
     page.get_by_role("button", name="Settings").click()
+    page.wait_for_function("() => window.__settled")
     page.get_by_label("API", exact=True).select_option("chat")
     page.get_by_label("Number of answers").fill("2")
     page.get_by_label("Answer as").select_option("text_audio")
