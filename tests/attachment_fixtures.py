@@ -19,6 +19,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 from devtools.launch import free_port
+from tests.gateway_fixtures import stop_process
 
 S3_KEY_ID, S3_SECRET, S3_REGION = "testing-key", "testing-secret", "us-east-1"
 _START_TIMEOUT = 30
@@ -57,12 +58,7 @@ def s3_server() -> Iterator[str]:
             _wait_for(process, url, log)
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 def _wait_for(process: subprocess.Popen, url: str, log) -> None:

@@ -52,12 +52,7 @@ def demo_gateway_url() -> Iterator[str]:
             _wait_until_ready(process, url, log)
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 def _wait_until_ready(process: subprocess.Popen, url: str, log: Any) -> None:
@@ -92,3 +87,13 @@ def demo_requests(demo_gateway_url: str) -> Callable[[], list[dict[str, Any]]]:
         return response.json()
 
     return read
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
+    """Ask a server process to exit (SIGTERM), and kill it if it does not within ``timeout``."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -14,6 +14,7 @@ import pytest
 from chat.models import McpServer, ToolDefinition
 from chat.services.mcp import registry
 from devtools.launch import free_port
+from tests.gateway_fixtures import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "s3cret-token-value"
@@ -45,12 +46,7 @@ def start_server(*args: str, port: int | None = None) -> tuple[subprocess.Popen,
 
 
 def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process, timeout=5)
 
 
 @pytest.fixture(scope="session")
