@@ -370,8 +370,9 @@ else:
     raise ImproperlyConfigured(f"STORAGE_BACKEND={STORAGE_BACKEND!r}: use local or s3.")
 STORAGES = {
     "default": _DEFAULT_STORAGE,
-    # Hashed names and gzip + brotli copies (`make static`): an upgrade never serves old files.
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    # Hashed names and gzip + brotli copies (`make static`): an upgrade never serves old files;
+    # the app's own scripts minified first (project/static_storage.py).
+    "staticfiles": {"BACKEND": "project.static_storage.MinifiedStaticFilesStorage"},
 }
 
 # LOG_FORMAT=json: one JSON object per line, with request / turn / user ids (chat/log_context.py).
