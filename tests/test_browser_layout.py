@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from devtools.launch import CHROMIUM, CHROMIUM_ARGS
 from tests.live_server import ARTIFACTS
@@ -126,8 +126,8 @@ def start_wide_chat(page: Page, live_app: str, tmp_path) -> int:
     return send_wide_message(page)
 
 
-def send_wide_message(page: Page, box: Locator | None = None) -> int:
-    box = box or page.get_by_label("Message", exact=True)
+def send_wide_message(page: Page) -> int:
+    box = page.locator("#message")  # by id: its label is translated
     box.fill(MESSAGE)
     box.press("Enter")
     page.wait_for_url("**/t/*/")
@@ -265,8 +265,9 @@ def test_no_serious_accessibility_violations(live_app, browser, tmp_path, langua
         )
         page.goto(live_app + "/accounts/login/")
         found += [f"{scheme} /accounts/login/ {v}" for v in axe(page)]
-        log_in_by_field_ids(page, live_app, "ada")
-        thread = thread or send_wide_message(page, page.locator("#message"))
+        log_in(page, live_app, "ada")
+        page.wait_for_url(live_app + "/")
+        thread = thread or send_wide_message(page)
         for path in PAGES + ADMIN_PAGES:
             page.goto(live_app + path.format(thread=thread))
             found += [f"{scheme} {path} {v}" for v in axe(page)]
@@ -284,15 +285,6 @@ def test_no_serious_accessibility_violations(live_app, browser, tmp_path, langua
         page.screenshot(path=ARTIFACTS / f"layout-axe-{scheme}-{language}.png")
         page.context.close()
     assert not found, "\n".join(found)
-
-
-def log_in_by_field_ids(page: Page, url: str, username: str) -> None:
-    """Log in whatever the page's language (the labels are translated)."""
-    page.goto(url + "/accounts/login/")
-    page.locator("#id_username").fill(username)
-    page.locator("#id_password").fill(PASSWORD)
-    page.locator("form button[type=submit]").first.click()
-    page.wait_for_url(url + "/")
 
 
 def axe(page: Page) -> list[str]:

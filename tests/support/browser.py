@@ -8,8 +8,10 @@ PASSWORD = "a long passphrase 7"  # long enough for the password validators
 
 
 def log_in(page: Page, url: str, username: str, password: str = PASSWORD) -> None:
-    """Log in through the login form of the app at ``url``."""
+    """Log in through the login form of the app at ``url``, whatever the page's language (the
+    fields by their names: the labels are translated)."""
     page.goto(url + "/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
+    form = page.locator("form", has=page.locator("input[name=username]"))
+    form.locator("input[name=username]").fill(username)
+    form.locator("input[name=password]").fill(password)
+    form.locator("button[type=submit]").click()
