@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -153,11 +153,13 @@ def spent(user, now: dt.datetime | None = None) -> Spent:
     )
 
 
-def money(amount: Decimal) -> str:
-    return _("%(currency)s%(amount)s") % {
-        "currency": settings.COST_CURRENCY,
-        "amount": f"{amount:,.2f}",
-    }
+def money(amount: Decimal, places: int = 2) -> str:
+    """``amount`` in the site's currency (``COST_CURRENCY``), rounded to ``places``, with the
+    active language's separators (the refusals' limits and the cost under each answer)."""
+    rounded = Decimal(amount).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    number = formats.number_format(rounded, places, use_l10n=True, force_grouping=True)
+    # Translators: an amount of money; currency is the site's symbol (e.g. $), amount the number.
+    return _("%(currency)s%(amount)s") % {"currency": settings.COST_CURRENCY, "amount": number}
 
 
 def _when(moment: dt.datetime) -> str:

@@ -4,12 +4,11 @@ currency (``COST_CURRENCY``) and the reader's number format. Its time is rendere
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django import template
-from django.conf import settings
-from django.utils.formats import number_format
-from django.utils.translation import gettext as _
+
+from chat.services import quotas
 
 register = template.Library()
 
@@ -31,8 +30,4 @@ def money(amount: Decimal | int | float | None) -> str:
     if amount is None:
         return ""
     value = Decimal(str(amount))
-    places = cost_places(value)
-    rounded = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-    number = number_format(rounded, places, use_l10n=True, force_grouping=True)
-    # Translators: an amount of money; currency is the site's symbol (e.g. $), amount the number.
-    return _("%(currency)s%(amount)s") % {"currency": settings.COST_CURRENCY, "amount": number}
+    return quotas.money(value, cost_places(value))
