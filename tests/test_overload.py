@@ -123,3 +123,101 @@ async def test_a_viewer_that_does_not_keep_up_fails_no_turn(settings, threads, u
     assert "flood" in messages[-1]
     await slow.disconnect()
     await layer.group_discard(live.thread_group(thread.pk), stuck)
+
+
+class _Line:
+    """Turns in one process's line without sockets: each holds its place until released."""
+
+    def __init__(self, line: admission.Admission) -> None:
+        self.line = line
+        self.release: dict[int, asyncio.Event] = {}
+        self.tasks: dict[int, asyncio.Task] = {}
+
+    def add(self, turn_id: int, *, announced: bool = True) -> asyncio.Event:
+        shown = asyncio.Event()
+        if announced:
+            shown.set()
+        self.release[turn_id] = asyncio.Event()
+
+        async def hold() -> None:
+            async with self.line.slot(turn_id, turn_id, shown):
+                await self.release[turn_id].wait()
+
+        self.tasks[turn_id] = asyncio.create_task(hold())
+        return shown
+
+
+@pytest.fixture
+def published(monkeypatch):
+    sent: list[tuple[int, int]] = []
+
+    async def record(thread_id, message, layer=None):
+        sent.append((message["turn_id"], message["ahead"]))
+
+    monkeypatch.setattr(admission.live, "publish", record)
+    monkeypatch.setattr(admission, "POSITION_UPDATE_SECONDS", 0.05, raising=False)
+    return sent
+
+
+async def test_places_are_shown_in_one_pass_not_one_message_per_admission(settings, published):
+    settings.MAX_RUNNING_TURNS = 1
+    settings.MAX_QUEUED_TURNS = 100
+    line = _Line(admission.Admission())
+    for turn_id in range(31):  # one running, thirty waiting
+        line.add(turn_id)
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+    assert sorted(published) == [(turn_id, turn_id - 1) for turn_id in range(1, 31)]
+    published.clear()
+    for turn_id in range(20):  # twenty answers end within one pass
+        line.release[turn_id].set()
+        await line.tasks[turn_id]
+    await asyncio.sleep(0.2)
+    # A pass at once, then one per interval: a couple of messages per turn (not twenty), the
+    # last one with its place now.
+    for turn_id in range(21, 31):
+        shown = [ahead for shown_id, ahead in published if shown_id == turn_id]
+        assert 1 <= len(shown) <= 3 and shown[-1] == turn_id - 21
+    assert len(published) <= 30
+    for turn_id in range(20, 31):
+        line.release[turn_id].set()
+    await asyncio.gather(*line.tasks.values())
+
+
+async def test_far_back_in_line_the_place_is_updated_when_it_moved_by_a_tenth(
+    settings, published
+):
+    settings.MAX_RUNNING_TURNS = 1
+    settings.MAX_QUEUED_TURNS = 500
+    line = _Line(admission.Admission())
+    for turn_id in range(301):
+        line.add(turn_id)
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+    published.clear()
+    line.release[0].set()
+    await line.tasks[0]
+    await asyncio.sleep(0.2)
+    updated = dict(published)
+    assert updated[2] == 0 and updated[10] == 8  # near the front: every move
+    assert 300 not in updated  # 299 → 298 ahead: not worth a message yet
+    for turn_id in range(1, 301):
+        line.release[turn_id].set()
+    await asyncio.gather(*line.tasks.values())
+
+
+async def test_an_ending_answer_does_not_wait_for_another_turns_announcement(settings, published):
+    settings.MAX_RUNNING_TURNS = 1
+    line = _Line(admission.Admission())
+    line.add(1)
+    await asyncio.sleep(0)
+    line.add(2)
+    told = line.add(3, announced=False)  # its sockets have not been told yet
+    await asyncio.sleep(0.01)
+    line.release[1].set()
+    await asyncio.wait_for(line.tasks[1], 5)
+    line.release[2].set()
+    await asyncio.wait_for(line.tasks[2], 5)
+    told.set()
+    line.release[3].set()
+    await asyncio.wait_for(line.tasks[3], 5)

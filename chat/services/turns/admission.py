@@ -10,6 +10,12 @@ reason before any turn is created.
 A waiting turn's runner is already running (its own task): it writes heartbeats (no reaper
 takes it for dead) and listens on its channel, so Stop from any worker leaves the line at once
 (the task is cancelled while it waits). ``0`` as the limit turns the line off.
+
+Places are shown by one coalescing task, not by each admission: with a thousand turns waiting,
+every admission moves all of them, and one message each per admission would cost the saturated
+process more than the answers it serves. A pass at once, then at most one every
+``POSITION_UPDATE_SECONDS``, shows a turn's new place when it moved by at least a tenth (always
+for the first ten in line).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from chat.services import refusals
 
 log = logging.getLogger(__name__)
 
+POSITION_UPDATE_SECONDS = 1.0
+
 
 @dataclass
 class _Waiter:
@@ -38,6 +46,7 @@ class _Waiter:
     admitted: asyncio.Future[None]
     # Set once the thread's sockets have the turn: its place can only be shown after that.
     announced: asyncio.Event
+    shown: int | None = None  # the place its viewers see
 
 
 @dataclass
@@ -46,6 +55,7 @@ class Admission:
 
     running: set[int] = field(default_factory=set)
     waiting: dict[int, _Waiter] = field(default_factory=dict)  # in arrival order
+    _publisher: asyncio.Task[None] | None = None
 
     @staticmethod
     def limit() -> int:
@@ -86,23 +96,26 @@ class Admission:
             yield
         finally:
             self.running.discard(turn_id)
-            await self._admit_next()
+            self._admit_next()
 
     async def _wait(self, turn_id: int, thread_id: int, announced: asyncio.Event) -> None:
         waiter = _Waiter(thread_id, asyncio.get_running_loop().create_future(), announced)
         self.waiting[turn_id] = waiter
         try:
-            await self._show_position(turn_id, waiter, len(self.waiting) - 1)
+            await waiter.announced.wait()
+            ahead = self.position(turn_id)
+            if ahead is not None:  # not admitted meanwhile: its viewers see its place at once
+                await self._show_position(turn_id, waiter, ahead)
             await waiter.admitted
         except BaseException:  # stopped (or the server shut down) while waiting: leave the line
             if self.waiting.pop(turn_id, None) is not None:
-                await self._show_positions()
+                self._positions_changed()
             elif turn_id in self.running:  # admitted just before the stop: give the place on
                 self.running.discard(turn_id)
-                await self._admit_next()
+                self._admit_next()
             raise
 
-    async def _admit_next(self) -> None:
+    def _admit_next(self) -> None:
         limit = self.limit()
         moved = False
         while self.waiting and (limit <= 0 or len(self.running) < limit):
@@ -113,20 +126,45 @@ class Admission:
             waiter.admitted.set_result(None)
             moved = True
         if moved:
-            await self._show_positions()
+            self._positions_changed()
 
-    async def _show_positions(self) -> None:
-        for ahead, (turn_id, waiter) in enumerate(list(self.waiting.items())):
-            await self._show_position(turn_id, waiter, ahead)
+    def _positions_changed(self) -> None:
+        """Show the new places soon, in one pass for however many admissions happen meanwhile
+        (never awaited: a finishing turn does not wait for other turns' viewers)."""
+        loop = asyncio.get_running_loop()
+        publisher = self._publisher
+        if publisher is None or publisher.done() or publisher.get_loop() is not loop:
+            self._publisher = loop.create_task(self._publish_positions())
+
+    async def _publish_positions(self) -> None:
+        await asyncio.sleep(0)  # the admissions of this moment, in one pass
+        while True:
+            moved = [
+                (turn_id, waiter, ahead)
+                for ahead, (turn_id, waiter) in enumerate(self.waiting.items())
+                if waiter.announced.is_set() and _worth_showing(waiter.shown, ahead)
+            ]
+            if not moved:
+                return
+            for turn_id, waiter, ahead in moved:
+                await self._show_position(turn_id, waiter, ahead)
+            await asyncio.sleep(POSITION_UPDATE_SECONDS)
 
     async def _show_position(self, turn_id: int, waiter: _Waiter, ahead: int) -> None:
-        await waiter.announced.wait()
         if turn_id not in self.waiting:  # admitted (or stopped) meanwhile: its answer shows
             return
+        waiter.shown = ahead
         try:
             await live.publish(waiter.thread_id, waiting_message(turn_id, ahead))
         except ChannelLayerUnavailable:  # the turn still waits and starts in order
             log.warning("could not show the place in line of turn %s", turn_id)
+
+
+def _worth_showing(shown: int | None, ahead: int) -> bool:
+    """Exact places near the front; further back, a move by a tenth (300 → 270)."""
+    if shown is None:
+        return False  # its first place is shown by its own task once it is announced
+    return shown != ahead and (ahead < 10 or shown - ahead >= max(1, shown // 10))
 
 
 def waiting_text(ahead: int) -> str:
