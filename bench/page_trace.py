@@ -8,7 +8,8 @@ page in Debian's Chromium with the DevTools timeline categories recorded, and pr
 load, every main-thread task over ``--threshold`` ms with its time split by kind (script
 compile/run, HTML parse, style, layout, paint, other) and the biggest items inside it (which
 script, which event handler). Not a figure: a profile to decide what to change (figure #8d is
-the number). ``--save`` writes the last load's raw trace (open it in DevTools' Performance panel).
+the number). ``--save`` writes each load's raw trace (open it in DevTools' Performance panel);
+``--first`` makes each load the page's first in a fresh browser context (as #8d's first load).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def _kind(name: str, inherited: str) -> str:
 
 
 def _main_thread(events: list[dict]) -> tuple[int, int]:
-    """(pid, tid) of the renderer's main thread that ran the page (the most busy one)."""
+    """(pid, tid) of the renderer main thread that ran the app's page: the one that ran htmx
+    (a new tab's own browser pages run in other renderers)."""
     mains = {
         (e["pid"], e["tid"])
         for e in events
@@ -70,11 +72,17 @@ def _main_thread(events: list[dict]) -> tuple[int, int]:
         and e.get("name") == "thread_name"
         and e["args"].get("name") == "CrRendererMain"
     }
-    busy: dict[tuple[int, int], float] = defaultdict(float)
+    score: dict[tuple[int, int], float] = defaultdict(float)
     for e in events:
-        if (e.get("pid"), e.get("tid")) in mains and e.get("name") == "RunTask":
-            busy[(e["pid"], e["tid"])] += e.get("dur", 0)
-    return max(busy, key=busy.get)
+        thread = (e.get("pid"), e.get("tid"))
+        if thread not in mains:
+            continue
+        data = (e.get("args") or {}).get("data") or {}
+        if "htmx" in str(data.get("url", "")):
+            score[thread] += 1e9
+        if e.get("name") == "RunTask":
+            score[thread] += e.get("dur", 0)
+    return max(score, key=score.get)
 
 
 def _complete_events(events: list[dict], thread: tuple[int, int]) -> list[dict]:
@@ -166,29 +174,42 @@ def long_tasks(trace: dict, threshold_ms: float) -> list[dict[str, Any]]:
 
 
 def trace_loads(app_url: str, cookies: dict[str, str], path: str, loads: int,
-                threshold_ms: float, save: Path | None) -> list[list[dict[str, Any]]]:
+                threshold_ms: float, save: Path | None, warm_path: str | None = None,
+                ) -> list[list[dict[str, Any]]]:
+    """Trace ``loads`` loads of ``path``. With ``warm_path``, each is the first load of a new tab
+    in a fresh context whose cache another page warmed (as figure #8d's first load); otherwise
+    the page itself is loaded twice first and then again in the same tab."""
     from browser import LONGTASK_OBSERVER, SHOWN
     from playwright.sync_api import sync_playwright
 
     results = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 860})
-        context.add_cookies([{"name": k, "value": v, "url": app_url} for k, v in cookies.items()])
-        context.add_init_script(LONGTASK_OBSERVER)
-        page = context.new_page()
-        page.goto(app_url + path, wait_until="load")  # warm the cache, as figure #8 does
-        page.evaluate(SHOWN)
-        for _ in range(loads):
+        page = None
+        for n in range(loads):
+            if page is None or warm_path:
+                if page is not None:
+                    page.context.close()
+                context = browser.new_context(viewport={"width": 1280, "height": 860})
+                context.add_cookies(
+                    [{"name": k, "value": v, "url": app_url} for k, v in cookies.items()]
+                )
+                context.add_init_script(LONGTASK_OBSERVER)
+                page = context.new_page()
+                for _ in range(2):  # static files into the cache, as figure #8 does
+                    page.goto(app_url + (warm_path or path), wait_until="load")
+                    page.evaluate(SHOWN)
+                if warm_path:  # a new tab, as figure #8 opens for each page: a new renderer
+                    page.close()
+                    page = context.new_page()
             browser.start_tracing(page=page, categories=CATEGORIES)
             page.goto(app_url + path, wait_until="commit")
             page.evaluate(SHOWN)
             page.wait_for_timeout(300)  # late tasks (idle callbacks, the socket's open)
             raw = browser.stop_tracing()
-            trace = json.loads(raw)
             if save:
-                save.write_bytes(raw)
-            tasks = long_tasks(trace, threshold_ms)
+                save.with_suffix(f".{n + 1}.json").write_bytes(raw)
+            tasks = long_tasks(json.loads(raw), threshold_ms)
             seen = page.evaluate("() => window.__longTasks")
             tasks.append({"observed": [[round(t["start"]), round(t["duration"])] for t in seen]})
             results.append(tasks)
@@ -272,7 +293,11 @@ def main() -> None:
     parser.add_argument("--page", default="forty", choices=["forty", "long", "short"])
     parser.add_argument("--loads", type=int, default=3)
     parser.add_argument("--threshold", type=float, default=20.0, help="ms; default 20")
-    parser.add_argument("--save", type=Path, help="write the last load's trace here")
+    parser.add_argument("--save", type=Path, help="write each load's trace (NAME.N.json)")
+    parser.add_argument(
+        "--first", action="store_true",
+        help="each load is the page's first, in a fresh context warmed by the one-turn page",
+    )
     parser.add_argument("--depth", type=int, default=6, help="depth of the printed tree")
     parser.add_argument("--js", action="store_true", help="also V8's CPU profile of each load")
     args = parser.parse_args()
@@ -284,8 +309,9 @@ def main() -> None:
         try:
             bench.start()
             path = f"/t/{bench.seed['pages'][args.page]}/"
+            warm = f"/t/{bench.seed['pages']['short']}/" if args.first else None
             loads = trace_loads(bench.app_url, bench.page_session, path, args.loads,
-                                args.threshold, args.save)
+                                args.threshold, args.save, warm)
             profiles = cpu_profile_loads(bench.app_url, bench.page_session, path, args.loads) \
                 if args.js else []
         finally:

@@ -17,14 +17,24 @@
     return format.format(0, "second");
   }
 
+  // One formatter per language: making one loads the language's data (about 10 ms the first
+  // time in a new tab), and refresh runs after every message of the socket.
+  var formats = {};
+  function formatFor(lang) {
+    if (!(lang in formats)) {
+      try {
+        formats[lang] = new Intl.RelativeTimeFormat(lang || undefined, { numeric: "auto" });
+      } catch (error) {
+        formats[lang] = null; // a language the browser does not know: the server's text stays
+      }
+    }
+    return formats[lang];
+  }
+
   function refresh() {
     if (typeof Intl === "undefined" || !Intl.RelativeTimeFormat) return;
-    var format;
-    try {
-      format = new Intl.RelativeTimeFormat(document.documentElement.lang || undefined, { numeric: "auto" });
-    } catch (error) {
-      return; // a language the browser does not know: the server's text stays
-    }
+    var format = formatFor(document.documentElement.lang);
+    if (!format) return;
     var now = Date.now();
     document.querySelectorAll("time.message-time[datetime]").forEach(function (element) {
       var seconds = (now - Date.parse(element.dateTime)) / 1000;
@@ -34,7 +44,13 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", refresh);
+  // At load the server's text is fresh: the first rewrite waits until the page is shown and
+  // the browser is idle, out of the load's longest task (issue 20).
+  function refreshWhenIdle() {
+    if (window.requestIdleCallback) requestIdleCallback(refresh, { timeout: 2000 });
+    else setTimeout(refresh, 200);
+  }
+  document.addEventListener("DOMContentLoaded", refreshWhenIdle);
   document.addEventListener("htmx:afterSwap", refresh);
   document.addEventListener("htmx:wsAfterMessage", refresh);
   setInterval(refresh, 30000);
