@@ -44,14 +44,20 @@
     });
   }
 
-  // At load the server's text is fresh: the first rewrite waits until the page is shown and
-  // the browser is idle, out of the load's longest task (issue 20).
-  function refreshWhenIdle() {
-    if (window.requestIdleCallback) requestIdleCallback(refresh, { timeout: 2000 });
-    else setTimeout(refresh, 200);
+  // At load the server's text is fresh: the first rewrite, which makes the formatter, waits
+  // until the browser is idle, in a task of its own rather than in the load's (issue 20) or in
+  // the socket's first message; once the formatter exists, rewrites are immediate.
+  var idleQueued = false;
+  function refreshSoon() {
+    if (document.documentElement.lang in formats) { refresh(); return; }
+    if (idleQueued) return;
+    idleQueued = true;
+    var run = function () { idleQueued = false; refresh(); };
+    if (window.requestIdleCallback) requestIdleCallback(run, { timeout: 2000 });
+    else setTimeout(run, 200);
   }
-  document.addEventListener("DOMContentLoaded", refreshWhenIdle);
-  document.addEventListener("htmx:afterSwap", refresh);
-  document.addEventListener("htmx:wsAfterMessage", refresh);
+  document.addEventListener("DOMContentLoaded", refreshSoon);
+  document.addEventListener("htmx:afterSwap", refreshSoon);
+  document.addEventListener("htmx:wsAfterMessage", refreshSoon);
   setInterval(refresh, 30000);
 })();
