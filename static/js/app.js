@@ -14,7 +14,10 @@
     if (event.target === turns()) following = nearBottom(event.target);
   }, true);
   document.addEventListener("htmx:wsAfterMessage", function () { if (following) scrollToEnd(); });
-  document.addEventListener("DOMContentLoaded", scrollToEnd);
+  // At load, in the first frame rather than in DOMContentLoaded: reading the height lays the
+  // whole page out, which the frame does anyway; in DOMContentLoaded it was done twice, in the
+  // load's longest task (issue 20).
+  document.addEventListener("DOMContentLoaded", function () { requestAnimationFrame(scrollToEnd); });
 
   // "Show earlier messages": the turns above appear without moving what the reader sees (the
   // distance from the bottom is kept); the next such button, if any, takes the focus.
