@@ -83,3 +83,16 @@ def test_parameters_tools_and_branches(live_app, browser_page: Page):
     expect(page.locator("article.turn")).to_have_count(2)
     expect(page.get_by_text("1/2")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "branches.png", full_page=True)
+
+    # A loaded page has no edit box per message (each text field slowed the page's load, issue
+    # 20): opening Edit from the keyboard makes it, and the edited message is sent as before.
+    expect(page.locator("#turns textarea")).to_have_count(0)
+    first = page.locator("article.turn").first
+    first.get_by_text("Edit", exact=True).focus()
+    page.keyboard.press("Enter")
+    first.get_by_label("Edited message").fill("Hello, edited from the keyboard #chunks=10")
+    first.get_by_role("button", name="Send edited message").click()
+    expect(page.get_by_text("3/3")).to_be_visible()
+    expect(page.locator("article.turn[data-status='completed']").first).to_contain_text(
+        "edited from the keyboard"
+    )

@@ -14,7 +14,10 @@
     if (event.target === turns()) following = nearBottom(event.target);
   }, true);
   document.addEventListener("htmx:wsAfterMessage", function () { if (following) scrollToEnd(); });
-  document.addEventListener("DOMContentLoaded", scrollToEnd);
+  // At load, in the first frame rather than in DOMContentLoaded: reading the height lays the
+  // whole page out, which the frame does anyway; in DOMContentLoaded it was done twice, in the
+  // load's longest task (issue 20).
+  document.addEventListener("DOMContentLoaded", function () { requestAnimationFrame(scrollToEnd); });
 
   // "Show earlier messages": the turns above appear without moving what the reader sees (the
   // distance from the bottom is kept); the next such button, if any, takes the focus.
@@ -163,6 +166,25 @@
   }
   document.addEventListener("htmx:wsAfterMessage", reopenRemoteImages);
   document.addEventListener("htmx:afterSwap", reopenRemoteImages);
+
+  // A closed <details> may hold its form in a <template> (a turn's Edit, the feedback comment):
+  // Chromium looks at every text field of a page as it loads, and each one cost a style and
+  // layout pass in the load's longest task (issue 20). The form is made when the details opens:
+  // on the summary's click (before it opens, so the form is there at once) or on "toggle".
+  function openDetailsContent(details) {
+    var template = details && details.querySelector(":scope > template.details-content");
+    if (!template) return;
+    var made = Array.prototype.slice.call(template.content.children);
+    template.replaceWith(template.content);
+    if (window.htmx) made.forEach(function (element) { htmx.process(element); });
+  }
+  document.addEventListener("click", function (event) {
+    var summary = event.target.closest && event.target.closest("details > summary");
+    if (summary) openDetailsContent(summary.parentNode);
+  });
+  document.addEventListener("toggle", function (event) {
+    if (event.target.open) openDetailsContent(event.target);
+  }, true);
 
   // A panel's close button (Settings, Share) empties the panel.
   document.addEventListener("click", function (event) {
