@@ -206,6 +206,17 @@ class GatewayClient:
 
     def stream_responses(self, body: dict[str, Any]) -> AsyncIterator[Event]:
         """POST ``/responses`` (see :func:`responses_api.build_request`) and yield its events."""
+        return _one_by_one(self.stream_responses_batches(body))
+
+    def stream_chat(self, body: dict[str, Any]) -> AsyncIterator[Event]:
+        """POST ``/chat/completions`` (see :func:`chat_completions.build_request`), yield events."""
+        return _one_by_one(self.stream_chat_batches(body))
+
+    def stream_responses_batches(self, body: dict[str, Any]) -> AsyncIterator[list[Event]]:
+        """:meth:`stream_responses` one network read at a time: each step yields the (non-empty)
+        list of events that read completed, so a relay pays the async hops per read, not per
+        event. The final event (``Completed``/``Failed``) comes alone, after the response is
+        released."""
         return self._stream(
             "responses",
             body,
@@ -213,8 +224,8 @@ class GatewayClient:
             responses_api.parse_response,
         )
 
-    def stream_chat(self, body: dict[str, Any]) -> AsyncIterator[Event]:
-        """POST ``/chat/completions`` (see :func:`chat_completions.build_request`), yield events."""
+    def stream_chat_batches(self, body: dict[str, Any]) -> AsyncIterator[list[Event]]:
+        """:meth:`stream_chat` one network read at a time (see :meth:`stream_responses_batches`)."""
         return self._stream(
             "chat/completions",
             body,
@@ -257,7 +268,7 @@ class GatewayClient:
         body: dict[str, Any],
         translator: _Translator,
         parse_body: Callable[[dict[str, Any]], list[Event]],
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncIterator[list[Event]]:
         # The total deadline is checked around each await only, never across a ``yield``: a
         # timeout scope spanning a yield would cancel whatever the *consumer* is doing.
         deadline = asyncio.get_running_loop().time() + self.timeouts.total
@@ -272,7 +283,7 @@ class GatewayClient:
             )
             async with asyncio.timeout_at(deadline):
                 response = await self._http.send(request, stream=True)
-            chunks = response.aiter_bytes()
+            chunks = _body_chunks(response)
             if response.status_code >= 400:
                 async with asyncio.timeout_at(deadline):
                     raw = await _read_capped(chunks, _ERROR_BODY_LIMIT)
@@ -280,8 +291,8 @@ class GatewayClient:
             elif response.headers.get("content-type", "").startswith("application/json"):
                 # The gateway ignored stream=True and answered in one piece.
                 shown, found = _until_terminal(await _read_json(chunks, deadline, parse_body))
-                for event in shown:
-                    yield event
+                if shown:
+                    yield shown
                 terminal = found or Failed(CUT_MESSAGE, "protocol")
             else:
                 answering = True
@@ -291,8 +302,8 @@ class GatewayClient:
                         chunks, deadline, parser, translator
                     )
                     shown, found = _until_terminal(events)
-                    for event in shown:
-                        yield event
+                    if shown:
+                        yield shown
                     terminal = found
                     if ended and terminal is None:
                         terminal = Failed(CUT_MESSAGE, "protocol")
@@ -308,7 +319,7 @@ class GatewayClient:
         # Yielded only after the response is released, so a consumer that stops at the final
         # event leaves nothing open.
         if terminal is not None:
-            yield terminal
+            yield [terminal]
 
     async def _next_sse_events(
         self,
@@ -369,6 +380,21 @@ class GatewayClient:
             return Failed(CUT_MESSAGE, "protocol")
         detail = str(exc) or type(exc).__name__
         return Failed(f"The connection to the gateway failed ({detail}).", "connection")
+
+
+async def _one_by_one(batches: AsyncIterator[list[Event]]) -> AsyncIterator[Event]:
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            for event in batch:
+                yield event
+
+
+def _body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The response body as it arrives. Without a content encoding that is the raw stream
+    itself: ``aiter_bytes`` would add two async generators (decoder, re-chunker) per read."""
+    if response.headers.get("content-encoding", "identity").strip().lower() == "identity":
+        return response.stream.__aiter__()  # type: ignore[union-attr]
+    return response.aiter_bytes()
 
 
 def _until_terminal(events: list[Event]) -> tuple[list[Event], Completed | Failed | None]:

@@ -280,16 +280,17 @@ class TurnRunner:
     ) -> tuple[events.Failed | None, list[dict[str, Any]]]:
         """Stream one upstream request; returns its failure, if any, and the calls it made."""
         # The model's fallback chain: another model when this one fails before answering.
-        stream = fallbacks.stream_events(self.plan.provider, api, body)
+        stream = fallbacks.stream_event_batches(self.plan.provider, api, body)
         calls: dict[int, dict[str, Any]] = {}
         async with contextlib.aclosing(stream) as upstream:
-            async for event in upstream:
-                if isinstance(event, events.Failed):
-                    return event, []
-                if isinstance(event, events.ToolCallDelta | events.ToolCallDone):
-                    self._apply_tool_event(event, calls, step)
-                else:
-                    self._apply(event)
+            async for batch in upstream:
+                for event in batch:
+                    if isinstance(event, events.Failed):
+                        return event, []
+                    if isinstance(event, events.ToolCallDelta | events.ToolCallDone):
+                        self._apply_tool_event(event, calls, step)
+                    else:
+                        self._apply(event)
         return None, list(calls.values())
 
     def _apply(self, event: events.Event) -> None:
