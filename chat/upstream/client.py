@@ -314,13 +314,15 @@ class GatewayClient:
             terminal = self._exception_failure(exc, answering=answering)
         finally:
             # Runs on success, on failure, and when the consumer stops or is cancelled.
-            if reader is not None:
-                await reader.abandon()
-            if response is not None:
-                await _release(response, chunks, drain=isinstance(terminal, Completed))
-            self._in_flight -= 1
-            if self._retired and self._in_flight == 0:
-                _close_soon(self)
+            try:
+                if reader is not None:
+                    await reader.abandon()
+            finally:
+                if response is not None:
+                    await _release(response, chunks, drain=isinstance(terminal, Completed))
+                self._in_flight -= 1
+                if self._retired and self._in_flight == 0:
+                    _close_soon(self)
         # Yielded only after the response is released, so a consumer that stops at the final
         # event leaves nothing open.
         if terminal is not None:

@@ -72,16 +72,16 @@ class Started(Generic[T]):
         if self.done:
             return
         self.done = True
+        reason = asyncio.CancelledError()
         try:
-            self._waiting = self._steps.throw(asyncio.CancelledError())
+            self._waiting = self._steps.throw(reason)
         except BaseException:  # ended, as it should: this read is thrown away
             return
-        self.done = False  # its clean-up waits for something: let it finish
+        self.done = False  # its clean-up waits for something (a lock): let it finish
         try:
             await self
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
+        except asyncio.CancelledError as ended:
+            if ended is not reason:  # the task itself was cancelled meanwhile
                 raise
         except Exception:  # the read is thrown away, and its failure with it
             pass
