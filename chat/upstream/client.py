@@ -314,15 +314,11 @@ class GatewayClient:
             terminal = self._exception_failure(exc, answering=answering)
         finally:
             # Runs on success, on failure, and when the consumer stops or is cancelled.
-            try:
-                if reader is not None:
-                    await reader.abandon()
-            finally:
-                if response is not None:
-                    await _release(response, chunks, drain=isinstance(terminal, Completed))
-                self._in_flight -= 1
-                if self._retired and self._in_flight == 0:
-                    _close_soon(self)
+            self._in_flight -= 1
+            if response is not None:
+                await _release(response, chunks, reader, drain=isinstance(terminal, Completed))
+            if self._retired and self._in_flight == 0:
+                _close_soon(self)
         # Yielded only after the response is released, so a consumer that stops at the final
         # event leaves nothing open.
         if terminal is not None:
@@ -484,11 +480,18 @@ async def _read_capped(chunks: AsyncIterator[bytes], limit: int) -> bytes:
 
 
 async def _release(
-    response: httpx.Response, chunks: AsyncIterator[bytes] | None, *, drain: bool
+    response: httpx.Response,
+    chunks: AsyncIterator[bytes] | None,
+    reader: _EventReader | None,
+    *,
+    drain: bool,
 ) -> None:
     """Close the response; after a clean finish first read its (tiny) rest, because a response
-    read to the end returns its connection to the keep-alive pool instead of closing it."""
+    read to the end returns its connection to the keep-alive pool instead of closing it. A
+    read the consumer left started is cancelled first."""
     try:
+        if reader is not None:
+            await reader.abandon()
         if drain and chunks is not None and not response.is_closed:
             async with asyncio.timeout(_DRAIN_SECONDS):
                 await _read_capped(chunks, _DRAIN_BYTES)

@@ -137,6 +137,9 @@ class TurnRunner:
         self._dirty = asyncio.Event()
         self._unpublished = False  # what the last batch read changed, not yet published
         self._next_flush = 0.0  # time.monotonic() when the next delta may go out
+        # Both may publish (a resumed turn's first delta while the answer streams on): one at
+        # a time, since a delta takes the markdown's tail and commits it around an await.
+        self._publishing = asyncio.Lock()
         # Set once the thread's sockets were told about the turn (``launch``): no delta may
         # reach them before the turn itself.
         self.announced = asyncio.Event()
@@ -383,15 +386,16 @@ class TurnRunner:
 
     async def _publish_now(self) -> None:
         """Publish the answer's change and open the next window (later for a slow render)."""
-        self._dirty.clear()
-        self._unpublished = False
-        began = time.monotonic()
-        try:
-            await self._publish_delta()
-        except ChannelLayerUnavailable:
-            # Redis is down for longer than a send waits: the turn goes on; sockets see
-            # the gap at the next delta (or reconnect) and ask for the whole answer.
-            log.warning("could not publish a delta of turn %s", self.turn_id)
+        async with self._publishing:
+            self._dirty.clear()
+            self._unpublished = False
+            began = time.monotonic()
+            try:
+                await self._publish_delta()
+            except ChannelLayerUnavailable:
+                # Redis is down for longer than a send waits: the turn goes on; sockets see
+                # the gap at the next delta (or reconnect) and ask for the whole answer.
+                log.warning("could not publish a delta of turn %s", self.turn_id)
         done = time.monotonic()
         took = done - began
         self._next_flush = done + max(settings.STREAM_COALESCE_SECONDS, FLUSH_BACKOFF * took)
