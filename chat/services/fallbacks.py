@@ -52,8 +52,11 @@ async def chain_for(provider_id: int, model: str) -> list[str]:
     return chain
 
 
-async def stream_events(provider: Provider, api: str, body: dict[str, Any]) -> AsyncIterator[Event]:
-    """The chat's upstream stream with the model's fallback chain: a retryable failure that
+async def stream_event_batches(
+    provider: Provider, api: str, body: dict[str, Any]
+) -> AsyncIterator[list[Event]]:
+    """The chat's upstream stream with the model's fallback chain, one network read's events
+    at a time (see ``GatewayClient.stream_responses_batches``): a retryable failure that
     arrives before any other event moves on to the next model; the ``Started`` event of the
     answering request names the model that answered. The chain is read only after a failure,
     so a turn whose model answers costs no query for it."""
@@ -62,27 +65,35 @@ async def stream_events(provider: Provider, api: str, body: dict[str, Any]) -> A
     position, model = 0, body.get("model", "")
     while True:
         attempt = {**body, "model": model}
-        stream = (
-            client.stream_chat(attempt) if api == Api.CHAT else client.stream_responses(attempt)
-        )
+        if api == Api.CHAT:
+            stream = client.stream_chat_batches(attempt)
+        else:
+            stream = client.stream_responses_batches(attempt)
         answered = False
         retry = False
-        async with contextlib.aclosing(stream) as events:
-            async for event in events:
-                if isinstance(event, Failed) and not answered and retryable_failure(event):
+        async with contextlib.aclosing(stream) as batches:
+            async for batch in batches:
+                first = batch[0]
+                if isinstance(first, Failed) and not answered and retryable_failure(first):
                     if chain is None:
                         chain = await chain_for(provider.pk, body.get("model", ""))
                     if position + 1 < len(chain):
                         retry = True
                         break  # next model
-                if isinstance(event, Started):
-                    event = Started(event.response_id, event.model or model)
-                elif not answered and position:
+                if not answered and position and not isinstance(first, Started):
                     # The fallback's own Started may not name it (Chat Completions): say so.
-                    yield Started(None, model)
+                    batch = [Started(None, model), *batch]
                 answered = True
-                yield event
+                yield _naming(batch, model)
         if not retry:
             return
         position += 1
         model = chain[position]
+
+
+def _naming(batch: list[Event], model: str) -> list[Event]:
+    """The batch with each ``Started`` naming the model asked when the gateway named none."""
+    for index, event in enumerate(batch):
+        if type(event) is Started and not event.model:
+            batch[index] = Started(event.response_id, model)
+    return batch

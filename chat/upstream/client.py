@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from . import chat_completions, responses_api
+from . import chat_completions, eager, responses_api
 from .events import Completed, Event, Failed
 from .network import use_asyncio_backend
 from .sse import SSEMessage, SSEParser
@@ -38,6 +38,10 @@ _ERROR_BODY_LIMIT = 64 * 1024  # enough for any error JSON; a huge error page is
 _JSON_BODY_LIMIT = 16 * 1024 * 1024  # a gateway that ignored stream=True sends the answer whole
 _DRAIN_BYTES = 64 * 1024
 _DRAIN_SECONDS = 1.0
+# At most this many events in one batch: a gateway far faster than the relay still yields to
+# the event loop (one batch is parsed without a pause).
+_BATCH_EVENTS = 512
+_TERMINAL = (Completed, Failed)
 
 # Plain-words headline per status, and a hint used when the gateway gave no message of its own.
 _STATUS_WORDS: dict[int, tuple[str, str]] = {
@@ -206,6 +210,17 @@ class GatewayClient:
 
     def stream_responses(self, body: dict[str, Any]) -> AsyncIterator[Event]:
         """POST ``/responses`` (see :func:`responses_api.build_request`) and yield its events."""
+        return _one_by_one(self.stream_responses_batches(body))
+
+    def stream_chat(self, body: dict[str, Any]) -> AsyncIterator[Event]:
+        """POST ``/chat/completions`` (see :func:`chat_completions.build_request`), yield events."""
+        return _one_by_one(self.stream_chat_batches(body))
+
+    def stream_responses_batches(self, body: dict[str, Any]) -> AsyncIterator[list[Event]]:
+        """:meth:`stream_responses` one network read at a time: each step yields the (non-empty)
+        list of events that read completed, so a relay pays the async hops per read, not per
+        event. The final event (``Completed``/``Failed``) comes alone, after the response is
+        released."""
         return self._stream(
             "responses",
             body,
@@ -213,8 +228,8 @@ class GatewayClient:
             responses_api.parse_response,
         )
 
-    def stream_chat(self, body: dict[str, Any]) -> AsyncIterator[Event]:
-        """POST ``/chat/completions`` (see :func:`chat_completions.build_request`), yield events."""
+    def stream_chat_batches(self, body: dict[str, Any]) -> AsyncIterator[list[Event]]:
+        """:meth:`stream_chat` one network read at a time (see :meth:`stream_responses_batches`)."""
         return self._stream(
             "chat/completions",
             body,
@@ -257,7 +272,7 @@ class GatewayClient:
         body: dict[str, Any],
         translator: _Translator,
         parse_body: Callable[[dict[str, Any]], list[Event]],
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncIterator[list[Event]]:
         # The total deadline is checked around each await only, never across a ``yield``: a
         # timeout scope spanning a yield would cancel whatever the *consumer* is doing.
         deadline = asyncio.get_running_loop().time() + self.timeouts.total
@@ -265,6 +280,7 @@ class GatewayClient:
         chunks: AsyncIterator[bytes] | None = None
         answering = False
         terminal: Completed | Failed | None = None
+        reader: _EventReader | None = None
         self._in_flight += 1
         try:
             request = self._http.build_request(
@@ -272,7 +288,7 @@ class GatewayClient:
             )
             async with asyncio.timeout_at(deadline):
                 response = await self._http.send(request, stream=True)
-            chunks = response.aiter_bytes()
+            chunks = _body_chunks(response)
             if response.status_code >= 400:
                 async with asyncio.timeout_at(deadline):
                     raw = await _read_capped(chunks, _ERROR_BODY_LIMIT)
@@ -280,19 +296,17 @@ class GatewayClient:
             elif response.headers.get("content-type", "").startswith("application/json"):
                 # The gateway ignored stream=True and answered in one piece.
                 shown, found = _until_terminal(await _read_json(chunks, deadline, parse_body))
-                for event in shown:
-                    yield event
+                if shown:
+                    yield shown
                 terminal = found or Failed(CUT_MESSAGE, "protocol")
             else:
                 answering = True
-                parser = SSEParser()
+                reader = _EventReader(chunks, deadline, self.timeouts.read, translator)
                 while terminal is None:
-                    events, ended = await self._next_sse_events(
-                        chunks, deadline, parser, translator
-                    )
+                    events, ended = await reader.next_batch()
                     shown, found = _until_terminal(events)
-                    for event in shown:
-                        yield event
+                    if shown:
+                        yield shown
                     terminal = found
                     if ended and terminal is None:
                         terminal = Failed(CUT_MESSAGE, "protocol")
@@ -300,36 +314,15 @@ class GatewayClient:
             terminal = self._exception_failure(exc, answering=answering)
         finally:
             # Runs on success, on failure, and when the consumer stops or is cancelled.
-            if response is not None:
-                await _release(response, chunks, drain=isinstance(terminal, Completed))
             self._in_flight -= 1
+            if response is not None:
+                await _release(response, chunks, reader, drain=isinstance(terminal, Completed))
             if self._retired and self._in_flight == 0:
                 _close_soon(self)
         # Yielded only after the response is released, so a consumer that stops at the final
         # event leaves nothing open.
         if terminal is not None:
-            yield terminal
-
-    async def _next_sse_events(
-        self,
-        chunks: AsyncIterator[bytes],
-        deadline: float,
-        parser: SSEParser,
-        translator: _Translator,
-    ) -> tuple[list[Event], bool]:
-        """Read one chunk of the event stream; its events, and whether the stream has ended."""
-        try:
-            if deadline - asyncio.get_running_loop().time() > self.timeouts.read:
-                # A read waits at most the read timeout, so it ends before the deadline: no
-                # timeout scope (it cost more than parsing the chunk).
-                chunk = await anext(chunks)
-            else:
-                async with asyncio.timeout_at(deadline):
-                    chunk = await anext(chunks)
-        except StopAsyncIteration:
-            events = [e for m in parser.close() for e in translator.feed(m)]
-            return events + translator.close(), True
-        return [e for m in parser.feed(chunk) for e in translator.feed(m)], False
+            yield [terminal]
 
     def _exception_failure(self, exc: Exception, *, answering: bool) -> Failed:
         t = self.timeouts
@@ -371,6 +364,85 @@ class GatewayClient:
         return Failed(f"The connection to the gateway failed ({detail}).", "connection")
 
 
+class _EventReader:
+    """The events of an SSE body, one batch per step: the events of one network read, and of
+    the reads after it whose data is already here (they complete at once; see ``eager``).
+    The first read that would wait is kept started for the next step, so between two steps
+    nothing is woken by what the gateway sends: a consumer that steps once per coalescing
+    window reads each window's events in one go."""
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        deadline: float,
+        read_timeout: float,
+        translator: _Translator,
+    ) -> None:
+        self._chunks = chunks
+        self._deadline = deadline
+        self._read_timeout = read_timeout
+        self._translator = translator
+        self._parser = SSEParser()
+        self._ahead: eager.Started[bytes] | None = None
+
+    async def next_batch(self) -> tuple[list[Event], bool]:
+        """The next events (maybe none), and whether the stream has ended."""
+        read = self._ahead or anext(self._chunks)
+        self._ahead = None
+        try:
+            if self._deadline - asyncio.get_running_loop().time() > self._read_timeout:
+                # A read waits at most the read timeout, so it ends before the deadline: no
+                # timeout scope (it cost more than parsing the chunk).
+                chunk = await read
+            else:
+                async with asyncio.timeout_at(self._deadline):
+                    chunk = await read
+        except StopAsyncIteration:
+            return self._end(), True
+        events = fresh = self._parse(chunk)
+        while len(events) < _BATCH_EVENTS and not _has_terminal(fresh):
+            ahead = eager.start(anext(self._chunks))
+            if not ahead.succeeded:  # it waits, or it failed: the next step finishes it
+                self._ahead = ahead
+                break
+            fresh = self._parse(ahead.result())
+            events += fresh
+        return events, False
+
+    async def abandon(self) -> None:
+        """Stop a read kept started (the consumer stopped): it is cancelled inside."""
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            await ahead.abandon()
+
+    def _parse(self, chunk: bytes) -> list[Event]:
+        feed = self._translator.feed
+        return [event for message in self._parser.feed(chunk) for event in feed(message)]
+
+    def _end(self) -> list[Event]:
+        events = [e for m in self._parser.close() for e in self._translator.feed(m)]
+        return events + self._translator.close()
+
+
+def _has_terminal(events: list[Event]) -> bool:
+    return any(type(event) in _TERMINAL for event in events)
+
+
+async def _one_by_one(batches: AsyncIterator[list[Event]]) -> AsyncIterator[Event]:
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            for event in batch:
+                yield event
+
+
+def _body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The response body as it arrives. Without a content encoding that is the raw stream
+    itself: ``aiter_bytes`` would add two async generators (decoder, re-chunker) per read."""
+    if response.headers.get("content-encoding", "identity").strip().lower() == "identity":
+        return response.stream.__aiter__()  # type: ignore[union-attr]
+    return response.aiter_bytes()
+
+
 def _until_terminal(events: list[Event]) -> tuple[list[Event], Completed | Failed | None]:
     """The events before the first final one, and that final event (``None`` if there is none).
 
@@ -408,11 +480,18 @@ async def _read_capped(chunks: AsyncIterator[bytes], limit: int) -> bytes:
 
 
 async def _release(
-    response: httpx.Response, chunks: AsyncIterator[bytes] | None, *, drain: bool
+    response: httpx.Response,
+    chunks: AsyncIterator[bytes] | None,
+    reader: _EventReader | None,
+    *,
+    drain: bool,
 ) -> None:
     """Close the response; after a clean finish first read its (tiny) rest, because a response
-    read to the end returns its connection to the keep-alive pool instead of closing it."""
+    read to the end returns its connection to the keep-alive pool instead of closing it. A
+    read the consumer left started is cancelled first."""
     try:
+        if reader is not None:
+            await reader.abandon()
         if drain and chunks is not None and not response.is_closed:
             async with asyncio.timeout(_DRAIN_SECONDS):
                 await _read_capped(chunks, _DRAIN_BYTES)

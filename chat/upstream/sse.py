@@ -42,7 +42,36 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEMessage]:
         """Parse one network chunk; return the messages it completed (often none)."""
+        if chunk.endswith(b"\n\n") and self._between_events() and b"\r" not in chunk:
+            return self._feed_whole_events(chunk)
         return self._feed_text(self._decoder.decode(chunk))
+
+    def _between_events(self) -> bool:
+        """Nothing of a line, an event or a character is pending from earlier chunks."""
+        return not (
+            self._partial
+            or self._data
+            or self._event is not None
+            or self._skip_lf
+            or self._at_start
+            or self._decoder.getstate()[0]
+        )
+
+    def _feed_whole_events(self, chunk: bytes) -> list[SSEMessage]:
+        """The usual chunk: whole events, ending with a blank line, "\n" line ends only. The
+        same rules as :meth:`_feed_text`, without its line-end search and partial-line state:
+        a gateway sends one event (or a few) per network chunk, and this is per chunk."""
+        messages: list[SSEMessage] = []
+        lines = chunk.decode("utf-8", "replace").split("\n")
+        lines.pop()  # the empty rest after the last line end
+        for line in lines:
+            if line.startswith("data: "):
+                self._data.append(line[6:])
+            elif line.startswith("event: "):
+                self._event = line[7:]
+            else:
+                self._process_line(line, messages)
+        return messages
 
     def close(self) -> list[SSEMessage]:
         """End of stream: flush the decoder, a last unterminated line and a pending message.

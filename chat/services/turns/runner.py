@@ -132,7 +132,14 @@ class TurnRunner:
         # What the answer brought besides choice 0's text, stored with its end (``_finish``).
         self.extras: choices.Extras | None = None
         self.task: asyncio.Task[None] | None = None
+        # Something to publish for the flush loop (tool steps, a resumed turn, a turn not yet
+        # announced); while the upstream streams, the reading task publishes itself (``_pace``).
         self._dirty = asyncio.Event()
+        self._unpublished = False  # what the last batch read changed, not yet published
+        self._next_flush = 0.0  # time.monotonic() when the next delta may go out
+        # Both may publish (a resumed turn's first delta while the answer streams on): one at
+        # a time, since a delta takes the markdown's tail and commits it around an await.
+        self._publishing = asyncio.Lock()
         # Set once the thread's sockets were told about the turn (``launch``): no delta may
         # reach them before the turn itself.
         self.announced = asyncio.Event()
@@ -280,17 +287,33 @@ class TurnRunner:
     ) -> tuple[events.Failed | None, list[dict[str, Any]]]:
         """Stream one upstream request; returns its failure, if any, and the calls it made."""
         # The model's fallback chain: another model when this one fails before answering.
-        stream = fallbacks.stream_events(self.plan.provider, api, body)
+        stream = fallbacks.stream_event_batches(self.plan.provider, api, body)
         calls: dict[int, dict[str, Any]] = {}
         async with contextlib.aclosing(stream) as upstream:
-            async for event in upstream:
-                if isinstance(event, events.Failed):
-                    return event, []
-                if isinstance(event, events.ToolCallDelta | events.ToolCallDone):
-                    self._apply_tool_event(event, calls, step)
-                else:
-                    self._apply(event)
+            async for batch in upstream:
+                for event in batch:
+                    if isinstance(event, events.Failed):
+                        return event, []
+                    if isinstance(event, events.ToolCallDelta | events.ToolCallDone):
+                        self._apply_tool_event(event, calls, step)
+                    else:
+                        self._apply(event)
+                await self._pace()
         return None, list(calls.values())
+
+    async def _pace(self) -> None:
+        """Publish what the batch just read changed, then wait for the next coalescing window
+        before reading on: what the gateway sends meanwhile waits in the socket and is read in
+        one go (one wake-up and one batch per window, not per chunk). The first delta goes out
+        as soon as it is read; a stop cancels the wait at once."""
+        if self._unpublished:
+            if not self.announced.is_set():
+                self._unpublished = False
+                self._dirty.set()  # the flush loop publishes once the turn is announced
+                return
+            await _until(self._next_flush)
+            await self._publish_now()
+        await _until(self._next_flush)
 
     def _apply(self, event: events.Event) -> None:
         state = self.state
@@ -303,7 +326,7 @@ class TurnRunner:
             else:
                 state.reasoning.append(event.text)
                 state.thoughts.append(event.text)
-            self._dirty.set()
+            self._unpublished = True
         elif isinstance(event, events.ChoiceDelta | events.AudioDelta):
             state.other.add(event)
         elif isinstance(event, events.Started):
@@ -348,7 +371,7 @@ class TurnRunner:
             call["name"] = event.name or call["name"]
             call["arguments"] += event.arguments_delta
         self.state.tools_changed = True
-        self._dirty.set()
+        self._unpublished = True
 
     # -- publishing and storing ---------------------------------------------------------------
 
@@ -357,7 +380,15 @@ class TurnRunner:
         while True:
             await self._dirty.wait()
             await self.announced.wait()
+            await _until(self._next_flush)
+            if self._dirty.is_set():  # else the reading task published it meanwhile
+                await self._publish_now()
+
+    async def _publish_now(self) -> None:
+        """Publish the answer's change and open the next window (later for a slow render)."""
+        async with self._publishing:
             self._dirty.clear()
+            self._unpublished = False
             began = time.monotonic()
             try:
                 await self._publish_delta()
@@ -365,8 +396,9 @@ class TurnRunner:
                 # Redis is down for longer than a send waits: the turn goes on; sockets see
                 # the gap at the next delta (or reconnect) and ask for the whole answer.
                 log.warning("could not publish a delta of turn %s", self.turn_id)
-            took = time.monotonic() - began
-            await asyncio.sleep(max(settings.STREAM_COALESCE_SECONDS, FLUSH_BACKOFF * took))
+        done = time.monotonic()
+        took = done - began
+        self._next_flush = done + max(settings.STREAM_COALESCE_SECONDS, FLUSH_BACKOFF * took)
 
     async def _render_tails(self, answer: str | None, thoughts: str | None) -> tuple:
         images = image_policy.current()  # on the loop: the cached list, never a query
@@ -479,3 +511,10 @@ class TurnRunner:
             siblings = None if extras is not None and extras.adds_turns else self.plan.siblings
             return live.finished(self.plan.turn, siblings=siblings, log=log)
         return live.TurnFinished(type="turn.finished", turn_id=self.turn_id)
+
+
+async def _until(moment: float) -> None:
+    """Sleep until ``time.monotonic()`` reaches ``moment`` (no wait, no yield, if it has)."""
+    delay = moment - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
