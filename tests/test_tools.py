@@ -162,6 +162,16 @@ def test_deep_nesting_is_an_error_not_a_crash():
     assert "nested too deeply" in message
 
 
+def test_a_number_with_thousands_of_digits_is_an_error_not_a_crash():
+    text = '{"type": "object", "default": ' + "9" * 5_000 + "}"
+    message = validate_definition("f", "", text)[1]["parameters"]
+    assert message == "Parameters contain a number with too many digits."
+    assert check_arguments({"type": "object"}, '{"n": ' + "1" * 5_000 + "}") == (
+        None,
+        "The arguments contain a number with too many digits.",
+    )
+
+
 def test_all_errors_at_once():
     schema, errors = validate_definition("bad name", "d" * 2000, "{")
     assert schema is None

@@ -82,6 +82,10 @@ def parse_json_object(
         if plural:
             return None, _("%(subject)s are nested too deeply.") % values
         return None, _("%(subject)s is nested too deeply.") % values
+    except ValueError:  # a number of more digits than Python converts (int_max_str_digits)
+        if plural:
+            return None, _("%(subject)s contain a number with too many digits.") % values
+        return None, _("%(subject)s contains a number with too many digits.") % values
     if not isinstance(value, dict):
         return None, _("%(subject)s must be a JSON object.") % values
     if json_schema.depth_exceeds(value):
