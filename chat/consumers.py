@@ -16,7 +16,6 @@ import logging
 
 from channels.consumer import get_handler_name
 from channels.db import aclose_old_connections, database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import translation
@@ -38,6 +37,7 @@ from chat.services import (
 )
 from chat.services.attachments import linking as attachment_linking
 from chat.services.turns import admission, launch, registry
+from chat.socket_loop import OneWaitConsumer
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_RECONNECT = 1012
 
 
-class ThreadConsumer(AsyncWebsocketConsumer):
+class ThreadConsumer(OneWaitConsumer):
     # Group messages whose handlers never touch the database. Channels' ``dispatch`` runs
     # ``close_old_connections`` in a worker thread before *every* handler: for the deltas of a
     # streaming answer (every socket, every coalescing window) that thread hop cost more than
