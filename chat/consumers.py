@@ -117,6 +117,9 @@ class ThreadConsumer(OneWaitConsumer):
         registry.ensure_reaper()
         await self._catch_up(thread.current_turn_id, live.parse_resume(self.scope["query_string"]))
         await self._announce_presence()
+        # From now on only the user is read from the scope: its headers, cookies and session
+        # (data included) need not stay in memory for as long as the socket is open.
+        self.scope = {"type": "websocket", "user": user}
 
     async def disconnect(self, code: int) -> None:
         metrics.socket_closed(self)

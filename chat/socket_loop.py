@@ -50,6 +50,7 @@ class OneWaitConsumer(AsyncWebsocketConsumer):
             await super().__call__(scope, receive, send)
             return
         self.scope = scope
+        del scope  # only ``self.scope`` keeps it, so the consumer can slim it once connected
         self.channel_layer: LocalChannelLayer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send

@@ -4,8 +4,12 @@ import asyncio
 import time
 
 import pytest
+from asgiref.sync import sync_to_async
 
-from chat.channel_layer import Inbox, LocalChannelLayer
+from chat import socket_loop
+from chat.channel_layer import Inbox, LocalChannelLayer, next_of
+from chat.models import Access, ThreadShare
+from tests.ws import ORIGIN, socket
 
 
 async def test_a_tab_open_for_days_still_gets_its_threads_updates():
@@ -41,3 +45,81 @@ async def test_a_cancelled_receiver_passes_its_message_to_the_next():
     inbox.put_nowait((0.0, {"n": 1}))  # wakes the first…
     first.cancel()  # …which is cancelled before it takes it
     assert (await asyncio.wait_for(second, 1))[1] == {"n": 1}
+
+
+# -- one wait per idle socket (chat/socket_loop.py) -----------------------------------------
+
+
+async def test_one_wait_takes_from_whichever_queue_gets_a_message_and_then_takes_turns():
+    browser, channel = Inbox(capacity=10), Inbox(capacity=10)
+    waiting = asyncio.create_task(next_of((browser, channel)))
+    await asyncio.sleep(0)
+    channel.put_nowait("delta")
+    assert await asyncio.wait_for(waiting, 1) == (1, "delta")
+    for n in range(2):
+        browser.put_nowait(f"frame {n}")
+        channel.put_nowait(f"delta {n}")
+    # Both have messages: the queue named by ``start`` first, so neither starves the other.
+    assert await next_of((browser, channel), start=1) == (1, "delta 0")
+    assert await next_of((browser, channel), start=0) == (0, "frame 0")
+    assert await next_of((browser, channel), start=1) == (1, "delta 1")
+    assert await next_of((browser, channel), start=0) == (0, "frame 1")
+
+
+async def test_a_cancelled_wait_leaves_nothing_waiting_in_either_queue():
+    browser, channel = asyncio.Queue(), Inbox(capacity=10)  # the test communicator's, the layer's
+    waiting = asyncio.create_task(next_of((browser, channel)))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not browser._getters and not channel._waiters
+    browser.put_nowait({"type": "websocket.receive"})
+    assert await asyncio.wait_for(next_of((browser, channel)), 1) == (
+        0,
+        {"type": "websocket.receive"},
+    )
+
+
+async def test_daphne_gives_each_connection_an_inbox_that_reaches_the_application(monkeypatch):
+    import daphne.server
+
+    monkeypatch.setattr(daphne.server, "asyncio", asyncio)  # put back after the test
+    assert socket_loop.install()
+    received = []
+
+    async def application(scope, receive, send):
+        received.append(await receive())
+
+    server = daphne.server.Server(application, endpoints=["tcp:port=0"])  # never started
+    protocol = object()
+    server.connections = {protocol: {}}
+    queue = server.create_application(protocol, {"type": "websocket"})
+    assert isinstance(queue, Inbox)
+    queue.put_nowait({"type": "websocket.connect"})
+    await asyncio.wait_for(server.connections[protocol]["application_instance"], 1)
+    assert received == [{"type": "websocket.connect"}]
+    assert not socket_loop.install()  # once is enough
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_idle_socket_keeps_no_task_besides_its_own_and_still_hears_both_sides(
+    make_thread, user, other_user, cookie_of
+):
+    thread = await sync_to_async(make_thread)(user)
+    await ThreadShare.objects.acreate(thread=thread, user=other_user, access=Access.READ)
+    first = socket(thread.pk, ORIGIN, await cookie_of(user))
+    assert (await first.connect())[0]
+    await first.receive_presence()
+    before = asyncio.all_tasks()
+    second = socket(thread.pk, ORIGIN, await cookie_of(other_user))
+    assert (await second.connect())[0]
+    assert "mallory" in await first.receive_presence()  # a group message reached the first
+    await second.receive_presence()
+    await asyncio.sleep(0.1)
+    # Its own application task only (Channels' loop kept two more: one per queue it waits on).
+    assert len(asyncio.all_tasks() - before) == 1
+    await second.send_to('{"action": "send", "message": "hi"}')  # a browser frame: handled
+    assert "read-only" in (await second.receive_from(5)).lower()
+    await second.disconnect()
+    await first.disconnect()
