@@ -11,6 +11,9 @@ the largest per-socket costs were plumbing, not state:
   ``OneWaitConsumer`` waits on both queues with one future instead, when both are queues it
   knows (Daphne's ``Inbox`` or the test communicator's ``asyncio.Queue``, and the in-process
   channel layer); otherwise (Redis) Channels' loop runs unchanged.
+- Once open, a socket still held its whole opening handshake (the raw request and response,
+  and the headers three times: parsed by autobahn, cleaned by Daphne, in the scope): about
+  2.5 KB that ``install`` lets go of when Daphne reports the socket open.
 
 Messages are dispatched one at a time, as in Channels; when both queues have messages, they
 take turns, so a busy thread cannot hold back what the browser sends, nor the reverse.
@@ -65,14 +68,33 @@ class OneWaitConsumer(AsyncWebsocketConsumer):
 
 
 def install() -> bool:
-    """Under Daphne: each connection's queue is an ``Inbox``. Returns whether it applied."""
-    module = sys.modules.get("daphne.server")
-    if module is None or isinstance(module.asyncio, _AsyncioWithInboxQueues):
+    """Under Daphne: each connection's queue is an ``Inbox``, and an open socket lets go of its
+    handshake (``_release_handshake``). Returns whether it applied."""
+    server = sys.modules.get("daphne.server")
+    protocol = sys.modules.get("daphne.ws_protocol")
+    if server is None or protocol is None or isinstance(server.asyncio, _AsyncioWithInboxQueues):
         return False
     # ``Server.create_application`` makes the queue as ``asyncio.Queue()``, asyncio being
     # looked up in its module: that module sees asyncio with ``Queue`` an unbounded Inbox.
-    module.asyncio = _AsyncioWithInboxQueues()
+    server.asyncio = _AsyncioWithInboxQueues()
+    opened = protocol.WebSocketProtocol.onOpen
+
+    def on_open(self) -> None:
+        opened(self)
+        _release_handshake(self)
+
+    protocol.WebSocketProtocol.onOpen = on_open
     return True
+
+
+def _release_handshake(protocol: Any) -> None:
+    """What a Daphne websocket keeps of its opening handshake once it is open, and never reads
+    again: autobahn's raw request and response, its parsed headers (also Daphne's
+    ``request.headers``; Daphne's log lines read only ``request.path``), and Daphne's cleaned
+    header list (also the scope's ``headers``: this app reads them only while connecting)."""
+    protocol.http_request_data = protocol.http_response_data = None
+    protocol.http_headers.clear()
+    protocol.clean_headers.clear()
 
 
 class _AsyncioWithInboxQueues:

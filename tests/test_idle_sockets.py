@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from types import SimpleNamespace
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -81,17 +82,30 @@ async def test_a_cancelled_wait_leaves_nothing_waiting_in_either_queue():
     )
 
 
-async def test_daphne_gives_each_connection_an_inbox_that_reaches_the_application(monkeypatch):
+@pytest.fixture
+def daphne_installed(monkeypatch):
+    """``socket_loop.install()`` applied to Daphne's modules, undone after the test."""
     import daphne.server
+    import daphne.ws_protocol
 
-    monkeypatch.setattr(daphne.server, "asyncio", asyncio)  # put back after the test
+    monkeypatch.setattr(daphne.server, "asyncio", asyncio)
+    protocol_class = daphne.ws_protocol.WebSocketProtocol
+    monkeypatch.setattr(protocol_class, "onOpen", protocol_class.onOpen)
     assert socket_loop.install()
+    assert not socket_loop.install()  # once is enough
+    return daphne.server, daphne.ws_protocol
+
+
+async def test_daphne_gives_each_connection_an_inbox_that_reaches_the_application(
+    daphne_installed,
+):
+    daphne_server, _ = daphne_installed
     received = []
 
     async def application(scope, receive, send):
         received.append(await receive())
 
-    server = daphne.server.Server(application, endpoints=["tcp:port=0"])  # never started
+    server = daphne_server.Server(application, endpoints=["tcp:port=0"])  # never started
     protocol = object()
     server.connections = {protocol: {}}
     queue = server.create_application(protocol, {"type": "websocket"})
@@ -99,7 +113,29 @@ async def test_daphne_gives_each_connection_an_inbox_that_reaches_the_applicatio
     queue.put_nowait({"type": "websocket.connect"})
     await asyncio.wait_for(server.connections[protocol]["application_instance"], 1)
     assert received == [{"type": "websocket.connect"}]
-    assert not socket_loop.install()  # once is enough
+
+
+def test_an_open_daphne_socket_lets_go_of_its_handshake_and_still_logs_its_path(
+    daphne_installed,
+):
+    _, ws_protocol = daphne_installed
+    logged = []
+    protocol = ws_protocol.WebSocketProtocol()
+    protocol.server = SimpleNamespace(log_action=lambda *action: logged.append(action))
+    protocol.client_addr = ["127.0.0.1", 50000]
+    # As autobahn and Daphne left them after the handshake (the scope shares Daphne's list).
+    parsed = {"host": "127.0.0.1", "cookie": "sessionid=abc", "origin": "http://127.0.0.1"}
+    protocol.http_headers = parsed
+    protocol.request = SimpleNamespace(path="/ws/threads/7/", headers=parsed)
+    protocol.http_request_data = b"GET /ws/threads/7/ HTTP/1.1\r\nCookie: sessionid=abc\r\n\r\n"
+    protocol.http_response_data = b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
+    scope_headers = protocol.clean_headers = [(b"cookie", b"sessionid=abc")]
+    protocol.onOpen()
+    assert logged == [
+        ("websocket", "connected", {"path": "/ws/threads/7/", "client": "127.0.0.1:50000"})
+    ]
+    assert protocol.http_request_data is None and protocol.http_response_data is None
+    assert parsed == {} and scope_headers == []
 
 
 @pytest.mark.django_db(transaction=True)
