@@ -14,6 +14,8 @@ the largest per-socket costs were plumbing, not state:
 - Once open, a socket still held its whole opening handshake (the raw request and response,
   and the headers three times: parsed by autobahn, cleaned by Daphne, in the scope): about
   2.5 KB that ``install`` lets go of when Daphne reports the socket open.
+- autobahn copied the server's 29 websocket settings into every connection (a 99-key
+  ``__dict__``, 3.3 KB); the first server's are now shared on the protocol class.
 
 Messages are dispatched one at a time, as in Channels; when both queues have messages, they
 take turns, so a busy thread cannot hold back what the browser sends, nor the reverse.
@@ -84,7 +86,32 @@ def install() -> bool:
         _release_handshake(self)
 
     protocol.WebSocketProtocol.onOpen = on_open
+    made = protocol.WebSocketProtocol._connectionMade
+
+    def connection_made(self) -> None:
+        _share_factory_settings(self)
+        made(self)
+
+    protocol.WebSocketProtocol._connectionMade = connection_made
     return True
+
+
+def _share_factory_settings(protocol: Any) -> None:
+    """autobahn copies its factory's settings (29 of them) into each connection's ``__dict__``,
+    unless the protocol already has them: the first factory's are put on the protocol class
+    once (not functions, which would become methods there: autobahn still copies those).
+    Connections of another factory (a second server in the process) get their own copy."""
+    cls, factory = type(protocol), protocol.factory
+    owner = cls.__dict__.get("_settings_of")
+    if owner is None:
+        for name in cls.CONFIG_ATTRS:
+            value = getattr(factory, name)
+            if not callable(value):  # a function on the class would become a method
+                setattr(cls, name, value)
+        cls._settings_of = factory
+    elif owner is not factory:
+        for name in cls.CONFIG_ATTRS:
+            setattr(protocol, name, getattr(factory, name))
 
 
 def _release_handshake(protocol: Any) -> None:

@@ -91,6 +91,7 @@ def daphne_installed(monkeypatch):
     monkeypatch.setattr(daphne.server, "asyncio", asyncio)
     protocol_class = daphne.ws_protocol.WebSocketProtocol
     monkeypatch.setattr(protocol_class, "onOpen", protocol_class.onOpen)
+    monkeypatch.setattr(protocol_class, "_connectionMade", protocol_class._connectionMade)
     assert socket_loop.install()
     assert not socket_loop.install()  # once is enough
     return daphne.server, daphne.ws_protocol
@@ -159,3 +160,28 @@ async def test_an_idle_socket_keeps_no_task_besides_its_own_and_still_hears_both
     assert "read-only" in (await second.receive_from(5)).lower()
     await second.disconnect()
     await first.disconnect()
+
+
+def test_daphne_sockets_share_their_servers_websocket_settings(daphne_installed):
+    _, ws_protocol = daphne_installed
+
+    class Protocol(ws_protocol.WebSocketProtocol):  # its class attributes die with the test
+        pass
+
+    def server_factory(max_frame: int):
+        factory = ws_protocol.WebSocketFactory(object(), server="daphne")
+        factory.setProtocolOptions(allowNullOrigin=True, maxFramePayloadSize=max_frame)
+        factory.protocol = Protocol
+        return factory
+
+    def connected(factory):
+        protocol = factory.buildProtocol(None)
+        protocol.peer = "tcp:127.0.0.1:50000"
+        protocol._connectionMade()
+        return protocol
+
+    first_server, second_server = server_factory(1000), server_factory(2000)
+    one, two, other = connected(first_server), connected(first_server), connected(second_server)
+    assert one.maxFramePayloadSize == two.maxFramePayloadSize == 1000
+    assert one.allowNullOrigin and "maxFramePayloadSize" not in one.__dict__  # one copy, shared
+    assert other.maxFramePayloadSize == 2000  # another server's sockets keep their own
