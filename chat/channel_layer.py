@@ -104,7 +104,7 @@ class Inbox:
 Queue = Inbox | asyncio.Queue
 
 
-def _waiters(queue: Queue) -> Any:
+def waiters_of(queue: Queue) -> Any:
     """The futures ``put_nowait`` wakes one of (``asyncio.Queue`` names its own ``_getters``)."""
     return queue._waiters if isinstance(queue, Inbox) else queue._getters
 
@@ -121,13 +121,13 @@ async def next_of(queues: Sequence[Queue], start: int = 0) -> tuple[int, Any]:
                 return index, queues[index].get_nowait()
         waiter = asyncio.get_running_loop().create_future()
         for queue in queues:
-            _waiters(queue).append(waiter)
+            waiters_of(queue).append(waiter)
         try:
             await waiter
         finally:
             for queue in queues:
                 with contextlib.suppress(ValueError):
-                    _waiters(queue).remove(waiter)
+                    waiters_of(queue).remove(waiter)
 
 
 class LocalChannelLayer(InMemoryChannelLayer):

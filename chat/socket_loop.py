@@ -1,16 +1,17 @@
 """What an idle websocket keeps while it waits: one small queue and one wait, not two tasks.
 
-Measured with tracemalloc in a Daphne process holding 1,000 idle sockets (bench #15), two of
-the largest per-socket costs were plumbing, not state:
+Measured with tracemalloc in a Daphne process holding 1,000 idle sockets (bench #15), the
+largest per-socket costs were plumbing, not state:
 
 - Daphne gives every connection an ``asyncio.Queue`` for what the browser sends (three deques
   and an ``Event``: 3.2 KB). Only ``put_nowait`` and ``get`` are used on it, so ``install``
   makes Daphne create an ``Inbox`` (``chat.channel_layer``), unbounded as Daphne's queue is.
 - Channels' consumer loop (``await_many_dispatch``) keeps two tasks per socket, one waiting on
   that queue and one on the channel layer, and an ``asyncio.wait`` around them (3.5 KB).
-  ``OneWaitConsumer`` waits on both queues with one future instead, when both are queues it
-  knows (Daphne's ``Inbox`` or the test communicator's ``asyncio.Queue``, and the in-process
-  channel layer); otherwise (Redis) Channels' loop runs unchanged.
+  ``OneWaitConsumer`` waits on both with one future instead: on the in-process layer's
+  inbox directly (no task at all), on Redis on one receive task kept across waits
+  (``AwaitedLayer``). The browser's queue is Daphne's ``Inbox`` or the test communicator's
+  ``asyncio.Queue``; any other ``receive`` gets Channels' loop unchanged.
 - Once open, a socket still held its whole opening handshake (the raw request and response,
   and the headers three times: parsed by autobahn, cleaned by Daphne, in the scope): about
   2.5 KB that ``install`` lets go of when Daphne reports the socket open.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sys
 from typing import Any
 
@@ -32,41 +34,95 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from chat.channel_layer import Inbox, LocalChannelLayer, Queue
+from chat.channel_layer import Inbox, LocalChannelLayer, Queue, waiters_of
 
 
-def _browser_queue(consumer: AsyncWebsocketConsumer, receive: Any) -> Queue | None:
-    """The browser's queue behind ``receive`` when one wait can serve this consumer."""
+def _browser_queue(receive: Any) -> Queue | None:
+    """The browser's queue behind ``receive``, when it is one ``next_of`` can wait on."""
     browser = getattr(receive, "__self__", None)
     usable = isinstance(browser, Inbox | asyncio.Queue) and receive.__name__ == "get"
-    layer = get_channel_layer(consumer.channel_layer_alias)
-    return browser if usable and isinstance(layer, LocalChannelLayer) else None
+    return browser if usable else None
+
+
+class AwaitedLayer:
+    """A layer whose ``receive`` must be awaited (channels_redis: a socket's receive may be the
+    one reading Redis for the whole process): one receive task at a time, kept across waits,
+    and one future waiting on it and on the browser's queue (Channels: a task for each, and
+    an ``asyncio.wait`` around them)."""
+
+    def __init__(self, layer: Any, channel: str) -> None:
+        self.receive = functools.partial(layer.receive, channel)
+        self.task: asyncio.Future[dict] | None = None
+
+    async def receive_or(self, browser: Queue, start: int = 0) -> tuple[int, dict]:
+        """(0, the browser's message) or (1, the layer's), ``start``'s first when both wait."""
+        while True:
+            if self.task is None:
+                self.task = asyncio.ensure_future(self.receive())
+            ready = (not browser.empty(), self.task.done())
+            for source in (start, 1 - start):
+                if ready[source]:
+                    return source, browser.get_nowait() if source == 0 else self._take()
+            waiter = asyncio.get_running_loop().create_future()
+
+            def wake(_task: object, waiter: asyncio.Future[None] = waiter) -> None:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+            waiters_of(browser).append(waiter)
+            self.task.add_done_callback(wake)
+            try:
+                await waiter
+            finally:
+                with contextlib.suppress(ValueError):
+                    waiters_of(browser).remove(waiter)
+                self.task.remove_done_callback(wake)
+
+    def _take(self) -> dict:
+        task, self.task = self.task, None
+        return task.result()  # the layer's error, if it failed, as in Channels' loop
+
+    async def close(self) -> None:
+        """Stop receiving, as Channels' loop does when its consumer ends."""
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
 
 
 class OneWaitConsumer(AsyncWebsocketConsumer):
     """``AsyncWebsocketConsumer`` whose idle socket waits on the browser's queue and its
-    channel inbox with one future (see the module's docstring); same handlers, same order."""
+    channel layer with one future (see the module's docstring); same handlers, same order."""
 
     groups = ()  # Channels gives each consumer its own empty list otherwise
 
     async def __call__(self, scope, receive, send) -> None:
-        browser = _browser_queue(self, receive)
-        if browser is None:
+        browser = _browser_queue(receive)
+        layer = get_channel_layer(self.channel_layer_alias)
+        if browser is None or layer is None:
             await super().__call__(scope, receive, send)
             return
         self.scope = scope
         del scope  # only ``self.scope`` keeps it, so the consumer can slim it once connected
-        self.channel_layer: LocalChannelLayer = get_channel_layer(self.channel_layer_alias)
-        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_layer = layer
+        self.channel_name = await layer.new_channel()
         self.base_send = send
+        if isinstance(layer, LocalChannelLayer):  # its inbox is a queue: no task at all
+            awaited = None
+            next_message = functools.partial(layer.receive_or, self.channel_name, browser)
+        else:
+            awaited = AwaitedLayer(layer, self.channel_name)
+            next_message = functools.partial(awaited.receive_or, browser)
         start = 0
-        with contextlib.suppress(StopConsumer):
-            while True:
-                source, message = await self.channel_layer.receive_or(
-                    self.channel_name, browser, start
-                )
-                start = 1 - source  # the other queue first next time
-                await self.dispatch(message)
+        try:
+            with contextlib.suppress(StopConsumer):
+                while True:
+                    source, message = await next_message(start)
+                    start = 1 - source  # the other side first next time
+                    await self.dispatch(message)
+        finally:
+            if awaited is not None:
+                await awaited.close()
 
 
 def install() -> bool:
