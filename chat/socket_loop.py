@@ -5,7 +5,8 @@ largest per-socket costs were plumbing, not state:
 
 - Daphne gives every connection an ``asyncio.Queue`` for what the browser sends (three deques
   and an ``Event``: 3.2 KB). Only ``put_nowait`` and ``get`` are used on it, so ``install``
-  makes Daphne create an ``Inbox`` (``chat.channel_layer``), unbounded as Daphne's queue is.
+  makes Daphne create an ``Inbox`` (``chat.channel_layer``) for each websocket, unbounded as
+  Daphne's queue is.
 - Channels' consumer loop (``await_many_dispatch``) keeps two tasks per socket, one waiting on
   that queue and one on the channel layer, and an ``asyncio.wait`` around them (3.5 KB).
   ``OneWaitConsumer`` waits on both with one future instead: on the in-process layer's
@@ -126,29 +127,37 @@ class OneWaitConsumer(AsyncWebsocketConsumer):
 
 
 def install() -> bool:
-    """Under Daphne: each connection's queue is an ``Inbox``, and an open socket lets go of its
-    handshake (``_release_handshake``). Returns whether it applied."""
+    """Under Daphne: each websocket's queue is an ``Inbox``, an open socket lets go of its
+    handshake, its server's settings are shared. Returns whether it applied."""
     server = sys.modules.get("daphne.server")
     protocol = sys.modules.get("daphne.ws_protocol")
-    if server is None or protocol is None or isinstance(server.asyncio, _AsyncioWithInboxQueues):
+    if server is None or protocol is None or isinstance(server.asyncio, _DaphneAsyncio):
         return False
     # ``Server.create_application`` makes the queue as ``asyncio.Queue()``, asyncio being
-    # looked up in its module: that module sees asyncio with ``Queue`` an unbounded Inbox.
-    server.asyncio = _AsyncioWithInboxQueues()
-    opened = protocol.WebSocketProtocol.onOpen
+    # looked up in its module: that module sees asyncio with ``Queue`` an Inbox for websockets.
+    server.asyncio = daphne_asyncio = _DaphneAsyncio()
+    create_application = server.Server.create_application
+
+    def create_websocket_or_http_application(self, protocol, scope):
+        daphne_asyncio.websocket = scope.get("type") == "websocket"
+        try:
+            return create_application(self, protocol, scope)
+        finally:
+            daphne_asyncio.websocket = False
+
+    server.Server.create_application = create_websocket_or_http_application
+    socket_class = protocol.WebSocketProtocol
+    opened, made = socket_class.onOpen, socket_class._connectionMade
 
     def on_open(self) -> None:
         opened(self)
         _release_handshake(self)
 
-    protocol.WebSocketProtocol.onOpen = on_open
-    made = protocol.WebSocketProtocol._connectionMade
-
     def connection_made(self) -> None:
         _share_factory_settings(self)
         made(self)
 
-    protocol.WebSocketProtocol._connectionMade = connection_made
+    socket_class.onOpen, socket_class._connectionMade = on_open, connection_made
     return True
 
 
@@ -180,12 +189,16 @@ def _release_handshake(protocol: Any) -> None:
     protocol.clean_headers.clear()
 
 
-class _AsyncioWithInboxQueues:
-    """``asyncio`` as ``daphne.server`` sees it once installed: all of it, but ``Queue()``."""
+class _DaphneAsyncio:
+    """``asyncio`` as ``daphne.server`` sees it once installed: all of it, but ``Queue()``
+    while a websocket's application is created. HTTP requests keep ``asyncio.Queue``: Daphne
+    queues a whole request body at once, in 8 KB chunks, which an ``Inbox`` (a list) would
+    take from the front one at a time."""
 
-    @staticmethod
-    def Queue() -> Inbox:  # stands in for asyncio.Queue
-        return Inbox(sys.maxsize)  # unbounded, as Daphne's queue
+    websocket = False
+
+    def Queue(self) -> Inbox | asyncio.Queue:  # stands in for asyncio.Queue
+        return Inbox(sys.maxsize) if self.websocket else asyncio.Queue()  # unbounded, as Daphne's
 
     def __getattr__(self, name: str) -> Any:
         return getattr(asyncio, name)

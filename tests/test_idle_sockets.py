@@ -91,6 +91,8 @@ def daphne_installed(monkeypatch):
     import daphne.ws_protocol
 
     monkeypatch.setattr(daphne.server, "asyncio", asyncio)
+    create_application = daphne.server.Server.create_application
+    monkeypatch.setattr(daphne.server.Server, "create_application", create_application)
     protocol_class = daphne.ws_protocol.WebSocketProtocol
     monkeypatch.setattr(protocol_class, "onOpen", protocol_class.onOpen)
     monkeypatch.setattr(protocol_class, "_connectionMade", protocol_class._connectionMade)
@@ -116,6 +118,11 @@ async def test_daphne_gives_each_connection_an_inbox_that_reaches_the_applicatio
     queue.put_nowait({"type": "websocket.connect"})
     await asyncio.wait_for(server.connections[protocol]["application_instance"], 1)
     assert received == [{"type": "websocket.connect"}]
+    # A request's body is queued whole, in chunks: HTTP keeps asyncio's queue.
+    request = object()
+    server.connections[request] = {}
+    assert isinstance(server.create_application(request, {"type": "http"}), asyncio.Queue)
+    server.connections[request]["application_instance"].cancel()
 
 
 def test_an_open_daphne_socket_lets_go_of_its_handshake_and_still_logs_its_path(
