@@ -41,7 +41,7 @@ except DatabaseError:
 shutdown.install()
 # Under Daphne: an upload's body is not parsed on the event loop (chat/daphne_uploads.py).
 daphne_uploads.install()
-# Under Daphne: a connection's queue is a small Inbox, not an asyncio.Queue (chat/socket_loop.py).
+# Under Daphne: what an idle websocket keeps is small (chat/socket_loop.py).
 socket_loop.install()
 # Start-up objects out of the collector's sight, fewer young collections (chat/gc_tuning.py).
 gc_tuning.tune_for_serving()
