@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from copy import deepcopy
 from typing import Any
 
@@ -100,6 +101,35 @@ class Inbox:
                 return
 
 
+Queue = Inbox | asyncio.Queue
+
+
+def waiters_of(queue: Queue) -> Any:
+    """The futures ``put_nowait`` wakes one of (``asyncio.Queue`` names its own ``_getters``)."""
+    return queue._waiters if isinstance(queue, Inbox) else queue._getters
+
+
+async def next_of(queues: Sequence[Queue], start: int = 0) -> tuple[int, Any]:
+    """(index, item) of the first queue with an item, looking from ``queues[start]`` round the
+    others; when all are empty, one future waits in all of them for the next ``put_nowait``
+    (instead of a task per queue)."""
+    count = len(queues)
+    while True:
+        for step in range(count):
+            index = (start + step) % count
+            if not queues[index].empty():
+                return index, queues[index].get_nowait()
+        waiter = asyncio.get_running_loop().create_future()
+        for queue in queues:
+            waiters_of(queue).append(waiter)
+        try:
+            await waiter
+        finally:
+            for queue in queues:
+                with contextlib.suppress(ValueError):
+                    waiters_of(queue).remove(waiter)
+
+
 class LocalChannelLayer(InMemoryChannelLayer):
     def __init__(self, clean_interval: float = 1.0, **kwargs: Any) -> None:
         # Memberships end when sockets leave; Channels' default (a day) silently dropped a
@@ -152,6 +182,22 @@ class LocalChannelLayer(InMemoryChannelLayer):
             if queue.empty():
                 self.channels.pop(channel, None)
         return message
+
+    async def receive_or(self, channel: str, other: Queue, start: int = 0) -> tuple[int, dict]:
+        """``receive(channel)`` or ``other.get()``, whichever has a message first, with one
+        wait: (1, the channel's message) or (0, other's item); ``start`` says which queue is
+        looked at first when both have one (``next_of``)."""
+        self.require_valid_channel_name(channel)
+        self._clean_expired()
+        queue = self.channels.get(channel)
+        if queue is None:
+            queue = self.channels[channel] = Inbox(self.get_capacity(channel))
+        try:
+            source, item = await next_of((other, queue), start)
+        finally:
+            if queue.empty():
+                self.channels.pop(channel, None)
+        return source, (item[1] if source == 1 else item)
 
 
 # -- Redis: survive a restart of the server ---------------------------------------------------

@@ -16,7 +16,6 @@ import logging
 
 from channels.consumer import get_handler_name
 from channels.db import aclose_old_connections, database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import translation
@@ -38,6 +37,7 @@ from chat.services import (
 )
 from chat.services.attachments import linking as attachment_linking
 from chat.services.turns import admission, launch, registry
+from chat.socket_loop import OneWaitConsumer
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_RECONNECT = 1012
 
 
-class ThreadConsumer(AsyncWebsocketConsumer):
+class ThreadConsumer(OneWaitConsumer):
     # Group messages whose handlers never touch the database. Channels' ``dispatch`` runs
     # ``close_old_connections`` in a worker thread before *every* handler: for the deltas of a
     # streaming answer (every socket, every coalescing window) that thread hop cost more than
@@ -117,6 +117,9 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         registry.ensure_reaper()
         await self._catch_up(thread.current_turn_id, live.parse_resume(self.scope["query_string"]))
         await self._announce_presence()
+        # From now on only the user is read from the scope: its headers, cookies and session
+        # (data included) need not stay in memory for as long as the socket is open.
+        self.scope = {"type": "websocket", "user": user}
 
     async def disconnect(self, code: int) -> None:
         metrics.socket_closed(self)

@@ -50,18 +50,26 @@ class ThreadSocketEntry:
         consumer_app, kwargs = _route(scope)
         if consumer_app is None:
             return await WebsocketDenier()(scope, receive, send)
-        cookies = _cookies(scope)
-        store = import_module(settings.SESSION_ENGINE).SessionStore
-        scope = dict(
-            scope,
-            cookies=cookies,
-            session=store(cookies.get(settings.SESSION_COOKIE_NAME)),
-            url_route={"args": (), "kwargs": kwargs},
-        )
-        if "user" not in scope:
-            scope["user"] = await get_user(scope)
         consumer = consumer_app.consumer_class(**consumer_app.consumer_initkwargs)
-        return await consumer(scope, receive, send)
+        # The session scope is built in the call's arguments, not kept in this frame, which
+        # stays suspended as long as the socket is open: the consumer can let it go.
+        return await consumer(await _session_scope(scope, kwargs), receive, send)
+
+
+async def _session_scope(scope: dict, url_kwargs: dict) -> dict:
+    """``scope`` with the cookies, the session, the route and the session's user (unless a user
+    is already in it) added, as Channels' session and auth middleware add them."""
+    cookies = _cookies(scope)
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    scope = dict(
+        scope,
+        cookies=cookies,
+        session=store(cookies.get(settings.SESSION_COOKIE_NAME)),
+        url_route={"args": (), "kwargs": url_kwargs},
+    )
+    if "user" not in scope:
+        scope["user"] = await get_user(scope)
+    return scope
 
 
 websocket_application = ThreadSocketEntry()

@@ -14,7 +14,7 @@ django_application = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
 from django.db import DatabaseError  # noqa: E402
 
-from chat import daphne_uploads, gc_tuning, shutdown  # noqa: E402
+from chat import daphne_uploads, gc_tuning, shutdown, socket_loop  # noqa: E402
 from chat.api.asgi import with_api  # noqa: E402
 from chat.demo_mount import with_demo_gateway  # noqa: E402
 from chat.routing import websocket_application  # noqa: E402
@@ -41,5 +41,7 @@ except DatabaseError:
 shutdown.install()
 # Under Daphne: an upload's body is not parsed on the event loop (chat/daphne_uploads.py).
 daphne_uploads.install()
+# Under Daphne: what an idle websocket keeps is small (chat/socket_loop.py).
+socket_loop.install()
 # Start-up objects out of the collector's sight, fewer young collections (chat/gc_tuning.py).
 gc_tuning.tune_for_serving()
