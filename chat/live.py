@@ -250,8 +250,8 @@ def delta(piece: Snapshot, *, tool_calls: list[dict] | None) -> TurnDelta:
 
 def created(turn: Turn, *, linear: bool, siblings: Siblings | None, log: Any) -> TurnCreated:
     """``turn.created``, with the new turn's fragment (rendered once, for every socket) when
-    it continues the path on screen. Called on the loop right after the runner started
-    (``launch``): a render in the database thread would queue behind other work there.
+    it continues the path on screen. Called on the loop right after the plan (``launch``),
+    not in its database-thread hop, which every socket and runner of the worker shares.
     Raises ``SynchronousOnlyOperation`` should the fragment need the database."""
     message = TurnCreated(type="turn.created", turn_id=turn.pk, linear=linear)
     if linear:

@@ -3,13 +3,11 @@ or as the first of a new one), branch (retry, regenerate, edit), answer a tool c
 the turn (``planning``), starts its runner and tells the thread's sockets (``chat.live``).
 
 The time to first token is the order of this: one hop to the database thread (every socket and
-runner of the worker queue there, and it competes with the event loop for the GIL), the runner
-started at once, and the announcement rendered on the loop while the upstream request is on its
-way (the first delta waits for the announcement, which is done long before the first token)."""
+runner of the worker queue there, and it competes with the event loop for the GIL), then the
+announcement rendered on the loop (the first delta waits for it) and the runner started."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -124,8 +122,9 @@ async def _launch(plan: planning.TurnPlan) -> Turn:
     runner.announced.clear()
     runner.start()
     try:
-        # The runner first (it sends its request and waits for the gateway), then the render.
-        await asyncio.sleep(0)
+        # Rendered before the runner's task first runs: httpx (AnyIO checkpoints in its pool)
+        # yields to the loop a few times before it writes the request, so whatever runs here
+        # delays that write anyway; a render in the plan's hop would hold the database thread.
         await live.publish(plan.turn.thread_id, await _announcement(plan))
     except ChannelLayerUnavailable:  # the turn runs; sockets catch up when Redis is back
         log.warning("could not announce turn %s", plan.turn.pk)
