@@ -17,7 +17,6 @@ import logging
 from channels.consumer import get_handler_name
 from channels.db import aclose_old_connections, database_sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 from django.utils import translation
 from django.utils.translation import gettext as _
 
@@ -168,13 +167,17 @@ class ThreadConsumer(OneWaitConsumer):
         except ws_actions.ActionRefused as exc:
             await self.send(fragments.action_receipt(exc.request_id, str(exc)))
             return
-        if not await self._may_still_act():
-            return
         action = data["action"]
         try:
-            if not permissions.can_write(self.access):
-                raise refusals.ReadOnly()
-            await self._act(action, data)
+            if action == "send":
+                if not await self._send(data):
+                    return
+            else:
+                if not await self._may_still_act():
+                    return
+                if not permissions.can_write(self.access):
+                    raise refusals.ReadOnly()
+                await self._act(action, data)
             refusal = ""
         except refusals.TurnRejected as exc:
             refusal = str(exc)
@@ -188,14 +191,7 @@ class ThreadConsumer(OneWaitConsumer):
     async def _act(self, action: str, data: dict) -> None:
         """One action of the browser's; raises ``TurnRejected`` (or ValueError) to refuse it."""
         user = self.scope["user"]
-        if action == "send":
-            await launch.start_turn(
-                user,
-                self.thread_id,
-                str(data.get("message", "")),
-                attachment_linking.parse_ids(data.get("attachments")),
-            )
-        elif action == "stop":
+        if action == "stop":
             await self._stop(data.get("turn_id"))
         elif action in ("retry", "regenerate"):
             await launch.branch_turn(user, await self._own_turn_id(data))
@@ -223,24 +219,57 @@ class ThreadConsumer(OneWaitConsumer):
         things without Redis, say): its session still lets its user act, and the user may still
         see this thread (its access level is refreshed). Otherwise the socket closes.
 
-        Both checks (and what ``dispatch`` skipped for ``websocket.receive``) in one hop to the
-        database thread: every hop waits behind the other sockets' and runners' work there,
-        and a sent message makes its first token wait for these."""
+        Both checks (and what ``dispatch`` skipped for ``websocket.receive``: closing old
+        connections) in one hop to the database thread: every hop waits behind the other
+        sockets' and runners' work there."""
         if self.ended:
             return False
+        return await self._follow_checks(*await database_sync_to_async(self._checks)())
 
-        def check() -> tuple[str | None, Thread | None]:
-            close_old_connections()
-            problem = session_binding.session_problem(self.user_id, self.session_key)
-            if problem:
-                return problem, None
-            return None, permissions.thread_for(self.scope["user"], self.thread_id)
+    def _checks(self) -> tuple[str | None, Thread | None]:
+        """In the database thread (``database_sync_to_async`` closes old connections first):
+        what ends this socket's session (None: nothing), and the thread as this user may see it
+        now (None: no longer)."""
+        problem = session_binding.session_problem(self.user_id, self.session_key)
+        if problem:
+            return problem, None
+        return None, permissions.thread_for(self.scope["user"], self.thread_id)
 
-        problem, thread = await database_sync_to_async(check)()
+    async def _follow_checks(self, problem: str | None, thread: Thread | None) -> bool:
+        """What ``_checks`` found: False (and the socket closes) when it may no longer act."""
         if problem:
             await self._end_session(problem)
             return False
         return await self._follow_access(thread)
+
+    async def _send(self, data: dict) -> bool:
+        """A message: ``_may_still_act``'s checks run in the hop that plans the turn, just
+        before it (a hop fewer before the first token; a refusal still creates nothing).
+        False when the socket may no longer act (it closes)."""
+        if self.ended:
+            return False
+        attachment_ids = attachment_linking.parse_ids(data.get("attachments"))
+        checked: list[tuple[str | None, Thread | None]] = []
+
+        def may_write() -> bool:
+            checked.append(self._checks())
+            problem, thread = checked[0]
+            return problem is None and thread is not None and permissions.can_write(thread.access)
+
+        try:
+            await launch.start_turn(
+                self.scope["user"],
+                self.thread_id,
+                str(data.get("message", "")),
+                attachment_ids,
+                allowed=may_write,
+            )
+        finally:
+            # Also when the plan refused the turn: the socket follows what the checks found.
+            acting = await self._follow_checks(*checked[0]) if checked else not self.ended
+        if acting and not permissions.can_write(self.access):
+            raise refusals.ReadOnly()
+        return acting
 
     async def _own_turn_id(self, data: dict) -> int:
         """The turn named in a request, if it belongs to this socket's thread."""

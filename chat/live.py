@@ -24,6 +24,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 from urllib.parse import parse_qs
 
 from channels.layers import get_channel_layer
+from django.core.exceptions import SynchronousOnlyOperation
 from django.utils import translation
 from django.utils.safestring import SafeString, mark_safe
 
@@ -249,9 +250,9 @@ def delta(piece: Snapshot, *, tool_calls: list[dict] | None) -> TurnDelta:
 
 def created(turn: Turn, *, linear: bool, siblings: Siblings | None, log: Any) -> TurnCreated:
     """``turn.created``, with the new turn's fragment (rendered once, for every socket) when
-    it continues the path on screen. Called in the database thread right after the turn is
-    planned (``launch``), so the first delta never waits for a render queued behind other
-    work there."""
+    it continues the path on screen. Called on the loop right after the plan (``launch``),
+    not in its database-thread hop, which every socket and runner of the worker shares.
+    Raises ``SynchronousOnlyOperation`` should the fragment need the database."""
     message = TurnCreated(type="turn.created", turn_id=turn.pk, linear=linear)
     if linear:
         empty = snapshot(
@@ -260,6 +261,8 @@ def created(turn: Turn, *, linear: bool, siblings: Siblings | None, log: Any) ->
         try:
             message["html"] = fragments.appended_turn(turn, empty, siblings)
             message["language"] = translation.get_language()
+        except SynchronousOnlyOperation:
+            raise  # rendered again in the database thread (``launch``)
         except Exception:
             log.exception("could not render the new turn %s", turn.pk)  # sockets will
     return message

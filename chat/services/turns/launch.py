@@ -1,6 +1,10 @@
 """The entry points of a turn, used by the consumer and the views: send a message (in a thread
 or as the first of a new one), branch (retry, regenerate, edit), answer a tool call. Each plans
-the turn (``planning``), starts its runner and tells the thread's sockets (``chat.live``)."""
+the turn (``planning``), starts its runner and tells the thread's sockets (``chat.live``).
+
+The time to first token is the order of this: one hop to the database thread (every socket and
+runner of the worker queue there, and it competes with the event loop for the GIL), then the
+announcement rendered on the loop (the first delta waits for it) and the runner started."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import uuid
 from collections.abc import Callable
 
 from channels.db import database_sync_to_async
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db import transaction
 
 from chat import live
@@ -21,20 +26,30 @@ log = logging.getLogger(__name__)
 
 
 async def start_turn(
-    user, thread_id: int, text: str, attachment_ids: list[uuid.UUID] | None = None
-) -> Turn:
+    user,
+    thread_id: int,
+    text: str,
+    attachment_ids: list[uuid.UUID] | None = None,
+    *,
+    allowed: Callable[[], bool] | None = None,
+) -> Turn | None:
     """Send a message (with the user's unsent files ``attachment_ids``) at the end of the
-    thread's current path. Raises TurnRejected."""
+    thread's current path. ``allowed``: the sender's own checks (a socket's session and
+    access), run first in the same database-thread hop; when it says no, nothing is planned
+    and None is returned. Raises TurnRejected."""
     registry.refuse_while_shutting_down()
     admission.refuse_when_full()
     channel = live.new_runner_channel()
-    return await _launch(
-        *await database_sync_to_async(_planned)(
-            lambda: planning.plan_turn(
-                user, thread_id=thread_id, text=text, channel=channel, attachment_ids=attachment_ids
-            )
+
+    def plan() -> planning.TurnPlan | None:
+        if allowed is not None and not allowed():
+            return None
+        return planning.plan_turn(
+            user, thread_id=thread_id, text=text, channel=channel, attachment_ids=attachment_ids
         )
-    )
+
+    planned = await database_sync_to_async(plan)()
+    return None if planned is None else await _launch(planned)
 
 
 async def start_new_thread(
@@ -61,7 +76,7 @@ async def start_new_thread(
                 new_chat=True,
             )
 
-    return await _launch(*await database_sync_to_async(_planned)(plan))
+    return await _launch(await database_sync_to_async(plan)())
 
 
 async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
@@ -71,8 +86,8 @@ async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
     admission.refuse_when_full()
     channel = live.new_runner_channel()
     return await _launch(
-        *await database_sync_to_async(_planned)(
-            lambda: planning.plan_branch(user, turn_id=turn_id, text=text, channel=channel)
+        await database_sync_to_async(planning.plan_branch)(
+            user, turn_id=turn_id, text=text, channel=channel
         )
     )
 
@@ -98,28 +113,34 @@ async def answer_tool_call(user, turn_id: int, call_id: str, result: str | None)
         runner.announced.set()
 
 
-def _planned(
-    make_plan: Callable[[], planning.TurnPlan],
-) -> tuple[planning.TurnPlan, live.TurnCreated]:
-    """In the database thread: the plan, and the announcement of its turn rendered in the same
-    hop (one hop fewer before the first delta, which waits for the announcement)."""
-    plan = make_plan()
-    created = live.created(plan.turn, linear=plan.linear, siblings=plan.siblings, log=log)
-    return plan, created
-
-
-async def _launch(plan: planning.TurnPlan, created: live.TurnCreated) -> Turn:
+async def _launch(plan: planning.TurnPlan) -> Turn:
     registry.ensure_reaper()
     runner = TurnRunner(plan)
     registry.add(runner)
     # The upstream request starts now; its first delta waits until the sockets were told
-    # about the turn (a publish, nothing rendered any more).
+    # about the turn.
     runner.announced.clear()
     runner.start()
     try:
-        await live.publish(plan.turn.thread_id, created)
+        # Rendered before the runner's task first runs: httpx (AnyIO checkpoints in its pool)
+        # yields to the loop a few times before it writes the request, so whatever runs here
+        # delays that write anyway; a render in the plan's hop would hold the database thread.
+        await live.publish(plan.turn.thread_id, await _announcement(plan))
     except ChannelLayerUnavailable:  # the turn runs; sockets catch up when Redis is back
         log.warning("could not announce turn %s", plan.turn.pk)
     finally:
         runner.announced.set()
     return plan.turn
+
+
+async def _announcement(plan: planning.TurnPlan) -> live.TurnCreated:
+    """``turn.created`` rendered on the loop (the plan loaded what the fragment shows: no
+    query, no second hop); in the database thread should the fragment need the database."""
+    try:
+        return _created(plan)
+    except SynchronousOnlyOperation:
+        return await database_sync_to_async(_created)(plan)
+
+
+def _created(plan: planning.TurnPlan) -> live.TurnCreated:
+    return live.created(plan.turn, linear=plan.linear, siblings=plan.siblings, log=log)

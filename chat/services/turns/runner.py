@@ -138,8 +138,10 @@ class TurnRunner:
         self._unpublished = False  # what the last batch read changed, not yet published
         self._next_flush = 0.0  # time.monotonic() when the next delta may go out
         # Both may publish (a resumed turn's first delta while the answer streams on): one at
-        # a time, since a delta takes the markdown's tail and commits it around an await.
+        # a time, since a delta takes the markdown's tail and commits it around an await. The
+        # end of the turn waits for it too (``_stop_flushing``).
         self._publishing = asyncio.Lock()
+        self._published_any = False
         # Set once the thread's sockets were told about the turn (``launch``): no delta may
         # reach them before the turn itself.
         self.announced = asyncio.Event()
@@ -208,6 +210,7 @@ class TurnRunner:
             self.state.error = _("Switchboard hit an internal error while generating this answer.")
         finally:
             self.finishing = True
+            await self._stop_flushing(helpers[0])
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -400,6 +403,23 @@ class TurnRunner:
         took = done - began
         self._next_flush = done + max(settings.STREAM_COALESCE_SECONDS, FLUSH_BACKOFF * took)
 
+    async def _stop_flushing(self, flush: asyncio.Task[None]) -> None:
+        """End the flush loop without losing its delta in flight: with Redis a publish takes
+        round trips, and a short answer may end meanwhile (cancelled, its first text would
+        reach the sockets only with the end, after the end's database write, which queues
+        behind other work in the database thread). An answer that ended before any delta
+        went out publishes it here, for the same reason (once its sockets know the turn: nor
+        may the end overtake ``turn.created``)."""
+        await self.announced.wait()
+        async with self._publishing:
+            flush.cancel()
+            if self._published_any or not (self._dirty.is_set() or self._unpublished):
+                return
+            try:
+                await self._publish_delta()
+            except Exception:  # the end, published next, carries the whole answer anyway
+                log.warning("could not publish the last delta of turn %s", self.turn_id)
+
     async def _render_tails(self, answer: str | None, thoughts: str | None) -> tuple:
         images = image_policy.current()  # on the loop: the cached list, never a query
 
@@ -433,6 +453,7 @@ class TurnRunner:
         # Mirrored before it is shown: a dead worker's turn is then stored with what was seen.
         await self.mirror.write(state.text, state.reasoning)
         await live.publish(self.thread_id, message, layer=self._channel_layer)
+        self._published_any = True
 
     async def _checkpoint_loop(self) -> None:
         # On a timer, not per event: the heartbeat must go on while the upstream is silent.
