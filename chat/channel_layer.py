@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Collection
 from copy import deepcopy
 from typing import Any
 
@@ -132,11 +133,18 @@ class LocalChannelLayer(InMemoryChannelLayer):
             raise ChannelFull(channel) from None
 
     async def group_send(self, group: str, message: dict) -> None:
+        self.group_send_except(group, message, ())
+
+    def group_send_except(self, group: str, message: dict, skipped: Collection[str]) -> None:
+        """``group_send`` to the members not in ``skipped`` (sockets that got the message
+        directly: ``chat.live_local``)."""
         assert isinstance(message, dict), "Message is not a dict"
         self.require_valid_group_name(group)
         assert "__asgi_channel__" not in message
         self._clean_expired()
         for channel in list(self.groups.get(group, ())):
+            if channel in skipped:
+                continue
             with contextlib.suppress(ChannelFull):  # as in Channels: a full channel misses it
                 self._put(channel, message)
 

@@ -12,6 +12,7 @@ closes when that session ends, and every action re-checks the session and the th
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 
 from channels.consumer import get_handler_name
@@ -22,7 +23,7 @@ from django.db import close_old_connections
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from chat import fragments, languages, live, metrics, ws_actions
+from chat import fragments, languages, live, live_local, metrics, ws_actions
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.models import Thread, Turn
 from chat.request_ids import parse_id
@@ -68,7 +69,50 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         }
     )
 
+    async def __call__(self, scope: dict, receive, send) -> None:
+        # Every message this socket handles goes through one ordered path (``live_local``):
+        # what this process publishes for the thread comes straight from the publisher.
+        self.in_order = live_local.InOrder(
+            self._handle, self._deliver_now, contextvars.copy_context()
+        )
+        self.write_frame = live_local.frame_writer(send)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._stop_following_locally()
+
     async def dispatch(self, message: dict) -> None:
+        await self.in_order.dispatch(message)
+
+    def deliver(self, message: dict) -> None:
+        """A message of the thread published in this process (``live_local.deliver``)."""
+        self.in_order.deliver(message)
+
+    def _deliver_now(self, message: dict) -> bool:
+        """Write a delta at once (no task, no coroutine), when this socket holds exactly what
+        comes before it; anything else is handled as usual, in order."""
+        if self.write_frame is None or message["type"] != "turn.delta" or self.ended:
+            return False
+        if not self.offsets.skips(message):
+            if self.offsets.has_gap(message):
+                return False
+            self.write_frame(self.offsets.take_delta(message))
+        return True
+
+    def _follow_locally(self) -> None:
+        """From now on (before joining the group: nothing published in between is missed)
+        this process's messages for the thread come straight to this socket, in its language."""
+        self.in_order.context = contextvars.copy_context()
+        live_local.join(self.thread_id, self)
+
+    def _stop_following_locally(self) -> None:
+        if hasattr(self, "thread_id"):
+            live_local.leave(self.thread_id, self)
+        self.in_order.close()
+
+    async def _handle(self, message: dict) -> None:
+        if live_local.from_here(message):
+            return  # the channel layer's copy of what this process already handed over
         if message.get("type") in self._DATABASE_FREE:
             handler = getattr(self, get_handler_name(message), None)
             if handler is not None:
@@ -107,6 +151,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         self.viewers: dict[str, str] = {self.channel_name: self.username}
         self.group = live.thread_group(self.thread_id)
         # Join before taking snapshots: a delta published in between is then trimmed, not lost.
+        self._follow_locally()
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.channel_layer.group_add(
             session_binding.user_group(self.user_id), self.channel_name
@@ -129,6 +174,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_discard(
             session_binding.user_group(self.user_id), self.channel_name
         )
+        self._stop_following_locally()
         await self.channel_layer.group_discard(self.group, self.channel_name)
         await live.publish(
             self.thread_id,
@@ -356,6 +402,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         user = self.scope["user"]
         if thread is None:
             self.ended = True
+            self._stop_following_locally()
             await self.channel_layer.group_discard(self.group, self.channel_name)
             await self.send(
                 await database_sync_to_async(fragments.thread_closed)(user, self.thread_id)
@@ -384,6 +431,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         socket learns by reconnecting (the page sends what it shows; nothing is lost)."""
         if message["session"] == self.session_tag and not self.ended:
             self.ended = True
+            self._stop_following_locally()
             await self.channel_layer.group_discard(self.group, self.channel_name)
             await self.close(code=CLOSE_RECONNECT)
 
@@ -399,6 +447,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     async def _end_session(self, reason: str) -> None:
         self.ended = True
         # Nothing more of the thread reaches a socket that is closing.
+        self._stop_following_locally()
         await self.channel_layer.group_discard(self.group, self.channel_name)
         await self.send(fragments.error_notice(reason))
         await self.close(code=CLOSE_UNAUTHENTICATED)

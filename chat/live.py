@@ -27,7 +27,8 @@ from channels.layers import get_channel_layer
 from django.utils import translation
 from django.utils.safestring import SafeString, mark_safe
 
-from chat import fragments
+from chat import fragments, live_local
+from chat.channel_layer import LocalChannelLayer
 from chat.models import Turn
 from chat.request_ids import parse_count, parse_id
 from chat.services.conversation import Siblings
@@ -197,8 +198,19 @@ DirectMessage = TurnSnapshot | PresenceJoin | TurnStop | SnapshotRequest
 
 
 async def publish(thread_id: int, message: GroupMessage, *, layer: Any = None) -> None:
-    """To every socket of the thread, on every worker. Raises ``ChannelLayerUnavailable``."""
-    await (layer or get_channel_layer()).group_send(thread_group(thread_id), message)
+    """To every socket of the thread, on every worker. Raises ``ChannelLayerUnavailable``.
+
+    This process's sockets get it directly (``live_local``), in order with everything else
+    they handle; the channel layer carries it to the others: with the in-process layer only to
+    its members that are not such sockets, over Redis tagged with this process's origin (its
+    own sockets skip the copy that comes back)."""
+    live_local.deliver(thread_id, message)
+    layer = layer or get_channel_layer()
+    group = thread_group(thread_id)
+    if isinstance(layer, LocalChannelLayer):
+        layer.group_send_except(group, message, live_local.local_channels(thread_id))
+    else:
+        await layer.group_send(group, {**message, live_local.ORIGIN_KEY: live_local.ORIGIN})
 
 
 async def send(channel: str, message: DirectMessage, *, layer: Any = None) -> None:
