@@ -82,6 +82,8 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             self._stop_following_locally()
 
     async def dispatch(self, message: dict) -> None:
+        if live_local.own_reconnection(message, self.channel_layer):
+            return  # its thread's relay says so too, in order with the thread's messages
         await self.in_order.dispatch(message)
 
     def deliver(self, message: dict) -> None:
@@ -99,20 +101,17 @@ class ThreadConsumer(AsyncWebsocketConsumer):
             self.write_frame(self.offsets.take_delta(message))
         return True
 
-    def _follow_locally(self) -> None:
-        """From now on (before joining the group: nothing published in between is missed)
-        this process's messages for the thread come straight to this socket, in its language."""
-        self.in_order.context = contextvars.copy_context()
-        live_local.join(self.thread_id, self)
+    async def _unfollow(self) -> None:
+        """Nothing more of the thread reaches this socket."""
+        self.in_order.close()
+        await live_local.unfollow(self.channel_layer, self.group, self.thread_id, self)
 
     def _stop_following_locally(self) -> None:
         if hasattr(self, "thread_id"):
-            live_local.leave(self.thread_id, self)
+            live_local.abandon(self.channel_layer, self.thread_id, self)
         self.in_order.close()
 
     async def _handle(self, message: dict) -> None:
-        if live_local.from_here(message):
-            return  # the channel layer's copy of what this process already handed over
         if message.get("type") in self._DATABASE_FREE:
             handler = getattr(self, get_handler_name(message), None)
             if handler is not None:
@@ -151,8 +150,9 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         self.viewers: dict[str, str] = {self.channel_name: self.username}
         self.group = live.thread_group(self.thread_id)
         # Join before taking snapshots: a delta published in between is then trimmed, not lost.
-        self._follow_locally()
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        # Rendering for this socket elsewhere (``live_local``) happens in its language.
+        self.in_order.context = contextvars.copy_context()
+        await live_local.follow(self.channel_layer, self.group, self.thread_id, self)
         await self.channel_layer.group_add(
             session_binding.user_group(self.user_id), self.channel_name
         )
@@ -174,8 +174,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_discard(
             session_binding.user_group(self.user_id), self.channel_name
         )
-        self._stop_following_locally()
-        await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self._unfollow()
         await live.publish(
             self.thread_id,
             live.PresenceLeave(type="presence.leave", channel=self.channel_name),
@@ -402,8 +401,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         user = self.scope["user"]
         if thread is None:
             self.ended = True
-            self._stop_following_locally()
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self._unfollow()
             await self.send(
                 await database_sync_to_async(fragments.thread_closed)(user, self.thread_id)
             )
@@ -431,8 +429,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         socket learns by reconnecting (the page sends what it shows; nothing is lost)."""
         if message["session"] == self.session_tag and not self.ended:
             self.ended = True
-            self._stop_following_locally()
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self._unfollow()
             await self.close(code=CLOSE_RECONNECT)
 
     async def _check_session(self) -> bool:
@@ -447,8 +444,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
     async def _end_session(self, reason: str) -> None:
         self.ended = True
         # Nothing more of the thread reaches a socket that is closing.
-        self._stop_following_locally()
-        await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self._unfollow()
         await self.send(fragments.error_notice(reason))
         await self.close(code=CLOSE_UNAUTHENTICATED)
 

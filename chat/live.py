@@ -70,10 +70,11 @@ class Snapshot(TypedDict):
 
 class TurnDelta(Snapshot):
     """What a runner produced in one coalescing window; ``html`` as sent to the sockets that
-    hold exactly the blocks before it (``tools_html`` only when the tool cards changed)."""
+    hold exactly the blocks before it (``tools_html`` only when the tool cards changed). Not
+    over the channel layer, where it would double the payload (``publish``)."""
 
     type: Literal["turn.delta"]
-    html: str
+    html: NotRequired[str]
 
 
 class TurnSnapshot(Snapshot):
@@ -210,7 +211,16 @@ async def publish(thread_id: int, message: GroupMessage, *, layer: Any = None) -
     if isinstance(layer, LocalChannelLayer):
         layer.group_send_except(group, message, live_local.local_channels(thread_id))
     else:
-        await layer.group_send(group, {**message, live_local.ORIGIN_KEY: live_local.ORIGIN})
+        await layer.group_send(group, _for_other_workers(message))
+
+
+def _for_other_workers(message: GroupMessage) -> dict:
+    """The channel-layer copy: tagged with this process, and each piece once — a delta's HTML
+    repeats its blocks and tail, so it is left out (built again where it arrives)."""
+    copy: dict[str, Any] = {**message, live_local.ORIGIN_KEY: live_local.ORIGIN}
+    if copy["type"] == "turn.delta":
+        del copy["html"]
+    return copy
 
 
 async def send(channel: str, message: DirectMessage, *, layer: Any = None) -> None:
@@ -415,7 +425,7 @@ class SocketOffsets:
     def take_delta(self, message: TurnDelta) -> str:
         """This socket's HTML for a delta without a gap; it then holds the delta's blocks."""
         known = self.known.get(message["turn_id"], (0, 0))
-        if (message["start"], message["reasoning_start"]) == known:
+        if (message["start"], message["reasoning_start"]) == known and "html" in message:
             html = message["html"]  # built once by the runner for this, the usual case
         else:
             html = delta_html(message, *known)

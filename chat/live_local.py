@@ -14,14 +14,18 @@ backlog and is handled in order by one task in the socket's own context. So a de
 overtakes the ``turn.created`` (or snapshot) still being handled, and what a socket was sent
 while catching up is trimmed, not doubled (``live.SocketOffsets``).
 
-Messages from other workers still reach each socket through the channel layer; a message this
-process also sent over the channel layer carries ``ORIGIN`` so that its own sockets, which
-already had it from here, skip it.
+Messages from other workers come through the channel layer (``follow``). With the in-process
+layer each socket is a member of its thread's group (``publish`` skips the sockets it handed
+the message to). With Redis, the worker is: one relay per thread (``_Relay``) holds the only
+membership of this worker and hands what other workers publish to its sockets here — one Redis
+message per worker per delta, not one per socket. A message this process sent over Redis
+carries ``ORIGIN``; the relay skips that copy coming back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
@@ -30,7 +34,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from chat.channel_layer import copy_message
+from chat.channel_layer import RECONNECTED, LocalChannelLayer, copy_message
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +61,119 @@ def join(thread_id: int, viewer: Viewer) -> None:
     _viewers.setdefault(thread_id, {})[viewer.channel_name] = (viewer, loop)
 
 
-def leave(thread_id: int, viewer: Viewer) -> None:
+def leave(thread_id: int, viewer: Viewer) -> bool:
+    """Whether ``viewer`` was following the thread (it no longer is)."""
     members = _viewers.get(thread_id)
-    if members is not None and members.pop(viewer.channel_name, None) and not members:
+    if members is None or members.pop(viewer.channel_name, None) is None:
+        return False
+    if not members:
         del _viewers[thread_id]
+    return True
+
+
+def relayed(layer: Any) -> bool:
+    """Whether the thread's messages from other workers come through this worker's relay
+    (a shared layer), not through each socket's own group membership."""
+    return not isinstance(layer, LocalChannelLayer)
+
+
+async def follow(layer: Any, group: str, thread_id: int, viewer: Viewer) -> None:
+    """From now on ``viewer`` gets every message of the thread, from this process and (once
+    this returns) from the others."""
+    join(thread_id, viewer)
+    if relayed(layer):
+        await _Relay.of(layer, group, thread_id).joined()
+    else:
+        await layer.group_add(group, viewer.channel_name)
+
+
+async def unfollow(layer: Any, group: str, thread_id: int, viewer: Viewer) -> None:
+    if not leave(thread_id, viewer):
+        return
+    if relayed(layer):
+        _Relay.release(layer, thread_id)
+    else:
+        await layer.group_discard(group, viewer.channel_name)
+
+
+def abandon(layer: Any, thread_id: int, viewer: Viewer) -> None:
+    """``unfollow`` for a socket whose task is ending (nothing left to await on)."""
+    if leave(thread_id, viewer) and relayed(layer):
+        _Relay.release(layer, thread_id)
+
+
+class _Relay:
+    """This worker's one membership of a thread's group on Redis, while it has sockets there."""
+
+    _running: dict[tuple[asyncio.AbstractEventLoop, int], _Relay] = {}
+
+    def __init__(self, layer: Any, group: str, thread_id: int) -> None:
+        self.layer, self.group, self.thread_id = layer, group, thread_id
+        self.sockets = 0
+        self.channel = ""
+        loop = asyncio.get_running_loop()
+        self._key = (loop, thread_id)
+        self._ready: asyncio.Future[None] = loop.create_future()
+        # Its own context: it outlives the socket that started it.
+        self._task = loop.create_task(self._run(), context=contextvars.Context())
+
+    @classmethod
+    def of(cls, layer: Any, group: str, thread_id: int) -> _Relay:
+        key = (asyncio.get_running_loop(), thread_id)
+        relay = cls._running.get(key)
+        if relay is None:
+            relay = cls._running[key] = cls(layer, group, thread_id)
+        relay.sockets += 1
+        return relay
+
+    @classmethod
+    def release(cls, layer: Any, thread_id: int) -> None:
+        key = (asyncio.get_running_loop(), thread_id)
+        relay = cls._running.get(key)
+        if relay is not None:
+            relay.sockets -= 1
+            if relay.sockets <= 0:
+                del cls._running[key]
+                relay._task.cancel()
+
+    async def joined(self) -> None:
+        """Once this worker is a member of the group (raises what joining raised)."""
+        await asyncio.shield(self._ready)
+
+    async def _run(self) -> None:
+        try:
+            self.channel = await self.layer.new_channel()
+            await self.layer.group_add(self.group, self.channel)
+        except BaseException as exc:
+            if self._running.get(self._key) is self:  # the next socket tries again
+                del self._running[self._key]
+            if isinstance(exc, asyncio.CancelledError):
+                self._ready.cancel()
+            else:
+                self._ready.set_exception(exc)
+            raise
+        self._ready.set_result(None)
+        try:
+            while True:
+                message = await self.layer.receive(self.channel)
+                if not from_here(message):
+                    # Redis came back (``channel_layer.reconnected``): each socket fetches what
+                    # it missed; anything else as if published here.
+                    deliver(self.thread_id, message)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to leave
+                asyncio.get_running_loop().create_task(self._leave_group())
+
+    async def _leave_group(self) -> None:
+        try:
+            await self.layer.group_discard(self.group, self.channel)
+        except Exception:  # Redis down: the membership expires with the group
+            log.warning("could not leave %s", self.group)
+
+
+def own_reconnection(message: dict, layer: Any) -> bool:
+    """A socket's own ``channel_layer.reconnected`` where its thread's relay sends one too."""
+    return message.get("type") == RECONNECTED and relayed(layer)
 
 
 def local_channels(thread_id: int) -> set[str]:
