@@ -454,7 +454,7 @@ async def test_a_viewer_in_another_language_gets_the_new_turn_before_any_of_its_
     sender = socket(thread.pk, ORIGIN, cookie)
     viewer = socket(thread.pk, ORIGIN, cookie, (b"accept-language", b"zh-hans"))
     assert (await sender.connect())[0] and (await viewer.connect())[0]
-    await sender.send_to(json.dumps({"action": "send", "message": "fast #chunks=40 #delay=0"}))
+    await sender.send_to(json.dumps({"action": "send", "message": "fast #chunks=60 #delay=5"}))
     await receive_until(sender, r'data-status="completed"')
     messages = await receive_until(viewer, r'data-status="completed"')
     turn = await Turn.objects.aget(thread=thread)
