@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+from collections.abc import Callable
 
 from channels.consumer import get_handler_name
 from channels.db import aclose_old_connections, database_sync_to_async
@@ -69,7 +70,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
         }
     )
 
-    async def __call__(self, scope: dict, receive, send) -> None:
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         # Every message this socket handles goes through one ordered path (``live_local``):
         # what this process publishes for the thread comes straight from the publisher.
         self.in_order = live_local.InOrder(
@@ -108,7 +109,7 @@ class ThreadConsumer(AsyncWebsocketConsumer):
 
     def _stop_following_locally(self) -> None:
         if hasattr(self, "thread_id"):
-            live_local.abandon(self.channel_layer, self.thread_id, self)
+            live_local.abandon(self.thread_id, self)
         self.in_order.close()
 
     async def _handle(self, message: dict) -> None:
