@@ -203,8 +203,8 @@ async def publish(thread_id: int, message: GroupMessage, *, layer: Any = None) -
 
     This process's sockets get it directly (``live_local``), in order with everything else
     they handle; the channel layer carries it to the others: with the in-process layer only to
-    its members that are not such sockets, over Redis tagged with this process's origin (its
-    own sockets skip the copy that comes back)."""
+    its members that are not such sockets; over Redis to each worker's relay of the thread,
+    tagged with this process's origin (this worker's relay skips the copy that comes back)."""
     live_local.deliver(thread_id, message)
     layer = layer or get_channel_layer()
     group = thread_group(thread_id)
