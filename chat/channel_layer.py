@@ -137,8 +137,10 @@ class LocalChannelLayer(InMemoryChannelLayer):
 
     def group_send_except(self, group: str, message: dict, skipped: Collection[str]) -> None:
         """``group_send`` to the members not in ``skipped`` (sockets that got the message
-        directly: ``chat.live_local``)."""
+        directly: ``chat.live_local``; usually all of them, then nothing else is done)."""
         assert isinstance(message, dict), "Message is not a dict"
+        if all(channel in skipped for channel in self.groups.get(group, ())):
+            return
         self.require_valid_group_name(group)
         assert "__asgi_channel__" not in message
         self._clean_expired()
