@@ -214,6 +214,14 @@ async def publish(thread_id: int, message: GroupMessage, *, layer: Any = None) -
         await layer.group_send(group, _for_other_workers(message))
 
 
+def with_html(message: dict) -> dict:
+    """A delta from another worker (``_for_other_workers``) with its HTML built again, once
+    for every socket of this worker that holds exactly the blocks before it."""
+    if message.get("type") == "turn.delta" and "html" not in message:
+        message["html"] = delta_html(message, message["start"], message["reasoning_start"])
+    return message
+
+
 def _for_other_workers(message: GroupMessage) -> dict:
     """The channel-layer copy: tagged with this process, and each piece once — a delta's HTML
     repeats its blocks and tail, so it is left out (built again where it arrives)."""

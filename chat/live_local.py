@@ -157,13 +157,15 @@ class _Relay:
                 self._ready.set_exception(exc)
             raise
         self._ready.set_result(None)
+        from chat.live import with_html  # (chat.live publishes through this module)
+
         try:
             while True:
                 message = await self.layer.receive(self.channel)
                 if not from_here(message):
                     # Redis came back (``channel_layer.reconnected``): each socket fetches what
                     # it missed; anything else as if published here.
-                    deliver(self.thread_id, message)
+                    deliver(self.thread_id, with_html(message))
         finally:
             with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to leave
                 asyncio.get_running_loop().create_task(self._leave_group())
