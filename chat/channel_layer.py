@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from copy import deepcopy
 from typing import Any
 
@@ -162,11 +162,20 @@ class LocalChannelLayer(InMemoryChannelLayer):
             raise ChannelFull(channel) from None
 
     async def group_send(self, group: str, message: dict) -> None:
+        self.group_send_except(group, message, ())
+
+    def group_send_except(self, group: str, message: dict, skipped: Collection[str]) -> None:
+        """``group_send`` to the members not in ``skipped`` (sockets that got the message
+        directly: ``chat.live_local``; usually all of them, then nothing else is done)."""
         assert isinstance(message, dict), "Message is not a dict"
+        if all(channel in skipped for channel in self.groups.get(group, ())):
+            return
         self.require_valid_group_name(group)
         assert "__asgi_channel__" not in message
         self._clean_expired()
         for channel in list(self.groups.get(group, ())):
+            if channel in skipped:
+                continue
             with contextlib.suppress(ChannelFull):  # as in Channels: a full channel misses it
                 self._put(channel, message)
 

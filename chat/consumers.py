@@ -12,7 +12,9 @@ closes when that session ends, and every action re-checks the session and the th
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
+from collections.abc import Callable
 
 from channels.consumer import get_handler_name
 from channels.db import aclose_old_connections, database_sync_to_async
@@ -20,7 +22,7 @@ from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from chat import fragments, languages, live, metrics, ws_actions
+from chat import fragments, languages, live, live_local, metrics, ws_actions
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.models import Thread, Turn
 from chat.request_ids import parse_id
@@ -67,7 +69,49 @@ class ThreadConsumer(OneWaitConsumer):
         }
     )
 
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        # Every message this socket handles goes through one ordered path (``live_local``):
+        # what this process publishes for the thread comes straight from the publisher.
+        self.in_order = live_local.InOrder(
+            self._handle, self._deliver_now, contextvars.copy_context()
+        )
+        self.write_frame = live_local.frame_writer(send)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._stop_following_locally()
+
     async def dispatch(self, message: dict) -> None:
+        if live_local.own_reconnection(message, self.channel_layer):
+            return  # its thread's relay says so too, in order with the thread's messages
+        await self.in_order.dispatch(message)
+
+    def deliver(self, message: dict) -> None:
+        """A message of the thread published in this process (``live_local.deliver``)."""
+        self.in_order.deliver(message)
+
+    def _deliver_now(self, message: dict) -> bool:
+        """Write a delta at once (no task, no coroutine), when this socket holds exactly what
+        comes before it; anything else is handled as usual, in order."""
+        if self.write_frame is None or message["type"] != "turn.delta" or self.ended:
+            return False
+        if not self.offsets.skips(message):
+            if self.offsets.has_gap(message):
+                return False
+            self.write_frame(self.offsets.take_delta(message))
+        return True
+
+    async def _unfollow(self) -> None:
+        """Nothing more of the thread reaches this socket."""
+        self.in_order.close()
+        await live_local.unfollow(self.channel_layer, self.group, self.thread_id, self)
+
+    def _stop_following_locally(self) -> None:
+        if hasattr(self, "thread_id"):
+            live_local.abandon(self.thread_id, self)
+        self.in_order.close()
+
+    async def _handle(self, message: dict) -> None:
         if message.get("type") in self._DATABASE_FREE:
             handler = getattr(self, get_handler_name(message), None)
             if handler is not None:
@@ -106,7 +150,9 @@ class ThreadConsumer(OneWaitConsumer):
         self.viewers: dict[str, str] = {self.channel_name: self.username}
         self.group = live.thread_group(self.thread_id)
         # Join before taking snapshots: a delta published in between is then trimmed, not lost.
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        # Rendering for this socket elsewhere (``live_local``) happens in its language.
+        self.in_order.context = contextvars.copy_context()
+        await live_local.follow(self.channel_layer, self.group, self.thread_id, self)
         await self.channel_layer.group_add(
             session_binding.user_group(self.user_id), self.channel_name
         )
@@ -131,7 +177,7 @@ class ThreadConsumer(OneWaitConsumer):
         await self.channel_layer.group_discard(
             session_binding.user_group(self.user_id), self.channel_name
         )
-        await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self._unfollow()
         await live.publish(
             self.thread_id,
             live.PresenceLeave(type="presence.leave", channel=self.channel_name),
@@ -388,7 +434,7 @@ class ThreadConsumer(OneWaitConsumer):
         user = self.scope["user"]
         if thread is None:
             self.ended = True
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self._unfollow()
             await self.send(
                 await database_sync_to_async(fragments.thread_closed)(user, self.thread_id)
             )
@@ -416,7 +462,7 @@ class ThreadConsumer(OneWaitConsumer):
         socket learns by reconnecting (the page sends what it shows; nothing is lost)."""
         if message["session"] == self.session_tag and not self.ended:
             self.ended = True
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self._unfollow()
             await self.close(code=CLOSE_RECONNECT)
 
     async def _check_session(self) -> bool:
@@ -431,7 +477,7 @@ class ThreadConsumer(OneWaitConsumer):
     async def _end_session(self, reason: str) -> None:
         self.ended = True
         # Nothing more of the thread reaches a socket that is closing.
-        await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self._unfollow()
         await self.send(fragments.error_notice(reason))
         await self.close(code=CLOSE_UNAUTHENTICATED)
 

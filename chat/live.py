@@ -28,7 +28,8 @@ from django.core.exceptions import SynchronousOnlyOperation
 from django.utils import translation
 from django.utils.safestring import SafeString, mark_safe
 
-from chat import fragments
+from chat import fragments, live_local
+from chat.channel_layer import LocalChannelLayer
 from chat.models import Turn
 from chat.request_ids import parse_count, parse_id
 from chat.services.conversation import Siblings
@@ -70,10 +71,11 @@ class Snapshot(TypedDict):
 
 class TurnDelta(Snapshot):
     """What a runner produced in one coalescing window; ``html`` as sent to the sockets that
-    hold exactly the blocks before it (``tools_html`` only when the tool cards changed)."""
+    hold exactly the blocks before it (``tools_html`` only when the tool cards changed). Not
+    over the channel layer, where it would double the payload (``publish``)."""
 
     type: Literal["turn.delta"]
-    html: str
+    html: NotRequired[str]
 
 
 class TurnSnapshot(Snapshot):
@@ -198,8 +200,36 @@ DirectMessage = TurnSnapshot | PresenceJoin | TurnStop | SnapshotRequest
 
 
 async def publish(thread_id: int, message: GroupMessage, *, layer: Any = None) -> None:
-    """To every socket of the thread, on every worker. Raises ``ChannelLayerUnavailable``."""
-    await (layer or get_channel_layer()).group_send(thread_group(thread_id), message)
+    """To every socket of the thread, on every worker. Raises ``ChannelLayerUnavailable``.
+
+    This process's sockets get it directly (``live_local``), in order with everything else
+    they handle; the channel layer carries it to the others: with the in-process layer only to
+    its members that are not such sockets; over Redis to each worker's relay of the thread,
+    tagged with this process's origin (this worker's relay skips the copy that comes back)."""
+    live_local.deliver(thread_id, message)
+    layer = layer or get_channel_layer()
+    group = thread_group(thread_id)
+    if isinstance(layer, LocalChannelLayer):
+        layer.group_send_except(group, message, live_local.local_channels(thread_id))
+    else:
+        await layer.group_send(group, _for_other_workers(message))
+
+
+def with_html(message: dict) -> dict:
+    """A delta from another worker (``_for_other_workers``) with its HTML built again, once
+    for every socket of this worker that holds exactly the blocks before it."""
+    if message.get("type") == "turn.delta" and "html" not in message:
+        message["html"] = delta_html(message, message["start"], message["reasoning_start"])
+    return message
+
+
+def _for_other_workers(message: GroupMessage) -> dict:
+    """The channel-layer copy: tagged with this process, and each piece once — a delta's HTML
+    repeats its blocks and tail, so it is left out (built again where it arrives)."""
+    copy: dict[str, Any] = {**message, live_local.ORIGIN_KEY: live_local.ORIGIN}
+    if copy["type"] == "turn.delta":
+        del copy["html"]
+    return copy
 
 
 async def send(channel: str, message: DirectMessage, *, layer: Any = None) -> None:
@@ -406,7 +436,7 @@ class SocketOffsets:
     def take_delta(self, message: TurnDelta) -> str:
         """This socket's HTML for a delta without a gap; it then holds the delta's blocks."""
         known = self.known.get(message["turn_id"], (0, 0))
-        if (message["start"], message["reasoning_start"]) == known:
+        if (message["start"], message["reasoning_start"]) == known and "html" in message:
             html = message["html"]  # built once by the runner for this, the usual case
         else:
             html = delta_html(message, *known)

@@ -426,3 +426,92 @@ async def test_the_first_token_does_not_wait_behind_other_work_in_the_database_t
     await ws.disconnect()
     assert blocked, "the slow job was queued"
     assert first_delta < 2, f"the first delta waited {first_delta:.1f} s for the database thread"
+
+
+@pytest.fixture
+def frames_written_at_once(monkeypatch):
+    """Deltas written without a task or coroutine, as under Daphne (``live_local.frame_writer``):
+    here straight into the test communicator's output queue (its ``send`` is that queue's
+    ``put``)."""
+    from chat import live_local
+
+    def writer(send):
+        queue = send.__self__
+        return lambda text: queue.put_nowait({"type": "websocket.send", "text": text})
+
+    monkeypatch.setattr(live_local, "frame_writer", writer)
+
+
+async def test_a_viewer_in_another_language_gets_the_new_turn_before_any_of_its_text(
+    thread, user, cookie_of, frames_written_at_once, monkeypatch
+):
+    """The runner's deltas go straight to the sockets of its process; a socket still drawing
+    the new turn itself (its page is in another language than the sender's, so the runner's
+    fragment is not for it) must get them after that turn, not before: a delta for a turn not
+    yet on the page would be lost."""
+    import time
+
+    from django.utils import translation
+
+    from chat import fragments
+
+    appended_turn = fragments.appended_turn
+
+    def slow_in_chinese(*args, **kwargs):
+        if translation.get_language() == "zh-hans":
+            time.sleep(0.5)  # the viewer's own drawing outlasts the first deltas
+        return appended_turn(*args, **kwargs)
+
+    monkeypatch.setattr(fragments, "appended_turn", slow_in_chinese)
+    cookie = await cookie_of(user)
+    sender = socket(thread.pk, ORIGIN, cookie)
+    viewer = socket(thread.pk, ORIGIN, cookie, (b"accept-language", b"zh-hans"))
+    assert (await sender.connect())[0] and (await viewer.connect())[0]
+    await sender.send_to(json.dumps({"action": "send", "message": "fast #chunks=60 #delay=5"}))
+    await receive_until(sender, r'data-status="completed"')
+    messages = await receive_until(viewer, r'data-status="completed"')
+    turn = await Turn.objects.aget(thread=thread)
+    created = [i for i, m in enumerate(messages) if 'id="turns" hx-swap-oob="beforeend"' in m]
+    delta = f'id="turn-{turn.pk}-tail" hx-swap-oob="innerHTML"'
+    deltas = [i for i, m in enumerate(messages) if delta in m]
+    assert created and deltas, messages
+    assert created[0] < deltas[0], "a delta reached the page before its turn"
+    assert re.search(r"[\u4e00-\u9fff]", messages[created[0]])  # drawn in the viewer's language
+    streamed = "".join(
+        parts[0] for m in messages[:-1] if (parts := _answer_parts(m, turn.pk)) is not None
+    )
+    whole = render_markdown(turn.output_text)
+    assert whole.startswith(streamed), "a block was lost or doubled"
+    for ws in (sender, viewer):
+        await ws.disconnect()
+
+
+async def test_viewers_on_the_runners_worker_see_the_answer_while_the_channel_layer_is_down(
+    thread, user, cookie_of, monkeypatch
+):
+    """Redis unreachable for longer than a publish waits: the sockets on the runner's own
+    worker still see the answer stream in (they no longer get it through the channel layer)."""
+    from channels.layers import get_channel_layer
+
+    from chat.channel_layer import ChannelLayerUnavailable
+
+    ws = socket(thread.pk, ORIGIN, await cookie_of(user))
+    assert (await ws.connect())[0]
+    await ws.receive_presence()  # connected while the layer was still there
+    layer = get_channel_layer()
+
+    def unreachable(*args, **kwargs):
+        raise ChannelLayerUnavailable("Redis unreachable")
+
+    async def unreachable_async(*args, **kwargs):
+        unreachable()
+
+    monkeypatch.setattr(layer, "group_send", unreachable_async)
+    if hasattr(layer, "group_send_except"):
+        monkeypatch.setattr(layer, "group_send_except", unreachable)
+    await ws.send_to(json.dumps({"action": "send", "message": "while down #chunks=30 #delay=5"}))
+    messages = await receive_until(ws, r'data-status="completed"')
+    turn = await Turn.objects.aget(thread=thread)
+    assert sum(f'id="turn-{turn.pk}-tail"' in m for m in messages) >= 2
+    assert render_markdown(turn.output_text) in messages[-1]
+    await ws.disconnect()

@@ -87,6 +87,34 @@ async def test_a_viewer_on_another_worker_sees_the_answer_stream_in(chat):
     assert view.status == "completed" and view.blocks == whole
 
 
+async def test_viewers_on_the_runners_worker_and_on_another_all_get_every_delta_in_order(chat):
+    """Two tabs on the runner's worker get the deltas straight from the runner; two on the
+    other worker through that worker's one membership of the thread (``chat.live_local``):
+    each tab sees the new turn first, then every block once and in order."""
+    cluster, thread_id, cookie = chat
+    async with (
+        cluster.socket(A, thread_id, cookie) as sender,
+        cluster.socket(A, thread_id, cookie) as local_tab,
+        cluster.socket(B, thread_id, cookie) as remote_tab,
+        cluster.socket(B, thread_id, cookie) as second_remote_tab,
+    ):
+        tabs = (sender, local_tab, remote_tab, second_remote_tab)
+        await sender.send({"action": "send", "message": "to all #chunks=120 #delay=10"})
+        seen = [await tab.receive_until(NEW_TURN, 15) for tab in tabs]
+        turn_id = new_turn_id(seen[0])
+        for tab, messages in zip(tabs, seen, strict=True):
+            messages += await tab.receive_until(finished(turn_id), 30)
+    whole = render_markdown(cluster.turn(turn_id)["output_text"])
+    for messages in seen:
+        first_turn = next(i for i, m in enumerate(messages) if NEW_TURN in m)
+        assert not any(f"turn-{turn_id}-tail" in m for m in messages[:first_turn])
+        view = AnswerView(turn_id)
+        for message in messages[:-1]:
+            view.apply(message)
+        assert view.deltas >= 3
+        assert whole.startswith(view.blocks) and len(view.blocks) > len(whole) // 2
+
+
 async def test_stop_on_one_worker_stops_the_answer_running_on_another(chat):
     cluster, thread_id, cookie = chat
     async with (
