@@ -95,7 +95,7 @@ SCALEOUT_TESTS ?= tests/test_consumer.py tests/test_generation.py tests/test_dep
 	tests/test_sharing.py tests/test_search.py tests/test_history_paging.py tests/test_quotas.py \
 	tests/test_usage.py tests/test_hardening_config.py tests/test_multiprocess.py tests/test_faults.py \
 	tests/test_worker_faults.py tests/test_turn_mirror.py tests/test_channel_layer.py \
-	tests/test_session_binding.py
+	tests/test_session_binding.py tests/test_idle_sockets.py tests/test_live_local.py
 test-scaleout: install-dev messages
 	@urls=$$(bash .ci/services.sh) && eval "$$urls" && \
 		$(VENV)/bin/pytest -m "not browser" $(SCALEOUT_TESTS) $(PYTEST_ARGS)
