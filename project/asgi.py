@@ -14,7 +14,7 @@ django_application = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
 from django.db import DatabaseError  # noqa: E402
 
-from chat import daphne_uploads, gc_tuning, shutdown, socket_loop  # noqa: E402
+from chat import daphne_uploads, gc_tuning, gil_switch, shutdown, socket_loop  # noqa: E402
 from chat.api.asgi import with_api  # noqa: E402
 from chat.demo_mount import with_demo_gateway  # noqa: E402
 from chat.routing import websocket_application  # noqa: E402
@@ -45,3 +45,5 @@ daphne_uploads.install()
 socket_loop.install()
 # Start-up objects out of the collector's sight, fewer young collections (chat/gc_tuning.py).
 gc_tuning.tune_for_serving()
+# The database thread gets the GIL back from a busy loop sooner (chat/gil_switch.py).
+gil_switch.tune_for_serving()

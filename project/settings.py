@@ -305,6 +305,8 @@ ENCRYPTION_KEYS = env_list("SWITCHBOARD_ENCRYPTION_KEYS", [])
 # Streaming: how long deltas are coalesced before they go to the browser, and how often a
 # running answer is checkpointed to the database.
 STREAM_COALESCE_SECONDS = env_float("STREAM_COALESCE_SECONDS", 0.04)
+# How often a busy event loop hands the GIL to the database thread (chat/gil_switch.py).
+GIL_SWITCH_INTERVAL_MS = env_float("GIL_SWITCH_INTERVAL_MS", 1.0)
 STREAM_CHECKPOINT_SECONDS = env_float("STREAM_CHECKPOINT_SECONDS", 3.0)
 # A running turn whose heartbeat (written at each checkpoint) is older than this is taken for
 # dead (its worker crashed or restarted) and marked interrupted; every worker looks this often.
