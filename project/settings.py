@@ -184,6 +184,22 @@ CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "switchboard")
 CHANNEL_LAYER_RETRY_SECONDS = env_float("CHANNEL_LAYER_RETRY_SECONDS", 10.0)
 # Messages waiting for one Redis channel list; all sockets of a worker share one (see below).
 CHANNEL_LAYER_CAPACITY = max(100, env_int("CHANNEL_LAYER_CAPACITY", 100_000))
+# Redis connections one worker's channel layer may hold at once. redis-py 8 limits a pool to 100
+# and then raises "Too many connections": with 200 answers streaming on a worker, their
+# publishes, mirror writes and the sockets' receives took more, and every failed call waited
+# and retried as if Redis were down (bench #16: 1.3 ms of CPU per chunk, streams stalling).
+REDIS_MAX_CONNECTIONS = max(100, env_int("REDIS_MAX_CONNECTIONS", 2_000))
+
+
+def redis_hosts(url: str) -> list[dict]:
+    """channels_redis's ``hosts`` for one Redis server."""
+    # No socket timeout (redis-py 8 defaults to 5 s): it cuts the layer's blocking 5 s BZPOPMIN
+    # on an idle channel, closing every quiet websocket; and with one, redis-py wraps each write
+    # in asyncio.wait_for, which on Python 3.11 can swallow a task's cancellation (a stopped
+    # runner's helper then never ends).
+    return [{"address": url, "socket_timeout": None, "max_connections": REDIS_MAX_CONNECTIONS}]
+
+
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -192,11 +208,7 @@ if REDIS_URL:
             "BACKEND": "chat.channel_layer.ResilientRedisChannelLayer",
             "CONFIG": {
                 "retry_seconds": CHANNEL_LAYER_RETRY_SECONDS,
-                # No socket timeout (redis-py 8 defaults to 5 s): it cuts the layer's blocking
-                # 5 s BZPOPMIN on an idle channel, closing every quiet websocket; and with one,
-                # redis-py wraps each write in asyncio.wait_for, which on Python 3.11 can
-                # swallow a task's cancellation (a stopped runner's helper then never ends).
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "hosts": redis_hosts(REDIS_URL),
                 "prefix": CHANNEL_LAYER_PREFIX,
                 # channels_redis keeps what waits for all of a worker's sockets in ONE Redis list
                 # (the process's "specific.…!" channel, one entry per group message), and its

@@ -153,3 +153,26 @@ async def test_a_busy_workers_sockets_miss_no_group_message(redis_server, settin
         received = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(150)]
         assert received == list(range(150))
     await layer.close_pools()
+
+
+async def test_hundreds_of_answers_publishing_at_once_get_their_redis_connections(
+    redis_server, caplog
+):
+    # 300 publishes in flight at once on one worker (200 streaming answers do that): redis-py
+    # 8's pool of 100 refused the rest ("Too many connections") and the layer retried them as
+    # if Redis were down. The settings' pool holds them all.
+    from project.settings import redis_hosts
+
+    layer = ResilientRedisChannelLayer(
+        hosts=redis_hosts(redis_server.url), prefix="t-pool.", capacity=1_000
+    )
+    channels = [await layer.new_channel() for _ in range(300)]
+    for index, channel in enumerate(channels):
+        await layer.group_add(f"thread-{index}", channel)
+    await asyncio.gather(
+        *(layer.group_send(f"thread-{i}", {"type": "delta", "n": i}) for i in range(300))
+    )
+    received = [await asyncio.wait_for(layer.receive(channel), 10) for channel in channels]
+    assert [message["n"] for message in received] == list(range(300))
+    assert "Too many connections" not in caplog.text
+    await layer.flush()
