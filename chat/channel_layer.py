@@ -179,33 +179,36 @@ class LocalChannelLayer(InMemoryChannelLayer):
             with contextlib.suppress(ChannelFull):  # as in Channels: a full channel misses it
                 self._put(channel, message)
 
-    async def receive(self, channel: str) -> dict:
+    def _inbox(self, channel: str) -> Inbox:
+        """The channel's queue, made for a receiver (and dropped again once empty: ``_done``)."""
         self.require_valid_channel_name(channel)
         self._clean_expired()
         queue = self.channels.get(channel)
         if queue is None:
             queue = self.channels[channel] = Inbox(self.get_capacity(channel))
+        return queue
+
+    def _done(self, channel: str, queue: Inbox) -> None:
+        if queue.empty():
+            self.channels.pop(channel, None)
+
+    async def receive(self, channel: str) -> dict:
+        queue = self._inbox(channel)
         try:
             _, message = await queue.get()
         finally:
-            if queue.empty():
-                self.channels.pop(channel, None)
+            self._done(channel, queue)
         return message
 
     async def receive_or(self, channel: str, other: Queue, start: int = 0) -> tuple[int, dict]:
         """``receive(channel)`` or ``other.get()``, whichever has a message first, with one
         wait: (1, the channel's message) or (0, other's item); ``start`` says which queue is
         looked at first when both have one (``next_of``)."""
-        self.require_valid_channel_name(channel)
-        self._clean_expired()
-        queue = self.channels.get(channel)
-        if queue is None:
-            queue = self.channels[channel] = Inbox(self.get_capacity(channel))
+        queue = self._inbox(channel)
         try:
             source, item = await next_of((other, queue), start)
         finally:
-            if queue.empty():
-                self.channels.pop(channel, None)
+            self._done(channel, queue)
         return source, (item[1] if source == 1 else item)
 
 
