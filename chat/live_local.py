@@ -31,7 +31,7 @@ import functools
 import logging
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol
 
 from chat.channel_layer import RECONNECTED, LocalChannelLayer, copy_message
@@ -182,9 +182,10 @@ def own_reconnection(message: dict, layer: Any) -> bool:
     return message.get("type") == RECONNECTED and relayed(layer)
 
 
-def local_channels(thread_id: int) -> set[str]:
-    """The channels of this process's sockets on the thread (they need no channel-layer copy)."""
-    return set(_viewers.get(thread_id, ()))
+def local_channels(thread_id: int) -> Collection[str]:
+    """The channels of this process's sockets on the thread (they need no channel-layer copy);
+    a view, not a copy: it is read once per published message."""
+    return _viewers.get(thread_id, {}).keys()
 
 
 def deliver(thread_id: int, message: dict) -> None:

@@ -26,6 +26,20 @@ def texts(batch: list) -> list[str]:
     return [event.text for event in batch if isinstance(event, TextDelta)]
 
 
+
+async def read_batches(handler, *, pause: float) -> list[list]:
+    """The client's batches from ``handler``'s gateway, read by a consumer that pauses
+    ``pause`` seconds after each batch."""
+    async with raw_server(handler) as (url, _):
+        client = GatewayClient(url, "key")
+        batches = []
+        async with aclosing(client.stream_responses_batches(BODY)) as stream:
+            async for batch in stream:
+                batches.append(batch)
+                await asyncio.sleep(pause)
+        await client.aclose()
+    return batches
+
 async def test_what_arrived_while_the_consumer_was_away_comes_in_one_batch_in_order():
     async def handler(reader, writer):
         await read_request(reader)
@@ -39,14 +53,7 @@ async def test_what_arrived_while_the_consumer_was_away_comes_in_one_batch_in_or
         writer.write(chunk(sse(COMPLETED)) + b"0\r\n\r\n")
         await writer.drain()
 
-    async with raw_server(handler) as (url, _):
-        client = GatewayClient(url, "key")
-        batches = []
-        async with aclosing(client.stream_responses_batches(BODY)) as stream:
-            async for batch in stream:
-                batches.append(batch)
-                await asyncio.sleep(0.15)  # a consumer that reads once per window
-        await client.aclose()
+    batches = await read_batches(handler, pause=0.15)  # a consumer reading once per window
     assert isinstance(batches[0][0], Started) and texts(batches[0]) == ["a "]
     assert texts(batches[1]) == ["b ", "c ", "d "]
     assert batches[-1] == [Completed("resp_1")]
@@ -112,14 +119,7 @@ async def test_a_connection_cut_after_buffered_events_keeps_them_then_says_so():
         await writer.drain()
         writer.transport.abort()  # no final chunk: the answer was cut
 
-    async with raw_server(handler) as (url, _):
-        client = GatewayClient(url, "key")
-        events = []
-        async with aclosing(client.stream_responses_batches(BODY)) as stream:
-            async for batch in stream:
-                events.extend(batch)
-                await asyncio.sleep(0.1)
-        await client.aclose()
+    events = [event for batch in await read_batches(handler, pause=0.1) for event in batch]
     assert texts(events) == ["a ", "b ", "c "]
     assert events[-1] == Failed(CUT_MESSAGE, "protocol")
 
