@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import html as html_lib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
 import nh3
@@ -252,11 +252,143 @@ def _open_fence(tokens: list[Token], lines: list[str]) -> bool:
 @dataclass(frozen=True)
 class TailRender:
     """What one flush produced: blocks that became final, the open tail's HTML, and the text
-    of that open tail (kept for the next flush)."""
+    of that open tail (kept for the next flush).
+
+    ``append_at``: where in ``tail_html`` text added to the end of ``rest`` would show, when
+    the next flush may append it there instead of parsing the block again (``extend_tail``);
+    ``in_code``: that place is inside an open code block (anything but a line end appends);
+    ``paragraph``: the tail is one paragraph of the answer's own (in no list or quote), which
+    a blank line finishes."""
 
     new_blocks: list[str]
     tail_html: str
     rest: str
+    append_at: int | None = None
+    in_code: bool = False
+    paragraph: bool = False
+
+
+# Appending to the open tail without parsing it again (``extend_tail``). What is appended has no
+# line end, so the block's kind and every line's start are settled; then it cannot change
+# how the text before it renders when:
+# - prose: it holds none of the characters inline markdown acts on (escapes, entities, code,
+#   emphasis, strikethrough, links, images, autolinks, math, table cells, heading closers),
+#   and ends, like the text before it, on a character no rule continues from
+#   (``_settled_end``: not a delimiter, space, bracket, colon or "#"); the last line holds a
+#   letter, so it is no list marker, rule or table delimiter row waiting for its next character;
+# - code: the open fence's last line has a character that cannot be part of a closing fence;
+# - a blank line after a paragraph of the answer's own: the paragraph is final, and only the
+#   next block is parsed (``_next_paragraph``).
+# ``test_markdown.py`` checks all of it against a full parse on thousands of random texts.
+_PROSE_ACTIVE = frozenset("\\`*_[]()!<>$~&|#;")
+_SETTLED_ASCII = frozenset(".,?'\"%/+=-{}^@")
+_FENCE_CHARS = frozenset(" \t`~")
+_CLOSING_TAG = re.compile(r"</[a-z0-9]+>")
+_CODE_END = "</code></pre>\n"
+
+
+def _settled_end(char: str) -> bool:
+    if char.isascii():
+        return char.isalnum() or char in _SETTLED_ASCII
+    return char.isprintable() and not char.isspace()
+
+
+def _last_line(text: str) -> str:
+    return text[max(text.rfind("\n"), text.rfind("\r")) + 1 :]
+
+
+def _prose_append_point(text: str, html: str) -> int | None:
+    """Where prose appended to ``text`` shows in its ``html``: right after its last character."""
+    if not text or not _settled_end(text[-1]) or not any(c.isalpha() for c in _last_line(text)):
+        return None
+    at = _closing_tags_start(html)
+    return at if html[at - 1 : at] == text[-1] else None
+
+
+def _closing_tags_start(html: str) -> int:
+    """Where the closing tags and line ends at the end of ``html`` begin."""
+    at = len(html)
+    while at:
+        if html[at - 1] == "\n":
+            at -= 1
+            continue
+        start = html.rfind("</", 0, at)
+        if start < 0 or not _CLOSING_TAG.fullmatch(html, start, at):
+            break
+        at = start
+    return at
+
+
+def _code_append_point(fence: Token, lines: int, text: str, html: str) -> int | None:
+    """Where code appended to ``text`` (inside the open ``fence``, on the last of the ``lines``
+    parsed) shows in its ``html``."""
+    line = _last_line(text)
+    if lines - 1 <= fence.map[0] or not set(line) - _FENCE_CHARS or not html.endswith(_CODE_END):
+        return None  # still on the opening line, or the line could become the closing fence
+    return len(html) - len(_CODE_END)
+
+
+def _append_point(tokens: list[Token], lines: int, text: str, html: str) -> int | None:
+    """Where prose appended to ``text`` shows: after the last inline content of the block, when
+    that content is on the last of the ``lines`` parsed and only closing tags follow it."""
+    inline = next((i for i in range(len(tokens) - 1, -1, -1) if tokens[i].type == "inline"), None)
+    if inline is None or any(t.nesting != -1 for t in tokens[inline + 1 :]):
+        return None
+    where, content = tokens[inline].map, tokens[inline].content
+    if not where or where[1] != lines or not content or not text.endswith(_last_line(content)):
+        # The text ends past it: a link reference definition (which renders as nothing), or
+        # a table row's cell beyond the header's columns (dropped).
+        return None
+    return _prose_append_point(text, html)
+
+
+def extend_tail(
+    previous: TailRender, text: str, images: ImagePolicy | None = None
+) -> TailRender | None:
+    """``render_tail(text)`` without parsing what was rendered before, when ``text`` is
+    ``previous.rest`` with a piece added that cannot change it; None: render it all."""
+    at = previous.append_at
+    if at is None or not text.startswith(previous.rest):
+        return None
+    piece = text[len(previous.rest) :]
+    if previous.in_code:
+        if not piece.replace("\t", " ").isprintable():
+            return None
+        shown = piece.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    elif _appendable_prose(piece):
+        shown = piece
+    else:
+        return _next_paragraph(previous, text, images)
+    html = previous.tail_html
+    return replace(
+        previous,
+        new_blocks=[],
+        tail_html=html[:at] + shown + html[at:],
+        rest=text,
+        append_at=at + len(shown),
+    )
+
+
+def _appendable_prose(piece: str) -> bool:
+    return piece.isprintable() and _settled_end(piece[-1]) and _PROSE_ACTIVE.isdisjoint(piece)
+
+
+def _next_paragraph(
+    previous: TailRender, text: str, images: ImagePolicy | None
+) -> TailRender | None:
+    """A paragraph finished by a blank line (what comes after it cannot change it, but a link
+    reference definition), and the start of the next block rendered alone."""
+    if not previous.paragraph:
+        return None
+    head, blank, after = text[len(previous.rest) :].partition("\n\n")
+    start = after.lstrip("\n")
+    if not blank or not start[:1].strip() or start[0] == "[" or "[" in previous.rest + head:
+        return None  # a next line starting with a space could still be the paragraph's
+    if head and not _appendable_prose(head):
+        return None
+    at, html = previous.append_at, previous.tail_html
+    following = render_tail(start, images)
+    return replace(following, new_blocks=[html[:at] + head + html[at:], *following.new_blocks])
 
 
 def render_tail(text: str, images: ImagePolicy | None = None) -> TailRender:
@@ -266,9 +398,13 @@ def render_tail(text: str, images: ImagePolicy | None = None) -> TailRender:
     if plain is not None:
         # One line of plain prose (the usual tail): what the parser and sanitizer would
         # produce, without them. It contains no markup characters and nothing to escape.
-        return TailRender([], f"<p>{plain[1]}</p>\n", text)
+        html = f"<p>{plain[1]}</p>\n"
+        return TailRender([], html, text, _prose_append_point(text, html), paragraph=True)
     new_blocks: list[str] = []
-    tokens = _PARSER.parse(text)
+    env: dict = {}
+    tokens = _PARSER.parse(text, env)
+    # As the parser counts them: it reads "\r\n" and a lone "\r" as line ends too.
+    line_count = text.count("\n") + text.count("\r") - text.count("\r\n") + 1
     lines = text.splitlines(keepends=True)
     tops = [i for i, t in enumerate(tokens) if t.level == 0 and t.nesting >= 0 and t.map]
     if len(tops) > 1:
@@ -280,9 +416,16 @@ def render_tail(text: str, images: ImagePolicy | None = None) -> TailRender:
             new_blocks.append(_render_tokens(tokens[: tops[-1]], images=images))
         tokens = tokens[tops[-1] :]
     open_fence = _open_fence(tokens, lines)
-    return TailRender(
-        new_blocks, _render_tokens(tokens, _PLAIN_OPTIONS if open_fence else None, images), text
-    )
+    html = _render_tokens(tokens, _PLAIN_OPTIONS if open_fence else None, images)
+    if open_fence:
+        at = _code_append_point(tokens[-1], line_count, text, html)
+        return TailRender(new_blocks, html, text, at, in_code=True)
+    if len(tops) > 1 and env.get("references"):
+        # Its links used definitions in the blocks cut off: parsed alone, the tail would not.
+        return TailRender(new_blocks, html, text)
+    at = _append_point(tokens, line_count, text, html)
+    paragraph = len(tokens) == 3 and tokens[0].type == "paragraph_open"
+    return TailRender(new_blocks, html, text, at, paragraph=paragraph)
 
 
 class StreamingMarkdown:
@@ -307,6 +450,7 @@ class StreamingMarkdown:
         self._tail = ""
         self._pending: list[str] = []
         self.tail_html = ""
+        self._last = TailRender([], "", "")
 
     def append(self, delta: str) -> None:
         if delta:
@@ -325,14 +469,22 @@ class StreamingMarkdown:
         """Apply what ``render_tail`` made of the text ``take`` returned (None: nothing new)."""
         if rendered is None:
             return [], self.tail_html
+        self._last = rendered
         self._tail = rendered.rest
         self.blocks.extend(rendered.new_blocks)
         self.tail_html = rendered.tail_html
         return rendered.new_blocks, rendered.tail_html
 
+    def appended(self, text: str) -> TailRender | None:
+        """What ``take``'s text renders to without parsing it, when only plain text was added
+        where the last render allows it (``extend_tail``); None: ``render_tail`` it."""
+        return extend_tail(self._last, text, self.images)
+
     def flush(self) -> tuple[list[str], str]:
         text = self.take()
-        return self.commit(None if text is None else render_tail(text, self.images))
+        if text is None:
+            return self.commit(None)
+        return self.commit(self.appended(text) or render_tail(text, self.images))
 
 
 def _render_tokens(

@@ -133,6 +133,25 @@ def _bracket_block(state: StateBlock, start_line: int, end_line: int, silent: bo
     return True
 
 
+def _read_no_char_before_the_start(md: MarkdownIt) -> None:
+    """dollarmath's "no digit before the opening $" reads ``src[pos - 1]``: at the start of a
+    paragraph that is the paragraph's *last* character, so "$x$ is 1" stayed text and a formula
+    at a paragraph's start flickered while its answer streamed. The rule runs there on a source
+    ending in a character that is no digit (nothing it can match reaches it)."""
+    dollar = md.inline.ruler.__rules__[md.inline.ruler.__find__("math_inline")].fn
+
+    def math_inline(state: StateInline, silent: bool) -> bool:
+        if state.pos or not state.src[-1:].isdigit():
+            return dollar(state, silent)
+        src, state.src = state.src, state.src + "\x00"
+        try:
+            return dollar(state, silent)
+        finally:
+            state.src = src
+
+    md.inline.ruler.at("math_inline", math_inline)
+
+
 def math_plugin(md: MarkdownIt) -> None:
     """Add the four math forms to a parser, rendered as MathML (or source text)."""
     # No blank line inside display math (LaTeX has none either): a streamed block that is
@@ -145,6 +164,7 @@ def math_plugin(md: MarkdownIt) -> None:
         allow_blank_lines=False,
         double_inline=True,
     )
+    _read_no_char_before_the_start(md)
     md.inline.ruler.before("escape", "math_inline_bracket", _bracket_inline)
     md.block.ruler.before(
         "fence", "math_block_bracket", _bracket_block, {"alt": ["paragraph", "blockquote"]}

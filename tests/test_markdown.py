@@ -7,6 +7,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from chat import markdown
 from chat.image_policy import ImagePolicy
 from chat.markdown import StreamingMarkdown, render_markdown, sanitize
 
@@ -141,13 +142,71 @@ def test_one_line_of_prose_streams_exactly_as_the_parser_renders_it():
 
 
 def test_a_flush_with_nothing_new_parses_nothing(monkeypatch):
-    from chat import markdown
-
     stream = StreamingMarkdown()
     stream.append("# Title\n\n- a\n- b")
     first = stream.flush()
     monkeypatch.setattr(markdown._PARSER, "parse", lambda *a, **k: pytest.fail("parsed again"))
     assert stream.flush() == ([], first[1])
+
+
+NO_HOSTS = ImagePolicy(frozenset())
+
+
+class _AlwaysParsed(StreamingMarkdown):
+    def appended(self, text):
+        return None
+
+
+# Pieces of text a model streams: words in several scripts, every character markdown acts on,
+# line and block starts, fences, tables, links, entities, math, reference definitions.
+_PIECES = [
+    *["foo", "Bar", "x1", "1", "12", "中文", "é", "ok."] * 4,
+    *[" ", " ", "  ", "\n", "\n", "\n\n", "\t", "\u00a0", "\r\n", "\r"],
+    *["*", "**", "_", "__", "`", "``", "~~", "~", "\\", "&", "&amp;", "&#35", ";", ":", "#"],
+    *["[", "]", "(", ")", "[a](b)", "![i](x.png)", "<", ">", "<http://x.co>", "!", "|", "$"],
+    *["$$", "\\(", '"', "'", ".", ",", "=", "-", "+", "%", "@", "{", "^", "?"],
+    *["## ", "- ", "1. ", "2) ", "> ", "    ", "---", "===", "[ref]: /u", "| a | b |\n| - | - |\n"],
+    *["```", "```python\n", "~~~\n", "\n```\n", "$$\n"],
+]
+
+
+def test_text_appended_without_parsing_renders_exactly_as_a_full_parse():
+    rng = random.Random(20)
+    appended = 0
+    for _ in range(800):
+        fast, parsed = StreamingMarkdown(NO_HOSTS), _AlwaysParsed(NO_HOSTS)
+        for _ in range(rng.randint(1, 40)):
+            piece = "".join(rng.choice(_PIECES) for _ in range(rng.randint(1, 3)))
+            fast.append(piece)
+            parsed.append(piece)
+            text = fast.take()
+            quick = fast.appended(text)
+            appended += quick is not None
+            got = fast.commit(quick or markdown.render_tail(text, NO_HOSTS))
+            assert got == parsed.flush(), repr(parsed._tail)
+            assert fast.blocks == parsed.blocks
+    assert appended > 1_000  # the comparison covers many appends, not only parses
+
+
+@pytest.mark.parametrize(
+    ("start", "more"),
+    [
+        ("Intro.\n\nSome **bold** and `code`, then words", " and more words, 中文."),
+        ("- first\n- second *item* with", " more words"),
+        ("| a | b |\n| - | - |\n| one | two", " three"),
+        ("```python\nprint(x", ' * 2, "<b>&")  # not markup in code'),
+    ],
+)
+def test_words_added_to_an_open_block_are_not_parsed_again(monkeypatch, start, more):
+    stream = StreamingMarkdown()
+    stream.append(start)
+    stream.flush()
+    monkeypatch.setattr(markdown._PARSER, "parse", lambda *a, **k: pytest.fail("parsed again"))
+    stream.append(more)
+    _, tail = stream.flush()
+    monkeypatch.undo()
+    assert tail == _AlwaysParsed().commit(markdown.render_tail(stream._tail))[1]
+    assert more.split()[0].replace("<", "&lt;").replace("&", "&amp;")[:3] in tail
 
 
 # -- remote images (issue 11, finding 3) -------------------------------------------------------
@@ -251,7 +310,7 @@ def test_no_markdown_makes_the_browser_fetch_another_host(text):
         '<table background="https://evil.example/a.png"><tr><td>x</td></tr></table>',
         '<td style="background-image:url(https://evil.example/a.png)">x</td>',
         '<div style="background:url(//evil.example/a.png)">x</div>',
-        '<style>p{background:url(https://evil.example/a.png)}</style>',
+        "<style>p{background:url(https://evil.example/a.png)}</style>",
         '<link rel="prefetch" href="https://evil.example/">',
         '<link rel="stylesheet" href="https://evil.example/s.css">',
         '<a href="https://evil.example/" ping="https://evil.example/ping">x</a>',
@@ -265,9 +324,24 @@ def test_no_markdown_makes_the_browser_fetch_another_host(text):
 def test_the_sanitizer_lets_no_remote_fetch_through_raw_html(raw):
     html = sanitize(raw, ALLOWED)
     assert not REMOTE_SRC.search(html), html
-    for forbidden in ("srcset", "<source", "<picture", "<video", "<input", "<svg", "<image",
-                      "background", "style", "<link", "ping=", "<object", "<embed", "<meta",
-                      "<base", "data-src"):
+    for forbidden in (
+        "srcset",
+        "<source",
+        "<picture",
+        "<video",
+        "<input",
+        "<svg",
+        "<image",
+        "background",
+        "style",
+        "<link",
+        "ping=",
+        "<object",
+        "<embed",
+        "<meta",
+        "<base",
+        "data-src",
+    ):
         assert forbidden not in html, (forbidden, html)
 
 

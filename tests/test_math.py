@@ -83,6 +83,13 @@ def test_prices_with_dollars_stay_text(text):
     assert html == f"<p>{text}</p>\n"
 
 
+@pytest.mark.parametrize("text", ["$x^2$ is 4", "$x$ costs 5", "$$y$$ and 1"])
+def test_a_formula_at_a_paragraphs_start_does_not_depend_on_how_the_paragraph_ends(text):
+    # dollarmath read the paragraph's last character as the one before its first "$".
+    assert "<math" in render_markdown(text)
+    assert "<math" in render_markdown(text.rstrip("0123456789") + "a")
+
+
 @pytest.mark.parametrize(
     ("text", "source"),
     [

@@ -420,22 +420,31 @@ class TurnRunner:
             except Exception:  # the end, published next, carries the whole answer anyway
                 log.warning("could not publish the last delta of turn %s", self.turn_id)
 
-    async def _render_tails(self, answer: str | None, thoughts: str | None) -> tuple:
+    async def _render_tails(self) -> tuple:
+        """Each open tail's render: appended without parsing where only plain text was added
+        (``StreamingMarkdown.appended``), else parsed (a long one in a worker thread)."""
         images = image_policy.current()  # on the loop: the cached list, never a query
+        texts, rendered = [], []
+        for markdown in (self.state.answer, self.state.thoughts):
+            text = markdown.take()
+            texts.append(text)
+            rendered.append(None if text is None else markdown.appended(text))
 
         def render() -> tuple:
             return tuple(
-                None if text is None else render_tail(text, images) for text in (answer, thoughts)
+                done if done is not None or text is None else render_tail(text, images)
+                for text, done in zip(texts, rendered, strict=True)
             )
 
-        if len(answer or "") + len(thoughts or "") > INLINE_RENDER_CHARS:
+        parse = sum(len(t) for t, done in zip(texts, rendered, strict=True) if t and not done)
+        if parse > INLINE_RENDER_CHARS:
             return await asyncio.get_running_loop().run_in_executor(_RENDER_POOL, render)
         return render()
 
     async def _publish_delta(self) -> None:
         state = self.state
         answer_start, thoughts_start = len(state.answer.blocks), len(state.thoughts.blocks)
-        rendered = await self._render_tails(state.answer.take(), state.thoughts.take())
+        rendered = await self._render_tails()
         blocks, tail = state.answer.commit(rendered[0])
         reasoning_blocks, reasoning_tail = state.thoughts.commit(rendered[1])
         piece = live.Snapshot(
