@@ -297,10 +297,12 @@ class ThreadConsumer(OneWaitConsumer):
         attachment_ids = attachment_linking.parse_ids(data.get("attachments"))
         checked: list[tuple[str | None, Thread | None]] = []
 
-        def may_write() -> bool:
+        def may_write() -> Thread | None:
             checked.append(self._checks())
             problem, thread = checked[0]
-            return problem is None and thread is not None and permissions.can_write(thread.access)
+            if problem is None and thread is not None and permissions.can_write(thread.access):
+                return thread
+            return None
 
         try:
             await launch.start_turn(

@@ -319,6 +319,9 @@ ENCRYPTION_KEYS = env_list("SWITCHBOARD_ENCRYPTION_KEYS", [])
 STREAM_COALESCE_SECONDS = env_float("STREAM_COALESCE_SECONDS", 0.04)
 # How often a busy event loop hands the GIL to the database thread (chat/gil_switch.py).
 GIL_SWITCH_INTERVAL_MS = env_float("GIL_SWITCH_INTERVAL_MS", 1.0)
+# The event loop waits for a new turn's planning hop up to this long (chat.services.turns.
+# first_hop); 0: it shares the GIL with the database thread meanwhile.
+TURN_START_PRIORITY_MS = env_float("TURN_START_PRIORITY_MS", 15.0)
 STREAM_CHECKPOINT_SECONDS = env_float("STREAM_CHECKPOINT_SECONDS", 3.0)
 # A running turn whose heartbeat (written at each checkpoint) is older than this is taken for
 # dead (its worker crashed or restarted) and marked interrupted; every worker looks this often.

@@ -3,11 +3,13 @@ or as the first of a new one), branch (retry, regenerate, edit), answer a tool c
 the turn (``planning``), starts its runner and tells the thread's sockets (``chat.live``).
 
 The time to first token is the order of this: one hop to the database thread (every socket and
-runner of the worker queue there, and it competes with the event loop for the GIL), then the
-announcement rendered on the loop (the first delta waits for it) and the runner started."""
+runner of the worker queue there; the event loop waits for it rather than share the GIL with it,
+``first_hop``), then the announcement rendered on the loop (the first delta waits for it) and
+the runner started."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable
@@ -19,7 +21,7 @@ from django.db import transaction
 from chat import live
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.models import Thread, Turn
-from chat.services.turns import admission, planning, registry
+from chat.services.turns import admission, first_hop, planning, registry
 from chat.services.turns.runner import StreamState, TurnRunner
 
 log = logging.getLogger(__name__)
@@ -31,24 +33,30 @@ async def start_turn(
     text: str,
     attachment_ids: list[uuid.UUID] | None = None,
     *,
-    allowed: Callable[[], bool] | None = None,
+    allowed: Callable[[], Thread | None] | None = None,
 ) -> Turn | None:
     """Send a message (with the user's unsent files ``attachment_ids``) at the end of the
     thread's current path. ``allowed``: the sender's own checks (a socket's session and
-    access), run first in the same database-thread hop; when it says no, nothing is planned
-    and None is returned. Raises TurnRejected."""
+    access), run first in the same database-thread hop: the thread they may write to, or None
+    (then nothing is planned and None is returned). Raises TurnRejected."""
     registry.refuse_while_shutting_down()
     admission.refuse_when_full()
     channel = live.new_runner_channel()
 
     def plan() -> planning.TurnPlan | None:
-        if allowed is not None and not allowed():
+        thread = None
+        if allowed is not None and (thread := allowed()) is None:
             return None
         return planning.plan_turn(
-            user, thread_id=thread_id, text=text, channel=channel, attachment_ids=attachment_ids
+            user,
+            thread_id=thread_id,
+            text=text,
+            channel=channel,
+            attachment_ids=attachment_ids,
+            thread=thread,
         )
 
-    planned = await database_sync_to_async(plan)()
+    planned = await first_hop.run(plan)
     return None if planned is None else await _launch(planned)
 
 
@@ -76,7 +84,7 @@ async def start_new_thread(
                 new_chat=True,
             )
 
-    return await _launch(await database_sync_to_async(plan)())
+    return await _launch(await first_hop.run(plan))
 
 
 async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
@@ -86,8 +94,10 @@ async def branch_turn(user, turn_id: int, text: str | None = None) -> Turn:
     admission.refuse_when_full()
     channel = live.new_runner_channel()
     return await _launch(
-        await database_sync_to_async(planning.plan_branch)(
-            user, turn_id=turn_id, text=text, channel=channel
+        await first_hop.run(
+            functools.partial(
+                planning.plan_branch, user, turn_id=turn_id, text=text, channel=channel
+            )
         )
     )
 
@@ -116,6 +126,7 @@ async def answer_tool_call(user, turn_id: int, call_id: str, result: str | None)
 async def _launch(plan: planning.TurnPlan) -> Turn:
     registry.ensure_reaper()
     runner = TurnRunner(plan)
+
     registry.add(runner)
     # The upstream request starts now; its first delta waits until the sockets were told
     # about the turn.
@@ -125,6 +136,7 @@ async def _launch(plan: planning.TurnPlan) -> Turn:
         # Rendered before the runner's task first runs: httpx (AnyIO checkpoints in its pool)
         # yields to the loop a few times before it writes the request, so whatever runs here
         # delays that write anyway; a render in the plan's hop would hold the database thread.
+
         await live.publish(plan.turn.thread_id, await _announcement(plan))
     except ChannelLayerUnavailable:  # the turn runs; sockets catch up when Redis is back
         log.warning("could not announce turn %s", plan.turn.pk)

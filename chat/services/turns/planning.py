@@ -130,14 +130,17 @@ def plan_turn(
     attachment_ids: list[uuid.UUID] | None = None,
     files_of: int | None = None,
     new_chat: bool = False,
+    thread: Thread | None = None,
 ) -> TurnPlan:
     """Create the turn: after the current turn, or (``branch``) as a new child of
     ``branch_of`` (None: a new first message). Its runner will listen on ``channel``.
     ``attachment_ids``: the user's unsent files it carries (``new_chat``: uploaded on the
-    new-chat page); ``files_of``: a turn whose files it carries again (a new version).
-    Raises TurnRejected."""
+    new-chat page); ``files_of``: a turn whose files it carries again (a new version);
+    ``thread``: the thread as the caller loaded it and found it writable in this hop (not
+    loaded again). Raises TurnRejected."""
     with transaction.atomic():
-        thread = permissions.writable_thread_for(user, thread_id)
+        if thread is None:
+            thread = permissions.writable_thread_for(user, thread_id)
         if thread is None:
             raise refusals.TurnRejected(_("This chat no longer exists."))
         text = _message_text(text, bool(attachment_ids), files_of)

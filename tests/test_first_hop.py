@@ -1,0 +1,104 @@
+"""A new turn's planning hop runs while the event loop waits for it (bounded), so the first
+token does not share the GIL with every running stream (chat.services.turns.first_hop)."""
+
+import asyncio
+import time
+
+import pytest
+
+from chat.services.turns import first_hop
+
+# The hop closes the database thread's old connections first, as every hop there does.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_budget(monkeypatch):
+    monkeypatch.setattr(first_hop, "_budget", first_hop._Budget())
+
+
+class Streams:
+    """Stand-in for the running streams: a task that counts its turns on the loop."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self.stalled = 0.0  # the time the loop did not come back to them, in waits over 5 ms
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        last = time.monotonic()
+        while True:
+            self.turns += 1
+            await asyncio.sleep(0)
+            now = time.monotonic()
+            if now - last > 0.005:
+                self.stalled += now - last
+            last = now
+
+    async def during(self, hop) -> tuple[object, int]:
+        await asyncio.sleep(0.01)  # running
+        before = self.turns
+        result = await hop
+        return result, self.turns - before
+
+    def stop(self) -> None:
+        self.task.cancel()
+
+
+def planning(seconds: float, value: str = "plan"):
+    def plan() -> str:
+        time.sleep(seconds)  # database work: the GIL is free meanwhile
+        return value
+
+    return plan
+
+
+async def test_the_loop_waits_for_the_plan_instead_of_running_other_work(settings):
+    settings.TURN_START_PRIORITY_MS = 200
+    streams = Streams()
+    result, turns = await streams.during(first_hop.run(planning(0.02)))
+    streams.stop()
+    assert result == "plan"
+    assert turns <= 3  # only the hand-back of the result, not the 20 ms of the plan
+
+
+async def test_with_the_setting_off_other_work_runs_while_the_plan_does(settings):
+    settings.TURN_START_PRIORITY_MS = 0
+    streams = Streams()
+    result, turns = await streams.during(first_hop.run(planning(0.02)))
+    streams.stop()
+    assert result == "plan"
+    assert turns > 20
+
+
+async def test_a_plan_longer_than_the_limit_lets_the_loop_go_on_after_it(settings):
+    settings.TURN_START_PRIORITY_MS = 10
+    streams = Streams()
+    began = time.monotonic()
+    result, turns = await streams.during(first_hop.run(planning(0.3)))
+    streams.stop()
+    assert result == "plan" and time.monotonic() - began >= 0.3
+    assert turns > 20  # the loop ran again after 10 ms, long before the plan ended
+
+
+async def test_a_burst_of_plans_blocks_the_loop_at_most_a_tenth_of_the_time(settings):
+    settings.TURN_START_PRIORITY_MS = 50
+    streams = Streams()
+    began = time.monotonic()
+    for _ in range(5):
+        await streams.during(first_hop.run(planning(0.05)))
+    streams.stop()
+    # Five 50 ms plans: the loop waited through the budget (0.1 s, refilled at a tenth of the
+    # time), about two of them, not 0.25 s; the others shared the loop as before.
+    assert streams.stalled <= 0.1 + 0.1 * (time.monotonic() - began) + 0.02
+    assert streams.stalled >= 0.08
+
+
+async def test_a_refused_plan_raises_in_the_caller(settings):
+    settings.TURN_START_PRIORITY_MS = 100
+
+    def refused() -> None:
+        raise ValueError("no such chat")
+
+    with pytest.raises(ValueError, match="no such chat"):
+        await first_hop.run(refused)
