@@ -423,12 +423,15 @@ class TurnRunner:
     async def _render_tails(self) -> tuple:
         """Each open tail's render: appended without parsing where only plain text was added
         (``StreamingMarkdown.appended``), else parsed (a long one in a worker thread)."""
-        images = image_policy.current()  # on the loop: the cached list, never a query
         texts, rendered = [], []
         for markdown in (self.state.answer, self.state.thoughts):
             text = markdown.take()
             texts.append(text)
             rendered.append(None if text is None else markdown.appended(text))
+        parse = sum(len(t) for t, done in zip(texts, rendered, strict=True) if t and not done)
+        if not parse:
+            return tuple(rendered)
+        images = image_policy.current()  # on the loop: the cached list, never a query
 
         def render() -> tuple:
             return tuple(
@@ -436,7 +439,6 @@ class TurnRunner:
                 for text, done in zip(texts, rendered, strict=True)
             )
 
-        parse = sum(len(t) for t, done in zip(texts, rendered, strict=True) if t and not done)
         if parse > INLINE_RENDER_CHARS:
             return await asyncio.get_running_loop().run_in_executor(_RENDER_POOL, render)
         return render()
