@@ -256,7 +256,8 @@ class TailRender:
 
     ``append_at``: where in ``tail_html`` text added to the end of ``rest`` would show, when
     the next flush may append it there instead of parsing the block again (``extend_tail``);
-    ``in_code``: that place is inside an open code block (anything but a line end appends);
+    ``in_code``: that place is inside an open code block (anything but a line end appends;
+    ``new_lines``: whole lines too, when none could close the block);
     ``paragraph``: the tail is one paragraph of the answer's own (in no list or quote), which
     a blank line finishes."""
 
@@ -265,6 +266,7 @@ class TailRender:
     rest: str
     append_at: int | None = None
     in_code: bool = False
+    new_lines: bool = False
     paragraph: bool = False
 
 
@@ -339,6 +341,8 @@ def _append_point(tokens: list[Token], lines: int, text: str, html: str) -> int 
         # The text ends past it: a link reference definition (which renders as nothing), or
         # a table row's cell beyond the header's columns (dropped).
         return None
+    if content.startswith("["):
+        return None  # an unfinished link reference definition: a quote could complete it
     return _prose_append_point(text, html)
 
 
@@ -352,7 +356,7 @@ def extend_tail(
         return None
     piece = text[len(previous.rest) :]
     if previous.in_code:
-        if not piece.replace("\t", " ").isprintable():
+        if not _appendable_code(piece, previous.new_lines):
             return None
         shown = piece.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     elif _appendable_prose(piece):
@@ -367,6 +371,19 @@ def extend_tail(
         rest=text,
         append_at=at + len(shown),
     )
+
+
+def _appendable_code(piece: str, new_lines: bool) -> bool:
+    """Code that shows as it is: printable, and each line it starts (when it may) has a
+    character no closing fence has, or is empty but for the last (which the next piece
+    continues)."""
+    if not piece.replace("\t", " ").replace("\n", " ").isprintable():
+        return False
+    if "\n" not in piece:
+        return True
+    *between, last = piece.split("\n")[1:]
+    closing = _FENCE_CHARS.issuperset
+    return new_lines and not closing(last) and all(not a or not closing(a) for a in between)
 
 
 def _appendable_prose(piece: str) -> bool:
@@ -388,7 +405,8 @@ def _next_paragraph(
         return None
     at, html = previous.append_at, previous.tail_html
     following = render_tail(start, images)
-    return replace(following, new_blocks=[html[:at] + head + html[at:], *following.new_blocks])
+    finished = "".join([html[:at], head, html[at:], *following.new_blocks])
+    return replace(following, new_blocks=[finished])
 
 
 def render_tail(text: str, images: ImagePolicy | None = None) -> TailRender:
@@ -419,7 +437,9 @@ def render_tail(text: str, images: ImagePolicy | None = None) -> TailRender:
     html = _render_tokens(tokens, _PLAIN_OPTIONS if open_fence else None, images)
     if open_fence:
         at = _code_append_point(tokens[-1], line_count, text, html)
-        return TailRender(new_blocks, html, text, at, in_code=True)
+        # Lines keep their indent when the fence has none (else it is taken off each line).
+        new_lines = text.lstrip("\n")[:1] in ("`", "~")
+        return TailRender(new_blocks, html, text, at, in_code=True, new_lines=new_lines)
     if len(tops) > 1 and env.get("references"):
         # Its links used definitions in the blocks cut off: parsed alone, the tail would not.
         return TailRender(new_blocks, html, text)

@@ -195,6 +195,7 @@ def test_text_appended_without_parsing_renders_exactly_as_a_full_parse():
         ("- first\n- second *item* with", " more words"),
         ("| a | b |\n| - | - |\n| one | two", " three"),
         ("```python\nprint(x", ' * 2, "<b>&")  # not markup in code'),
+        ("```python\nprint(x", "\n\n    y = [1]\nz"),
     ],
 )
 def test_words_added_to_an_open_block_are_not_parsed_again(monkeypatch, start, more):
