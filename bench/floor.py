@@ -14,11 +14,14 @@ and forwards the answer's text deltas to that websocket, in one of two modes:
 - ``coalesced``: as the app's runner paces itself (``TurnRunner._pace``): read everything that
   has arrived, send it as ONE frame, sleep until the 40 ms window ends, read again.
 
-``--reader lean`` reads as ``chat.upstream.client`` does instead of as stock httpx: its asyncio
-network backend (``chat.upstream.network``, no anyio cancel scope per read) and the raw
-response stream (no ``aiter_raw`` wrapper). The coalesced mode always uses
-``chat.upstream.eager`` to tell a read of data already here from one that would wait (what
-Python 3.12's eager tasks do).
+Two stacks (``--stack``): ``stock`` is the libraries as they come. ``lean`` is the same stack
+trimmed the way Switchboard already trims it, which is the floor its relay can reach without
+replacing a library: reads through ``chat.upstream.network``'s asyncio backend (no anyio cancel
+scope per read) from the raw response stream (no ``aiter_raw`` wrapper), as
+``chat.upstream.client`` does, and frames written straight to Daphne's transport by
+``chat.live_local.frame_writer`` (no coroutine into Daphne, no autobahn bookkeeping per frame).
+The coalesced mode uses ``chat.upstream.eager`` in both, to tell a read of data already here
+from one that would wait (what Python 3.12's eager tasks do).
 
 A load generator in its own process (its CPU is not counted) opens N websockets, starts N
 streams of C chunks ramped in over ``--ramp`` seconds, reads every frame until each stream's end
@@ -62,7 +65,7 @@ from common import (
 )
 
 MODES = ("per-event", "coalesced")
-READERS = ("stock", "lean")
+STACKS = ("stock", "lean")
 API_KEY = "floor"
 WINDOW = 0.04  # STREAM_COALESCE_SECONDS' default
 DELAY_MS = 20  # 50 chunks/s per stream, as make bench
@@ -94,7 +97,7 @@ def _gateway() -> httpx.AsyncClient:
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000),
             trust_env=False,
         )
-        if os.environ.get("FLOOR_READER") == "lean":
+        if os.environ.get("FLOOR_STACK") == "lean":
             from chat.upstream.network import use_asyncio_backend
 
             use_asyncio_backend(_http)
@@ -114,13 +117,16 @@ def _texts(events: list[bytes]) -> tuple[list[str], bool]:
     return texts, ended
 
 
-async def _per_event(chunks, send) -> int:
+async def _per_event(chunks, send, write) -> int:
     buffer, count = b"", 0
     async for chunk in chunks:
         *events, buffer = (buffer + chunk).split(b"\n\n")
         texts, ended = _texts(events)
         for text in texts:
-            await send({"type": "websocket.send", "text": "1\n" + text})
+            if write is None:
+                await send({"type": "websocket.send", "text": "1\n" + text})
+            else:
+                write("1\n" + text)
         count += len(texts)
         if ended:
             return count
@@ -133,7 +139,7 @@ async def _until(deadline: float) -> None:
         await asyncio.sleep(delay)
 
 
-async def _coalesced(chunks, send) -> int:
+async def _coalesced(chunks, send, write) -> int:
     from chat.upstream.eager import start  # run a read up to its first wait
 
     loop = asyncio.get_running_loop()
@@ -153,7 +159,11 @@ async def _coalesced(chunks, send) -> int:
             texts, ended = _texts(events)
             if texts:
                 await _until(next_flush)
-                await send({"type": "websocket.send", "text": f"{len(texts)}\n" + "".join(texts)})
+                frame = f"{len(texts)}\n" + "".join(texts)
+                if write is None:
+                    await send({"type": "websocket.send", "text": frame})
+                else:
+                    write(frame)
                 count += len(texts)
                 next_flush = loop.time() + WINDOW
             if ended:
@@ -172,9 +182,13 @@ async def _relay(text: str, send) -> None:
         async with _gateway().stream("POST", "responses", json=body, headers=headers) as response:
             if response.status_code != 200:
                 raise RelayError(f"HTTP {response.status_code}")
-            lean = os.environ.get("FLOOR_READER") == "lean"
-            chunks = response.stream.__aiter__() if lean else response.aiter_raw()
-            count = await forward(chunks, send)
+            if os.environ.get("FLOOR_STACK") == "lean":
+                from chat.live_local import frame_writer
+
+                chunks, write = response.stream.__aiter__(), frame_writer(send)
+            else:
+                chunks, write = response.aiter_raw(), None
+            count = await forward(chunks, send, write)
         await send({"type": "websocket.send", "text": f"done {count}"})
     except (RelayError, httpx.HTTPError) as exc:
         await send({"type": "websocket.send", "text": f"error {type(exc).__name__}: {exc}"})
@@ -345,7 +359,7 @@ def figures(r: dict[str, Any]) -> dict[str, float | None]:
 
 
 class Floor:
-    """The demo gateway and one bare relay per (mode, reader), in a throwaway work dir."""
+    """The demo gateway and one bare relay per (mode, stack), in a throwaway work dir."""
 
     def __init__(self, variants: list[tuple[str, str]], workdir: Path) -> None:
         self.workdir = workdir
@@ -356,17 +370,17 @@ class Floor:
         command = demo_gateway_command(gateway_port, api_key=API_KEY, delay_ms=DELAY_MS)
         self.gateway = self._spawn("gateway", command, env)
         self.relays: dict[tuple[str, str], tuple[Process, str]] = {}
-        for mode, reader in variants:
+        for mode, stack in variants:
             port = free_port()
             relay_env = env | {
                 "FLOOR_MODE": mode,
-                "FLOOR_READER": reader,
+                "FLOOR_STACK": stack,
                 "FLOOR_GATEWAY": self.gateway_url,
             }
             relay = self._spawn(
-                f"relay-{mode}-{reader}", daphne_command(port, "bench.floor:application"), relay_env
+                f"relay-{mode}-{stack}", daphne_command(port, "bench.floor:application"), relay_env
             )
-            self.relays[mode, reader] = relay, f"127.0.0.1:{port}"
+            self.relays[mode, stack] = relay, f"127.0.0.1:{port}"
         auth = {"Authorization": f"Bearer {API_KEY}"}
         wait_http(self.gateway_url + "/models", self.gateway, headers=auth)
         for relay, address in self.relays.values():
@@ -408,49 +422,71 @@ class Floor:
 
 # -- the profile -------------------------------------------------------------------------------
 
-# Where a sample's innermost Python frame lives -> category (first match wins).
-CATEGORIES = (
-    ("/asyncio/", "asyncio"),
-    ("/selectors.py", "asyncio"),
-    ("/httpx/", "httpx"),
-    ("/httpcore/", "httpcore"),
-    ("/h11/", "h11"),
-    ("/anyio/", "anyio"),
-    ("/daphne/", "daphne"),
-    ("/autobahn/", "autobahn"),
-    ("/txaio/", "txaio (autobahn)"),
-    ("/twisted/", "twisted"),
-    ("/asgiref/", "asgiref"),
-    ("chat/upstream/", "chat.upstream (lean reader)"),
-    ("bench/floor.py", "the relay itself (+ orjson)"),
-    ("/lib/python3", "stdlib (other)"),
+# py-spy names a frame ``function (path/inside/site-packages.py:line)``; the first part of the
+# path is the package. Frames of C code (orjson, the selector, asyncio's C tasks) are charged to
+# the Python frame that called them.
+PACKAGES = {
+    "asyncio": "asyncio (loop, tasks)",
+    "selectors.py": "asyncio (loop, tasks)",
+    "floor.py": "the relay itself (+ orjson)",
+    "chat": "chat.upstream, chat.live_local (lean)",
+}
+# What the relay was doing, from the whole stack: the first marker found, in this order.
+ACTIVITIES = (
+    (("handle_reply",), "send a frame (Daphne, autobahn framing, Twisted write)"),
+    (("doWrite", "writeSomeData"), "flush to the socket (Twisted, when writable)"),
+    (("_texts",), "parse the SSE (split, orjson)"),
+    (("aiter_raw", "BoundAsyncStream", "Started.__await__", "start (chat/"), "read the SSE"),
+    (("AsyncClient.stream", "Response.aclose", "AsyncClient.send"), "start/end a request"),
+    (("_read_ready",), "socket receive (asyncio data_received)"),
+    (("dataReceived", "doRead"), "websocket receive (Twisted, autobahn)"),
 )
 
 
-def categorize(raw_path: Path) -> collections.Counter:
-    """py-spy's collapsed stacks (``-f raw``): samples by the innermost frame's package."""
-    counts: collections.Counter = collections.Counter()
+def _package(frame: str) -> str:
+    path = frame.rpartition(" (")[2].split(":")[0]
+    top = path.split("/")[0]
+    if top in PACKAGES:
+        return PACKAGES[top]
+    if top.removesuffix(".py") in sys.stdlib_module_names or top.startswith("<frozen"):
+        return "stdlib (other)"
+    return top
+
+
+def categorize(raw_path: Path) -> tuple[collections.Counter, collections.Counter]:
+    """py-spy's collapsed stacks (``-f raw``): samples by the innermost frame's package, and by
+    what the relay was doing (``ACTIVITIES``; the rest is the event loop and its callbacks)."""
+    packages: collections.Counter = collections.Counter()
+    activities: collections.Counter = collections.Counter()
     for line in raw_path.read_text().splitlines():
         stack, _, number = line.rpartition(" ")
         if not number.isdigit():
             continue
-        leaf = stack.rsplit(";", 1)[-1]
-        category = next((name for key, name in CATEGORIES if key in leaf), "other")
-        counts[category] += int(number)
-    return counts
+        packages[_package(stack.rsplit(";", 1)[-1])] += int(number)
+        activity = next(
+            (name for markers, name in ACTIVITIES if any(m in stack for m in markers)),
+            "event loop, tasks, timers (asyncio, Twisted reactor)",
+        )
+        activities[activity] += int(number)
+    return packages, activities
 
 
 def profile(floor: Floor, variant, streams: int, chunks: int, ramp: float, out: Path):
-    """One run with py-spy attached to the relay for 5 s once every stream is under way."""
+    """One run with py-spy attached to the relay while every stream runs (after the ramp,
+    before the first stream ends). py-spy pauses the relay to sample it: this run's own CPU
+    figures are not used."""
     relay, _ = floor.relays[variant]
+    start_after = ramp + 0.3
+    seconds = int(chunks * DELAY_MS / 1000 - start_after - 0.3)
+    if seconds < 1:
+        raise RuntimeError("the streams are too short to profile: more --chunks")
     py_spy = Path(PYTHON).parent / "py-spy"
-    argv = [str(py_spy), "record", "-p", str(relay.pid), "-r", "300", "-d", "5", "--gil"]
-    argv += ["-f", "raw", "-o", str(out), "--nonblocking"]
-    start_after = ramp + 0.8
+    argv = [str(py_spy), "record", "-p", str(relay.pid), "-r", "300", "-d", str(seconds)]
+    argv += ["--gil", "-f", "raw", "-o", str(out)]
 
     async def both() -> tuple[dict, int]:
         async def spy() -> int:
-            await asyncio.sleep(start_after)
+            await asyncio.sleep(start_after + 0.35)  # the client's own set-up before its t0
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
@@ -463,7 +499,7 @@ def profile(floor: Floor, variant, streams: int, chunks: int, ramp: float, out: 
     result, code = asyncio.run(both())
     if code != 0 or not out.exists():
         raise RuntimeError(f"py-spy failed (exit {code})")
-    return result, categorize(out)
+    return result, *categorize(out)
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -490,17 +526,17 @@ def main() -> int:
     parser.add_argument("--streams", default="100,500", help="levels, comma-separated")
     parser.add_argument("--chunks", type=int, default=250, help="chunks per stream (50/s)")
     parser.add_argument("--modes", default=",".join(MODES), help="per-event,coalesced")
-    parser.add_argument("--reader", default="stock", help="stock, lean, or stock,lean")
+    parser.add_argument("--stack", default="stock", help="stock, lean, or stock,lean")
     parser.add_argument("--repeat", type=int, default=1, help="runs per mode and level")
     parser.add_argument("--ramp", type=float, default=1.0, help="seconds to start all streams")
     parser.add_argument("--profile", action="store_true", help="py-spy at the first level")
     parser.add_argument("--json", type=Path, help="write every run's numbers here")
     args = parser.parse_args()
     levels = [int(x) for x in args.streams.split(",")]
-    modes, readers = args.modes.split(","), args.reader.split(",")
-    if not set(modes) <= set(MODES) or not set(readers) <= set(READERS):
-        parser.error(f"modes are {MODES}, readers {READERS}")
-    variants = [(m, r) for r in readers for m in modes]
+    modes, stacks = args.modes.split(","), args.stack.split(",")
+    if not set(modes) <= set(MODES) or not set(stacks) <= set(STACKS):
+        parser.error(f"modes are {MODES}, stacks {STACKS}")
+    variants = [(m, r) for r in stacks for m in modes]
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
@@ -512,7 +548,7 @@ def main() -> int:
         for variant in variants:  # warm: imports, the pool's first connections
             floor.run(variant, 2, 5, 0.0)
         print(
-            f"{'mode':>10} {'reader':>6} {'streams':>7}  relay µs/chunk: scenario  steady"
+            f"{'mode':>10} {'stack':>6} {'streams':>7}  relay µs/chunk: scenario  steady"
             f"  gateway µs/chunk  chunks/frame  complete  wall s"
         )
         for _ in range(args.repeat):  # interleaved: the machine's other load hits all alike
@@ -533,27 +569,31 @@ def main() -> int:
                         print(f"    errors: {r['errors']}")
         print("\nsummary (median (range) over repeats, µs of CPU per chunk)")
         for key, results in runs.items():
-            mode, reader, n = key
+            mode, stack, n = key
             got = [figures(r) for r in results]
             relay_sc = _spread([g["relay_scenario"] for g in got])
             relay_st = _spread([g["relay_steady"] for g in got])
             gateway = _spread([g["gateway_steady"] for g in got])
             print(
-                f"  {mode:>9} {reader:>5} {n:4} streams: relay {relay_sc} (scenario), "
+                f"  {mode:>9} {stack:>5} {n:4} streams: relay {relay_sc} (scenario), "
                 f"{relay_st} (steady); gateway {gateway}"
             )
         if args.profile:
             print(f"\nprofile at {levels[0]} streams (py-spy --gil, innermost frame's package)")
             for variant in variants:
                 out = workdir / f"profile-{variant[0]}-{variant[1]}.txt"
-                _, counts = profile(floor, variant, levels[0], args.chunks, args.ramp, out)
+                _, packages, activities = profile(
+                    floor, variant, levels[0], args.chunks, args.ramp, out
+                )
                 measured = [figures(r)["relay_steady"] for r in runs[(*variant, levels[0])]]
                 us = statistics.median([m for m in measured if m is not None] or [0.0])
-                total = sum(counts.values()) or 1
+                total = sum(packages.values()) or 1
                 print(f"  {variant[0]} ({variant[1]}), {total} samples, of {us:.1f} µs/chunk:")
-                for name, count in counts.most_common():
-                    share = count / total
-                    print(f"    {name:<30} {share:6.1%}  {share * us:6.1f} µs/chunk")
+                for counts in (packages, activities):
+                    for name, count in counts.most_common():
+                        share = count / total
+                        print(f"    {name:<55} {share:6.1%}  {share * us:6.1f} µs/chunk")
+                    print()
         if args.json:
             args.json.write_text(json.dumps({" ".join(map(str, k)): v for k, v in runs.items()}))
     finally:
