@@ -186,6 +186,8 @@ async def _relay(text: str, send) -> None:
                 from chat.live_local import frame_writer
 
                 chunks, write = response.stream.__aiter__(), frame_writer(send)
+                if write is None:
+                    raise RelayError("chat.live_local.frame_writer does not know this server")
             else:
                 chunks, write = response.aiter_raw(), None
             count = await forward(chunks, send, write)
@@ -433,7 +435,7 @@ PACKAGES = {
 }
 # What the relay was doing, from the whole stack: the first marker found, in this order.
 ACTIVITIES = (
-    (("handle_reply",), "send a frame (Daphne, autobahn framing, Twisted write)"),
+    (("handle_reply", "frame_writer"), "send a frame (Daphne, autobahn, Twisted write)"),
     (("doWrite", "writeSomeData"), "flush to the socket (Twisted, when writable)"),
     (("_texts",), "parse the SSE (split, orjson)"),
     (("aiter_raw", "BoundAsyncStream", "Started.__await__", "start (chat/"), "read the SSE"),
@@ -471,15 +473,13 @@ def categorize(raw_path: Path) -> tuple[collections.Counter, collections.Counter
     return packages, activities
 
 
-def profile(floor: Floor, variant, streams: int, chunks: int, ramp: float, out: Path):
-    """One run with py-spy attached to the relay while every stream runs (after the ramp,
-    before the first stream ends). py-spy pauses the relay to sample it: this run's own CPU
-    figures are not used."""
+def profile(floor: Floor, variant, streams: int, seconds: int, ramp: float, out: Path):
+    """One run with py-spy attached to the relay for ``seconds`` while every stream runs (after
+    the ramp, before the first stream ends; the streams are made long enough). py-spy pauses
+    the relay to sample it: this run's own CPU figures are not used."""
     relay, _ = floor.relays[variant]
     start_after = ramp + 0.3
-    seconds = int(chunks * DELAY_MS / 1000 - start_after - 0.3)
-    if seconds < 1:
-        raise RuntimeError("the streams are too short to profile: more --chunks")
+    chunks = round((start_after + seconds + 1.0) * 1000 / DELAY_MS)
     py_spy = Path(PYTHON).parent / "py-spy"
     argv = [str(py_spy), "record", "-p", str(relay.pid), "-r", "300", "-d", str(seconds)]
     argv += ["--gil", "-f", "raw", "-o", str(out)]
@@ -530,6 +530,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per mode and level")
     parser.add_argument("--ramp", type=float, default=1.0, help="seconds to start all streams")
     parser.add_argument("--profile", action="store_true", help="py-spy at the first level")
+    parser.add_argument("--profile-seconds", type=int, default=6, help="py-spy's duration")
     parser.add_argument("--json", type=Path, help="write every run's numbers here")
     args = parser.parse_args()
     levels = [int(x) for x in args.streams.split(",")]
@@ -583,7 +584,7 @@ def main() -> int:
             for variant in variants:
                 out = workdir / f"profile-{variant[0]}-{variant[1]}.txt"
                 _, packages, activities = profile(
-                    floor, variant, levels[0], args.chunks, args.ramp, out
+                    floor, variant, levels[0], args.profile_seconds, args.ramp, out
                 )
                 measured = [figures(r)["relay_steady"] for r in runs[(*variant, levels[0])]]
                 us = statistics.median([m for m in measured if m is not None] or [0.0])
