@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import resource
@@ -94,7 +95,9 @@ def _gateway() -> httpx.AsyncClient:
             base_url=os.environ["FLOOR_GATEWAY"].rstrip("/") + "/",
             headers={"Authorization": f"Bearer {API_KEY}"},
             timeout=httpx.Timeout(60.0),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000),
+            # The app's limits (chat/upstream/client.py): a pool of more than 100 connections
+            # closes each one its answer leaves idle (httpcore counts all, not the idle ones).
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
             trust_env=False,
         )
         if os.environ.get("FLOOR_STACK") == "lean":
@@ -118,19 +121,20 @@ def _texts(events: list[bytes]) -> tuple[list[str], bool]:
 
 
 async def _per_event(chunks, send, write) -> int:
-    buffer, count = b"", 0
-    async for chunk in chunks:
+    buffer, count, ended = b"", 0, False
+    async for chunk in chunks:  # to the body's end: the connection goes back to the pool
         *events, buffer = (buffer + chunk).split(b"\n\n")
-        texts, ended = _texts(events)
+        texts, done = _texts(events)
         for text in texts:
             if write is None:
                 await send({"type": "websocket.send", "text": "1\n" + text})
             else:
                 write("1\n" + text)
         count += len(texts)
-        if ended:
-            return count
-    raise RelayError("the stream ended early")
+        ended = ended or done
+    if not ended:
+        raise RelayError("the stream ended early")
+    return count
 
 
 async def _until(deadline: float) -> None:
@@ -167,6 +171,13 @@ async def _coalesced(chunks, send, write) -> int:
                 count += len(texts)
                 next_flush = loop.time() + WINDOW
             if ended:
+                # Read the body to its end (the chunked terminator follows the last event): a
+                # response read whole returns its connection to the pool instead of closing it.
+                read, ahead = ahead, None
+                with contextlib.suppress(StopAsyncIteration):
+                    await read
+                    async for _ in chunks:
+                        pass
                 return count
             await _until(next_flush)
     finally:
