@@ -4,13 +4,14 @@
     .venv/bin/python bench/floor.py --streams 100 --profile    # where the relay's CPU goes
 
 Starts, on 127.0.0.1, the demo gateway (50 chunks/s per stream, as ``make bench``) and one bare
-relay per mode, each under Daphne as the app is served (``devtools.launch.daphne_command``). A
-bare relay is this module's ``application``: a plain ASGI websocket app (no Django, Channels,
-auth, database or HTML). For each text message a websocket sends, it POSTs the request the app
-sends upstream (``/v1/responses``, ``stream: true``, bearer key) with ``httpx.AsyncClient.stream``
-and forwards the answer's text deltas to that websocket, in one of two modes:
+relay per mode and stack, each under Daphne as the app is served
+(``devtools.launch.daphne_command``). A bare relay is this module's ``application``: a plain
+ASGI websocket app (no Django, Channels, auth, database or HTML). For each text message a
+websocket sends, it POSTs the request the app sends upstream (``/v1/responses``,
+``stream: true``, bearer key) with ``httpx.AsyncClient.stream`` and forwards the answer's text
+deltas to that websocket, in one of two modes:
 
-- ``per-event``: one websocket frame per SSE text delta, read with ``response.aiter_raw()``;
+- ``per-event``: one websocket frame per SSE text delta, each network read handled at once;
 - ``coalesced``: as the app's runner paces itself (``TurnRunner._pace``): read everything that
   has arrived, send it as ONE frame, sleep until the 40 ms window ends, read again.
 
