@@ -15,7 +15,7 @@ from contextlib import aclosing, asynccontextmanager
 import pytest
 
 from chat import gc_tuning
-from chat.upstream import responses_api
+from chat.upstream import network, responses_api
 from chat.upstream.client import CUT_MESSAGE, GatewayClient, Timeouts
 from chat.upstream.events import Completed, Failed, TextDelta
 from chat.upstream.network import AsyncioBackend
@@ -195,3 +195,44 @@ def test_serving_freezes_the_start_up_heap_and_collects_young_objects_less_often
     gc_tuning.tune_for_serving()
     assert gc.get_freeze_count() > 10_000  # Django and the app, out of every full collection
     assert gc.get_threshold()[0] == gc_tuning.YOUNG_THRESHOLD
+
+
+async def test_a_request_on_a_kept_alive_connection_is_written_before_other_ready_work_runs(
+    monkeypatch,
+):
+    # On a busy worker every yield before the write costs the new turn one pass over all the
+    # other streams' work: the request must go out in the same step as the send.
+    passes = 0
+
+    async def other_work():
+        nonlocal passes
+        while True:
+            passes += 1
+            await asyncio.sleep(0)
+
+    async def handler(reader, writer):
+        while True:
+            await read_request(reader)
+            writer.write(SSE_HEAD + answer(["one"]))
+            await writer.drain()
+
+    written_at = []
+    real_write = network.AsyncioStream.write
+
+    async def write(self, buffer, timeout=None):
+        written_at.append(passes)
+        await real_write(self, buffer, timeout)
+
+    monkeypatch.setattr(network.AsyncioStream, "write", write)
+    async with raw_server(handler) as (url, _):
+        client = GatewayClient(url, "key", timeouts=Timeouts(2, 5, 30))
+        await ask(client)  # the connection is open and back in the pool
+        counter = asyncio.create_task(other_work())
+        await asyncio.sleep(0.01)
+        written_at.clear()
+        sent_at = passes
+        events = await ask(client)
+        counter.cancel()
+        await client.aclose()
+    assert isinstance(events[-1], Completed)
+    assert written_at[0] == sent_at

@@ -7,6 +7,9 @@ more than parsing the event. Here a read is a buffer check, or one future with o
 (the read timeout) when no data is waiting. Behaviour is httpcore's contract: the same
 exceptions (``ReadTimeout``, ``ReadError``, ``ConnectError``…), EOF as ``b""``, TLS through
 ``loop.start_tls``, ``is_readable`` for pooled keep-alive connections.
+
+Also here: httpcore's connection locks take the lock without yielding when no one holds it
+(``_fast_connection_locks``).
 """
 
 # httpcore's interface passes ``timeout`` to every call: ASYNC109 does not apply.
@@ -19,8 +22,10 @@ import ssl
 from collections.abc import Iterable
 from typing import Any
 
+import anyio
 import httpcore
 import httpx
+from httpcore._synchronization import AsyncLock
 from httpcore._utils import is_socket_readable
 
 __all__ = ["AsyncioBackend", "use_asyncio_backend"]
@@ -238,6 +243,26 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         for option in socket_options or ():
             sock.setsockopt(*option)
         return AsyncioStream(transport, protocol)
+
+
+def _fast_connection_locks() -> None:
+    """httpcore takes two locks per request on a pooled connection (the connection's and its
+    HTTP/1.1 state's), each an ``anyio.Lock`` that yields to the event loop once it is taken
+    even when no one else held it. On a busy loop each yield waits for one pass over every
+    other ready task (3 to 4 ms at 100 streams): two passes before a new turn's request was
+    written. anyio's ``fast_acquire`` takes a free lock at once (a held one is still waited
+    for, in order); a cancelled task is still stopped there."""
+
+    def setup(self: AsyncLock) -> None:
+        original_setup(self)
+        if self._backend == "asyncio":
+            self._anyio_lock = anyio.Lock(fast_acquire=True)
+
+    original_setup = AsyncLock.setup
+    AsyncLock.setup = setup  # type: ignore[method-assign]
+
+
+_fast_connection_locks()
 
 
 def use_asyncio_backend(client: httpx.AsyncClient) -> None:
