@@ -219,7 +219,7 @@ async def test_a_request_on_a_kept_alive_connection_is_written_before_other_read
     written_at = []
     real_write = network.AsyncioStream.write
 
-    async def write(self, buffer, timeout=None):
+    async def write(self, buffer, timeout=None):  # noqa: ASYNC109 (httpcore's interface)
         written_at.append(passes)
         await real_write(self, buffer, timeout)
 
