@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import html as html_lib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import nh3
@@ -364,12 +364,15 @@ def extend_tail(
     else:
         return _next_paragraph(previous, text, images)
     html = previous.tail_html
-    return replace(
-        previous,
-        new_blocks=[],
-        tail_html=html[:at] + shown + html[at:],
-        rest=text,
-        append_at=at + len(shown),
+    # Not dataclasses.replace: it looks the fields up again at every call (once per delta).
+    return TailRender(
+        [],
+        html[:at] + shown + html[at:],
+        text,
+        at + len(shown),
+        previous.in_code,
+        previous.new_lines,
+        previous.paragraph,
     )
 
 
@@ -406,7 +409,8 @@ def _next_paragraph(
     at, html = previous.append_at, previous.tail_html
     following = render_tail(start, images)
     finished = "".join([html[:at], head, html[at:], *following.new_blocks])
-    return replace(following, new_blocks=[finished])
+    following.new_blocks[:] = [finished]  # its own list, made by render_tail just now
+    return following
 
 
 def render_tail(text: str, images: ImagePolicy | None = None) -> TailRender:
