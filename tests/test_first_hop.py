@@ -53,22 +53,22 @@ def planning(seconds: float, value: str = "plan"):
     return plan
 
 
-async def test_the_loop_waits_for_the_plan_instead_of_running_other_work(settings):
-    settings.TURN_START_PRIORITY_MS = 200
+async def turns_of_other_work_during_a_plan(settings, priority_ms: float) -> int:
+    settings.TURN_START_PRIORITY_MS = priority_ms
     streams = Streams()
     result, turns = await streams.during(first_hop.run(planning(0.02)))
     streams.stop()
     assert result == "plan"
-    assert turns <= 3  # only the hand-back of the result, not the 20 ms of the plan
+    return turns
+
+
+async def test_the_loop_waits_for_the_plan_instead_of_running_other_work(settings):
+    # Only the hand-back of the result, not the 20 ms of the plan.
+    assert await turns_of_other_work_during_a_plan(settings, 200) <= 3
 
 
 async def test_with_the_setting_off_other_work_runs_while_the_plan_does(settings):
-    settings.TURN_START_PRIORITY_MS = 0
-    streams = Streams()
-    result, turns = await streams.during(first_hop.run(planning(0.02)))
-    streams.stop()
-    assert result == "plan"
-    assert turns > 20
+    assert await turns_of_other_work_during_a_plan(settings, 0) > 20
 
 
 async def test_a_plan_longer_than_the_limit_lets_the_loop_go_on_after_it(settings):
