@@ -403,7 +403,9 @@ def _next_paragraph(
     head, blank, after = text[len(previous.rest) :].partition("\n\n")
     start = after.lstrip("\n")
     if not blank or not start[:1].strip() or start[0] == "[" or "[" in previous.rest + head:
-        return None  # a next line starting with a space could still be the paragraph's
+        # Parsed with the paragraph: a next block that starts indented (the full parse keeps
+        # its first line as it is), or any "[" (a link and its reference definition).
+        return None
     if head and not _appendable_prose(head):
         return None
     at, html = previous.append_at, previous.tail_html
@@ -458,10 +460,12 @@ class StreamingMarkdown:
     Call ``append`` with each delta and ``flush`` when the page should be updated. ``flush``
     returns the HTML of blocks that became final since the last flush (append them once) and
     the HTML of the open tail (replace it each time). Only the tail is parsed again, once per
-    flush, so the total cost stays linear in the length of the answer.
+    flush, so the total cost stays linear in the length of the answer; plain text added where
+    the last render allows it is appended to the tail's HTML without parsing (``appended``).
 
-    ``flush`` is ``take`` + ``render_tail`` + ``commit``: the runner renders a long tail (one
-    huge list or table is one block) in a worker thread between the two, on the event loop.
+    ``flush`` is ``take`` + (``appended`` or ``render_tail``) + ``commit``: the runner renders
+    a long tail (one huge list or table is one block) in a worker thread between the two, on
+    the event loop.
 
     A code block that is still open (no closing fence yet) streams as plain escaped code: it is
     highlighted once it is closed. Highlighting it again at every flush cost ten times more than
