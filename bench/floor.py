@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/floor.py --streams 100,500 --chunks 250
     .venv/bin/python bench/floor.py --streams 100 --profile    # where the relay's CPU goes
+    .venv/bin/python bench/floor.py --streams 100 --probes 20  # and the first token it adds
 
 Starts, on 127.0.0.1, the demo gateway (50 chunks/s per stream, as ``make bench``) and one bare
 relay per mode and stack, each under Daphne as the app is served
@@ -30,8 +31,11 @@ and counts the chunks. Frames are ``"<k>\\n<text>"`` (k deltas joined), then ``"
 
 Printed per mode and level: the relay's CPU (utime + stime, ``/proc``) ÷ chunks relayed, over
 the whole scenario (as ``make bench`` #4 counts it) and over the steady window (every stream
-running); the gateway's CPU per chunk in the same window, for comparison. Timings are printed,
-never asserted; the exit status is non-zero only when a stream did not deliver every chunk.
+running); the gateway's CPU per chunk in the same window, for comparison. With ``--probes K``,
+K short answers one after another while every stream runs, through the relay and straight from
+the gateway: the time to first text the bare stack adds (as ``make bench`` #1 measures it).
+Timings are printed, never asserted; the exit status is non-zero only when a stream did not
+deliver every chunk.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from common import (
     daphne_command,
     demo_gateway_command,
     free_port,
+    percentile,
     wait_http,
 )
 
@@ -266,6 +271,56 @@ async def _read_stream(ws, stream: _Stream, message: str, start_at: float) -> No
     stream.error = "the websocket closed mid-answer"
 
 
+async def _probe_relay(ws, k: int) -> float:
+    """One short answer through the relay: ms from the send to its first frame."""
+    sent = time.perf_counter()
+    await ws.send(f"floor probe {k}: hi #chunks=3 #delay={DELAY_MS}")
+    first = None
+    async for raw in ws:
+        if first is None and raw.partition("\n")[0].isdigit():
+            first = time.perf_counter()
+        if raw.startswith("done ") or not raw.partition("\n")[0].isdigit():
+            break
+    if first is None:
+        raise RuntimeError(f"probe {k}: no text came back")
+    return (first - sent) * 1000
+
+
+async def _probe_direct(client: httpx.AsyncClient, url: str, k: int) -> float:
+    """The same answer straight from the gateway: ms from the request to its first text delta."""
+    text = f"floor direct {k}: hi #chunks=3 #delay={DELAY_MS}"
+    body = {"model": "demo-chat", "input": [{"role": "user", "content": text}], "stream": True}
+    sent = time.perf_counter()
+    first = None
+    async with client.stream("POST", url, json=body) as response:
+        async for line in response.aiter_lines():
+            if first is None and line.startswith("data:") and "output_text.delta" in line:
+                first = time.perf_counter()
+    if first is None:
+        raise RuntimeError(f"direct probe {k}: no text came back")
+    return (first - sent) * 1000
+
+
+async def _probes(spec: dict[str, Any], start_at: float) -> dict[str, list[float]]:
+    """While every stream runs: ``probes`` short answers one after another through the relay,
+    then as many straight from the gateway (the baseline), like ``make bench`` #1."""
+    from websockets.asyncio.client import connect
+
+    count = spec.get("probes", 0)
+    got: dict[str, list[float]] = {"relay_ms": [], "direct_ms": []}
+    if not count:
+        return got
+    ws = await connect(spec["url"], compression=None, ping_interval=None, max_queue=None)
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with httpx.AsyncClient(headers=headers, timeout=30) as client:
+        await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
+        for k in range(count):
+            got["relay_ms"].append(await _probe_relay(ws, k))
+            got["direct_ms"].append(await _probe_direct(client, spec["gateway"] + "/responses", k))
+    await ws.close()
+    return got
+
+
 async def _sample(pids: list[int], samples: list[tuple[float, ...]]) -> None:
     while True:
         samples.append((time.perf_counter(), *(cpu_seconds(pid) for pid in pids)))
@@ -309,6 +364,7 @@ async def run_client(spec: dict[str, Any]) -> dict[str, Any]:
         )
         for i, (ws, s) in enumerate(zip(sockets, streams, strict=True))
     ]
+    probes = asyncio.create_task(_probes(spec, t0 + ramp + 0.5))
     try:
         async with asyncio.timeout(ramp + chunks * DELAY_MS / 1000 * 6 + 60):
             await asyncio.gather(*reads)
@@ -316,6 +372,7 @@ async def run_client(spec: dict[str, Any]) -> dict[str, Any]:
         for s in streams:
             s.error = s.error or ("timeout" if s.done is None else "")
     after = time.perf_counter(), cpu_seconds(pids[0]), cpu_seconds(pids[1])
+    probed = await probes
     sampler.cancel()
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
 
@@ -335,6 +392,7 @@ async def run_client(spec: dict[str, Any]) -> dict[str, Any]:
         "relay_cpu_s": after[1] - before[1],
         "gateway_cpu_s": after[2] - before[2],
         "steady": None,
+        "probes": probed,
     }
     if delivered:
         window = _window_cpu(
@@ -405,15 +463,19 @@ class Floor:
         self.processes.append(process)
         return process
 
-    def run(self, variant: tuple[str, str], streams: int, chunks: int, ramp: float) -> dict:
+    def run(
+        self, variant: tuple[str, str], streams: int, chunks: int, ramp: float, probes: int = 0
+    ) -> dict:
         relay, address = self.relays[variant]
         spec = {
             "url": f"ws://{address}/",
+            "gateway": self.gateway_url,
             "streams": streams,
             "chunks": chunks,
             "ramp_s": ramp,
             "relay_pid": relay.pid,
             "gateway_pid": self.gateway.pid,
+            "probes": probes,
         }
         done = subprocess.run(
             [PYTHON, __file__, "client", json.dumps(spec)],
@@ -530,6 +592,17 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} ({min(values):.1f} to {max(values):.1f})"
 
 
+def _first_tokens(probes: dict[str, list[float]]) -> str:
+    """Probes' time to first text, p50 / p99: through the relay, direct, and the difference."""
+
+    relay, direct = probes["relay_ms"], probes["direct_ms"]
+    r50, r99, d50, d99 = (percentile(v, q) for v in (relay, direct) for q in (50, 99))
+    return (
+        f"relay p50 {r50:.1f} / p99 {r99:.1f} ms, direct p50 {d50:.1f} / p99 {d99:.1f} ms, "
+        f"added p50 {r50 - d50:.1f} / p99 {r99 - d99:.1f} ms"
+    )
+
+
 def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "client":
         print(json.dumps(asyncio.run(run_client(json.loads(sys.argv[2])))))
@@ -543,6 +616,9 @@ def main() -> int:
     parser.add_argument("--ramp", type=float, default=1.0, help="seconds to start all streams")
     parser.add_argument("--profile", action="store_true", help="py-spy at the first level")
     parser.add_argument("--profile-seconds", type=int, default=6, help="py-spy's duration")
+    parser.add_argument(
+        "--probes", type=int, default=0, help="first-token probes per run while all streams run"
+    )
     parser.add_argument("--json", type=Path, help="write every run's numbers here")
     args = parser.parse_args()
     levels = [int(x) for x in args.streams.split(",")]
@@ -567,7 +643,7 @@ def main() -> int:
         for _ in range(args.repeat):  # interleaved: the machine's other load hits all alike
             for n in levels:
                 for variant in variants:
-                    r = floor.run(variant, n, args.chunks, args.ramp)
+                    r = floor.run(variant, n, args.chunks, args.ramp, args.probes)
                     runs[(*variant, n)].append(r)
                     f = figures(r)
                     incomplete += r["streams"] - r["complete"]
@@ -580,6 +656,8 @@ def main() -> int:
                     )
                     if r["errors"]:
                         print(f"    errors: {r['errors']}")
+                    if r["probes"]["relay_ms"]:
+                        print(f"    first token: {_first_tokens(r['probes'])}", flush=True)
         print("\nsummary (median (range) over repeats, µs of CPU per chunk)")
         for key, results in runs.items():
             mode, stack, n = key

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_the_bare_relay_delivers_every_chunk_in_each_mode_and_stack(tmp_path):
     out = tmp_path / "floor.json"
     argv = [sys.executable, "bench/floor.py", "--streams", "2", "--chunks", "10", "--ramp", "0"]
-    argv += ["--stack", "stock,lean", "--json", str(out)]
+    argv += ["--stack", "stock,lean", "--probes", "2", "--json", str(out)]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     runs = json.loads(out.read_text())
@@ -26,6 +26,9 @@ def test_the_bare_relay_delivers_every_chunk_in_each_mode_and_stack(tmp_path):
         assert run["complete"] == 2, key
         assert run["chunks_relayed"] == 20, key
         assert run["errors"] == [], key
+        # Each first-token probe came back through the relay and straight from the gateway.
+        assert len(run["probes"]["relay_ms"]) == len(run["probes"]["direct_ms"]) == 2, key
+        assert all(ms > 0 for ms in run["probes"]["relay_ms"] + run["probes"]["direct_ms"]), key
         if key.startswith("coalesced"):
             assert run["frames"] < 20, key  # deltas 20 ms apart, joined per 40 ms window
         else:
