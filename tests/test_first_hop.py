@@ -22,18 +22,12 @@ class Streams:
 
     def __init__(self) -> None:
         self.turns = 0
-        self.stalled = 0.0  # the time the loop did not come back to them, in waits over 5 ms
         self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        last = time.monotonic()
         while True:
             self.turns += 1
             await asyncio.sleep(0)
-            now = time.monotonic()
-            if now - last > 0.005:
-                self.stalled += now - last
-            last = now
 
     async def during(self, hop) -> tuple[object, int]:
         await asyncio.sleep(0.01)  # running
@@ -84,14 +78,14 @@ async def test_a_plan_longer_than_the_limit_lets_the_loop_go_on_after_it(setting
 async def test_a_burst_of_plans_blocks_the_loop_at_most_a_tenth_of_the_time(settings):
     settings.TURN_START_PRIORITY_MS = 50
     streams = Streams()
-    began = time.monotonic()
-    for _ in range(5):
-        await streams.during(first_hop.run(planning(0.05)))
+    turns = [(await streams.during(first_hop.run(planning(0.04))))[1] for _ in range(5)]
     streams.stop()
-    # Five 50 ms plans: the loop waited through the budget (0.1 s, refilled at a tenth of the
-    # time), about two of them, not 0.25 s; the others shared the loop as before.
-    assert streams.stalled <= 0.1 + 0.1 * (time.monotonic() - began) + 0.02
-    assert streams.stalled >= 0.08
+    # Five 40 ms plans: the loop waited through the budget (0.1 s, refilled at a tenth of the
+    # time), two of them at most; during the others it went on with the streams as before.
+    # Counted in turns, not wall time: a busy machine's own pauses do not count.
+    held = sum(n <= 3 for n in turns)
+    assert 1 <= held <= 2, turns
+    assert sum(n > 20 for n in turns) >= 3, turns
 
 
 async def test_a_refused_plan_raises_in_the_caller(settings):
