@@ -116,6 +116,37 @@ async def test_keep_alive_connections_are_reused_and_a_closed_idle_one_is_replac
     assert len(connections) == 2  # the closed one was not used again
 
 
+async def test_a_finished_answers_connection_is_kept_while_over_a_hundred_others_stream():
+    # httpcore compares its keep-alive limit with every open connection: with the limit below
+    # the number of running answers, each new turn had to open a new connection.
+    release = asyncio.Event()
+
+    async def handler(reader, writer):
+        while True:
+            await read_request(reader)
+            if release.is_set():
+                writer.write(SSE_HEAD + answer(["one"]))
+            else:  # a long answer, still streaming
+                writer.write(SSE_HEAD + chunk(sse({"type": "response.created", "response": {}})))
+                await writer.drain()
+                await release.wait()
+                writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    async with raw_server(handler) as (url, connections):
+        client = GatewayClient(url, "key", timeouts=Timeouts(2, 5, 30))
+        streams = [client.stream_responses({"model": "m", "input": "hi"}) for _ in range(120)]
+        for stream in streams:
+            await anext(stream)  # each running answer holds its connection
+        release.set()
+        first, second = await ask(client), await ask(client)
+        for stream in streams:
+            await stream.aclose()
+        await client.aclose()
+    assert isinstance(first[-1], Completed) and isinstance(second[-1], Completed)
+    assert len(connections) == 121  # the second answer reused the first one's connection
+
+
 async def test_a_connection_reset_mid_answer_keeps_the_text_and_says_cut_off():
     async def handler(reader, writer):
         await read_request(reader)

@@ -135,6 +135,14 @@ class _Translator(Protocol):
     def close(self) -> list[Event]: ...
 
 
+# Every generating turn holds one connection for the whole answer. As many may stay open for
+# keep-alive: httpcore 1.0 compares its keep-alive limit with *all* the pool's connections, not
+# the idle ones (encode/httpcore#1000), so a lower limit closed each finished turn's connection
+# once that many streams ran, and every new turn paid a TCP connect: four passes of the event
+# loop, 12 ms of its first token at 100 streams. Idle connections still close after 5 s.
+MAX_CONNECTIONS = 1000
+
+
 class GatewayClient:
     """All requests to one gateway (one provider), over one pooled connection pool.
 
@@ -164,8 +172,9 @@ class GatewayClient:
                 write=timeouts.read,
                 pool=timeouts.connect,
             ),
-            # Every generating turn holds one connection for the whole answer.
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+            limits=httpx.Limits(
+                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
+            ),
             transport=transport,
         )
         if transport is None:
