@@ -165,6 +165,15 @@ async def test_one_answer_at_a_time_per_thread(user, thread):
     await registry.wait_for(turn.pk)
 
 
+async def test_a_turn_stopped_before_its_runner_began_is_stored_as_stopped(user, thread):
+    turn = await launch.start_turn(user, thread.pk, "slow #chunks=100 #delay=10")
+    assert await registry.stop_turn(turn.pk)  # before the runner's task took its first step
+    await registry.wait_for(turn.pk)
+    await turn.arefresh_from_db()
+    assert turn.status == Turn.Status.CANCELLED
+    assert registry.running_snapshot(turn.pk) is None
+
+
 def test_a_dead_workers_turn_is_marked_interrupted_and_keeps_its_text(thread, user, settings):
     settings.TURN_STALE_SECONDS = 20
     stale = timezone.now() - timedelta(seconds=30)

@@ -11,6 +11,9 @@ per new turn, and the new turn's first token is that much sooner.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -50,17 +53,49 @@ _budget = _Budget()
 async def run(func: Callable[[], T]) -> T:
     """``await database_sync_to_async(func)()``, with the loop waiting for it first."""
     finished = threading.Event()
+    outcome: list[tuple[T | None, BaseException | None]] = []
 
     def hop() -> T:
         try:
-            return func()
+            value = func()
+        except BaseException as error:
+            outcome.append((None, error))
+            raise
+        else:
+            outcome.append((value, None))
+            return value
         finally:
             finished.set()
 
-    started = eager.start(database_sync_to_async(hop)())  # in the database thread's queue now
+    # In the database thread's queue now. In a context of its own: asgiref marks the context
+    # of a pending hop (no other hop may start from it), and the caller may go on before the
+    # hop's coroutine ends.
+    context = contextvars.copy_context()
+    started = context.run(eager.start, database_sync_to_async(hop)())
     limit = min(settings.TURN_START_PRIORITY_MS / 1000, _budget.available())
     if not started.done and limit > 0:
         began = time.monotonic()
         finished.wait(limit)
         _budget.spend(time.monotonic() - began)
-    return await started
+    if not finished.is_set():
+        return await started
+    # The caller goes on now: the hand-back through the loop (a callback, then the task's
+    # wake-up behind every read that arrived while the loop waited) is finished aside.
+    _finish_aside(started, context)
+    value, error = outcome[0]
+    if error is not None:
+        raise error
+    return value  # type: ignore[return-value]
+
+
+_aside: set[asyncio.Task] = set()  # strong references until they end
+
+
+def _finish_aside(started: eager.Started, context: contextvars.Context) -> None:
+    async def finish() -> None:
+        with contextlib.suppress(BaseException):  # its outcome was already taken
+            await started
+
+    task = asyncio.get_running_loop().create_task(finish(), context=context)
+    _aside.add(task)
+    task.add_done_callback(_aside.discard)

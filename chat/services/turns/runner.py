@@ -127,6 +127,9 @@ class TurnRunner:
         # What earlier runners of this turn (a tool loop resumed) already recorded as usage.
         self.usage_at_start = self.state.usage
         self.stop_requested = False
+        # Set once ``run`` began: a task cancelled before its first step never runs its body,
+        # so the turn would stay "in progress" with no runner (``stop``).
+        self.began = False
         # Set while the end of the turn is being stored: a stop then must not cancel that write.
         self.finishing = False
         # What the answer brought besides choice 0's text, stored with its end (``_finish``).
@@ -164,7 +167,8 @@ class TurnRunner:
 
     def stop(self) -> None:
         self.stop_requested = True
-        if self.task is not None and not self.finishing:
+        # One not begun yet stops as it begins (``run``).
+        if self.task is not None and self.began and not self.finishing:
             self.task.cancel()
 
     def snapshot(self) -> live.Snapshot:
@@ -182,6 +186,7 @@ class TurnRunner:
     # -- the run ------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        self.began = True
         log_context.bind(turn_id=self.turn_id, user_id=self.plan.turn.author_id)
         translation.activate(self.language)
         started = time.monotonic()
@@ -193,6 +198,8 @@ class TurnRunner:
         if self.resuming:
             self._dirty.set()
         try:
+            if self.stop_requested:  # stopped before it began
+                raise asyncio.CancelledError
             # In a saturated process the turn first waits for a place (shown to its viewers).
             await admission.run_admitted(
                 self.turn_id, self.thread_id, self.announced, lambda: self._consume(started)
