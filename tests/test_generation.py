@@ -14,6 +14,7 @@ from django.utils import timezone
 from chat.models import Thread, Turn
 from chat.services.refusals import TurnRejected
 from chat.services.turns import launch, registry
+from chat.upstream import network
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -172,6 +173,32 @@ async def test_a_turn_stopped_before_its_runner_began_is_stored_as_stopped(user,
     await turn.arefresh_from_db()
     assert turn.status == Turn.Status.CANCELLED
     assert registry.running_snapshot(turn.pk) is None
+
+
+async def test_the_request_is_on_its_way_to_the_gateway_before_the_turn_is_announced(
+    user, thread, monkeypatch
+):
+    # The announcement is rendered while the gateway works, not before the request leaves.
+    order = []
+    real_write, real_created = network.AsyncioStream.write, launch._created
+
+    async def write(self, buffer, timeout=None):  # noqa: ASYNC109 (httpcore's interface)
+        if "request" not in order:
+            order.append("request")
+        await real_write(self, buffer, timeout)
+
+    def created(plan):
+        order.append("announcement")
+        return real_created(plan)
+
+    await run_turn(user, thread, "hello")  # the connection to the gateway is open and pooled
+    monkeypatch.setattr(network.AsyncioStream, "write", write)
+    monkeypatch.setattr(launch, "_created", created)
+    turn = await launch.start_turn(user, thread.pk, "hello again")
+    await registry.wait_for(turn.pk)
+    await turn.arefresh_from_db()
+    assert turn.status == Turn.Status.COMPLETED
+    assert order[:2] == ["request", "announcement"]
 
 
 def test_a_dead_workers_turn_is_marked_interrupted_and_keeps_its_text(thread, user, settings):

@@ -4,11 +4,12 @@ the turn (``planning``), starts its runner and tells the thread's sockets (``cha
 
 The time to first token is the order of this: one hop to the database thread (every socket and
 runner of the worker queue there; the event loop waits for it rather than share the GIL with it,
-``first_hop``), then the announcement rendered on the loop (the first delta waits for it) and
-the runner started."""
+``first_hop``), then the runner's first step (the request written to the gateway), then the
+announcement rendered on the loop while the gateway works (the first delta waits for it)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import uuid
@@ -133,10 +134,10 @@ async def _launch(plan: planning.TurnPlan) -> Turn:
     runner.announced.clear()
     runner.start()
     try:
-        # Rendered before the runner's task first runs: httpx (AnyIO checkpoints in its pool)
-        # yields to the loop a few times before it writes the request, so whatever runs here
-        # delays that write anyway; a render in the plan's hop would hold the database thread.
-
+        # The runner's first step goes first: it writes the request to the gateway without
+        # waiting (chat/upstream/network.py), and the announcement is rendered while the
+        # gateway works on it.
+        await asyncio.sleep(0)
         await live.publish(plan.turn.thread_id, await _announcement(plan))
     except ChannelLayerUnavailable:  # the turn runs; sockets catch up when Redis is back
         log.warning("could not announce turn %s", plan.turn.pk)
