@@ -12,6 +12,7 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 
+import httpx
 import pytest
 
 from chat import gc_tuning
@@ -145,6 +146,31 @@ async def test_a_finished_answers_connection_is_kept_while_over_a_hundred_others
         await client.aclose()
     assert isinstance(first[-1], Completed) and isinstance(second[-1], Completed)
     assert len(connections) == 121  # the second answer reused the first one's connection
+
+
+async def test_idle_connections_past_the_keep_alive_limit_are_closed_the_oldest_first():
+    async def handler(reader, writer):
+        while True:
+            await read_request(reader)
+            writer.write(SSE_HEAD + answer(["one"]))
+            await writer.drain()
+
+    async with raw_server(handler) as (url, connections):
+        client = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=2))
+        network.use_asyncio_backend(client)
+        pool = client._transport._pool
+        responses = [
+            await client.send(client.build_request("POST", url + "/responses"), stream=True)
+            for _ in range(5)
+        ]
+        opened = list(pool.connections)
+        for response in responses:
+            await response.aread()
+            await response.aclose()
+        kept = list(pool.connections)
+        await client.aclose()
+    assert len(connections) == 5
+    assert kept == opened[3:]  # two idle ones stay, the last to be used
 
 
 async def test_a_connection_reset_mid_answer_keeps_the_text_and_says_cut_off():

@@ -135,12 +135,10 @@ class _Translator(Protocol):
     def close(self) -> list[Event]: ...
 
 
-# Every generating turn holds one connection for the whole answer. As many may stay open for
-# keep-alive: httpcore 1.0 compares its keep-alive limit with *all* the pool's connections, not
-# the idle ones (encode/httpcore#1000), so a lower limit closed each finished turn's connection
-# once that many streams ran, and every new turn paid a TCP connect: four passes of the event
-# loop, 12 ms of its first token at 100 streams. Idle connections still close after 5 s.
-MAX_CONNECTIONS = 1000
+# Every generating turn holds one connection for the whole answer; up to 100 idle ones are
+# kept for the next turns (httpcore's limit as it should count, chat/upstream/network.py), each
+# for up to 5 s.
+MAX_CONNECTIONS, MAX_IDLE_CONNECTIONS = 1000, 100
 
 
 class GatewayClient:
@@ -173,7 +171,7 @@ class GatewayClient:
                 pool=timeouts.connect,
             ),
             limits=httpx.Limits(
-                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
+                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_IDLE_CONNECTIONS
             ),
             transport=transport,
         )

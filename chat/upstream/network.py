@@ -9,7 +9,8 @@ exceptions (``ReadTimeout``, ``ReadError``, ``ConnectError``…), EOF as ``b""``
 ``loop.start_tls``, ``is_readable`` for pooled keep-alive connections.
 
 Also here: httpcore's connection locks take the lock without yielding when no one holds it
-(``_fast_connection_locks``).
+(``_fast_connection_locks``), and its pool applies the keep-alive limit to the idle
+connections (``_assign_requests_to_connections``).
 """
 
 # httpcore's interface passes ``timeout`` to every call: ASYNC109 does not apply.
@@ -263,6 +264,61 @@ def _fast_connection_locks() -> None:
 
 
 _fast_connection_locks()
+
+
+def _assign_requests_to_connections(
+    self: httpcore.AsyncConnectionPool,
+) -> list[httpcore.AsyncConnectionInterface]:
+    """httpcore 1.0.9's method, with the keep-alive limit applied to the idle connections.
+
+    httpcore counts *every* connection of the pool against ``max_keepalive_connections``
+    (encode/httpcore#1000), once per idle connection: with more answers streaming than the
+    limit, each finished turn's connection was closed and every new turn opened one (four
+    loop passes, 12 ms of its first token at 100 streams); with a higher limit, each request
+    and release cost connections × idle connections. Here the idle ones are counted once."""
+    closing_connections = []
+    idle_count = sum(1 for connection in self._connections if connection.is_idle())
+    for connection in list(self._connections):
+        if connection.is_closed():
+            self._connections.remove(connection)
+        elif connection.has_expired():
+            self._connections.remove(connection)
+            closing_connections.append(connection)
+            idle_count -= connection.is_idle()
+        elif connection.is_idle() and idle_count > self._max_keepalive_connections:
+            self._connections.remove(connection)  # the oldest idle ones first, as httpcore
+            closing_connections.append(connection)
+            idle_count -= 1
+
+    # Assign queued requests to connections (as httpcore does).
+    queued_requests = [request for request in self._requests if request.is_queued()]
+    for pool_request in queued_requests:
+        origin = pool_request.request.url.origin
+        available_connections = [
+            connection
+            for connection in self._connections
+            if connection.can_handle_request(origin) and connection.is_available()
+        ]
+        idle_connections = [connection for connection in self._connections if connection.is_idle()]
+        if available_connections:
+            connection = available_connections[0]
+            pool_request.assign_to_connection(connection)
+        elif len(self._connections) < self._max_connections:
+            connection = self.create_connection(origin)
+            self._connections.append(connection)
+            pool_request.assign_to_connection(connection)
+        elif idle_connections:
+            connection = idle_connections[0]
+            self._connections.remove(connection)
+            closing_connections.append(connection)
+            connection = self.create_connection(origin)
+            self._connections.append(connection)
+            pool_request.assign_to_connection(connection)
+
+    return closing_connections
+
+
+httpcore.AsyncConnectionPool._assign_requests_to_connections = _assign_requests_to_connections  # type: ignore[method-assign]
 
 
 def use_asyncio_backend(client: httpx.AsyncClient) -> None:
