@@ -173,6 +173,24 @@ async def test_idle_connections_past_the_keep_alive_limit_are_closed_the_oldest_
     assert kept == opened[3:]  # two idle ones stay, the last to be used
 
 
+async def test_at_the_connection_limit_an_idle_connection_to_another_gateway_makes_room():
+    async def handler(reader, writer):
+        while True:
+            await read_request(reader)
+            writer.write(SSE_HEAD + answer(["one"]))
+            await writer.drain()
+
+    async with raw_server(handler) as (first, _), raw_server(handler) as (second, _):
+        client = httpx.AsyncClient(limits=httpx.Limits(max_connections=1))
+        network.use_asyncio_backend(client)
+        for url in (first, second):
+            response = await client.post(url + "/responses")
+            assert response.status_code == 200
+        origins = [str(c._origin) for c in client._transport._pool.connections]
+        await client.aclose()
+    assert origins == [second.removesuffix("/v1")]
+
+
 async def test_a_connection_reset_mid_answer_keeps_the_text_and_says_cut_off():
     async def handler(reader, writer):
         await read_request(reader)

@@ -269,7 +269,8 @@ _fast_connection_locks()
 def _assign_requests_to_connections(
     self: httpcore.AsyncConnectionPool,
 ) -> list[httpcore.AsyncConnectionInterface]:
-    """httpcore 1.0.9's method, with the keep-alive limit applied to the idle connections.
+    """httpcore 1.0.9's method (``pyproject.toml`` keeps httpcore at 1.0.x), with the keep-alive
+    limit applied to the idle connections.
 
     httpcore counts *every* connection of the pool against ``max_keepalive_connections``
     (encode/httpcore#1000), once per idle connection: with more answers streaming than the
@@ -299,7 +300,6 @@ def _assign_requests_to_connections(
             for connection in self._connections
             if connection.can_handle_request(origin) and connection.is_available()
         ]
-        idle_connections = [connection for connection in self._connections if connection.is_idle()]
         if available_connections:
             connection = available_connections[0]
             pool_request.assign_to_connection(connection)
@@ -307,10 +307,10 @@ def _assign_requests_to_connections(
             connection = self.create_connection(origin)
             self._connections.append(connection)
             pool_request.assign_to_connection(connection)
-        elif idle_connections:
-            connection = idle_connections[0]
-            self._connections.remove(connection)
-            closing_connections.append(connection)
+        elif (idle := next((c for c in self._connections if c.is_idle()), None)) is not None:
+            # Only looked for at the connection limit (httpcore lists them for every request).
+            self._connections.remove(idle)
+            closing_connections.append(idle)
             connection = self.create_connection(origin)
             self._connections.append(connection)
             pool_request.assign_to_connection(connection)
