@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -97,14 +98,10 @@ class ApiSite:
 
 
 @pytest.fixture(scope="module")
-def api_site(tmp_path_factory) -> Iterator[ApiSite]:
+def api_site(tmp_path_factory, migrated_data_dir) -> Iterator[ApiSite]:
     data = tmp_path_factory.mktemp("api-site")
     port = free_port()
-    env = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "SWITCHBOARD_DATA_DIR": str(data),
-        "PORT": str(port),
-        "DJANGO_SECURE": "0",
+    own_env = {
         "DEMO_CHUNK_DELAY_MS": "2",
         "RATE_LIMIT_PER_MINUTE": "0",
         "LOGIN_CLIENT_IP_HEADER": CLIENT_IP_HEADER,
@@ -113,8 +110,15 @@ def api_site(tmp_path_factory) -> Iterator[ApiSite]:
         "API_RETRY_AFTER_CAP_SECONDS": "3",
         "SHUTDOWN_GRACE_SECONDS": "1",
     }
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "SWITCHBOARD_DATA_DIR": str(data),
+        "PORT": str(port),
+        "DJANGO_SECURE": "0",
+        **own_env,
+    }
+    shutil.copytree(migrated_data_dir(env, own_env), data, dirs_exist_ok=True)
     manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     out = subprocess.run(
         [*manage, "shell", "-c", SETUP],
         cwd=ROOT,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -24,8 +25,30 @@ def live_app_port() -> int:
     return free_port()
 
 
+@pytest.fixture(scope="session")
+def migrated_data_dir(tmp_path_factory) -> Callable[[dict, dict], Path]:
+    """A data directory ``manage.py migrate`` made in ``env`` (with a test's own ``live_env``
+    variables), made once per test session (about 4 s each) and copied for each live app."""
+    made: dict[tuple, Path] = {}
+
+    def data_dir(env: dict, own: dict) -> Path:
+        key = tuple(sorted(own.items()))
+        if key not in made:
+            directory = tmp_path_factory.mktemp("migrated")
+            subprocess.run(
+                [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+                cwd=ROOT,
+                env=env | {"SWITCHBOARD_DATA_DIR": str(directory)},
+                check=True,
+            )
+            made[key] = directory
+        return made[key]
+
+    return data_dir
+
+
 @pytest.fixture
-def live_app(request, tmp_path, live_app_port) -> Iterator[str]:
+def live_app(request, tmp_path, live_app_port, migrated_data_dir) -> Iterator[str]:
     """The app under Daphne on its own data directory. Model-written titles are off (their
     background request would add a usage record at an unpredictable moment) unless a test
     asks for them with ``@pytest.mark.live_env(AUTO_TITLES="1")``."""
@@ -40,10 +63,9 @@ def live_app(request, tmp_path, live_app_port) -> Iterator[str]:
         "DEMO_CHUNK_DELAY_MS": "15",
         "SHUTDOWN_GRACE_SECONDS": "2",  # a turn still running at the end delays the stop
     }
-    env |= marker.kwargs if marker else {}
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
-    )
+    own_env = marker.kwargs if marker else {}
+    env |= own_env
+    shutil.copytree(migrated_data_dir(env, own_env), tmp_path, dirs_exist_ok=True)
     log = (tmp_path / "daphne.log").open("w")
     server = subprocess.Popen(
         daphne_command(port),

@@ -6,6 +6,7 @@ still lets nobody act."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -14,6 +15,7 @@ from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import User
 from django.contrib.sessions.models import Session
 from django.test import Client
+from django.utils import timezone
 
 from chat.channel_layer import LocalChannelLayer
 from chat.models import Access, ThreadShare, Turn
@@ -211,12 +213,18 @@ async def _delete_session_silently(user: User, client: Client) -> None:
     await Session.objects.filter(pk=client.cookies["sessionid"].value).adelete()
 
 
+async def _expire_session_silently(user: User, client: Client) -> None:
+    past = timezone.now() - dt.timedelta(seconds=1)
+    await Session.objects.filter(pk=client.cookies["sessionid"].value).aupdate(expire_date=past)
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
         (_deactivate_silently, "Your account was deactivated"),
         (_change_password_silently, "Your password was changed"),
         (_delete_session_silently, "Your session has ended"),
+        (_expire_session_silently, "Your session has ended"),
     ],
 )
 async def test_an_unannounced_change_refuses_the_next_action(thread, user, change, reason):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils.translation import gettext as _
 
-from chat.models import Provider, Thread, Turn
+from chat.models import Attachment, Provider, Thread, Turn
+from chat.prepared_reads import PreparedRead
 from chat.services.refusals import TurnRejected
 from chat.upstream.request import Api, Message, MessageFile
 
@@ -40,20 +43,29 @@ class Siblings:
     next_id: int | None
 
 
+def _turns_of(thread_id: int, *, file_flags: bool) -> QuerySet[Turn]:
+    turns = Turn.objects.filter(thread_id=thread_id)
+    if file_flags:  # each turn's ``has_files``: whether its message carried files
+        sent = Attachment.objects.filter(turn=OuterRef("pk"), from_model=False)
+        turns = turns.annotate(has_files=Exists(sent))
+    return turns
+
+
+# Before every turn: compiled once (chat.prepared_reads).
+_TURNS = PreparedRead(functools.partial(_turns_of, file_flags=False), int)
+_TURNS_WITH_FILE_FLAGS = PreparedRead(functools.partial(_turns_of, file_flags=True), int)
+
+
 class ThreadTree:
     """All turns of a thread, loaded in one query: the visible path, siblings and leaves."""
 
     def __init__(self, thread: Thread, *, file_flags: bool = False) -> None:
         self.thread = thread
-        turns = thread.turns.all()
-        if file_flags:  # each turn's ``has_files``: whether its message carried files
-            from django.db.models import Exists, OuterRef
-
-            from chat.models import Attachment
-
-            sent = Attachment.objects.filter(turn=OuterRef("pk"), from_model=False)
-            turns = turns.annotate(has_files=Exists(sent))
-        self.turns = {t.pk: t for t in turns}
+        turns = (_TURNS_WITH_FILE_FLAGS if file_flags else _TURNS).objects(thread.pk)
+        self.turns = {}
+        for turn in turns:
+            Turn.thread.field.set_cached_value(turn, thread)  # as ``thread.turns.all()`` does
+            self.turns[turn.pk] = turn
         self.children: dict[int | None, list[Turn]] = {}
         for turn in self.turns.values():  # ordered by creation, so siblings are too
             self.children.setdefault(turn.parent_id, []).append(turn)

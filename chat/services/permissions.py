@@ -13,6 +13,7 @@ from django.db.models import Q, QuerySet
 from django.utils.translation import gettext as _
 
 from chat.models import Access, Thread, ThreadShare
+from chat.prepared_reads import PreparedRead
 from chat.services.refusals import ReadOnly
 
 
@@ -71,6 +72,15 @@ def can_write(level: str | None) -> bool:
     return level in (AccessLevel.OWNER, AccessLevel.COLLABORATE)
 
 
+# Before every turn: compiled once (chat.prepared_reads).
+_THREAD = PreparedRead(
+    lambda thread_id: (
+        Thread.objects.select_related("provider", "owner").filter(pk=thread_id).order_by()
+    ),
+    int,
+)
+
+
 def thread_for(user: AbstractBaseUser | AnonymousUser, thread_id: int) -> Thread | None:
     """The thread if this user may see it, else None (callers answer 404: no existence leak).
     The user's right to it is on ``thread.access`` (an ``AccessLevel``)."""
@@ -78,8 +88,7 @@ def thread_for(user: AbstractBaseUser | AnonymousUser, thread_id: int) -> Thread
         return None
     # The same rule as ``visible_threads`` (owner, or a share reaching the user), but the owner's
     # case (every turn sent) is one plain query instead of one with a subquery of shares.
-    found = Thread.objects.select_related("provider", "owner").filter(pk=thread_id).order_by()
-    thread = next(iter(found[:1]), None)
+    thread = _THREAD.first(int(thread_id))
     if thread is None:
         return None
     thread.access = access_level(user, thread)

@@ -21,13 +21,14 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.db import transaction
-from django.db.models import Subquery
+from django.db.models import QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext_lazy as _
 
 from chat import live
+from chat.prepared_reads import PreparedRead
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,23 @@ def _session_store():
     return import_module(settings.SESSION_ENGINE).SessionStore
 
 
+def _user_and_session(user_id: int, session_key: str) -> QuerySet:
+    sessions = _session_store().get_model_class().objects.filter(session_key=session_key)
+    return (
+        get_user_model()
+        .objects.filter(pk=user_id)
+        .annotate(
+            session_data=Subquery(sessions.values("session_data")[:1]),
+            session_expires=Subquery(sessions.values("expire_date")[:1]),
+        )
+        .values_list("is_active", "password", "session_data", "session_expires")
+    )
+
+
+# Before every action of every socket: compiled once (chat.prepared_reads).
+_USER_AND_SESSION = PreparedRead(_user_and_session, int, str)
+
+
 def session_problem(user_id: int, session_key: str | None) -> str | None:
     """Why this socket's session no longer lets it act (the text for the user), or None.
 
@@ -60,20 +78,12 @@ def session_problem(user_id: int, session_key: str | None) -> str | None:
     user's current password; and the account is active. Needs a database-backed session engine
     (Django's default, the one Switchboard uses)."""
     store = _session_store()
-    sessions = store.get_model_class().objects.filter(
-        session_key=session_key or "", expire_date__gt=timezone.now()
-    )
-    row = (
-        get_user_model()
-        .objects.filter(pk=user_id)
-        .annotate(session_data=Subquery(sessions.values("session_data")[:1]))
-        .values_list("is_active", "password", "session_data")
-        .first()
-    )
+    row = _USER_AND_SESSION.first_row(int(user_id), session_key or "")
     if row is None or not row[0]:
         return DEACTIVATED
-    _, password, session_data = row
-    data = store().decode(session_data) if session_data else {}
+    _, password, session_data, expires = row
+    live_session = session_data and expires is not None and expires > timezone.now()
+    data = store().decode(session_data) if live_session else {}
     if str(data.get(SESSION_KEY)) != str(user_id):
         return SESSION_ENDED
     user = get_user_model()(pk=user_id, password=password)

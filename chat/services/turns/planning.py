@@ -11,7 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from chat.models import Attachment, Provider, Thread, Turn
+from chat.models import Attachment, Provider, Thread, ToolDefinition, Turn
+from chat.prepared_reads import PreparedRead
 from chat.services import (
     conversation,
     parameters,
@@ -46,6 +47,12 @@ class TurnPlan:
         return self.turn.runner_channel
 
 
+# Before every turn: compiled once (chat.prepared_reads).
+_THREAD_TOOLS = PreparedRead(
+    lambda thread_id: ToolDefinition.objects.filter(threads=thread_id), int
+)
+
+
 def request_for(turn: Turn, thread: Thread, path: list[Turn], user) -> RequestPlan:
     """What every upstream request of ``turn`` is built from (its first, and after tools)."""
     return RequestPlan(
@@ -59,7 +66,7 @@ def request_for(turn: Turn, thread: Thread, path: list[Turn], user) -> RequestPl
             tool.name: tool_loop.ToolSpec(
                 tool.name, tool.description, tool.parameters, tool.builtin, tool.mcp_tool_id
             )
-            for tool in thread.tools.all()
+            for tool in _THREAD_TOOLS.objects(thread.pk)
         },
         turn_id=turn.pk,
         file_turn_ids=_turns_with_files(path, turn),
