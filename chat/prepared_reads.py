@@ -2,7 +2,7 @@
 
 Django builds and compiles a queryset each time it runs it: 0.3 to 1 ms of CPU for each of the
 reads a turn makes before its request can leave, against ~20 µs for the database to answer
-these indexed reads (docs/architecture.md, "Where a first token's time goes"). A
+these indexed reads (docs/architecture.md, "The reads before a turn are compiled once"). A
 :class:`PreparedRead` is written as an ORM queryset like every other read. The first time it
 runs on a database it is compiled with marker values where its arguments go; later calls run
 that SQL with their own arguments, and build rows or model instances as Django would.
