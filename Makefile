@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+TEST_PROCESSES ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: run install install-dev signin-deps browser redis-server test lint services test-scaleout bench bench-peers clean static axe
 .PHONY: gettext messages makemessages
@@ -82,23 +83,34 @@ run: install static messages
 lint: install-dev
 	$(VENV)/bin/ruff check .
 
+# Every test: first those that need no browser, on every core (pytest-xdist), then the browser
+# tests and the timed ones (marked serial) alone; SKIP_BROWSER=1 leaves the browser tests out.
+# Exit code 5 is "nothing selected" (a PYTEST_ARGS path with tests of one kind only).
+ALONE := $(if $(filter 1,$(SKIP_BROWSER)),serial,browser or serial)
 test: install-dev browser redis-server axe messages lint
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_PROCESSES) -m "not multiprocess and not browser and not serial" \
+		$(PYTEST_ARGS) || [ $$? = 5 ]
+	$(VENV)/bin/pytest -m "not multiprocess and ($(ALONE))" $(PYTEST_ARGS) || [ $$? = 5 ]
 
 # PostgreSQL and Redis from Debian's packages, on 127.0.0.1 (idempotent; prints the URLs).
 services:
 	@bash .ci/services.sh
 
 # The tests that matter with several workers, on PostgreSQL + Redis, including the
-# multi-process ones (their -m replaces the default "not multiprocess").
+# multi-process ones (their -m replaces the default "not multiprocess"): as in make test, the
+# others on every core first, then the multi-process and timed ones alone.
 SCALEOUT_TESTS ?= tests/test_consumer.py tests/test_generation.py tests/test_deploy.py \
 	tests/test_sharing.py tests/test_search.py tests/test_history_paging.py tests/test_quotas.py \
 	tests/test_usage.py tests/test_hardening_config.py tests/test_multiprocess.py tests/test_faults.py \
 	tests/test_worker_faults.py tests/test_turn_mirror.py tests/test_channel_layer.py \
-	tests/test_session_binding.py tests/test_idle_sockets.py tests/test_live_local.py
+	tests/test_session_binding.py tests/test_idle_sockets.py tests/test_live_local.py \
+	tests/test_prepared_reads.py
 test-scaleout: install-dev messages
 	@urls=$$(bash .ci/services.sh) && eval "$$urls" && \
-		$(VENV)/bin/pytest -m "not browser" $(SCALEOUT_TESTS) $(PYTEST_ARGS)
+		{ $(VENV)/bin/pytest -n $(TEST_PROCESSES) -m "not browser and not multiprocess and not serial" \
+			$(SCALEOUT_TESTS) $(PYTEST_ARGS) || [ $$? = 5 ]; } && \
+		{ $(VENV)/bin/pytest -m "not browser and (multiprocess or serial)" \
+			$(SCALEOUT_TESTS) $(PYTEST_ARGS) || [ $$? = 5 ]; }
 
 # Benchmark: demo gateway + app under Daphne + load generator, figures vs a direct baseline
 # (bench/README.md). BENCH_ARGS=--quick for the under-a-minute version CI runs.

@@ -353,6 +353,7 @@ async def test_demo_mounted_under_a_prefix_in_process():
     assert unauthorized.status_code == 401
 
 
+@pytest.mark.serial  # timed
 @pytest.mark.parametrize("message", ["#chunks=1000 #delay=10", "#fault=timeout"])
 async def test_demo_stops_promptly_when_the_client_hangs_up(message):
     app = make_app()

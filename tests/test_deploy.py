@@ -99,6 +99,7 @@ def test_healthz_names_a_failing_database(client, db, monkeypatch):
     assert body["errors"]["database"].startswith("OperationalError: connection to server")
 
 
+@pytest.mark.serial  # timed
 async def test_healthz_answers_in_time_when_the_database_hangs(
     async_client, monkeypatch, quick_timeouts
 ):

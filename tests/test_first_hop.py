@@ -9,7 +9,7 @@ import pytest
 from chat.services.turns import first_hop
 
 # The hop closes the database thread's old connections first, as every hop there does.
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.serial]
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,9 @@ from chat.services.turns import launch, registry
 from chat.services.turns.planning import TurnPlan
 from chat.services.turns.runner import TurnRunner
 
+# Times the event loop or loads the machine: run alone, not beside other tests (make test).
+pytestmark = pytest.mark.serial
+
 CATASTROPHIC = "^(a+)+$"
 # Python's re needs about 2^27 steps to refuse this (seconds; the probe measured 2.3 s for 25
 # "a"s); RE2 needs one pass.

@@ -114,6 +114,7 @@ def test_invalid_utf8_is_replaced_not_fatal():
     assert parse(b"data: a\xffb\n\n") == [SSEMessage(None, "a\ufffdb")]
 
 
+@pytest.mark.serial  # timed
 def test_long_line_in_small_chunks_is_linear():
     # A parser that re-scans or re-joins its buffer per chunk would need ~10 GB of copying here.
     line = b"data: " + b"x" * 1_000_000 + b"\n\n"
