@@ -20,12 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 
 # Values no query of this app uses as a constant: where a marker appears, an argument goes.
-_INT_MARKER = 7_300_000_000_000_000_000
+# The int one fits every backend's 32-bit id column (Django compiles a lookup with a value out
+# of its column's range to "no rows", with no parameter).
+_INT_MARKER = 2_034_567_000
 _STR_MARKER = "\x00prepared-argument-"
 _BIGGEST_INT = 2**63 - 1
 
@@ -139,7 +142,10 @@ class PreparedRead:
     def _compile(self, key: tuple[str, str]) -> _Compiled:
         queryset = self._sample()
         compiler = queryset.query.get_compiler(using=key[0])
-        sql, params = compiler.as_sql()
+        try:
+            sql, params = compiler.as_sql()
+        except EmptyResultSet:
+            raise TypeError(f"a marker is out of range for a column of {queryset.model}") from None
         connection = connections[key[0]]
         markers = {_adapted(_marker(kind, i), connection): i for i, kind in enumerate(self._kinds)}
         slots = tuple(
