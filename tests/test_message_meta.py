@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.utils import timezone, translation
+from django.utils import formats, timezone, translation
 
 from chat import fragments
 from chat.models import ModelSetting, Turn, UsageRecord
@@ -58,7 +58,8 @@ def test_the_thread_page_shows_each_messages_time_and_the_answers_cost(logged_in
     local = timezone.localtime(turn.created_at)
     for iso, exact, relative in times:
         assert abs(dt.datetime.fromisoformat(iso) - turn.created_at) < dt.timedelta(seconds=1)
-        assert str(local.year) in exact and local.strftime("%H:%M")[-2:] in exact
+        # The time as the language writes it ("4 a.m." on the hour, "4:03 a.m." otherwise).
+        assert str(local.year) in exact and formats.time_format(local) in exact
         assert html_lib.unescape(relative) == "3\xa0minutes ago"
     footer = page[page.index('<footer class="turn-meta">') :]
     footer = footer[: footer.index("</footer>")]
