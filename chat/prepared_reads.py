@@ -35,9 +35,10 @@ _BIGGEST_INT = 2**63 - 1
 
 _DATETIME_MARKER = dt.datetime(1901, 2, 3, 4, 5, 6, 700_000, tzinfo=dt.UTC)
 _KINDS = (int, str, dt.datetime)
+Argument = int | str | dt.datetime
 
 
-def _marker(kind: type, index: int) -> int | str | dt.datetime:
+def _marker(kind: type, index: int) -> Argument:
     if kind is int:
         return _INT_MARKER + index
     if kind is str:
@@ -82,15 +83,15 @@ class PreparedRead:
         self._compiled: dict[tuple[str, str], _Compiled] = {}
         self._database: str | None = None  # the alias reads of the model go to
 
-    def rows(self, *args: int | str) -> list[tuple]:
+    def rows(self, *args: Argument) -> list[tuple]:
         """The selected values of each row (a ``values_list`` queryset's columns)."""
         return self._run(args)[2]
 
-    def first_row(self, *args: int | str) -> tuple | None:
+    def first_row(self, *args: Argument) -> tuple | None:
         rows = self.rows(*args)
         return rows[0] if rows else None
 
-    def objects(self, *args: int | str) -> list[Model]:
+    def objects(self, *args: Argument) -> list[Model]:
         """Model instances, with their ``select_related`` objects and annotations."""
         compiled, alias, rows = self._run(args)
         klass_info, select = compiled.klass_info, compiled.select
@@ -110,7 +111,7 @@ class PreparedRead:
             instances.append(instance)
         return instances
 
-    def first(self, *args: int | str) -> Model | None:
+    def first(self, *args: Argument) -> Model | None:
         instances = self.objects(*args)
         return instances[0] if instances else None
 
