@@ -58,14 +58,50 @@ def _adapted(value: Any, connection) -> Any:
 
 
 @dataclass(frozen=True)
+class _Instances:
+    """What Django's ``ModelIterable`` works out per query, worked out once: the model's
+    columns, its ``select_related`` objects' populators and the annotations' columns."""
+
+    model: type[Model]
+    columns: slice
+    names: list[str]
+    populators: list
+    annotations: list[tuple[str, int]]
+
+    @classmethod
+    def of(cls, compiler, database: str) -> _Instances | None:
+        klass_info, select = compiler.klass_info, compiler.select
+        if klass_info is None:
+            return None
+        fields = klass_info["select_fields"]
+        start, end = fields[0], fields[-1] + 1
+        return cls(
+            model=klass_info["model"],
+            columns=slice(start, end),
+            names=[column[0].target.attname for column in select[start:end]],
+            populators=get_related_populators(klass_info, select, database),
+            annotations=list((compiler.annotation_col_map or {}).items()),
+        )
+
+    def build(self, database: str, rows: list[tuple]) -> list[Model]:
+        instances = []
+        for row in rows:
+            instance = self.model.from_db(database, self.names, row[self.columns])
+            for populator in self.populators:
+                populator.populate(row, instance)
+            for name, position in self.annotations:
+                setattr(instance, name, row[position])
+            instances.append(instance)
+        return instances
+
+
+@dataclass(frozen=True)
 class _Compiled:
     sql: str
     # Per parameter of the SQL: the index of the call's argument, or (-1, value) a constant.
     slots: tuple[tuple[int, Any], ...]
     converters: dict  # column position -> (converter functions, expression), as Django's
-    select: list
-    klass_info: dict | None
-    annotation_col_map: dict | None
+    instances: _Instances | None  # how rows become model instances (None: a values query)
 
     def params(self, args: tuple, connection) -> list:
         return [
@@ -94,22 +130,7 @@ class PreparedRead:
     def objects(self, *args: Argument) -> list[Model]:
         """Model instances, with their ``select_related`` objects and annotations."""
         compiled, alias, rows = self._run(args)
-        klass_info, select = compiled.klass_info, compiled.select
-        model = klass_info["model"]
-        fields = klass_info["select_fields"]
-        start, end = fields[0], fields[-1] + 1
-        names = [column[0].target.attname for column in select[start:end]]
-        populators = get_related_populators(klass_info, select, alias)
-        annotations = (compiled.annotation_col_map or {}).items()
-        instances = []
-        for row in rows:
-            instance = model.from_db(alias, names, row[start:end])
-            for populator in populators:
-                populator.populate(row, instance)
-            for name, position in annotations:
-                setattr(instance, name, row[position])
-            instances.append(instance)
-        return instances
+        return compiled.instances.build(alias, rows)
 
     def first(self, *args: Argument) -> Model | None:
         instances = self.objects(*args)
@@ -161,9 +182,7 @@ class PreparedRead:
             sql=sql,
             slots=slots,
             converters=compiler.get_converters(columns),
-            select=compiler.select,
-            klass_info=compiler.klass_info,
-            annotation_col_map=compiler.annotation_col_map,
+            instances=_Instances.of(compiler, key[0]),
         )
         self._compiled[key] = compiled
         self._database = key[0]

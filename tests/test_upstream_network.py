@@ -58,6 +58,14 @@ async def read_request(reader: asyncio.StreamReader) -> None:
     await reader.readexactly(length)
 
 
+async def answer_every_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A gateway that answers "one" to each request on a kept-alive connection."""
+    while True:
+        await read_request(reader)
+        writer.write(SSE_HEAD + answer(["one"]))
+        await writer.drain()
+
+
 @asynccontextmanager
 async def raw_server(handler: Handler) -> AsyncIterator[tuple[str, list[int]]]:
     """A one-off HTTP server on 127.0.0.1; yields its /v1 URL and a list counting connections."""
@@ -149,13 +157,7 @@ async def test_a_finished_answers_connection_is_kept_while_over_a_hundred_others
 
 
 async def test_idle_connections_past_the_keep_alive_limit_are_closed_the_oldest_first():
-    async def handler(reader, writer):
-        while True:
-            await read_request(reader)
-            writer.write(SSE_HEAD + answer(["one"]))
-            await writer.drain()
-
-    async with raw_server(handler) as (url, connections):
+    async with raw_server(answer_every_request) as (url, connections):
         client = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=2))
         network.use_asyncio_backend(client)
         pool = client._transport._pool
@@ -174,13 +176,10 @@ async def test_idle_connections_past_the_keep_alive_limit_are_closed_the_oldest_
 
 
 async def test_at_the_connection_limit_an_idle_connection_to_another_gateway_makes_room():
-    async def handler(reader, writer):
-        while True:
-            await read_request(reader)
-            writer.write(SSE_HEAD + answer(["one"]))
-            await writer.drain()
-
-    async with raw_server(handler) as (first, _), raw_server(handler) as (second, _):
+    async with (
+        raw_server(answer_every_request) as (first, _),
+        raw_server(answer_every_request) as (second, _),
+    ):
         client = httpx.AsyncClient(limits=httpx.Limits(max_connections=1))
         network.use_asyncio_backend(client)
         for url in (first, second):
@@ -285,12 +284,6 @@ async def test_a_request_on_a_kept_alive_connection_is_written_before_other_read
             passes += 1
             await asyncio.sleep(0)
 
-    async def handler(reader, writer):
-        while True:
-            await read_request(reader)
-            writer.write(SSE_HEAD + answer(["one"]))
-            await writer.drain()
-
     written_at = []
     real_write = network.AsyncioStream.write
 
@@ -299,7 +292,7 @@ async def test_a_request_on_a_kept_alive_connection_is_written_before_other_read
         await real_write(self, buffer, timeout)
 
     monkeypatch.setattr(network.AsyncioStream, "write", write)
-    async with raw_server(handler) as (url, _):
+    async with raw_server(answer_every_request) as (url, _):
         client = GatewayClient(url, "key", timeouts=Timeouts(2, 5, 30))
         await ask(client)  # the connection is open and back in the pool
         counter = asyncio.create_task(other_work())
