@@ -62,12 +62,11 @@ class ThreadTree:
     def __init__(self, thread: Thread, *, file_flags: bool = False) -> None:
         self.thread = thread
         turns = (_TURNS_WITH_FILE_FLAGS if file_flags else _TURNS).objects(thread.pk)
-        self.turns = {}
-        for turn in turns:
+        self.turns: dict[int, Turn] = {}
+        self.children: dict[int | None, list[Turn]] = {}
+        for turn in turns:  # ordered by creation, so siblings are too
             Turn.thread.field.set_cached_value(turn, thread)  # as ``thread.turns.all()`` does
             self.turns[turn.pk] = turn
-        self.children: dict[int | None, list[Turn]] = {}
-        for turn in self.turns.values():  # ordered by creation, so siblings are too
             self.children.setdefault(turn.parent_id, []).append(turn)
 
     def path(self, leaf_id: int | None = None) -> list[Turn]:

@@ -83,8 +83,7 @@ _USER_ROW = PreparedRead(
     int,
 )
 _SITE_ROW = PreparedRead(
-    lambda site_id: SiteSettings.objects.filter(pk=site_id).order_by().values_list(*_SITE_FIELDS),
-    int,
+    lambda: SiteSettings.objects.filter(pk=1).order_by().values_list(*_SITE_FIELDS)
 )
 _MODEL_ROW = PreparedRead(
     lambda provider_id, model: (
@@ -106,7 +105,7 @@ def _situation(user, provider=None, model: str = "") -> dict:
     if user_row is None:
         raise get_user_model().DoesNotExist(user.pk)
     row = dict(zip(("is_staff", *_OWN), user_row, strict=True))
-    site_row = _SITE_ROW.first_row(1) or (None,) * len(_SITE_FIELDS)
+    site_row = _SITE_ROW.first_row() or (None,) * len(_SITE_FIELDS)
     row.update(zip(_SITE_FIELDS, site_row, strict=True))
     if provider is not None:
         setting = _MODEL_ROW.first_row(provider.pk, model)

@@ -11,6 +11,7 @@ Messages name a session by a digest of its key (``session_tag``), never the key 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable, Iterable
@@ -53,21 +54,22 @@ def _session_store():
     return import_module(settings.SESSION_ENGINE).SessionStore
 
 
-def _user_and_session(user_id: int, session_key: str) -> QuerySet:
-    sessions = _session_store().get_model_class().objects.filter(session_key=session_key)
+def _user_and_session(user_id: int, session_key: str, now: dt.datetime) -> QuerySet:
+    sessions = (
+        _session_store()
+        .get_model_class()
+        .objects.filter(session_key=session_key, expire_date__gt=now)
+    )
     return (
         get_user_model()
         .objects.filter(pk=user_id)
-        .annotate(
-            session_data=Subquery(sessions.values("session_data")[:1]),
-            session_expires=Subquery(sessions.values("expire_date")[:1]),
-        )
-        .values_list("is_active", "password", "session_data", "session_expires")
+        .annotate(session_data=Subquery(sessions.values("session_data")[:1]))
+        .values_list("is_active", "password", "session_data")
     )
 
 
 # Before every action of every socket: compiled once (chat.prepared_reads).
-_USER_AND_SESSION = PreparedRead(_user_and_session, int, str)
+_USER_AND_SESSION = PreparedRead(_user_and_session, int, str, dt.datetime)
 
 
 def session_problem(user_id: int, session_key: str | None) -> str | None:
@@ -78,12 +80,11 @@ def session_problem(user_id: int, session_key: str | None) -> str | None:
     user's current password; and the account is active. Needs a database-backed session engine
     (Django's default, the one Switchboard uses)."""
     store = _session_store()
-    row = _USER_AND_SESSION.first_row(int(user_id), session_key or "")
+    row = _USER_AND_SESSION.first_row(int(user_id), session_key or "", timezone.now())
     if row is None or not row[0]:
         return DEACTIVATED
-    _, password, session_data, expires = row
-    live_session = session_data and expires is not None and expires > timezone.now()
-    data = store().decode(session_data) if live_session else {}
+    _, password, session_data = row
+    data = store().decode(session_data) if session_data else {}
     if str(data.get(SESSION_KEY)) != str(user_id):
         return SESSION_ENDED
     user = get_user_model()(pk=user_id, password=password)
