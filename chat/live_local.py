@@ -29,6 +29,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import sys
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
@@ -305,11 +306,42 @@ def frame_writer(send: Any) -> Callable[[str], None] | None:
             return  # closing: Daphne tells the socket (``websocket.disconnect``)
         payload = text.encode()
         if _plain_frames(protocol):
-            protocol.transport.write(text_frame_header(len(payload)) + payload)
+            send_now(protocol.transport, text_frame_header(len(payload)) + payload)
         else:
             protocol.sendMessage(payload, False)
 
     return write
+
+
+def send_now(transport: Any, data: bytes) -> None:
+    """``transport.write(data)``, but sent to the socket now when nothing is queued before it.
+
+    Twisted's TCP transport only buffers a write and asks the reactor to tell it when the
+    socket is writable: the frame leaves on the loop's next pass, after everything queued on
+    it (a new turn's first delta waited that long at 100 streams), and every frame costs a
+    writer registered and removed again. asyncio's own transports try the socket first; this
+    does the same. What the socket does not take, or a socket error, goes through Twisted's
+    write as before (it sends the rest, or finds the error and closes the connection)."""
+    sock = getattr(transport, "socket", None)
+    tcp = sys.modules.get("twisted.internet.tcp")
+    if (
+        sock is None
+        or tcp is None
+        or not isinstance(transport, tcp.Connection)
+        or transport.dataBuffer
+        or transport._tempDataBuffer
+        or not transport.connected
+        or transport.disconnecting
+        or transport._writeDisconnected
+    ):
+        transport.write(data)
+        return
+    try:
+        sent = sock.send(data)
+    except OSError:  # would block, or the connection failed: Twisted's write handles both
+        sent = 0
+    if sent < len(data):
+        transport.write(data[sent:])
 
 
 def _plain_frames(protocol: Any) -> bool:

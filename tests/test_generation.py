@@ -14,6 +14,7 @@ from django.utils import timezone
 from chat.models import Thread, Turn
 from chat.services.refusals import TurnRejected
 from chat.services.turns import launch, registry
+from chat.services.turns.runner import TurnRunner
 from chat.upstream import network
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -199,6 +200,31 @@ async def test_the_request_is_on_its_way_to_the_gateway_before_the_turn_is_annou
     await turn.arefresh_from_db()
     assert turn.status == Turn.Status.COMPLETED
     assert order[:2] == ["request", "announcement"]
+
+
+async def test_the_request_leaves_before_work_already_queued_on_the_loop(
+    user, thread, monkeypatch
+):
+    # On a busy worker the loop's queue holds every running stream's work: the new turn's
+    # runner takes its first step (the request written) ahead of it.
+    order = []
+    real_write, real_start = network.AsyncioStream.write, TurnRunner.start
+
+    async def write(self, buffer, timeout=None):  # noqa: ASYNC109 (httpcore's interface)
+        if "request" not in order:
+            order.append("request")
+        await real_write(self, buffer, timeout)
+
+    def start(self):
+        asyncio.get_running_loop().call_soon(order.append, "other streams' work")
+        return real_start(self)
+
+    await run_turn(user, thread, "hello")  # the connection to the gateway is open and pooled
+    monkeypatch.setattr(network.AsyncioStream, "write", write)
+    monkeypatch.setattr(TurnRunner, "start", start)
+    turn = await run_turn(user, thread, "hello again")
+    assert turn.status == Turn.Status.COMPLETED
+    assert order[:2] == ["request", "other streams' work"]
 
 
 def test_a_dead_workers_turn_is_marked_interrupted_and_keeps_its_text(thread, user, settings):

@@ -2,6 +2,9 @@
 
 import asyncio
 import contextvars
+import socket
+
+import pytest
 
 from chat import live_local
 
@@ -83,3 +86,69 @@ def test_a_delta_frame_has_the_header_rfc_6455_gives_each_length():
     assert live_local.text_frame_header(126) == b"\x81\x7e\x00\x7e"
     assert live_local.text_frame_header(65535) == b"\x81\x7e\xff\xff"
     assert live_local.text_frame_header(65536) == b"\x81\x7f" + (65536).to_bytes(8, "big")
+
+
+class _Reactor:
+    """Records what a Twisted transport asks of its reactor: to be told when it may write."""
+
+    def __init__(self) -> None:
+        self.writers: set[object] = set()
+
+    def addWriter(self, writer) -> None:  # noqa: N802 (Twisted's interface)
+        self.writers.add(writer)
+
+    def removeWriter(self, writer) -> None:  # noqa: N802 (Twisted's interface)
+        self.writers.discard(writer)
+
+
+@pytest.fixture
+def twisted_socket():
+    """A Twisted TCP transport on one end of a socket pair, the browser on the other."""
+    from twisted.internet import tcp
+
+    ours, browser = socket.socketpair()
+    reactor = _Reactor()
+    transport = tcp.Connection(ours, protocol=None, reactor=reactor)
+    transport.connected = True
+    yield transport, browser, reactor
+    ours.close()
+    browser.close()
+
+
+def received(browser: socket.socket) -> bytes:
+    browser.setblocking(False)
+    try:
+        return browser.recv(1 << 20)
+    except BlockingIOError:
+        return b""
+
+
+def test_a_frame_goes_to_the_socket_at_once_not_on_the_loops_next_pass(twisted_socket):
+    transport, browser, reactor = twisted_socket
+    live_local.send_now(transport, b"frame 1")
+    assert received(browser) == b"frame 1"
+    assert not reactor.writers  # nothing left for the reactor to write
+
+
+def test_a_frame_waits_behind_what_twisted_still_has_to_send(twisted_socket):
+    transport, browser, reactor = twisted_socket
+    transport.write(b"the announcement")  # Twisted's own write: sent on the reactor's next pass
+    live_local.send_now(transport, b"the first delta")
+    assert received(browser) == b""
+    assert reactor.writers == {transport}
+    transport.doWrite()  # the reactor's next pass
+    assert received(browser) == b"the announcement" + b"the first delta"
+
+
+def test_what_a_full_socket_does_not_take_is_sent_by_twisted_after_it(twisted_socket):
+    transport, browser, reactor = twisted_socket
+    frame = bytes(range(256)) * 40_000  # more than the socket pair's buffers hold
+    live_local.send_now(transport, frame)
+    assert reactor.writers == {transport}
+    got = b""
+    while reactor.writers:  # the reactor's passes, the socket writable again each time
+        got += received(browser)
+        transport.doWrite()
+    got += received(browser)
+    assert got == frame
+    assert not reactor.writers

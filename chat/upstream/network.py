@@ -29,10 +29,15 @@ import httpx
 from httpcore._synchronization import AsyncLock
 from httpcore._utils import is_socket_readable
 
+from chat import loop_priority
+
 __all__ = ["AsyncioBackend", "use_asyncio_backend"]
 
 # Reading from the socket pauses while this much is buffered and unread (a slow consumer).
 _HIGH_WATER = 256 * 1024
+# After a request is written, this many wake-ups of its reader run ahead of queued work
+# (chat.loop_priority): the response's headers and its first event.
+URGENT_WAKES_AFTER_WRITE = 2
 
 
 def _expire(waiter: asyncio.Future[None], error: type[Exception]) -> None:
@@ -53,6 +58,9 @@ class _StreamProtocol(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         self.writing_paused = False
+        # A request was just written: the reader of its response's first bytes (the headers,
+        # then the first event when they come apart) is woken ahead of queued work.
+        self.urgent_wakes = 0
 
     # -- asyncio's callbacks ----------------------------------------------------------------
 
@@ -89,7 +97,12 @@ class _StreamProtocol(asyncio.Protocol):
 
     def _wake_reader(self) -> None:
         if self._read_waiter is not None and not self._read_waiter.done():
-            self._read_waiter.set_result(None)
+            if self.urgent_wakes:
+                self.urgent_wakes -= 1
+                with loop_priority.ahead_of_queued_work(self.loop):
+                    self._read_waiter.set_result(None)
+            else:
+                self._read_waiter.set_result(None)
 
     # -- what the stream awaits -------------------------------------------------------------
 
@@ -147,6 +160,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if self._transport.is_closing():
             raise httpcore.WriteError("the connection is closed")
         self._transport.write(buffer)
+        self._protocol.urgent_wakes = URGENT_WAKES_AFTER_WRITE
         if self._protocol.writing_paused:
             await self._protocol.drain(timeout)
             if self._transport.is_closing() and self._protocol.error is not None:

@@ -33,7 +33,7 @@ from django.conf import settings
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from chat import image_policy, live, log_context, metrics
+from chat import image_policy, live, log_context, loop_priority, metrics
 from chat.channel_layer import ChannelLayerUnavailable
 from chat.markdown import StreamingMarkdown, render_tail
 from chat.models import Turn
@@ -159,10 +159,13 @@ class TurnRunner:
 
     def start(self) -> asyncio.Task[None]:
         # A fresh context: the task must not inherit the request's thread-sensitive executor,
-        # which asgiref shuts down when that request ends (the turn outlives it).
-        self.task = asyncio.get_running_loop().create_task(
-            self.run(), name=f"turn-{self.turn_id}", context=contextvars.Context()
-        )
+        # which asgiref shuts down when that request ends (the turn outlives it). Its first
+        # step (the request written to the gateway) runs as soon as the caller yields, not
+        # behind the running streams' queued work.
+        with loop_priority.ahead_of_queued_work():
+            self.task = asyncio.get_running_loop().create_task(
+                self.run(), name=f"turn-{self.turn_id}", context=contextvars.Context()
+            )
         return self.task
 
     def stop(self) -> None:
