@@ -94,10 +94,10 @@ class _Reactor:
     def __init__(self) -> None:
         self.writers: set[object] = set()
 
-    def addWriter(self, writer) -> None:  # noqa: N802 (Twisted's interface)
+    def addWriter(self, writer) -> None:  # Twisted's interface
         self.writers.add(writer)
 
-    def removeWriter(self, writer) -> None:  # noqa: N802 (Twisted's interface)
+    def removeWriter(self, writer) -> None:  # Twisted's interface
         self.writers.discard(writer)
 
 
