@@ -14,7 +14,14 @@ django_application = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
 from django.db import DatabaseError  # noqa: E402
 
-from chat import daphne_uploads, gc_tuning, gil_switch, shutdown, socket_loop  # noqa: E402
+from chat import (  # noqa: E402
+    daphne_checks,
+    daphne_uploads,
+    gc_tuning,
+    gil_switch,
+    shutdown,
+    socket_loop,
+)
 from chat.api.asgi import with_api  # noqa: E402
 from chat.demo_mount import with_demo_gateway  # noqa: E402
 from chat.routing import websocket_application  # noqa: E402
@@ -41,8 +48,10 @@ except DatabaseError:
 shutdown.install()
 # Under Daphne: an upload's body is not parsed on the event loop (chat/daphne_uploads.py).
 daphne_uploads.install()
-# Under Daphne: what an idle websocket keeps is small (chat/socket_loop.py).
+# Under Daphne: what an idle websocket keeps is small (chat/socket_loop.py), and its periodic
+# checks visit only the connections that need them (chat/daphne_checks.py).
 socket_loop.install()
+daphne_checks.install()
 # Start-up objects out of the collector's sight, fewer young collections (chat/gc_tuning.py).
 gc_tuning.tune_for_serving()
 # The database thread gets the GIL back from a busy loop sooner (chat/gil_switch.py).
