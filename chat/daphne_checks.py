@@ -19,9 +19,10 @@ happening (daphne#192). After ``install``:
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
+import contextvars
+import functools
 import logging
+import math
 import sys
 import time
 import weakref
@@ -34,23 +35,38 @@ _CHECK_EVERY = 2.0  # seconds, Daphne's timeout_checker period
 
 class _State:
     """Per server: the connections the application check must visit; the open websockets by
-    the time their timeouts are next due; every other connection (checked on every pass).
-    Keyed by ``id``: Daphne's protocols hash in Python, too slow to look up per pass."""
+    the checker's pass in which their timeouts are next due (a weak reference each, in a list
+    per pass: 80 bytes a socket); every other connection, checked on every pass. Keyed by
+    ``id``: Daphne's protocols hash in Python, too slow to look up for every socket."""
 
     def __init__(self) -> None:
         self.attention: set[Any] = set()
-        self.due: list[tuple[float, int, weakref.ref]] = []
+        self.due: dict[int, list[weakref.ref]] = {}
         self.others: dict[int, Any] = {}
-        self.order = itertools.count()
 
     def schedule(self, server: Any, protocol: Any, now: float) -> None:
         at = protocol.last_ping + server.ping_interval
         if server.websocket_timeout >= 0:
             at = min(at, protocol.socket_opened + server.websocket_timeout)
         # Daphne's comparisons are strict, and it looks every 2 s: not before the next pass.
-        # A weak reference: a closed socket is not kept until its next ping would have been due.
-        entry = (max(at, now + 0.001), next(self.order), weakref.ref(protocol))
-        heapq.heappush(self.due, entry)
+        # A weak reference: a closed socket is not kept until its next ping would be due.
+        slot = math.ceil(max(at, now + 0.001) / _CHECK_EVERY)
+        self.due.setdefault(slot, []).append(weakref.ref(protocol))
+
+    def take_due(self, now: float) -> list[Any]:
+        """The scheduled sockets due by ``now`` (those still alive), no longer scheduled."""
+        last = math.floor(now / _CHECK_EVERY)
+        due = []
+        for slot in [slot for slot in self.due if slot <= last]:
+            due.extend(ref() for ref in self.due.pop(slot))
+        return due
+
+
+_CALLBACK_CONTEXT = contextvars.Context()
+
+
+def _needs_attention(server: Any, protocol: Any, _done: object) -> None:
+    _state(server).attention.add(protocol)
 
 
 def _state(server: Any) -> _State:
@@ -87,7 +103,10 @@ def install() -> bool:
         queue = create_application(self, protocol, scope)
         instance = self.connections.get(protocol, {}).get("application_instance")
         if instance is not None:
-            instance.add_done_callback(lambda _done: _state(self).attention.add(protocol))
+            # One small partial per connection, run in one shared context (not a copy each).
+            instance.add_done_callback(
+                functools.partial(_needs_attention, self, protocol), context=_CALLBACK_CONTEXT
+            )
         return queue
 
     server_class.protocol_connected = protocol_connected
@@ -179,9 +198,7 @@ def check_timeouts(server: Any, now: float | None = None) -> None:
     state = _state(server)
     now = time.time() if now is None else now
     connections = server.connections
-    due = []
-    while state.due and state.due[0][0] <= now:
-        due.append(heapq.heappop(state.due)[2]())
+    due = state.take_due(now)
     closing = []
     for protocol in due:
         if protocol is None or protocol not in connections:

@@ -111,7 +111,7 @@ def test_a_closed_socket_is_dropped_and_not_kept_alive_by_the_schedule(server, c
     check_at(server, clock, T0 + 30)
     assert socket.checks == 0
     state = daphne_checks._state(server)
-    assert state.due == [] and state.others == {}
+    assert state.due == {} and state.others == {}
 
 
 async def test_only_connections_that_disconnected_or_ended_are_visited_and_reaped(server):
