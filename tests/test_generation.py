@@ -176,55 +176,54 @@ async def test_a_turn_stopped_before_its_runner_began_is_stored_as_stopped(user,
     assert registry.running_snapshot(turn.pk) is None
 
 
-async def test_the_request_is_on_its_way_to_the_gateway_before_the_turn_is_announced(
-    user, thread, monkeypatch
-):
-    # The announcement is rendered while the gateway works, not before the request leaves.
+@pytest.fixture
+async def request_order(user, thread, monkeypatch) -> list[str]:
+    """What happens in a turn, in order: "request" when its request is first written to the
+    gateway (on a connection already open and pooled); tests add their own events."""
+    await run_turn(user, thread, "hello")  # the connection to the gateway is open and pooled
     order = []
-    real_write, real_created = network.AsyncioStream.write, launch._created
+    real_write = network.AsyncioStream.write
 
     async def write(self, buffer, timeout=None):  # noqa: ASYNC109 (httpcore's interface)
         if "request" not in order:
             order.append("request")
         await real_write(self, buffer, timeout)
 
+    monkeypatch.setattr(network.AsyncioStream, "write", write)
+    return order
+
+
+async def test_the_request_is_on_its_way_to_the_gateway_before_the_turn_is_announced(
+    user, thread, monkeypatch, request_order
+):
+    # The announcement is rendered while the gateway works, not before the request leaves.
+    real_created = launch._created
+
     def created(plan):
-        order.append("announcement")
+        request_order.append("announcement")
         return real_created(plan)
 
-    await run_turn(user, thread, "hello")  # the connection to the gateway is open and pooled
-    monkeypatch.setattr(network.AsyncioStream, "write", write)
     monkeypatch.setattr(launch, "_created", created)
-    turn = await launch.start_turn(user, thread.pk, "hello again")
-    await registry.wait_for(turn.pk)
-    await turn.arefresh_from_db()
+    turn = await run_turn(user, thread, "hello again")
     assert turn.status == Turn.Status.COMPLETED
-    assert order[:2] == ["request", "announcement"]
+    assert request_order[:2] == ["request", "announcement"]
 
 
 async def test_the_request_leaves_before_work_already_queued_on_the_loop(
-    user, thread, monkeypatch
+    user, thread, monkeypatch, request_order
 ):
     # On a busy worker the loop's queue holds every running stream's work: the new turn's
     # runner takes its first step (the request written) ahead of it.
-    order = []
-    real_write, real_start = network.AsyncioStream.write, TurnRunner.start
-
-    async def write(self, buffer, timeout=None):  # noqa: ASYNC109 (httpcore's interface)
-        if "request" not in order:
-            order.append("request")
-        await real_write(self, buffer, timeout)
+    real_start = TurnRunner.start
 
     def start(self):
-        asyncio.get_running_loop().call_soon(order.append, "other streams' work")
+        asyncio.get_running_loop().call_soon(request_order.append, "other streams' work")
         return real_start(self)
 
-    await run_turn(user, thread, "hello")  # the connection to the gateway is open and pooled
-    monkeypatch.setattr(network.AsyncioStream, "write", write)
     monkeypatch.setattr(TurnRunner, "start", start)
     turn = await run_turn(user, thread, "hello again")
     assert turn.status == Turn.Status.COMPLETED
-    assert order[:2] == ["request", "other streams' work"]
+    assert request_order[:2] == ["request", "other streams' work"]
 
 
 def test_a_dead_workers_turn_is_marked_interrupted_and_keeps_its_text(thread, user, settings):
