@@ -193,10 +193,10 @@ def check_applications(server: Any) -> None:
             state.attention.add(protocol)
 
 
-def check_timeouts(server: Any, now: float | None = None) -> None:
+def check_timeouts(server: Any) -> None:
     """Daphne's ``Server.timeout_checker``: open websockets when due, the others every pass."""
     state = _state(server)
-    now = time.time() if now is None else now
+    now = time.time()
     connections = server.connections
     due = state.take_due(now)
     closing = []

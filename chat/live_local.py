@@ -299,22 +299,28 @@ def frame_writer(send: Any) -> Callable[[str], None] | None:
     if not hasattr(protocol, "sendMessage") or not hasattr(protocol, "STATE_OPEN"):
         return None
     connections = server.connections
+    # Twisted's plain TCP transport is written to directly; TLS and others through ``write``.
+    tcp = sys.modules.get("twisted.internet.tcp")
+    direct = tcp is not None and isinstance(protocol.transport, tcp.Connection)
 
     def write(text: str) -> None:
         details = connections.get(protocol)
         if details is None or details.get("disconnected") or protocol.state != protocol.STATE_OPEN:
             return  # closing: Daphne tells the socket (``websocket.disconnect``)
         payload = text.encode()
-        if _plain_frames(protocol):
+        if not _plain_frames(protocol):
+            protocol.sendMessage(payload, False)
+        elif direct:
             send_now(protocol.transport, text_frame_header(len(payload)) + payload)
         else:
-            protocol.sendMessage(payload, False)
+            protocol.transport.write(text_frame_header(len(payload)) + payload)
 
     return write
 
 
 def send_now(transport: Any, data: bytes) -> None:
-    """``transport.write(data)``, but sent to the socket now when nothing is queued before it.
+    """``transport.write(data)`` on a Twisted TCP transport (``twisted.internet.tcp.Connection``),
+    but sent to the socket now when nothing is queued before it.
 
     Twisted's TCP transport only buffers a write and asks the reactor to tell it when the
     socket is writable: the frame leaves on the loop's next pass, after everything queued on
@@ -322,13 +328,8 @@ def send_now(transport: Any, data: bytes) -> None:
     writer registered and removed again. asyncio's own transports try the socket first; this
     does the same. What the socket does not take, or a socket error, goes through Twisted's
     write as before (it sends the rest, or finds the error and closes the connection)."""
-    sock = getattr(transport, "socket", None)
-    tcp = sys.modules.get("twisted.internet.tcp")
     if (
-        sock is None
-        or tcp is None
-        or not isinstance(transport, tcp.Connection)
-        or transport.dataBuffer
+        transport.dataBuffer
         or transport._tempDataBuffer
         or not transport.connected
         or transport.disconnecting
@@ -337,7 +338,7 @@ def send_now(transport: Any, data: bytes) -> None:
         transport.write(data)
         return
     try:
-        sent = sock.send(data)
+        sent = transport.socket.send(data)
     except OSError:  # would block, or the connection failed: Twisted's write handles both
         sent = 0
     if sent < len(data):
